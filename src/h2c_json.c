@@ -1,0 +1,157 @@
+/* h2c_json: see h2c_json.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_strings.h>
+#include <jansson.h>
+
+#include "h2c_json.h"
+#include "h2c_text.h"
+
+static apr_status_t json_cleanup(void *j) {
+    json_decref(j);
+    return APR_SUCCESS;
+}
+
+/* A jansson value whose reference is dropped with the pool. */
+static json_t *pool_json(apr_pool_t *p, json_t *j) {
+    if (j) {
+        apr_pool_cleanup_register(p, j, json_cleanup, apr_pool_cleanup_null);
+    }
+    return j;
+}
+
+/* Dumps j compactly into the pool (UTF-8 kept as is, not \u-escaped). */
+static char *pool_dump(apr_pool_t *p, const json_t *j) {
+    char *s = json_dumps(j, JSON_COMPACT), *copy;
+
+    if (!s) {
+        return NULL;
+    }
+    copy = apr_pstrdup(p, s);
+    free(s);
+    return copy;
+}
+
+/* Checks one string field; *why is set on failure. */
+static int field_ok(const json_t *v, const char *name, const char **why) {
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+
+    if (!v) {
+        *why = strcmp(name, "user") ? "missing \"text\"" : "missing \"user\"";
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        *why = strcmp(name, "user") ? "\"text\" must be a string"
+                                    : "\"user\" must be a string";
+        return 0;
+    }
+    if (n == 0) {
+        *why = strcmp(name, "user") ? "\"text\" is empty" : "\"user\" is empty";
+        return 0;
+    }
+    if (h2c_text_check_controls(s, n) != APR_SUCCESS) {
+        *why = "control characters other than newline and tab are not allowed";
+        return 0;
+    }
+    return 1;
+}
+
+apr_status_t h2c_json_parse_post(const char *body, apr_size_t len, const char *auth_user,
+                                 apr_pool_t *p, char **fields, apr_size_t *flen,
+                                 const char **why) {
+    json_error_t err;
+    json_t *in, *out, *user, *text;
+    char *enc;
+
+    if (h2c_text_check_utf8(body, len) != APR_SUCCESS) {
+        *why = "body is not valid UTF-8";
+        return APR_EINVAL;
+    }
+    /* NUL is allowed by the parser so that it is refused below as a
+     * control character, with that reason, rather than as bad JSON. */
+    in = pool_json(p, json_loadb(body, len, JSON_ALLOW_NUL, &err));
+    if (!in) {
+        *why = apr_psprintf(p, "malformed JSON: %s", err.text);
+        return APR_EINVAL;
+    }
+    if (!json_is_object(in)) {
+        *why = "body must be a JSON object";
+        return APR_EINVAL;
+    }
+    user = auth_user ? pool_json(p, json_string(auth_user)) : json_object_get(in, "user");
+    text = json_object_get(in, "text");
+    if (auth_user && !user) {
+        *why = "authenticated user name is not valid UTF-8";
+        return APR_EINVAL;
+    }
+    if (!field_ok(user, "user", why) || !field_ok(text, "text", why)) {
+        return APR_EINVAL;
+    }
+    if (h2c_text_count_chars(json_string_value(user), json_string_length(user)) >
+        H2C_JSON_USER_MAX_CHARS) {
+        *why = apr_psprintf(p, "\"user\" is longer than %d characters",
+                            H2C_JSON_USER_MAX_CHARS);
+        return APR_EINVAL;
+    }
+    out = pool_json(p, json_object());
+    if (!out || json_object_set(out, "user", user) ||
+        json_object_set(out, "text", text) || !(enc = pool_dump(p, out))) {
+        *why = "out of memory";
+        return APR_ENOMEM;
+    }
+    /* {"user":..,"text":..} -> the fragment between the braces */
+    *flen = strlen(enc) - 2;
+    enc[*flen + 1] = '\0';
+    *fields = enc + 1;
+    return APR_SUCCESS;
+}
+
+apr_size_t h2c_json_format_message(char *buf, apr_size_t cap, uint64_t id,
+                                   int64_t time_ms, const char *fields, apr_size_t flen) {
+    char head[48], tail[32];
+    int hn = snprintf(head, sizeof(head), "{\"type\":\"message\",\"id\":%llu,",
+                      (unsigned long long)id);
+    int tn = snprintf(tail, sizeof(tail), ",\"time\":%lld}", (long long)time_ms);
+    apr_size_t n = (apr_size_t)hn + flen + (apr_size_t)tn;
+
+    if (n > cap) {
+        return 0;
+    }
+    memcpy(buf, head, (apr_size_t)hn);
+    memcpy(buf + hn, fields, flen);
+    memcpy(buf + hn + flen, tail, (apr_size_t)tn);
+    return n;
+}
+
+char *h2c_json_error(apr_pool_t *p, const char *msg) {
+    json_t *j = pool_json(p, json_pack("{s:s}", "error", msg));
+
+    return j ? pool_dump(p, j) : apr_pstrdup(p, "{\"error\":\"internal error\"}");
+}
+
+/* The number-only objects have fixed keys: formatting them needs no JSON
+ * library, and the hot path (heartbeats) stays allocation-light. */
+char *h2c_json_published(apr_pool_t *p, uint64_t id, int64_t time_ms) {
+    return apr_psprintf(p, "{\"id\":%" APR_UINT64_T_FMT ",\"time\":%" APR_INT64_T_FMT "}",
+                        (apr_uint64_t)id, (apr_int64_t)time_ms);
+}
+
+char *h2c_json_gap(apr_pool_t *p, uint64_t missed, uint64_t from, uint64_t to) {
+    return apr_psprintf(p,
+                        "{\"type\":\"gap\",\"missed\":%" APR_UINT64_T_FMT
+                        ",\"from\":%" APR_UINT64_T_FMT ",\"to\":%" APR_UINT64_T_FMT "}",
+                        (apr_uint64_t)missed, (apr_uint64_t)from, (apr_uint64_t)to);
+}
+
+char *h2c_json_reset(apr_pool_t *p, uint64_t last_id) {
+    return apr_psprintf(p, "{\"type\":\"reset\",\"last_id\":%" APR_UINT64_T_FMT "}",
+                        (apr_uint64_t)last_id);
+}
+
+char *h2c_json_heartbeat(apr_pool_t *p, int64_t time_ms) {
+    return apr_psprintf(p, "{\"type\":\"heartbeat\",\"time\":%" APR_INT64_T_FMT "}",
+                        (apr_int64_t)time_ms);
+}

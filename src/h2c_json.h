@@ -1,0 +1,37 @@
+/* h2c_json: every JSON the module reads or writes (pure unit wrapping
+ * jansson; no httpd headers). Messages are encoded once, at publish time:
+ * the encoded bytes are what the ring stores and every subscriber gets. */
+#ifndef H2C_JSON_H
+#define H2C_JSON_H
+
+#include <apr_errno.h>
+#include <apr_pools.h>
+#include <stdint.h>
+
+#define H2C_JSON_USER_MAX_CHARS 64
+
+/* Room a message line needs beyond twice the POST body (escaping at most
+ * doubles the body's bytes; the rest is type, id and time). */
+#define H2C_JSON_LINE_OVERHEAD 128
+
+/* Parses and validates a POST body {"user":"..","text":".."}. `auth_user`
+ * (when not NULL) is the user instead of the body's. On success *fields is
+ * the encoded `"user":..,"text":..` fragment (no braces). On failure
+ * APR_EINVAL and *why says what is wrong, for the client. */
+apr_status_t h2c_json_parse_post(const char *body, apr_size_t len, const char *auth_user,
+                                 apr_pool_t *p, char **fields, apr_size_t *flen,
+                                 const char **why);
+
+/* Writes the message line {"type":"message","id":..,<fields>,"time":..}
+ * (no newline) into buf; returns its length or 0 if cap is too small. */
+apr_size_t h2c_json_format_message(char *buf, apr_size_t cap, uint64_t id,
+                                   int64_t time_ms, const char *fields, apr_size_t flen);
+
+/* The small fixed-shape objects of the protocol. */
+char *h2c_json_error(apr_pool_t *p, const char *msg);
+char *h2c_json_published(apr_pool_t *p, uint64_t id, int64_t time_ms);
+char *h2c_json_gap(apr_pool_t *p, uint64_t missed, uint64_t from, uint64_t to);
+char *h2c_json_reset(apr_pool_t *p, uint64_t last_id);
+char *h2c_json_heartbeat(apr_pool_t *p, int64_t time_ms);
+
+#endif /* H2C_JSON_H */

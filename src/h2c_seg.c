@@ -1,0 +1,178 @@
+/* h2c_seg: see h2c_seg.h. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+#include "h2c_seg.h"
+
+struct h2c_seg_hdr_t {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t size;
+    uint32_t nchildren;
+    uint32_t capacity; /* ring settings, to tell whether a restart fits */
+    uint32_t max_len;
+    uint32_t pad;
+    uint64_t children_off;
+    uint64_t ring_off;
+    uint64_t published;
+    uint64_t refused[H2C_REFUSED_MAX];
+};
+
+#define ALIGN64(n) (((n) + 63u) & ~(apr_size_t)63u)
+
+static const char *const refusal_names[H2C_REFUSED_MAX] = {
+    "Cap", "TooLarge", "Invalid", "MediaType", "Method", "Unavailable"};
+
+const char *h2c_seg_refusal_name(h2c_refusal_t why) {
+    return why < H2C_REFUSED_MAX ? refusal_names[why] : "Unknown";
+}
+
+static apr_size_t children_off(void) {
+    return ALIGN64(sizeof(h2c_seg_hdr_t));
+}
+
+static apr_size_t ring_off(uint32_t nchildren) {
+    return ALIGN64(children_off() + nchildren * sizeof(h2c_child_t));
+}
+
+apr_size_t h2c_seg_size(uint32_t nchildren, uint32_t capacity, uint32_t max_len) {
+    return ring_off(nchildren) + h2c_ring_size(capacity, max_len);
+}
+
+apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t nchildren,
+                          uint32_t capacity, uint32_t max_len) {
+    char *base = mem;
+    apr_status_t rv;
+
+    if (nchildren == 0 || size < h2c_seg_size(nchildren, capacity, max_len)) {
+        return APR_EINVAL;
+    }
+    memset(mem, 0, ring_off(nchildren));
+    rv = h2c_ring_init(&seg->ring, base + ring_off(nchildren), size - ring_off(nchildren),
+                       capacity, max_len);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    seg->hdr = mem;
+    seg->children = (h2c_child_t *)(void *)(base + children_off());
+    seg->hdr->version = H2C_SEG_VERSION;
+    seg->hdr->size = h2c_seg_size(nchildren, capacity, max_len);
+    seg->hdr->nchildren = nchildren;
+    seg->hdr->capacity = capacity;
+    seg->hdr->max_len = max_len;
+    seg->hdr->children_off = children_off();
+    seg->hdr->ring_off = ring_off(nchildren);
+    __atomic_store_n(&seg->hdr->magic, H2C_SEG_MAGIC, __ATOMIC_RELEASE);
+    return APR_SUCCESS;
+}
+
+apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
+    h2c_seg_hdr_t *hdr = mem;
+    char *base = mem;
+
+    if (size < sizeof(*hdr) ||
+        __atomic_load_n(&hdr->magic, __ATOMIC_ACQUIRE) != H2C_SEG_MAGIC ||
+        hdr->version != H2C_SEG_VERSION || hdr->size > size ||
+        hdr->children_off != children_off() ||
+        hdr->ring_off != ring_off(hdr->nchildren) || hdr->ring_off > hdr->size) {
+        return APR_EGENERAL;
+    }
+    if (h2c_ring_attach(&seg->ring, base + hdr->ring_off, hdr->size - hdr->ring_off) !=
+        APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    seg->hdr = hdr;
+    seg->children = (h2c_child_t *)(void *)(base + hdr->children_off);
+    return APR_SUCCESS;
+}
+
+int h2c_seg_fits(const h2c_seg_t *seg, uint32_t nchildren, uint32_t capacity,
+                 uint32_t max_len) {
+    return seg->hdr->nchildren == nchildren && seg->hdr->capacity == capacity &&
+           seg->hdr->max_len == max_len;
+}
+
+static int pid_gone(uint32_t pid) {
+    /* EPERM means it exists but belongs to someone else: not gone. */
+    return pid != 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+apr_status_t h2c_seg_child_claim(h2c_seg_t *seg, uint32_t pid, uint32_t *slot) {
+    uint32_t i, n = seg->hdr->nchildren, old;
+
+    for (i = 0; i < n; i++) {
+        old = __atomic_load_n(&seg->children[i].pid, __ATOMIC_ACQUIRE);
+        if (pid_gone(old) &&
+            __atomic_compare_exchange_n(&seg->children[i].pid, &old, 0, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            /* a killed child never left: drop what it held */
+            __atomic_store_n(&seg->children[i].held, 0, __ATOMIC_RELEASE);
+        }
+    }
+    for (i = 0; i < n; i++) {
+        old = 0;
+        if (__atomic_compare_exchange_n(&seg->children[i].pid, &old, pid, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            __atomic_store_n(&seg->children[i].held, 0, __ATOMIC_RELEASE);
+            *slot = i;
+            return APR_SUCCESS;
+        }
+    }
+    return APR_EAGAIN;
+}
+
+void h2c_seg_child_release(h2c_seg_t *seg, uint32_t slot) {
+    __atomic_store_n(&seg->children[slot].held, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&seg->children[slot].pid, 0, __ATOMIC_RELEASE);
+}
+
+uint32_t h2c_seg_child_count(const h2c_seg_t *seg) {
+    return seg->hdr->nchildren;
+}
+
+uint32_t h2c_seg_sub_total(const h2c_seg_t *seg) {
+    uint32_t i, total = 0;
+
+    for (i = 0; i < seg->hdr->nchildren; i++) {
+        if (__atomic_load_n(&seg->children[i].pid, __ATOMIC_ACQUIRE)) {
+            total += __atomic_load_n(&seg->children[i].held, __ATOMIC_ACQUIRE);
+        }
+    }
+    return total;
+}
+
+apr_status_t h2c_seg_sub_enter(h2c_seg_t *seg, uint32_t slot, uint32_t max) {
+    /* Count first, then check: two racing entries may both be refused
+     * near the cap, but the total never passes it. */
+    __atomic_add_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
+    if (h2c_seg_sub_total(seg) > max) {
+        __atomic_sub_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
+        return APR_EBUSY;
+    }
+    return APR_SUCCESS;
+}
+
+void h2c_seg_sub_leave(h2c_seg_t *seg, uint32_t slot) {
+    __atomic_sub_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
+}
+
+void h2c_seg_count_refusal(h2c_seg_t *seg, h2c_refusal_t why) {
+    if (why < H2C_REFUSED_MAX) {
+        __atomic_add_fetch(&seg->hdr->refused[why], 1, __ATOMIC_RELAXED);
+    }
+}
+
+uint64_t h2c_seg_refusals(const h2c_seg_t *seg, h2c_refusal_t why) {
+    return why < H2C_REFUSED_MAX
+               ? __atomic_load_n(&seg->hdr->refused[why], __ATOMIC_RELAXED)
+               : 0;
+}
+
+void h2c_seg_count_published(h2c_seg_t *seg) {
+    __atomic_add_fetch(&seg->hdr->published, 1, __ATOMIC_RELAXED);
+}
+
+uint64_t h2c_seg_published(const h2c_seg_t *seg) {
+    return __atomic_load_n(&seg->hdr->published, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,74 @@
+/* h2c_seg: the shared segment's layout (pure unit, no httpd headers).
+ *
+ *   header (magic, version, sizes, offsets) | counters | child table | ring
+ *
+ * Offsets, never pointers: each process builds its own h2c_seg_t view.
+ * The child table counts held subscribers per child process; the total is
+ * their sum, so a child that dies takes its count with it once its slot is
+ * reclaimed (see h2c_seg_child_claim). Rooms will add rings and per-room
+ * counts behind the same header. */
+#ifndef H2C_SEG_H
+#define H2C_SEG_H
+
+#include <apr_errno.h>
+#include <apr_general.h>
+#include <stdint.h>
+
+#include "h2c_ring.h"
+
+#define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
+#define H2C_SEG_VERSION 1u
+
+/* Why a request was refused; one counter each (server-status). */
+typedef enum {
+    H2C_REFUSED_CAP,         /* subscriber cap reached */
+    H2C_REFUSED_TOO_LARGE,   /* body over H2ChatMaxMessageBytes */
+    H2C_REFUSED_INVALID,     /* malformed or invalid message, bad resume id */
+    H2C_REFUSED_MEDIA_TYPE,  /* not application/json */
+    H2C_REFUSED_METHOD,      /* neither GET nor POST */
+    H2C_REFUSED_UNAVAILABLE, /* store unusable */
+    H2C_REFUSED_MAX
+} h2c_refusal_t;
+
+typedef struct h2c_seg_hdr_t h2c_seg_hdr_t;
+
+typedef struct {
+    uint32_t pid;  /* 0: free */
+    uint32_t held; /* subscribers held by that process now */
+} h2c_child_t;
+
+typedef struct {
+    h2c_seg_hdr_t *hdr;
+    h2c_child_t *children;
+    h2c_ring_t ring;
+} h2c_seg_t;
+
+const char *h2c_seg_refusal_name(h2c_refusal_t why);
+
+apr_size_t h2c_seg_size(uint32_t nchildren, uint32_t capacity, uint32_t max_len);
+apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t nchildren,
+                          uint32_t capacity, uint32_t max_len);
+apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size);
+
+/* Does this segment have the shape these settings ask for? */
+int h2c_seg_fits(const h2c_seg_t *seg, uint32_t nchildren, uint32_t capacity,
+                 uint32_t max_len);
+
+/* Child registry. claim: takes a free slot for `pid`, first freeing the
+ * slots of processes that no longer exist. APR_EAGAIN if the table is full. */
+apr_status_t h2c_seg_child_claim(h2c_seg_t *seg, uint32_t pid, uint32_t *slot);
+void h2c_seg_child_release(h2c_seg_t *seg, uint32_t slot);
+uint32_t h2c_seg_child_count(const h2c_seg_t *seg);
+
+/* Counts a new subscriber for child `slot` unless the total would pass
+ * `max`: APR_SUCCESS or APR_EBUSY. leave undoes a successful enter. */
+apr_status_t h2c_seg_sub_enter(h2c_seg_t *seg, uint32_t slot, uint32_t max);
+void h2c_seg_sub_leave(h2c_seg_t *seg, uint32_t slot);
+uint32_t h2c_seg_sub_total(const h2c_seg_t *seg);
+
+void h2c_seg_count_refusal(h2c_seg_t *seg, h2c_refusal_t why);
+uint64_t h2c_seg_refusals(const h2c_seg_t *seg, h2c_refusal_t why);
+void h2c_seg_count_published(h2c_seg_t *seg);
+uint64_t h2c_seg_published(const h2c_seg_t *seg);
+
+#endif /* H2C_SEG_H */

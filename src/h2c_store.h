@@ -1,0 +1,40 @@
+/* h2c_store: where published messages go (pure unit, no httpd headers).
+ *
+ * Subscribers always read the local shared-memory ring; a store decides how
+ * a message gets there and who gives it its id. The shm store appends under
+ * the global lock; a Redis store would append to Redis and let its reader
+ * feed the ring. A table of functions, as nchan and mod_md do it. */
+#ifndef H2C_STORE_H
+#define H2C_STORE_H
+
+#include <apr_errno.h>
+#include <apr_global_mutex.h>
+#include <stdint.h>
+
+#include "h2c_seg.h"
+
+typedef struct h2c_store_t h2c_store_t;
+
+typedef struct {
+    const char *name;
+    /* Publishes the encoded fields of one message; sets its id and time. */
+    apr_status_t (*publish)(h2c_store_t *store, const char *fields, apr_size_t flen,
+                            uint64_t *id, int64_t *time_ms);
+} h2c_store_ops_t;
+
+struct h2c_store_t {
+    const h2c_store_ops_t *ops;
+    h2c_seg_t *seg;
+    apr_global_mutex_t *lock;
+};
+
+/* The shared-memory store: the segment's ring, serialised by `lock`. */
+void h2c_store_shm_init(h2c_store_t *store, h2c_seg_t *seg, apr_global_mutex_t *lock);
+
+static inline apr_status_t h2c_store_publish(h2c_store_t *store, const char *fields,
+                                             apr_size_t flen, uint64_t *id,
+                                             int64_t *time_ms) {
+    return store->ops->publish(store, fields, flen, id, time_ms);
+}
+
+#endif /* H2C_STORE_H */

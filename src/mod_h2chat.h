@@ -1,0 +1,76 @@
+/* mod_h2chat glue: what the httpd-facing units share. */
+#ifndef MOD_H2CHAT_H
+#define MOD_H2CHAT_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+
+#include "h2c_seg.h"
+#include "h2c_store.h"
+#include "mod_h2chat_tags.h"
+
+/* APLOG_USE_MODULE for every glue unit: `LogLevel h2chat:debug` works. */
+APLOG_USE_MODULE(h2chat);
+extern module AP_MODULE_DECLARE_DATA h2chat_module;
+
+#define H2CHAT_DEFAULT_HISTORY 1000
+#define H2CHAT_DEFAULT_SNAPSHOT 50
+#define H2CHAT_DEFAULT_MAX_BYTES 4096
+#define H2CHAT_DEFAULT_HEARTBEAT 20
+#define H2CHAT_RETRY_AFTER "5"
+
+typedef struct {
+    int enabled;   /* -1 unset */
+    int snapshot;  /* -1 unset */
+    int max_bytes; /* -1 unset */
+    int heartbeat; /* seconds, -1 unset */
+} h2chat_dir_conf_t;
+
+typedef struct {
+    int history;         /* -1 unset */
+    int max_subscribers; /* -1 unset: derived from the MPM */
+} h2chat_srv_conf_t;
+
+/* The process's view of the shared state. */
+typedef struct {
+    h2c_seg_t seg;
+    h2c_store_t store;
+    int usable;          /* attached and registered in this process */
+    uint32_t child_slot; /* this process's row in the child table */
+    uint32_t max_subscribers;
+    volatile int stopping; /* child_stopping ran: end held streams */
+} h2chat_state_t;
+
+/* mod_h2chat_config.c */
+extern const command_rec h2chat_cmds[];
+void *h2chat_create_dir_conf(apr_pool_t *p, char *dir);
+void *h2chat_merge_dir_conf(apr_pool_t *p, void *base, void *add);
+void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s);
+void *h2chat_merge_srv_conf(apr_pool_t *p, void *base, void *add);
+int h2chat_conf_snapshot(const h2chat_dir_conf_t *dc);
+int h2chat_conf_max_bytes(const h2chat_dir_conf_t *dc);
+int h2chat_conf_heartbeat(const h2chat_dir_conf_t *dc);
+int h2chat_conf_history(server_rec *s);
+int h2chat_conf_largest_max_bytes(void);
+void h2chat_conf_reset(void);
+
+/* mod_h2chat_shm.c */
+h2chat_state_t *h2chat_state(void);
+int h2chat_shm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp);
+int h2chat_shm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                           server_rec *s);
+void h2chat_shm_child_init(apr_pool_t *pchild, server_rec *s);
+void h2chat_shm_child_stopping(apr_pool_t *pchild, int graceful);
+
+/* mod_h2chat_reply.c: a JSON body, a status and one tagged log line. */
+int h2chat_reply_error(request_rec *r, int status, h2c_refusal_t why, const char *tag,
+                       const char *msg);
+void h2chat_reply_json(request_rec *r, int status, const char *json);
+
+/* mod_h2chat_subscribe.c / _publish.c / _status.c */
+int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc);
+int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc);
+int h2chat_status_hook(request_rec *r, int flags);
+
+#endif /* MOD_H2CHAT_H */

@@ -1,0 +1,148 @@
+/* mod_h2chat_config: the H2Chat* directives, their defaults and merging. */
+#include "mod_h2chat.h"
+
+#include <apr_strings.h>
+
+/* The ring's slot size must hold the largest message any location accepts;
+ * the segment is made once for all, so the largest value configured anywhere
+ * is remembered while the configuration is read (reset in pre_config). */
+static int largest_max_bytes = H2CHAT_DEFAULT_MAX_BYTES;
+
+void h2chat_conf_reset(void) {
+    largest_max_bytes = H2CHAT_DEFAULT_MAX_BYTES;
+}
+
+int h2chat_conf_largest_max_bytes(void) {
+    return largest_max_bytes;
+}
+
+void *h2chat_create_dir_conf(apr_pool_t *p, char *dir) {
+    h2chat_dir_conf_t *dc = apr_palloc(p, sizeof(*dc));
+
+    (void)dir;
+    dc->enabled = dc->snapshot = dc->max_bytes = dc->heartbeat = -1;
+    return dc;
+}
+
+#define MERGE(f) (add->f != -1 ? add->f : base->f)
+
+void *h2chat_merge_dir_conf(apr_pool_t *p, void *basev, void *addv) {
+    h2chat_dir_conf_t *base = basev, *add = addv, *dc = apr_palloc(p, sizeof(*dc));
+
+    dc->enabled = MERGE(enabled);
+    dc->snapshot = MERGE(snapshot);
+    dc->max_bytes = MERGE(max_bytes);
+    dc->heartbeat = MERGE(heartbeat);
+    return dc;
+}
+
+void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
+    h2chat_srv_conf_t *sc = apr_palloc(p, sizeof(*sc));
+
+    (void)s;
+    sc->history = sc->max_subscribers = -1;
+    return sc;
+}
+
+void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
+    h2chat_srv_conf_t *base = basev, *add = addv, *sc = apr_palloc(p, sizeof(*sc));
+
+    sc->history = MERGE(history);
+    sc->max_subscribers = MERGE(max_subscribers);
+    return sc;
+}
+
+int h2chat_conf_snapshot(const h2chat_dir_conf_t *dc) {
+    return dc->snapshot != -1 ? dc->snapshot : H2CHAT_DEFAULT_SNAPSHOT;
+}
+
+int h2chat_conf_max_bytes(const h2chat_dir_conf_t *dc) {
+    return dc->max_bytes != -1 ? dc->max_bytes : H2CHAT_DEFAULT_MAX_BYTES;
+}
+
+int h2chat_conf_heartbeat(const h2chat_dir_conf_t *dc) {
+    return dc->heartbeat != -1 ? dc->heartbeat : H2CHAT_DEFAULT_HEARTBEAT;
+}
+
+int h2chat_conf_history(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return sc->history != -1 ? sc->history : H2CHAT_DEFAULT_HISTORY;
+}
+
+/* Parses a whole decimal number in [min, max] or says why not. */
+static const char *parse_int(cmd_parms *cmd, const char *arg, int min, int max,
+                             int *out) {
+    char *end;
+    apr_int64_t v;
+
+    if (!*arg) {
+        return apr_psprintf(cmd->pool, "%s needs a number", cmd->cmd->name);
+    }
+    v = apr_strtoi64(arg, &end, 10);
+    if (*end || v < min || v > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a whole number from %d to %d",
+                            cmd->cmd->name, arg, min, max);
+    }
+    *out = (int)v;
+    return NULL;
+}
+
+static const char *set_enabled(cmd_parms *cmd, void *dcv, int on) {
+    (void)cmd;
+    ((h2chat_dir_conf_t *)dcv)->enabled = on;
+    return NULL;
+}
+
+static const char *set_snapshot(cmd_parms *cmd, void *dcv, const char *arg) {
+    return parse_int(cmd, arg, 0, 100000, &((h2chat_dir_conf_t *)dcv)->snapshot);
+}
+
+static const char *set_max_bytes(cmd_parms *cmd, void *dcv, const char *arg) {
+    h2chat_dir_conf_t *dc = dcv;
+    const char *err = parse_int(cmd, arg, 16, 1024 * 1024, &dc->max_bytes);
+
+    if (!err && dc->max_bytes > largest_max_bytes) {
+        largest_max_bytes = dc->max_bytes;
+    }
+    return err;
+}
+
+static const char *set_heartbeat(cmd_parms *cmd, void *dcv, const char *arg) {
+    return parse_int(cmd, arg, 1, 3600, &((h2chat_dir_conf_t *)dcv)->heartbeat);
+}
+
+static h2chat_srv_conf_t *srv_conf(cmd_parms *cmd) {
+    return ap_get_module_config(cmd->server->module_config, &h2chat_module);
+}
+
+static const char *set_history(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dcv;
+    return err ? err : parse_int(cmd, arg, 1, 10000000, &srv_conf(cmd)->history);
+}
+
+static const char *set_max_subscribers(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dcv;
+    return err ? err : parse_int(cmd, arg, 1, 10000000, &srv_conf(cmd)->max_subscribers);
+}
+
+const command_rec h2chat_cmds[] = {
+    AP_INIT_FLAG("H2Chat", set_enabled, NULL, ACCESS_CONF,
+                 "On: this location is a chat endpoint (GET subscribes, POST publishes)"),
+    AP_INIT_TAKE1(
+        "H2ChatHistory", set_history, NULL, RSRC_CONF,
+        "messages kept in shared memory for snapshots and resume (default 1000)"),
+    AP_INIT_TAKE1("H2ChatSnapshot", set_snapshot, NULL, ACCESS_CONF,
+                  "messages a new subscriber gets first (default 50)"),
+    AP_INIT_TAKE1("H2ChatMaxMessageBytes", set_max_bytes, NULL, ACCESS_CONF,
+                  "largest accepted POST body in bytes (default 4096)"),
+    AP_INIT_TAKE1("H2ChatHeartbeat", set_heartbeat, NULL, ACCESS_CONF,
+                  "seconds of silence before a keep-alive line (default 20)"),
+    AP_INIT_TAKE1("H2ChatMaxSubscribers", set_max_subscribers, NULL, RSRC_CONF,
+                  "held streams allowed across all children (default: 3/4 of the "
+                  "MPM's threads)"),
+    {NULL}};

@@ -1,0 +1,194 @@
+/* mod_h2chat_shm: the shared segment and its lock, across processes and
+ * restarts.
+ *
+ * Order as in mod_example_ipc: the mutex type is registered in pre_config
+ * (admins pick the mechanism with `Mutex h2chat-shm ...`), post_config skips
+ * the dry run and makes the segment, child_init attaches. Unlike it, segment
+ * and mutex live in the process pool and are found again through
+ * ap_retained_data on a graceful restart: old and new children then share
+ * one history, one id sequence and one lock. */
+#include "mod_h2chat.h"
+
+#include <unistd.h>
+
+#include <ap_mpm.h>
+#include <apr_shm.h>
+#include <http_core.h>
+#include <http_main.h>
+#include <mpm_common.h>
+#include <util_mutex.h>
+
+#include "h2c_json.h"
+#include "h2c_wait.h"
+
+#define H2CHAT_MUTEX_TYPE "h2chat-shm"
+#define H2CHAT_RETAINED_KEY "mod_h2chat-retained"
+
+/* What the parent keeps from one generation to the next. */
+typedef struct {
+    apr_shm_t *shm;
+    apr_global_mutex_t *mutex;
+} h2chat_retained_t;
+
+static h2chat_retained_t *retained;
+static h2chat_state_t state;
+
+h2chat_state_t *h2chat_state(void) {
+    return &state;
+}
+
+int h2chat_shm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp) {
+    (void)plog, (void)ptemp;
+    h2chat_conf_reset();
+    return ap_mutex_register(pconf, H2CHAT_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+}
+
+/* Children the table must hold: every process of this generation plus the
+ * old generation still finishing after a graceful restart. */
+static uint32_t child_table_size(void) {
+    int limit = 0;
+
+    ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit);
+    return (uint32_t)(limit > 0 ? limit : 16) * 2 + 2;
+}
+
+/* Held streams allowed when H2ChatMaxSubscribers is not set: three quarters
+ * of the MPM's threads, so the rest are always free for POSTs, static files
+ * and the status page (see README). */
+static uint32_t default_max_subscribers(void) {
+    int threads = 0, daemons = 0;
+    long total;
+
+    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+    ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons);
+    total = (long)(threads > 0 ? threads : 1) * (daemons > 0 ? daemons : 1);
+    return (uint32_t)(total * 3 / 4 > 0 ? total * 3 / 4 : 1);
+}
+
+static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t capacity,
+                                 uint32_t max_len) {
+    apr_size_t size = h2c_seg_size(nchildren, capacity, max_len);
+    apr_status_t rv;
+
+    if (retained->shm) {
+        if (h2c_seg_attach(&state.seg, apr_shm_baseaddr_get(retained->shm),
+                           apr_shm_size_get(retained->shm)) == APR_SUCCESS &&
+            h2c_seg_fits(&state.seg, nchildren, capacity, max_len)) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                         H2C_TAG_SHM_REUSED ": restart keeps the segment: %u messages "
+                                            "held, last id %" APR_UINT64_T_FMT,
+                         h2c_ring_count(&state.seg.ring),
+                         (apr_uint64_t)h2c_ring_last_id(&state.seg.ring));
+            return APR_SUCCESS;
+        }
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     H2C_TAG_SHM_RESHAPED
+                     ": H2ChatHistory, H2ChatMaxMessageBytes or "
+                     "ServerLimit changed: history and ids start over");
+        /* Children of the old generation keep their own mapping. */
+        apr_shm_destroy(retained->shm);
+        retained->shm = NULL;
+    }
+    rv = apr_shm_create(&retained->shm, size, NULL, s->process->pool);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     H2C_TAG_SHM_CREATE ": cannot create %lu bytes of shared memory",
+                     (unsigned long)size);
+        return rv;
+    }
+    return h2c_seg_init(&state.seg, apr_shm_baseaddr_get(retained->shm), size, nchildren,
+                        capacity, max_len);
+}
+
+int h2chat_shm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                           server_rec *s) {
+    uint32_t max_len;
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+    apr_status_t rv;
+
+    (void)pconf, (void)plog, (void)ptemp;
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    state.usable = 0;
+    retained = ap_retained_data_get(H2CHAT_RETAINED_KEY);
+    if (!retained) {
+        retained = ap_retained_data_create(H2CHAT_RETAINED_KEY, sizeof(*retained));
+    }
+    /* escaping can double the body's bytes; then type, id and time */
+    max_len = (uint32_t)h2chat_conf_largest_max_bytes() * 2 + 2 * H2C_JSON_LINE_OVERHEAD;
+    if (make_segment(s, child_table_size(), (uint32_t)h2chat_conf_history(s), max_len) !=
+        APR_SUCCESS) {
+        return OK; /* unusable: requests get 503, the rest of httpd runs */
+    }
+    if (!retained->mutex) {
+        rv = ap_global_mutex_create(&retained->mutex, NULL, H2CHAT_MUTEX_TYPE, NULL, s,
+                                    s->process->pool, 0);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                         H2C_TAG_MUTEX_CREATE ": cannot create the global mutex");
+            return OK;
+        }
+    }
+    state.max_subscribers = sc->max_subscribers > 0 ? (uint32_t)sc->max_subscribers
+                                                    : default_max_subscribers();
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                 H2C_TAG_CONFIG ": history %d, slot %u bytes, %u child rows, "
+                                "max subscribers %u",
+                 h2chat_conf_history(s), max_len, child_table_size(),
+                 state.max_subscribers);
+    state.usable = 1; /* for the parent; each child confirms in child_init */
+    return OK;
+}
+
+static apr_status_t child_exit(void *data) {
+    (void)data;
+    if (state.usable) {
+        h2c_seg_child_release(&state.seg, state.child_slot);
+        state.usable = 0;
+    }
+    return APR_SUCCESS;
+}
+
+void h2chat_shm_child_init(apr_pool_t *pchild, server_rec *s) {
+    apr_status_t rv;
+
+    if (!state.usable || !retained || !retained->mutex) {
+        state.usable = 0;
+        return;
+    }
+    state.usable = 0;
+    rv = apr_global_mutex_child_init(&retained->mutex,
+                                     apr_global_mutex_lockfile(retained->mutex), pchild);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     H2C_TAG_CHILD_INIT ": cannot reopen the global mutex");
+        return;
+    }
+    if (h2c_seg_child_claim(&state.seg, (uint32_t)getpid(), &state.child_slot) !=
+        APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     H2C_TAG_CHILD_TABLE ": no free row in the child table");
+        return;
+    }
+    h2c_store_shm_init(&state.store, &state.seg, retained->mutex);
+    state.stopping = 0;
+    state.usable = 1;
+    apr_pool_cleanup_register(pchild, NULL, child_exit, apr_pool_cleanup_null);
+}
+
+void h2chat_shm_child_stopping(apr_pool_t *pchild, int graceful) {
+    volatile uint32_t *seq;
+
+    (void)pchild, (void)graceful;
+    if (!state.usable) {
+        return;
+    }
+    state.stopping = 1;
+    /* Bump the word so no waiter can sleep through this on an old value,
+     * then wake them all: each sees `stopping` and ends its stream. Waiters
+     * in other children wake, find nothing new and sleep again. */
+    seq = h2c_ring_seq(&state.seg.ring);
+    __atomic_add_fetch(seq, 1, __ATOMIC_RELEASE);
+    h2c_wait_wake_all(seq);
+}

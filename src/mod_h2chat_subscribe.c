@@ -1,0 +1,316 @@
+/* mod_h2chat_subscribe: GET <location> -> a held-open stream of messages.
+ *
+ * One handler thread per held stream, asleep on the ring's futex word while
+ * nothing is new. On a wake it copies every message it has not sent yet into
+ * one brigade and flushes once: a subscriber that fell behind catches up in
+ * one write, so its cost follows wake-ups, not messages. Messages are already
+ * encoded in the ring; per subscriber there is only framing and one copy.
+ *
+ * Closed clients: mod_http2 marks the stream's connection aborted when the
+ * client resets it, and a blocked handler sees that only when it wakes. The
+ * handler therefore also wakes every H2C_ABORT_CHECK when idle: a flag check
+ * for h2, a zero-timeout poll of the socket for HTTP/1.1 (see README). */
+#include <poll.h>
+
+#include "mod_h2chat.h"
+
+#include <apr_strings.h>
+#include <http_connection.h>
+#include <http_core.h>
+#include <http_protocol.h>
+
+#include "h2c_json.h"
+#include "h2c_text.h"
+#include "h2c_wait.h"
+
+#define H2C_ABORT_CHECK apr_time_from_sec(2)
+#define H2C_BATCH_MESSAGES 256 /* flush at least this often when catching up */
+
+typedef struct {
+    request_rec *r;
+    h2chat_state_t *st;
+    h2c_ring_t *ring;
+    apr_bucket_brigade *bb; /* scratch, cleaned after each pass */
+    int sse;
+    int fd;        /* HTTP/1.1 socket to poll, -1 for h2 */
+    uint64_t next; /* next id to send */
+    apr_interval_time_t heartbeat;
+    apr_time_t heartbeat_due;
+    apr_uint64_t sent;
+} h2chat_sub_t;
+
+static int wants_sse(request_rec *r) {
+    const char *accept = apr_table_get(r->headers_in, "Accept");
+
+    return accept && ap_strcasestr(accept, "text/event-stream") != NULL;
+}
+
+/* `since=` from the query, else Last-Event-ID. 0: none, 1: *since set,
+ * -1: present but not a valid id. */
+static int parse_resume(request_rec *r, uint64_t *since) {
+    const char *v = NULL;
+    char *args, *tok, *state;
+
+    if (r->args) {
+        args = apr_pstrdup(r->pool, r->args);
+        for (tok = apr_strtok(args, "&", &state); tok;
+             tok = apr_strtok(NULL, "&", &state)) {
+            if (!strncmp(tok, "since=", 6)) {
+                v = tok + 6;
+            }
+        }
+    }
+    if (!v) {
+        v = apr_table_get(r->headers_in, "Last-Event-ID");
+    }
+    if (!v) {
+        return 0;
+    }
+    return h2c_text_parse_id(v, since) == APR_SUCCESS ? 1 : -1;
+}
+
+/* A protocol line that is not a message: NDJSON line or SSE event. */
+static void put_event(h2chat_sub_t *sub, const char *event, const char *json) {
+    if (sub->sse) {
+        apr_brigade_printf(sub->bb, NULL, NULL, "event: %s\ndata: %s\n\n", event, json);
+    } else {
+        apr_brigade_printf(sub->bb, NULL, NULL, "%s\n", json);
+    }
+}
+
+static void put_heartbeat(h2chat_sub_t *sub) {
+    if (sub->sse) {
+        apr_brigade_puts(sub->bb, NULL, NULL, ": heartbeat\n\n");
+    } else {
+        put_event(sub, "heartbeat",
+                  h2c_json_heartbeat(sub->r->pool, (int64_t)(apr_time_now() / 1000)));
+    }
+}
+
+/* Appends message `id`, framed, as one heap bucket: the ring's bytes are
+ * copied once, straight into the bucket. */
+static apr_status_t put_message(h2chat_sub_t *sub, uint64_t id) {
+    apr_bucket_alloc_t *ba = sub->r->connection->bucket_alloc;
+    char prefix[48], *buf;
+    apr_size_t plen = 0, tlen = sub->sse ? 2 : 1;
+    uint32_t len;
+    apr_status_t rv;
+
+    if ((rv = h2c_ring_peek_len(sub->ring, id, &len)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (sub->sse) {
+        plen = (apr_size_t)apr_snprintf(
+            prefix, sizeof(prefix),
+            "id: %" APR_UINT64_T_FMT "\ndata: ", (apr_uint64_t)id);
+    }
+    buf = apr_bucket_alloc(plen + len + tlen, ba);
+    memcpy(buf, prefix, plen);
+    rv = h2c_ring_read(sub->ring, id, buf + plen, len, &len, NULL);
+    if (rv != APR_SUCCESS) {
+        apr_bucket_free(buf);
+        return rv == APR_ENOSPC ? APR_NOTFOUND : rv; /* overwritten meanwhile */
+    }
+    memcpy(buf + plen + len, "\n\n", tlen);
+    APR_BRIGADE_INSERT_TAIL(
+        sub->bb, apr_bucket_heap_create(buf, plen + len + tlen, apr_bucket_free, ba));
+    return APR_SUCCESS;
+}
+
+/* Messages sub->next .. last_id that left the ring: say so, skip them. */
+static void put_gap(h2chat_sub_t *sub) {
+    uint64_t first = h2c_ring_first_id(sub->ring);
+    uint64_t resume = first > sub->next ? first : sub->next + 1;
+
+    put_event(sub, "gap",
+              h2c_json_gap(sub->r->pool, resume - sub->next, sub->next, resume - 1));
+    sub->next = resume;
+}
+
+static apr_status_t flush(h2chat_sub_t *sub) {
+    apr_status_t rv;
+
+    APR_BRIGADE_INSERT_TAIL(sub->bb,
+                            apr_bucket_flush_create(sub->r->connection->bucket_alloc));
+    rv = ap_pass_brigade(sub->r->output_filters, sub->bb);
+    apr_brigade_cleanup(sub->bb);
+    sub->heartbeat_due = apr_time_now() + sub->heartbeat;
+    if (rv == APR_SUCCESS && sub->r->connection->aborted) {
+        rv = APR_ECONNABORTED;
+    }
+    return rv;
+}
+
+/* Sends what is new up to `last`, in batches. */
+static apr_status_t send_pending(h2chat_sub_t *sub, uint64_t last) {
+    int n = 0;
+
+    while (sub->next <= last && n < H2C_BATCH_MESSAGES) {
+        apr_status_t rv = put_message(sub, sub->next);
+
+        if (rv == APR_NOTFOUND) {
+            put_gap(sub);
+            continue;
+        }
+        if (rv != APR_SUCCESS) {
+            break; /* not yet committed: the next wake brings it */
+        }
+        sub->next++;
+        sub->sent++;
+        n++;
+    }
+    return flush(sub);
+}
+
+static int client_gone(h2chat_sub_t *sub) {
+    struct pollfd pfd;
+
+    if (sub->r->connection->aborted) {
+        return 1;
+    }
+    if (sub->fd < 0) {
+        return 0;
+    }
+    pfd.fd = sub->fd;
+    pfd.events = POLLRDHUP;
+    pfd.revents = 0;
+    return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* The held part: wait, send, until the client leaves or the child stops. */
+static void hold(h2chat_sub_t *sub) {
+    volatile uint32_t *seq = h2c_ring_seq(sub->ring);
+
+    for (;;) {
+        uint32_t seen = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+        uint64_t last = h2c_ring_last_id(sub->ring);
+        apr_time_t now;
+        apr_status_t rv;
+
+        if (sub->st->stopping) {
+            return;
+        }
+        if (sub->next <= last) {
+            if (send_pending(sub, last) != APR_SUCCESS) {
+                return;
+            }
+            continue;
+        }
+        now = apr_time_now();
+        if (now >= sub->heartbeat_due) {
+            put_heartbeat(sub);
+            if (flush(sub) != APR_SUCCESS) {
+                return;
+            }
+            continue;
+        }
+        rv = h2c_wait_change(seq, seen,
+                             sub->heartbeat_due - now < H2C_ABORT_CHECK
+                                 ? sub->heartbeat_due - now
+                                 : H2C_ABORT_CHECK);
+        if (rv == APR_TIMEUP && client_gone(sub)) {
+            return;
+        }
+        if (sub->r->connection->aborted) {
+            return;
+        }
+    }
+}
+
+static apr_status_t leave(void *data) {
+    h2chat_state_t *st = data;
+
+    if (st->usable) {
+        h2c_seg_sub_leave(&st->seg, st->child_slot);
+    }
+    return APR_SUCCESS;
+}
+
+/* Where a new stream starts: after `since` when resuming, else the
+ * snapshot. An id from the future (the server's ids restarted) gets a
+ * reset line and the snapshot. */
+static void choose_start(h2chat_sub_t *sub, int resume, uint64_t since, int snapshot) {
+    uint64_t last = h2c_ring_last_id(sub->ring);
+    uint64_t first = h2c_ring_first_id(sub->ring);
+
+    if (resume && since <= last) {
+        sub->next = since + 1; /* evicted ones become a gap line */
+        return;
+    }
+    if (resume) {
+        put_event(sub, "reset", h2c_json_reset(sub->r->pool, last));
+    }
+    sub->next = last + 1 > (uint64_t)snapshot ? last + 1 - (uint64_t)snapshot : 1;
+    if (sub->next < first) {
+        sub->next = first;
+    }
+}
+
+static void prepare_response(request_rec *r, int sse) {
+    ap_set_content_type(r, sse ? "text/event-stream"
+                               : "application/x-ndjson; charset=utf-8");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache, no-store");
+    apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
+    /* compression would hold bytes back until a buffer fills */
+    apr_table_setn(r->subprocess_env, "no-gzip", "1");
+    r->no_local_copy = 1;
+}
+
+int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
+    h2chat_state_t *st = h2chat_state();
+    h2chat_sub_t sub;
+    uint64_t since = 0;
+    int resume = parse_resume(r, &since);
+    apr_os_sock_t fd;
+
+    if (!st->usable) {
+        return h2chat_reply_error(r, HTTP_SERVICE_UNAVAILABLE, H2C_REFUSED_UNAVAILABLE,
+                                  H2C_TAG_UNAVAILABLE, "chat store unavailable");
+    }
+    if (resume < 0) {
+        return h2chat_reply_error(r, HTTP_BAD_REQUEST, H2C_REFUSED_INVALID,
+                                  H2C_TAG_BAD_RESUME,
+                                  "since / Last-Event-ID must be a message id "
+                                  "(decimal digits, at most 2^53-1)");
+    }
+    prepare_response(r, wants_sse(r));
+    if (r->header_only) {
+        return OK;
+    }
+    if (h2c_seg_sub_enter(&st->seg, st->child_slot, st->max_subscribers) != APR_SUCCESS) {
+        return h2chat_reply_error(r, HTTP_SERVICE_UNAVAILABLE, H2C_REFUSED_CAP,
+                                  H2C_TAG_CAP, "too many subscribers, retry later");
+    }
+    apr_pool_cleanup_register(r->pool, st, leave, apr_pool_cleanup_null);
+
+    memset(&sub, 0, sizeof(sub));
+    sub.r = r;
+    sub.st = st;
+    sub.ring = &st->seg.ring;
+    sub.sse = wants_sse(r);
+    sub.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    sub.heartbeat = apr_time_from_sec(h2chat_conf_heartbeat(dc));
+    sub.fd = -1;
+    /* h2 streams run on a secondary connection: its socket is the shared
+     * one of the whole session, not ours to poll. */
+    if (!r->connection->master &&
+        apr_os_sock_get(&fd, ap_get_conn_socket(r->connection)) == APR_SUCCESS) {
+        sub.fd = fd;
+    }
+    choose_start(&sub, resume > 0, since, h2chat_conf_snapshot(dc));
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                  H2C_TAG_SUB_START ": subscriber starts at id %" APR_UINT64_T_FMT
+                                    " (%s)",
+                  (apr_uint64_t)sub.next, sub.sse ? "sse" : "ndjson");
+    /* headers and snapshot go out at once, even when there is nothing */
+    if (send_pending(&sub, h2c_ring_last_id(sub.ring)) == APR_SUCCESS) {
+        hold(&sub);
+    }
+    ap_log_rerror(
+        APLOG_MARK, APLOG_DEBUG, 0, r,
+        H2C_TAG_SUB_END ": subscriber ends after %" APR_UINT64_T_FMT " messages (%s)",
+        sub.sent,
+        st->stopping ? "child stopping"
+                     : (r->connection->aborted ? "client gone" : "write failed"));
+    return OK;
+}

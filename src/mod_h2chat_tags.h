@@ -1,0 +1,31 @@
+/* Every error-log tag mod_h2chat writes, in one place. A tag is stable:
+ * once released, its number keeps its meaning. */
+#ifndef MOD_H2CHAT_TAGS_H
+#define MOD_H2CHAT_TAGS_H
+
+/* startup and processes */
+#define H2C_TAG_SHM_CREATE "H2C0001"   /* shared segment could not be made */
+#define H2C_TAG_MUTEX_CREATE "H2C0002" /* global mutex could not be made */
+#define H2C_TAG_SHM_REUSED "H2C0003"   /* restart: history and ids go on */
+#define H2C_TAG_SHM_RESHAPED "H2C0004" /* restart with new sizes: new segment */
+#define H2C_TAG_CHILD_INIT "H2C0005"   /* child could not attach */
+#define H2C_TAG_CHILD_TABLE "H2C0006"  /* no free child slot */
+#define H2C_TAG_CONFIG "H2C0007"       /* configuration notice */
+
+/* requests */
+#define H2C_TAG_BAD_MESSAGE "H2C0010" /* 400: invalid POST body */
+#define H2C_TAG_TOO_LARGE "H2C0011"   /* 413 */
+#define H2C_TAG_MEDIA_TYPE "H2C0012"  /* 415 */
+#define H2C_TAG_METHOD "H2C0013"      /* 405 */
+#define H2C_TAG_UNAVAILABLE "H2C0014" /* 503: store unusable */
+#define H2C_TAG_CAP "H2C0015"         /* 503: subscriber cap */
+#define H2C_TAG_BAD_RESUME "H2C0016"  /* 400: bad since / Last-Event-ID */
+#define H2C_TAG_PUBLISH "H2C0017"     /* publish failed */
+#define H2C_TAG_READ_BODY "H2C0018"   /* 400: body could not be read */
+
+/* subscriber lifecycle (debug and trace) */
+#define H2C_TAG_SUB_START "H2C0020"
+#define H2C_TAG_SUB_END "H2C0021"
+#define H2C_TAG_DELIVER "H2C0022"
+
+#endif /* MOD_H2CHAT_TAGS_H */

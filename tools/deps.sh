@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a target needs, only those missing (fast when
+# all are there). Usage: tools/deps.sh build|test|run|bench
+set -euo pipefail
+build="apache2 apache2-dev libjansson-dev libapr1-dev libaprutil1-dev gcc make"
+test="$build python3 python3-pytest curl openssl"
+run="$build openssl"
+bench="$build libnghttp2-dev libssl-dev nghttp2-client nodejs nginx libnginx-mod-nchan gnuplot-nox"
+want=${!1:?usage: tools/deps.sh build|test|run|bench}
+missing=()
+for p in $want; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "missing Debian packages: ${missing[*]} (run as root, or apt-get install them)" >&2
+    exit 1
+fi
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
