@@ -56,6 +56,10 @@ static int field_ok(const json_t *v, const char *name, const char **why) {
         *why = "control characters other than newline and tab are not allowed";
         return 0;
     }
+    if (!strcmp(name, "user") && strpbrk(s, "\n\t")) {
+        *why = "\"user\" must be on one line, without tabs";
+        return 0;
+    }
     return 1;
 }
 

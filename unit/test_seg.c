@@ -1,0 +1,201 @@
+/* Unit tests of h2c_seg (layout, child table, subscriber cap), the shm store
+ * and h2c_wait, across real processes: fork shares the anonymous mapping
+ * exactly as Apache's children share the segment. */
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <apr_global_mutex.h>
+
+#include "h2c_seg.h"
+#include "h2c_store.h"
+#include "h2c_wait.h"
+#include "unit.h"
+
+static void *shared_mem(apr_size_t size) {
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    return m == MAP_FAILED ? NULL : m;
+}
+
+static void test_layout(apr_pool_t *p) {
+    h2c_seg_t seg, view;
+    apr_size_t size = h2c_seg_size(4, 10, 64);
+    void *mem = apr_pcalloc(p, size);
+
+    CHECK(h2c_seg_init(&seg, mem, size - 1, 4, 10, 64) == APR_EINVAL);
+    CHECK(h2c_seg_init(&seg, mem, size, 4, 10, 64) == APR_SUCCESS);
+    CHECK(h2c_seg_attach(&view, mem, size) == APR_SUCCESS);
+    CHECK(h2c_seg_fits(&view, 4, 10, 64));
+    CHECK(!h2c_seg_fits(&view, 4, 11, 64));
+    CHECK(!h2c_seg_fits(&view, 5, 10, 64));
+    CHECK(h2c_ring_capacity(&view.ring) == 10);
+    CHECK(h2c_seg_child_count(&view) == 4);
+    CHECK(!strcmp(h2c_seg_refusal_name(H2C_REFUSED_CAP), "Cap"));
+    h2c_seg_count_refusal(&view, H2C_REFUSED_METHOD);
+    h2c_seg_count_refusal(&view, H2C_REFUSED_METHOD);
+    CHECK(h2c_seg_refusals(&seg, H2C_REFUSED_METHOD) == 2);
+    CHECK(h2c_seg_refusals(&seg, H2C_REFUSED_CAP) == 0);
+    memset(mem, 0, 4);
+    CHECK(h2c_seg_attach(&view, mem, size) == APR_EGENERAL);
+}
+
+static void test_children(apr_pool_t *p) {
+    h2c_seg_t seg;
+    apr_size_t size = h2c_seg_size(3, 4, 16);
+    void *mem = apr_pcalloc(p, size);
+    uint32_t a, b, c, d;
+    pid_t doomed = fork();
+
+    if (doomed == 0) {
+        pause();
+        _exit(0);
+    }
+    h2c_seg_init(&seg, mem, size, 3, 4, 16);
+    CHECK(h2c_seg_child_claim(&seg, (uint32_t)doomed, &a) == APR_SUCCESS);
+    CHECK(h2c_seg_child_claim(&seg, (uint32_t)getpid(), &b) == APR_SUCCESS);
+    CHECK(h2c_seg_child_claim(&seg, 1, &c) == APR_SUCCESS); /* init: EPERM, alive */
+    CHECK(a != b && b != c && a != c);
+    CHECK(h2c_seg_sub_enter(&seg, a, 100) == APR_SUCCESS);
+    CHECK(h2c_seg_sub_enter(&seg, a, 100) == APR_SUCCESS);
+    CHECK(h2c_seg_sub_enter(&seg, b, 100) == APR_SUCCESS);
+    CHECK(h2c_seg_sub_total(&seg) == 3);
+    CHECK(h2c_seg_child_claim(&seg, 2, &d) == APR_EAGAIN); /* full, all alive */
+    /* kill -9 of a child holding subscribers: the next claim frees its row
+     * and its count */
+    kill(doomed, SIGKILL);
+    waitpid(doomed, NULL, 0);
+    CHECK(h2c_seg_child_claim(&seg, 2, &d) == APR_SUCCESS);
+    CHECK(d == a);
+    CHECK(h2c_seg_sub_total(&seg) == 1);
+    h2c_seg_child_release(&seg, b);
+    CHECK(h2c_seg_sub_total(&seg) == 0);
+}
+
+static void test_cap(apr_pool_t *p) {
+    h2c_seg_t seg;
+    apr_size_t size = h2c_seg_size(2, 4, 16);
+    void *mem = apr_pcalloc(p, size);
+    uint32_t a, b;
+
+    h2c_seg_init(&seg, mem, size, 2, 4, 16);
+    h2c_seg_child_claim(&seg, (uint32_t)getpid(), &a);
+    h2c_seg_child_claim(&seg, 1, &b);
+    CHECK(h2c_seg_sub_enter(&seg, a, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_sub_enter(&seg, b, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_sub_enter(&seg, b, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_sub_enter(&seg, a, 3) == APR_EBUSY);
+    CHECK(h2c_seg_sub_enter(&seg, b, 3) == APR_EBUSY);
+    CHECK(h2c_seg_sub_total(&seg) == 3);
+    h2c_seg_sub_leave(&seg, b);
+    CHECK(h2c_seg_sub_enter(&seg, a, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_sub_total(&seg) == 3);
+}
+
+/* Children publish concurrently through the store; a waiter in another
+ * process is woken; ids come out unique and dense. */
+static void test_store_across_processes(apr_pool_t *p) {
+    enum { CHILDREN = 4, EACH = 50 };
+    apr_size_t size = h2c_seg_size(2, CHILDREN * EACH, 256);
+    void *mem = shared_mem(size);
+    apr_global_mutex_t *lock;
+    h2c_seg_t seg;
+    h2c_store_t store;
+    pid_t pids[CHILDREN], waiter;
+    int i, status, ok = 1;
+    uint64_t id, k;
+    char buf[256];
+    uint32_t len;
+
+    CHECK(mem != NULL);
+    h2c_seg_init(&seg, mem, size, 2, CHILDREN * EACH, 256);
+    CHECK(apr_global_mutex_create(&lock, NULL, APR_LOCK_DEFAULT, p) == APR_SUCCESS);
+    h2c_store_shm_init(&store, &seg, lock);
+
+    waiter = fork();
+    if (waiter == 0) { /* sleeps until the first message, then exits 0 */
+        uint32_t seen = *h2c_ring_seq(&seg.ring);
+
+        while (h2c_ring_last_id(&seg.ring) == 0) {
+            if (h2c_wait_change(h2c_ring_seq(&seg.ring), seen, apr_time_from_sec(5)) ==
+                APR_TIMEUP) {
+                _exit(1);
+            }
+            seen = *h2c_ring_seq(&seg.ring);
+        }
+        _exit(0);
+    }
+    usleep(50000);
+    for (i = 0; i < CHILDREN; i++) {
+        if ((pids[i] = fork()) == 0) {
+            int j;
+            int64_t t;
+
+            apr_global_mutex_child_init(&lock, NULL, p);
+            for (j = 0; j < EACH; j++) {
+                if (h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"t\"", 21, &id,
+                                      &t)) {
+                    _exit(2);
+                }
+            }
+            _exit(0);
+        }
+    }
+    for (i = 0; i < CHILDREN; i++) {
+        waitpid(pids[i], &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    waitpid(waiter, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(h2c_ring_last_id(&seg.ring) == CHILDREN * EACH);
+    CHECK(h2c_seg_published(&seg) == CHILDREN * EACH);
+    for (k = 1; k <= CHILDREN * EACH; k++) {
+        char want[64];
+        int n = snprintf(want, sizeof(want), "{\"type\":\"message\",\"id\":%llu,",
+                         (unsigned long long)k);
+
+        if (h2c_ring_read(&seg.ring, k, buf, sizeof(buf), &len, NULL) != APR_SUCCESS ||
+            memcmp(buf, want, (size_t)n)) {
+            ok = 0;
+        }
+    }
+    CHECK(ok);
+    /* a message too big for a slot is refused before touching the ring */
+    {
+        char big[400];
+        int64_t t;
+
+        memset(big, 'x', sizeof(big));
+        CHECK(h2c_store_publish(&store, big, sizeof(big), &id, &t) == APR_ENOSPC);
+        CHECK(h2c_ring_last_id(&seg.ring) == CHILDREN * EACH);
+    }
+    apr_global_mutex_destroy(lock);
+    munmap(mem, size);
+}
+
+static void test_wait_timeout(apr_pool_t *p) {
+    volatile uint32_t word = 5;
+    apr_time_t t0 = apr_time_now();
+
+    (void)p;
+    CHECK(h2c_wait_change(&word, 5, apr_time_from_msec(50)) == APR_TIMEUP);
+    CHECK(apr_time_now() - t0 >= apr_time_from_msec(40));
+    CHECK(h2c_wait_change(&word, 4, apr_time_from_sec(5)) == APR_SUCCESS); /* differs */
+}
+
+int main(void) {
+    apr_pool_t *p;
+
+    apr_initialize();
+    apr_pool_create(&p, NULL);
+    RUN(test_layout, p);
+    RUN(test_children, p);
+    RUN(test_cap, p);
+    RUN(test_store_across_processes, p);
+    RUN(test_wait_timeout, p);
+    apr_pool_destroy(p);
+    apr_terminate();
+    return unit_finish("test_seg");
+}
