@@ -17,8 +17,10 @@
   const ENDPOINT = document.documentElement.dataset.endpoint || '/msgs';
   const BACKOFF_MIN = 500;
   const BACKOFF_MAX = 10000;
-  const STALL_MS = 45000;      // heartbeats come every ~20 s: silence this long means a dead stream
+  const STALL_MS = 45000;      // until the server says its heartbeat interval (X-H2Chat-Heartbeat)
   const FOLLOWER_STALL_MS = 50000;
+  let streamStallMs = STALL_MS;        // leader: from the server's heartbeat interval
+  let followerStallMs = FOLLOWER_STALL_MS; // follower: what the leader announced
   const MAX_KEEP = 1000;       // messages kept in the page
   const MAX_LINE = 1 << 20;    // a line longer than this is not from our server
   const NOTICE_MS = 30000;
@@ -252,7 +254,7 @@
     clearTimeout(followerTimer);
     followerTimer = setTimeout(() => {
       if (!leader) setPresence(false, 'Waiting for the connection…');
-    }, FOLLOWER_STALL_MS);
+    }, followerStallMs);
   }
 
   function onChannel(e) {
@@ -262,6 +264,7 @@
       if (d.t === 'hello') sendHistory(d.from);
       return;
     }
+    if (typeof d.stall === 'number' && d.stall > 0) followerStallMs = d.stall;
     kickFollowerWatch();
     switch (d.t) {
       case 'line':
@@ -311,7 +314,7 @@
 
   function setConnected(isUp, label) {
     setPresence(isUp, label);
-    post({ t: 'state', connected: isUp, label: presenceTextEl.textContent });
+    post({ t: 'state', connected: isUp, label: presenceTextEl.textContent, stall: streamStallMs + 5000 });
   }
 
   function handleLine(raw) {
@@ -329,15 +332,22 @@
   }
 
   // Reads NDJSON until the stream ends, fails or stalls. Returns whether any line came.
-  async function readStream(body, ctrl) {
-    const reader = body.getReader();
+  // Silence longer than two heartbeats and a margin means a dead stream.
+  function stallMs(resp) {
+    const hb = parseInt(resp.headers.get('X-H2Chat-Heartbeat') || '', 10);
+    return hb > 0 ? hb * 2000 + 5000 : STALL_MS;
+  }
+
+  async function readStream(resp, ctrl) {
+    const reader = resp.body.getReader();
+    const stallAfter = streamStallMs;
     const decoder = new TextDecoder('utf-8');
     let buf = '';
     let gotLine = false;
     let stall = 0;
     const kick = () => {
       clearTimeout(stall);
-      stall = setTimeout(() => ctrl.abort(), STALL_MS);
+      stall = setTimeout(() => ctrl.abort(), stallAfter);
     };
     kick();
     try {
@@ -399,9 +409,10 @@
         continue;
       }
 
+      streamStallMs = stallMs(resp);
       setConnected(true);
       const started = Date.now();
-      const gotLine = await readStream(resp.body, ctrl);
+      const gotLine = await readStream(resp, ctrl);
       setConnected(false);
       // Success (the stream lived or delivered) resets the backoff; a stream that
       // closes at once keeps doubling it so a broken server is not hammered.

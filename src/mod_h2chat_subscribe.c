@@ -246,11 +246,13 @@ static void choose_start(h2chat_sub_t *sub, int resume, uint64_t since, int snap
     }
 }
 
-static void prepare_response(request_rec *r, int sse) {
+static void prepare_response(request_rec *r, int sse, int heartbeat) {
     ap_set_content_type(r, sse ? "text/event-stream"
                                : "application/x-ndjson; charset=utf-8");
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache, no-store");
     apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
+    /* lets a client tell a quiet stream from a dead one */
+    apr_table_setn(r->headers_out, "X-H2Chat-Heartbeat", apr_itoa(r->pool, heartbeat));
     /* compression would hold bytes back until a buffer fills */
     apr_table_setn(r->subprocess_env, "no-gzip", "1");
     r->no_local_copy = 1;
@@ -273,7 +275,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
                                   "since / Last-Event-ID must be a message id "
                                   "(decimal digits, at most 2^53-1)");
     }
-    prepare_response(r, wants_sse(r));
+    prepare_response(r, wants_sse(r), h2chat_conf_heartbeat(dc));
     if (r->header_only) {
         return OK;
     }

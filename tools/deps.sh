@@ -3,10 +3,15 @@
 # all are there). Usage: tools/deps.sh build|test|run|bench
 set -euo pipefail
 build="apache2 apache2-dev libjansson-dev libapr1-dev libaprutil1-dev gcc make"
-test="$build python3 python3-pytest curl openssl"
+test="$build python3 python3-pytest python3-h2 curl openssl chromium fonts-noto-color-emoji"
 run="$build openssl"
-bench="$build libnghttp2-dev libssl-dev nghttp2-client nodejs nginx libnginx-mod-nchan gnuplot-nox"
+bench="$build libnghttp2-dev libssl-dev nghttp2-client nginx libnginx-mod-nchan gnuplot-nox"
 want=${!1:?usage: tools/deps.sh build|test|run|bench}
+# Node.js for the browser tests and the seed peer: any node >= 18 on PATH
+# will do (it may come from another repository than Debian's, with npm in it).
+if [ "$1" = test ] || [ "$1" = bench ]; then
+    command -v node >/dev/null && command -v npm >/dev/null || want="$want nodejs npm"
+fi
 missing=()
 for p in $want; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

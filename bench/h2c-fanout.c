@@ -1,0 +1,1973 @@
+/*
+ * h2c-fanout: fan-out load client for held-open HTTP chat / pub-sub servers.
+ *
+ * One single-threaded epoll process opens N subscribers (GET, held open) over
+ * h2 (TLS, ALPN), h2c (prior knowledge) or HTTP/1.1, waits until they are all
+ * answered, publishes K messages from its own connection at a fixed rate and
+ * measures, per subscriber, which messages arrived, how late, twice or out of
+ * order.  Optionally samples the server's process tree from /proc.
+ *
+ * Build: cc -O2 -Wall -Wextra -Werror -o bench/h2c-fanout bench/h2c-fanout.c \
+ *           -lnghttp2 -lssl -lcrypto -lm
+ * See bench/README.md for options and output fields.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#define MAX_HEADERS 16
+#define PEND_MAX (4u << 20)  /* bound on one unfinished object / line */
+#define OUT_HIGH (64u << 10) /* stop pulling from nghttp2 above this */
+#define H1_LINE_MAX 16384
+#define H2_WINDOW (1 << 20)
+
+enum proto { P_H2, P_H1 };
+enum cstate { CS_CONNECTING, CS_TLS, CS_ACTIVE };
+enum sstate { SUB_PENDING, SUB_READY, SUB_FAILED, SUB_CLOSED };
+enum fmt { FMT_JSON, FMT_SSE };
+enum phase { PH_CONNECT, PH_SETTLE, PH_PUBLISH, PH_DONE };
+enum reason { R_CONNECT, R_TLS, R_TIMEOUT, R_EOF, R_ERROR, R_END, R_SHUTDOWN };
+enum h1st {
+    H1_STATUS, H1_HEADERS, H1_BODY_CL, H1_CHUNK_SIZE, H1_CHUNK_DATA,
+    H1_CHUNK_CRLF, H1_TRAILERS, H1_BODY_EOF
+};
+
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+struct target {
+    bool tls;
+    char host[300];
+    char authority[300];
+    char path[2048];
+    struct sockaddr_storage sa;
+    socklen_t salen;
+};
+
+typedef struct conn conn_t;
+
+typedef struct sub {
+    conn_t *c;
+    int32_t stream_id;
+    uint8_t state, fmt, in_str, esc;
+    int32_t depth;
+    int32_t max_seq;
+    uint32_t got;
+    int status;
+    struct buf pend; /* unfinished JSON object or SSE line */
+    struct buf ev;   /* SSE: data of the event being read */
+    uint8_t *seen;   /* bitmap of seqs seen */
+} sub_t;
+
+typedef struct pubmsg {
+    char body[96];
+    uint16_t len, off;
+    int status;
+} pubmsg_t;
+
+struct conn {
+    int fd;
+    uint8_t state, proto;
+    bool tls, is_pub, ssl_want_write, counted_pending;
+    int idx;
+    uint32_t evmask;
+    SSL *ssl;
+    nghttp2_session *h2;
+    const struct target *t;
+    struct buf out;
+    size_t ooff;
+    sub_t *subs;
+    int nsubs, npending, nready, nopen;
+    int64_t t_open;
+    /* HTTP/1.1 response parser */
+    uint8_t h1st;
+    bool h1chunked, h1close, h1cl, h1sse;
+    int h1status;
+    int64_t h1left;
+    struct buf line;
+    long pub_seq; /* h1 publisher: seq awaiting its response, -1 if none */
+};
+
+static struct opts {
+    const char *url, *pub_url;
+    int proto, pub_proto;
+    long n, k;
+    double rate, timeout, connect_rate, flt, settle, drain;
+    bool sse, json_only;
+    long pid;
+    int spc, max_pending;
+    const char *headers[MAX_HEADERS];
+    int nheaders;
+} O = {
+    .proto = -1, .pub_proto = -1, .n = 100, .k = 5, .rate = 10, .timeout = 60,
+    .connect_rate = 2000, .flt = 10, .settle = 0.2, .drain = 0, .spc = 1,
+    .max_pending = 500,
+};
+
+static struct stats {
+    long conns, ready, fail_connect, fail_tls, fail_status, status_503,
+        fail_timeout, fail_reset, closed, conn_closed, goaways, live_incomplete,
+        delivered, dups, ooo, ignored, overflow, published, pub_done;
+    int64_t conn_err_first;
+} S;
+
+struct procstat {
+    int nprocs;
+    long rss_kib, pss_kib, threads;
+    double cpu_s;   /* utime+stime of the processes, clock-tick resolution */
+    double sched_s; /* on-CPU time of their live threads, ns resolution */
+};
+
+static struct target T, PT;
+static SSL_CTX *ctx_h2, *ctx_h1;
+static int epfd;
+static sub_t *subs;
+static conn_t **conns;
+static long nconns, next_conn, pending_conns;
+static conn_t *pub;
+static pubmsg_t *msgs;
+static long next_seq;
+static int phase = PH_CONNECT;
+static int64_t run_start_us; /* CLOCK_REALTIME at start: older texts are stale */
+static uint32_t *lat;
+static size_t nlat, caplat;
+static bool tty;
+
+/* ---------- small helpers ---------- */
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t real_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void
+die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "h2c-fanout: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    if (!p)
+        die("%s", "out of memory");
+    return p;
+}
+
+static int buf_add(struct buf *b, const void *d, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t nc = b->cap ? b->cap : 256;
+        while (nc < b->len + n)
+            nc *= 2;
+        char *np = realloc(b->p, nc);
+        if (!np)
+            return -1;
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+    return 0;
+}
+
+static void buf_free(struct buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---------- URL ---------- */
+
+static bool is_loopback(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)sa;
+        return (ntohl(s->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)sa;
+        return IN6_IS_ADDR_LOOPBACK(&s->sin6_addr);
+    }
+    return false;
+}
+
+/* Parses http(s)://host[:port]/path; host must be a loopback literal or
+ * "localhost" (no DNS: all traffic stays on this machine). */
+static void parse_url(const char *url, struct target *t)
+{
+    const char *p;
+    if (!strncmp(url, "http://", 7)) {
+        t->tls = false;
+        p = url + 7;
+    } else if (!strncmp(url, "https://", 8)) {
+        t->tls = true;
+        p = url + 8;
+    } else {
+        die("URL must start with http:// or https://: %s", url);
+    }
+    const char *slash = strchr(p, '/');
+    size_t alen = slash ? (size_t)(slash - p) : strlen(p);
+    if (alen == 0 || alen >= sizeof(t->host))
+        die("bad host in URL: %s", url);
+    memcpy(t->authority, p, alen);
+    t->authority[alen] = 0;
+    snprintf(t->path, sizeof(t->path), "%s", slash ? slash : "/");
+
+    char hostport[300];
+    snprintf(hostport, sizeof(hostport), "%s", t->authority);
+    char *port = NULL, *h = hostport;
+    if (h[0] == '[') {
+        char *rb = strchr(h, ']');
+        if (!rb)
+            die("bad IPv6 host in URL: %s", url);
+        *rb = 0;
+        h++;
+        if (rb[1] == ':')
+            port = rb + 2;
+    } else if ((port = strchr(h, ':'))) {
+        *port++ = 0;
+    }
+    snprintf(t->host, sizeof(t->host), "%s", h);
+    long pn = port ? strtol(port, NULL, 10) : (t->tls ? 443 : 80);
+    if (pn <= 0 || pn > 65535)
+        die("bad port in URL: %s", url);
+
+    memset(&t->sa, 0, sizeof(t->sa));
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&t->sa;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&t->sa;
+    const char *lit = strcmp(t->host, "localhost") ? t->host : "127.0.0.1";
+    if (inet_pton(AF_INET, lit, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)pn);
+        t->salen = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, lit, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)pn);
+        t->salen = sizeof(*s6);
+    } else {
+        die("host must be a loopback address literal or localhost: %s", url);
+    }
+    if (!is_loopback(&t->sa))
+        die("refusing non-loopback host: %s", url);
+}
+
+/* ---------- delivery accounting ---------- */
+
+static void lat_push(int64_t us)
+{
+    if (nlat == caplat) {
+        size_t nc = caplat ? caplat * 2 : 65536;
+        uint32_t *np = realloc(lat, nc * sizeof(*lat));
+        if (!np)
+            return;
+        lat = np;
+        caplat = nc;
+    }
+    if (us < 0)
+        us = 0;
+    if (us > UINT32_MAX)
+        us = UINT32_MAX;
+    lat[nlat++] = (uint32_t)us;
+}
+
+/* doc: the text was found in a whole-history document (seed format), where
+ * repeats are expected and order is the server's history order. */
+static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t now)
+{
+    if (seq < 0 || seq >= O.k || send_us < run_start_us) {
+        if (!doc) /* history documents repeat old texts on every write */
+            S.ignored++;
+        return;
+    }
+    uint8_t bit = (uint8_t)(1u << (seq & 7));
+    uint8_t *b = &s->seen[seq >> 3];
+    if (*b & bit) {
+        if (!doc)
+            S.dups++;
+        return;
+    }
+    *b |= bit;
+    s->got++;
+    S.delivered++;
+    if (!doc) {
+        if (s->max_seq > seq)
+            S.ooo++;
+        else
+            s->max_seq = (int32_t)seq;
+    }
+    lat_push(now - send_us);
+    if (s->got == (uint32_t)O.k && s->state == SUB_READY)
+        S.live_incomplete--;
+}
+
+static const char *skip_ws(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    return p;
+}
+
+/* Returns the start of the value of "key" (after the colon) or NULL.  Not a
+ * JSON parser: good enough for flat objects whose strings carry no quotes. */
+static const char *find_key(const char *p, const char *e, const char *key,
+                            size_t klen)
+{
+    const char *start = p;
+    while (p < e) {
+        const char *q = memmem(p, (size_t)(e - p), key, klen);
+        if (!q)
+            return NULL;
+        p = q + klen;
+        if (q > start && q[-1] == '\\')
+            continue; /* an escaped quote inside a string value */
+        const char *r = skip_ws(p, e);
+        if (r < e && *r == ':')
+            return skip_ws(r + 1, e);
+    }
+    return NULL;
+}
+
+/* Reads "<seq> <send_us>" from the value of the next "text" key. */
+static const char *parse_text(const char *p, const char *e, long *seq,
+                              int64_t *us)
+{
+    const char *v = find_key(p, e, "\"text\"", 6);
+    *seq = -1;
+    if (!v)
+        return NULL;
+    if (v >= e || *v != '"')
+        return v;
+    v++;
+    long sq = 0;
+    int64_t u = 0;
+    int nd = 0;
+    while (v < e && isdigit((unsigned char)*v) && nd < 10)
+        sq = sq * 10 + (*v++ - '0'), nd++;
+    if (!nd || v >= e || *v != ' ')
+        goto bad;
+    v++;
+    nd = 0;
+    while (v < e && isdigit((unsigned char)*v) && nd < 18)
+        u = u * 10 + (*v++ - '0'), nd++;
+    if (!nd || v >= e || *v != '"')
+        goto bad;
+    *seq = sq;
+    *us = u;
+    return v + 1;
+bad:
+    *seq = -1;
+    return v;
+}
+
+/* One complete JSON value: an NDJSON line, an SSE event's data, or a seed
+ * history document {"msg":[...]}. */
+static void handle_object(sub_t *s, const char *p, size_t n, int64_t now)
+{
+    const char *e = p + n, *q = skip_ws(p, e);
+    long seq;
+    int64_t us;
+    if (q < e && *q == '{')
+        q = skip_ws(q + 1, e);
+    if (e - q >= 5 && !memcmp(q, "\"msg\"", 5)) {
+        while ((q = parse_text(q, e, &seq, &us)))
+            if (seq >= 0)
+                deliver(s, seq, us, true, now);
+        return;
+    }
+    const char *ty = find_key(p, e, "\"type\"", 6);
+    if (ty && (e - ty < 9 || memcmp(ty, "\"message\"", 9)))
+        return; /* heartbeat, gap, ... */
+    if (parse_text(p, e, &seq, &us) && seq >= 0)
+        deliver(s, seq, us, false, now);
+}
+
+/* Brace-depth scanner: finds complete top-level objects in a byte stream,
+ * whether separated by newlines (NDJSON) or simply concatenated (seed). */
+static void json_feed(sub_t *s, const char *d, size_t n, int64_t now)
+{
+    size_t start = 0;
+    bool here = false; /* current object began in this chunk */
+    for (size_t i = 0; i < n; i++) {
+        char ch = d[i];
+        if (s->depth == 0) {
+            if (ch == '{') {
+                s->depth = 1;
+                s->in_str = s->esc = 0;
+                start = i;
+                here = true;
+            }
+            continue;
+        }
+        if (s->in_str) {
+            if (s->esc)
+                s->esc = 0;
+            else if (ch == '\\')
+                s->esc = 1;
+            else if (ch == '"')
+                s->in_str = 0;
+            continue;
+        }
+        if (ch == '"') {
+            s->in_str = 1;
+        } else if (ch == '{' || ch == '[') {
+            s->depth++;
+        } else if ((ch == '}' || ch == ']') && --s->depth == 0) {
+            if (here) {
+                handle_object(s, d + start, i + 1 - start, now);
+            } else {
+                if (buf_add(&s->pend, d, i + 1) == 0)
+                    handle_object(s, s->pend.p, s->pend.len, now);
+                s->pend.len = 0;
+            }
+            here = false;
+        }
+    }
+    if (s->depth > 0) {
+        if (here)
+            buf_add(&s->pend, d + start, n - start);
+        else
+            buf_add(&s->pend, d, n);
+        if (s->pend.len > PEND_MAX) {
+            S.overflow++;
+            s->pend.len = 0;
+            s->depth = 0;
+        }
+    }
+}
+
+static void sse_line(sub_t *s, const char *l, size_t n, int64_t now)
+{
+    if (n == 0) {
+        if (s->ev.len)
+            handle_object(s, s->ev.p, s->ev.len, now);
+        s->ev.len = 0;
+        return;
+    }
+    if (l[0] == ':')
+        return;
+    const char *colon = memchr(l, ':', n);
+    size_t flen = colon ? (size_t)(colon - l) : n;
+    if (flen != 4 || memcmp(l, "data", 4))
+        return; /* id:, event:, retry: */
+    const char *v = colon ? colon + 1 : l + n;
+    if (v < l + n && *v == ' ')
+        v++;
+    if (s->ev.len)
+        buf_add(&s->ev, "\n", 1);
+    buf_add(&s->ev, v, (size_t)(l + n - v));
+    if (s->ev.len > PEND_MAX) {
+        S.overflow++;
+        s->ev.len = 0;
+    }
+}
+
+static void sse_feed(sub_t *s, const char *d, size_t n, int64_t now)
+{
+    while (n) {
+        const char *nl = memchr(d, '\n', n);
+        if (!nl) {
+            buf_add(&s->pend, d, n);
+            if (s->pend.len > PEND_MAX) {
+                S.overflow++;
+                s->pend.len = 0;
+            }
+            return;
+        }
+        size_t ll = (size_t)(nl - d);
+        const char *l = d;
+        size_t len = ll;
+        if (s->pend.len) {
+            buf_add(&s->pend, d, ll);
+            l = s->pend.p;
+            len = s->pend.len;
+        }
+        if (len && l[len - 1] == '\r')
+            len--;
+        sse_line(s, l, len, now);
+        s->pend.len = 0;
+        d = nl + 1;
+        n -= ll + 1;
+    }
+}
+
+static void feed_body(sub_t *s, const char *d, size_t n)
+{
+    if (s->state != SUB_READY)
+        return;
+    int64_t now = real_us();
+    if (s->fmt == FMT_SSE)
+        sse_feed(s, d, n, now);
+    else
+        json_feed(s, d, n, now);
+}
+
+/* ---------- subscriber state ---------- */
+
+static void sub_unpend(sub_t *s)
+{
+    conn_t *c = s->c;
+    if (c && --c->npending == 0 && c->counted_pending) {
+        c->counted_pending = false;
+        pending_conns--;
+    }
+}
+
+static void sub_ready(sub_t *s)
+{
+    s->state = SUB_READY;
+    S.ready++;
+    if (s->c)
+        s->c->nready++;
+    if (O.k > 0)
+        S.live_incomplete++;
+    sub_unpend(s);
+}
+
+static void sub_fail(sub_t *s, long *counter)
+{
+    s->state = SUB_FAILED;
+    (*counter)++;
+    sub_unpend(s);
+}
+
+static void sub_closed(sub_t *s)
+{
+    if (s->state != SUB_READY)
+        return;
+    s->state = SUB_CLOSED;
+    if (phase == PH_DONE)
+        return;
+    S.closed++;
+    if (s->got < (uint32_t)O.k)
+        S.live_incomplete--;
+}
+
+static void sub_check_status(sub_t *s)
+{
+    if (s->status == 200) {
+        sub_ready(s);
+    } else {
+        if (s->status == 503)
+            S.status_503++;
+        sub_fail(s, &S.fail_status);
+    }
+}
+
+/* ---------- connections ---------- */
+
+static void conn_set_events(conn_t *c)
+{
+    uint32_t m = EPOLLIN;
+    if (c->state == CS_CONNECTING || c->ssl_want_write || c->out.len > c->ooff)
+        m |= EPOLLOUT;
+    if (m == c->evmask)
+        return;
+    struct epoll_event ev = {.events = m, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->evmask = m;
+}
+
+static void conn_close(conn_t *c, int reason)
+{
+    for (int i = 0; i < c->nsubs; i++) {
+        sub_t *s = &c->subs[i];
+        if (s->state == SUB_PENDING) {
+            if (c->state != CS_ACTIVE)
+                sub_fail(s, reason == R_TLS ? &S.fail_tls
+                            : reason == R_TIMEOUT ? &S.fail_timeout
+                                                  : &S.fail_connect);
+            else
+                sub_fail(s, reason == R_TIMEOUT ? &S.fail_timeout
+                                                : &S.fail_reset);
+        } else if (s->state == SUB_READY) {
+            sub_closed(s);
+        }
+        s->c = NULL;
+    }
+    if (!c->is_pub && c->nready && phase != PH_DONE)
+        S.conn_closed++; /* an established subscriber connection ended */
+    if (c->is_pub) {
+        pub = NULL;
+        if (c->proto == P_H1 && c->pub_seq >= 0)
+            S.pub_done++; /* its response will never come */
+        else if (c->proto == P_H2)
+            S.pub_done += c->nopen;
+    }
+    else if (c->idx >= 0)
+        conns[c->idx] = NULL;
+    if (c->h2)
+        nghttp2_session_del(c->h2);
+    if (c->ssl) {
+        if (reason == R_SHUTDOWN || reason == R_END)
+            SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    buf_free(&c->out);
+    buf_free(&c->line);
+    free(c);
+}
+
+/* Pulls frames from nghttp2 into the output buffer, then writes. */
+static int conn_flush(conn_t *c)
+{
+    if (c->h2) {
+        while (c->out.len - c->ooff < OUT_HIGH) {
+            const uint8_t *data;
+            ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+            if (n < 0)
+                return -1;
+            if (n == 0)
+                break;
+            if (buf_add(&c->out, data, (size_t)n))
+                return -1;
+        }
+    }
+    c->ssl_want_write = false;
+    while (c->out.len > c->ooff) {
+        size_t left = c->out.len - c->ooff;
+        ssize_t n;
+        if (c->ssl) {
+            ERR_clear_error();
+            int r = SSL_write(c->ssl, c->out.p + c->ooff,
+                              left > INT32_MAX ? INT32_MAX : (int)left);
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    c->ssl_want_write = true;
+                    break;
+                }
+                if (e == SSL_ERROR_WANT_READ)
+                    break;
+                return -1;
+            }
+            n = r;
+        } else {
+            n = send(c->fd, c->out.p + c->ooff, left, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                if (errno == EINTR)
+                    continue;
+                return -1;
+            }
+        }
+        c->ooff += (size_t)n;
+    }
+    if (c->ooff == c->out.len)
+        c->out.len = c->ooff = 0;
+    else if (c->ooff > (256u << 10) && !c->ssl) {
+        memmove(c->out.p, c->out.p + c->ooff, c->out.len - c->ooff);
+        c->out.len -= c->ooff;
+        c->ooff = 0;
+    }
+    return 0;
+}
+
+/* ---------- HTTP/1.1 ---------- */
+
+static int h1_send_get(conn_t *c)
+{
+    char req[4096];
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: h2c-fanout\r\n"
+                     "Accept: %s\r\n",
+                     c->t->path, c->t->authority,
+                     O.sse ? "text/event-stream" : "*/*");
+    if (n < 0 || (size_t)n >= sizeof(req))
+        return -1;
+    buf_add(&c->out, req, (size_t)n);
+    for (int i = 0; i < O.nheaders; i++) {
+        buf_add(&c->out, O.headers[i], strlen(O.headers[i]));
+        buf_add(&c->out, "\r\n", 2);
+    }
+    buf_add(&c->out, "\r\n", 2);
+    return 0;
+}
+
+static int h1_send_post(conn_t *c, long seq)
+{
+    pubmsg_t *m = &msgs[seq];
+    char req[4096];
+    int n = snprintf(req, sizeof(req),
+                     "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: h2c-fanout\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %u\r\n",
+                     c->t->path, c->t->authority, (unsigned)m->len);
+    if (n < 0 || (size_t)n >= sizeof(req))
+        return -1;
+    buf_add(&c->out, req, (size_t)n);
+    for (int i = 0; i < O.nheaders; i++) {
+        buf_add(&c->out, O.headers[i], strlen(O.headers[i]));
+        buf_add(&c->out, "\r\n", 2);
+    }
+    buf_add(&c->out, "\r\n", 2);
+    buf_add(&c->out, m->body, m->len);
+    c->pub_seq = seq;
+    return 0;
+}
+
+/* A response ended.  Returns -1 if the connection is to be closed. */
+static int h1_response_done(conn_t *c)
+{
+    if (c->is_pub) {
+        if (c->pub_seq >= 0) {
+            msgs[c->pub_seq].status = c->h1status;
+            S.pub_done++;
+        }
+        c->pub_seq = -1;
+        c->h1st = H1_STATUS;
+        return c->h1close ? -1 : 0;
+    }
+    return -1; /* a subscriber's stream ended */
+}
+
+static int h1_headers_done(conn_t *c)
+{
+    if (c->h1status >= 100 && c->h1status < 200) {
+        c->h1st = H1_STATUS;
+        return 0;
+    }
+    if (!c->is_pub && c->nsubs) {
+        sub_t *s = &c->subs[0];
+        if (s->state == SUB_PENDING) {
+            s->status = c->h1status;
+            s->fmt = c->h1sse ? FMT_SSE : FMT_JSON;
+            sub_check_status(s);
+            if (s->state != SUB_READY)
+                return -1;
+        }
+    }
+    if (c->h1status == 204 || c->h1status == 304)
+        return h1_response_done(c);
+    if (c->h1chunked) {
+        c->h1st = H1_CHUNK_SIZE;
+    } else if (c->h1cl) {
+        if (c->h1left == 0)
+            return h1_response_done(c);
+        c->h1st = H1_BODY_CL;
+    } else {
+        c->h1st = H1_BODY_EOF;
+    }
+    return 0;
+}
+
+static bool hdr_is(const char *l, size_t n, const char *name, const char **v)
+{
+    size_t k = strlen(name);
+    if (n <= k || strncasecmp(l, name, k) || l[k] != ':')
+        return false;
+    *v = l + k + 1;
+    while (**v == ' ' || **v == '\t')
+        (*v)++;
+    return true;
+}
+
+static int h1_line(conn_t *c, char *l, size_t n)
+{
+    const char *v;
+    l[n] = 0;
+    switch (c->h1st) {
+    case H1_STATUS:
+        if (n == 0)
+            return 0;
+        if (n < 12 || strncmp(l, "HTTP/1.", 7))
+            return -1;
+        c->h1status = atoi(l + 9);
+        c->h1chunked = c->h1cl = c->h1close = c->h1sse = false;
+        c->h1left = 0;
+        c->h1st = H1_HEADERS;
+        return 0;
+    case H1_HEADERS:
+        if (n == 0)
+            return h1_headers_done(c);
+        if (hdr_is(l, n, "transfer-encoding", &v))
+            c->h1chunked = strcasestr(v, "chunked") != NULL;
+        else if (hdr_is(l, n, "content-length", &v))
+            c->h1cl = true, c->h1left = strtoll(v, NULL, 10);
+        else if (hdr_is(l, n, "connection", &v))
+            c->h1close = strcasestr(v, "close") != NULL;
+        else if (hdr_is(l, n, "content-type", &v))
+            c->h1sse = !strncasecmp(v, "text/event-stream", 17);
+        return 0;
+    case H1_CHUNK_SIZE: {
+        char *end;
+        long long sz = strtoll(l, &end, 16);
+        if (end == l || sz < 0)
+            return -1;
+        c->h1left = sz;
+        c->h1st = sz ? H1_CHUNK_DATA : H1_TRAILERS;
+        return 0;
+    }
+    case H1_CHUNK_CRLF:
+        c->h1st = H1_CHUNK_SIZE;
+        return n == 0 ? 0 : -1;
+    case H1_TRAILERS:
+        return n == 0 ? h1_response_done(c) : 0;
+    }
+    return -1;
+}
+
+static void h1_body(conn_t *c, const char *d, size_t n)
+{
+    if (!c->is_pub && c->nsubs)
+        feed_body(&c->subs[0], d, n);
+}
+
+static int h1_feed(conn_t *c, const char *d, size_t n)
+{
+    while (n) {
+        size_t take;
+        switch (c->h1st) {
+        case H1_BODY_CL:
+        case H1_CHUNK_DATA:
+            take = (size_t)c->h1left < n ? (size_t)c->h1left : n;
+            h1_body(c, d, take);
+            c->h1left -= (int64_t)take;
+            d += take;
+            n -= take;
+            if (c->h1left == 0) {
+                if (c->h1st == H1_CHUNK_DATA)
+                    c->h1st = H1_CHUNK_CRLF;
+                else if (h1_response_done(c))
+                    return -1;
+            }
+            break;
+        case H1_BODY_EOF:
+            h1_body(c, d, n);
+            return 0;
+        default: {
+            const char *nl = memchr(d, '\n', n);
+            take = nl ? (size_t)(nl - d) + 1 : n;
+            if (c->line.len + take + 1 > H1_LINE_MAX)
+                return -1;
+            buf_add(&c->line, d, take);
+            d += take;
+            n -= take;
+            if (!nl)
+                return 0;
+            size_t len = c->line.len - 1;
+            if (len && c->line.p[len - 1] == '\r')
+                len--;
+            buf_add(&c->line, "", 1); /* room for the NUL */
+            int rv = h1_line(c, c->line.p, len);
+            c->line.len = 0;
+            if (rv)
+                return -1;
+        }
+        }
+    }
+    return 0;
+}
+
+/* ---------- HTTP/2 ---------- */
+
+#define NV(NAME, VALUE, VLEN)                                                  \
+    {                                                                          \
+        (uint8_t *)(NAME), (uint8_t *)(VALUE), sizeof(NAME) - 1, (VLEN),       \
+            NGHTTP2_NV_FLAG_NONE                                               \
+    }
+
+static int on_header(nghttp2_session *h2, const nghttp2_frame *f,
+                     const uint8_t *name, size_t nlen, const uint8_t *val,
+                     size_t vlen, uint8_t flags, void *ud)
+{
+    conn_t *c = ud;
+    (void)flags;
+    if (f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    void *sd = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+    if (!sd)
+        return 0;
+    bool status = nlen == 7 && !memcmp(name, ":status", 7);
+    int code = status && vlen == 3 ? atoi((const char *)val) : 0;
+    if (c->is_pub) {
+        if (status)
+            ((pubmsg_t *)sd)->status = code;
+        return 0;
+    }
+    sub_t *s = sd;
+    if (status)
+        s->status = code;
+    else if (nlen == 12 && !memcmp(name, "content-type", 12))
+        s->fmt = vlen >= 17 && !strncasecmp((const char *)val,
+                                            "text/event-stream", 17)
+                     ? FMT_SSE
+                     : FMT_JSON;
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *ud)
+{
+    conn_t *c = ud;
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+        if (phase != PH_DONE)
+            S.goaways++;
+        return 0;
+    }
+    if (c->is_pub || f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    sub_t *s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+    if (!s || s->state != SUB_PENDING)
+        return 0;
+    if (s->status >= 100 && s->status < 200) {
+        s->status = 0;
+        return 0;
+    }
+    sub_check_status(s);
+    return 0;
+}
+
+static int on_data(nghttp2_session *h2, uint8_t flags, int32_t sid,
+                   const uint8_t *d, size_t n, void *ud)
+{
+    conn_t *c = ud;
+    (void)flags;
+    if (c->is_pub)
+        return 0;
+    sub_t *s = nghttp2_session_get_stream_user_data(h2, sid);
+    if (s)
+        feed_body(s, (const char *)d, n);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *h2, int32_t sid, uint32_t err,
+                           void *ud)
+{
+    conn_t *c = ud;
+    (void)err;
+    void *sd = nghttp2_session_get_stream_user_data(h2, sid);
+    c->nopen--;
+    if (c->is_pub && sd)
+        S.pub_done++;
+    if (!sd || c->is_pub)
+        return 0;
+    sub_t *s = sd;
+    if (s->state == SUB_PENDING)
+        sub_fail(s, &S.fail_reset);
+    else
+        sub_closed(s);
+    s->stream_id = 0;
+    return 0;
+}
+
+static ssize_t body_read(nghttp2_session *h2, int32_t sid, uint8_t *buf,
+                         size_t len, uint32_t *flags, nghttp2_data_source *src,
+                         void *ud)
+{
+    pubmsg_t *m = src->ptr;
+    (void)h2, (void)sid, (void)ud;
+    size_t n = (size_t)(m->len - m->off);
+    if (n > len)
+        n = len;
+    memcpy(buf, m->body + m->off, n);
+    m->off = (uint16_t)(m->off + n);
+    if (m->off == m->len)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static nghttp2_session_callbacks *h2cbs;
+
+static int h2_submit(conn_t *c, const char *method, const char *ctype,
+                     const char *clen, nghttp2_data_provider *dp, void *sd)
+{
+    const struct target *t = c->t;
+    const char *scheme = t->tls ? "https" : "http";
+    const char *accept = O.sse ? "text/event-stream" : "*/*";
+    nghttp2_nv nv[8 + MAX_HEADERS] = {
+        NV(":method", method, strlen(method)),
+        NV(":scheme", scheme, strlen(scheme)),
+        NV(":authority", t->authority, strlen(t->authority)),
+        NV(":path", t->path, strlen(t->path)),
+        NV("user-agent", "h2c-fanout", 10),
+    };
+    size_t nnv = 5;
+    if (ctype) {
+        nghttp2_nv a = NV("content-type", ctype, strlen(ctype));
+        nghttp2_nv b = NV("content-length", clen, strlen(clen));
+        nv[nnv++] = a;
+        nv[nnv++] = b;
+    } else {
+        nghttp2_nv a = NV("accept", accept, strlen(accept));
+        nv[nnv++] = a;
+    }
+    /* extra headers: names lower-cased once at option parsing */
+    for (int i = 0; i < O.nheaders; i++) {
+        const char *h = O.headers[i], *colon = strchr(h, ':');
+        const char *v = colon + 1;
+        while (*v == ' ')
+            v++;
+        nghttp2_nv x = {(uint8_t *)h, (uint8_t *)v, (size_t)(colon - h),
+                        strlen(v), NGHTTP2_NV_FLAG_NONE};
+        nv[nnv++] = x;
+    }
+    int32_t id = nghttp2_submit_request(c->h2, NULL, nv, nnv, dp, sd);
+    if (id < 0)
+        return -1;
+    c->nopen++;
+    return id;
+}
+
+static int h2_start(conn_t *c)
+{
+    if (nghttp2_session_client_new(&c->h2, h2cbs, c))
+        return -1;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW},
+    };
+    if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2))
+        return -1;
+    nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
+                                          16 * H2_WINDOW);
+    for (int i = 0; i < c->nsubs; i++) {
+        int id = h2_submit(c, "GET", NULL, NULL, NULL, &c->subs[i]);
+        if (id < 0)
+            return -1;
+        c->subs[i].stream_id = id;
+    }
+    return 0;
+}
+
+/* ---------- connection life cycle ---------- */
+
+static int proto_start(conn_t *c)
+{
+    c->state = CS_ACTIVE;
+    if (c->proto == P_H2)
+        return h2_start(c);
+    c->h1st = H1_STATUS;
+    c->pub_seq = -1;
+    if (!c->is_pub)
+        return h1_send_get(c);
+    return 0;
+}
+
+static int tls_handshake(conn_t *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    c->ssl_want_write = false;
+    if (r == 1) {
+        if (c->proto == P_H2) {
+            const unsigned char *alpn = NULL;
+            unsigned alen = 0;
+            SSL_get0_alpn_selected(c->ssl, &alpn, &alen);
+            if (alen != 2 || memcmp(alpn, "h2", 2))
+                return -1;
+        }
+        return proto_start(c);
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        return 0;
+    if (e == SSL_ERROR_WANT_WRITE) {
+        c->ssl_want_write = true;
+        return 0;
+    }
+    return -1;
+}
+
+static int tls_start(conn_t *c)
+{
+    c->ssl = SSL_new(c->proto == P_H2 ? ctx_h2 : ctx_h1);
+    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd))
+        return -1;
+    SSL_set_connect_state(c->ssl);
+    struct in6_addr dummy;
+    if (inet_pton(AF_INET, c->t->host, &dummy) != 1 &&
+        inet_pton(AF_INET6, c->t->host, &dummy) != 1)
+        SSL_set_tlsext_host_name(c->ssl, c->t->host);
+    c->state = CS_TLS;
+    return tls_handshake(c);
+}
+
+static conn_t *conn_open(const struct target *t, int proto, sub_t *ss, int ns,
+                         bool is_pub)
+{
+    conn_t *c = xcalloc(1, sizeof(*c));
+    c->fd = -1;
+    c->idx = -1;
+    c->t = t;
+    c->tls = t->tls;
+    c->proto = (uint8_t)proto;
+    c->is_pub = is_pub;
+    c->subs = ss;
+    c->nsubs = ns;
+    c->npending = ns;
+    c->pub_seq = -1;
+    c->t_open = mono_us();
+    for (int i = 0; i < ns; i++)
+        ss[i].c = c;
+    if (ns) {
+        c->counted_pending = true;
+        pending_conns++;
+    }
+    c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                   0);
+    if (c->fd < 0)
+        goto fail;
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(c->fd, (const struct sockaddr *)&t->sa, t->salen) < 0 &&
+        errno != EINPROGRESS)
+        goto fail;
+    c->state = CS_CONNECTING;
+    c->evmask = EPOLLIN | EPOLLOUT;
+    struct epoll_event ev = {.events = c->evmask, .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+        goto fail;
+    return c;
+fail:
+    if (!S.conn_err_first)
+        S.conn_err_first = errno ? errno : -1;
+    conn_close(c, R_CONNECT);
+    return NULL;
+}
+
+static int conn_read(conn_t *c)
+{
+    static char rbuf[65536];
+    for (int i = 0; c->ssl || i < 16; i++) {
+        ssize_t n;
+        if (c->ssl) {
+            ERR_clear_error();
+            int r = SSL_read(c->ssl, rbuf, sizeof(rbuf));
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ)
+                    return 0;
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    c->ssl_want_write = true;
+                    return 0;
+                }
+                if (e == SSL_ERROR_ZERO_RETURN)
+                    n = 0;
+                else
+                    return -1;
+            } else {
+                n = r;
+            }
+        } else {
+            n = recv(c->fd, rbuf, sizeof(rbuf), 0);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return 0;
+                if (errno == EINTR)
+                    continue;
+                return -1;
+            }
+        }
+        if (n == 0) {
+            if (c->proto == P_H1 && c->h1st == H1_BODY_EOF)
+                h1_response_done(c);
+            return -1;
+        }
+        if (c->proto == P_H2) {
+            if (nghttp2_session_mem_recv(c->h2, (uint8_t *)rbuf, (size_t)n) < 0)
+                return -1;
+        } else if (h1_feed(c, rbuf, (size_t)n)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void conn_event(conn_t *c, uint32_t ev)
+{
+    int rv = 0, reason = R_ERROR;
+    switch (c->state) {
+    case CS_CONNECTING: {
+        int err = 0;
+        socklen_t el = sizeof(err);
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+            err = errno;
+        if (err) {
+            if (!S.conn_err_first)
+                S.conn_err_first = err;
+            conn_close(c, R_CONNECT);
+            return;
+        }
+        if (!(ev & EPOLLOUT))
+            return;
+        if (c->tls) {
+            rv = tls_start(c);
+            reason = R_TLS;
+        } else {
+            rv = proto_start(c);
+        }
+        if (rv == 0 && c->state == CS_ACTIVE)
+            rv = conn_flush(c);
+        break;
+    }
+    case CS_TLS:
+        reason = R_TLS;
+        rv = tls_handshake(c);
+        if (rv == 0 && c->state == CS_ACTIVE)
+            rv = conn_flush(c);
+        break;
+    case CS_ACTIVE:
+        if (c->ssl || (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+            rv = conn_read(c);
+            if (rv && c->nsubs && c->nopen == 0 && c->proto == P_H2)
+                reason = R_END;
+        }
+        if (rv == 0)
+            rv = conn_flush(c);
+        if (rv == 0 && c->proto == P_H2 && !c->is_pub) {
+            if (c->nopen == 0 ||
+                (!nghttp2_session_want_read(c->h2) &&
+                 !nghttp2_session_want_write(c->h2))) {
+                rv = -1;
+                reason = R_END;
+            }
+        }
+        break;
+    }
+    if (rv)
+        conn_close(c, reason);
+    else
+        conn_set_events(c);
+}
+
+/* ---------- publishing ---------- */
+
+static bool pub_can_send(void)
+{
+    if (!pub || pub->state != CS_ACTIVE)
+        return false;
+    if (pub->proto == P_H1)
+        return pub->pub_seq < 0 && pub->out.len == pub->ooff;
+    return !nghttp2_session_check_request_allowed(pub->h2) ? false : true;
+}
+
+static void publish(long seq)
+{
+    pubmsg_t *m = &msgs[seq];
+    m->len = (uint16_t)snprintf(m->body, sizeof(m->body),
+                                "{\"user\":\"bench\",\"text\":\"%ld %lld\"}",
+                                seq, (long long)real_us());
+    m->off = 0;
+    int rv;
+    if (pub->proto == P_H2) {
+        char clen[16];
+        snprintf(clen, sizeof(clen), "%u", (unsigned)m->len);
+        nghttp2_data_provider dp = {.source.ptr = m, .read_callback = body_read};
+        rv = h2_submit(pub, "POST", "application/json", clen, &dp, m) < 0;
+    } else {
+        rv = h1_send_post(pub, seq);
+    }
+    S.published++;
+    if (rv)
+        S.pub_done++; /* never left: do not wait for its answer */
+    else
+        rv = conn_flush(pub); /* closing counts it as answered */
+    if (rv)
+        conn_close(pub, R_ERROR);
+    else
+        conn_set_events(pub);
+}
+
+/* ---------- /proc sampling of the server's process tree ---------- */
+
+static long status_field(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long v = -1;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, key, kl)) {
+            v = strtol(line + kl, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* Reads ppid and utime+stime (ticks) from /proc/PID/stat. */
+static int read_stat(long pid, long *ppid, unsigned long long *ticks)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
+     * majflt cmajflt utime stime */
+    char st;
+    unsigned long long ut = 0, stt = 0;
+    if (sscanf(p + 2, "%c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+               &st, ppid, &ut, &stt) != 4)
+        return -1;
+    *ticks = ut + stt;
+    return 0;
+}
+
+/* Sum of the first field of /proc/PID/task/TID/schedstat (ns on CPU). */
+static double sched_time(long pid)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/%ld/task", pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    double s = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!isdigit((unsigned char)de->d_name[0]))
+            continue;
+        snprintf(path, sizeof(path), "/proc/%ld/task/%.20s/schedstat", pid,
+                 de->d_name);
+        FILE *f = fopen(path, "r");
+        unsigned long long ns = 0;
+        if (f) {
+            if (fscanf(f, "%llu", &ns) == 1)
+                s += (double)ns / 1e9;
+            fclose(f);
+        }
+    }
+    closedir(d);
+    return s;
+}
+
+static int proc_tree(long root, struct procstat *ps)
+{
+    memset(ps, 0, sizeof(*ps));
+    ps->pss_kib = 0;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -1;
+    size_t n = 0, cap = 1024;
+    long *pid = malloc(cap * sizeof(long)), *ppid = malloc(cap * sizeof(long));
+    unsigned long long *ticks = malloc(cap * sizeof(*ticks));
+    struct dirent *de;
+    while (pid && ppid && ticks && (de = readdir(d))) {
+        if (!isdigit((unsigned char)de->d_name[0]))
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            long *a = realloc(pid, cap * sizeof(long));
+            if (a)
+                pid = a;
+            long *b = realloc(ppid, cap * sizeof(long));
+            if (b)
+                ppid = b;
+            unsigned long long *t = realloc(ticks, cap * sizeof(*t));
+            if (t)
+                ticks = t;
+            if (!a || !b || !t) {
+                cap /= 2;
+                break;
+            }
+        }
+        pid[n] = strtol(de->d_name, NULL, 10);
+        if (read_stat(pid[n], &ppid[n], &ticks[n]) == 0)
+            n++;
+    }
+    closedir(d);
+    if (!pid || !ppid || !ticks) {
+        free(pid), free(ppid), free(ticks);
+        return -1;
+    }
+    bool *in = xcalloc(n, sizeof(bool));
+    bool changed = true;
+    while (changed) { /* transitive closure of "child of a member" */
+        changed = false;
+        for (size_t i = 0; i < n; i++) {
+            if (in[i])
+                continue;
+            bool m = pid[i] == root;
+            for (size_t j = 0; !m && j < n; j++)
+                m = in[j] && pid[j] == ppid[i];
+            if (m)
+                in[i] = changed = true;
+        }
+    }
+    long tck = sysconf(_SC_CLK_TCK);
+    for (size_t i = 0; i < n; i++) {
+        if (!in[i])
+            continue;
+        char path[64];
+        ps->nprocs++;
+        ps->cpu_s += (double)ticks[i] / (double)(tck > 0 ? tck : 100);
+        snprintf(path, sizeof(path), "/proc/%ld/status", pid[i]);
+        long v = status_field(path, "VmRSS:");
+        if (v > 0)
+            ps->rss_kib += v;
+        v = status_field(path, "Threads:");
+        if (v > 0)
+            ps->threads += v;
+        ps->sched_s += sched_time(pid[i]);
+        snprintf(path, sizeof(path), "/proc/%ld/smaps_rollup", pid[i]);
+        v = status_field(path, "Pss:");
+        if (v > 0 && ps->pss_kib >= 0)
+            ps->pss_kib += v;
+        else
+            ps->pss_kib = -1;
+    }
+    free(in);
+    free(pid);
+    free(ppid);
+    free(ticks);
+    return ps->nprocs ? 0 : -1;
+}
+
+/* ---------- reporting ---------- */
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct_ms(double q)
+{
+    if (!nlat)
+        return -1;
+    size_t i = (size_t)ceil(q * (double)nlat);
+    if (i < 1)
+        i = 1;
+    if (i > nlat)
+        i = nlat;
+    return lat[i - 1] / 1000.0;
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+static const char *proto_name(int p, bool tls)
+{
+    return p == P_H1 ? (tls ? "h1s" : "h1") : (tls ? "h2" : "h2c");
+}
+
+/* ---------- options ---------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: h2c-fanout --url http://127.0.0.1:PORT/msgs [options]\n"
+        "  --url URL              subscribe URL (http:// or https://, loopback only)\n"
+        "  --proto h2|h2c|h1      subscriber transport (default: h2 for https, h2c for http)\n"
+        "  -n N                   subscribers (default 100)\n"
+        "  -k K                   messages to publish (default 5)\n"
+        "  --rate R               messages per second (default 10)\n"
+        "  --sse                  send Accept: text/event-stream\n"
+        "  --pid PID              server master pid: sample RSS/threads/CPU of its tree\n"
+        "  --timeout S            overall bound in seconds (default 60)\n"
+        "  --json-only            no human output on stderr\n"
+        "  --publish-url URL      where to POST (default: --url)\n"
+        "  --publish-proto P      h2|h2c|h1 for the publisher (default: h2 for https,\n"
+        "                         else the subscriber protocol)\n"
+        "  --connect-rate R       new connections per second (default 2000)\n"
+        "  --max-pending M        connections awaiting headers at once (default 500)\n"
+        "  --first-line-timeout S seconds to wait for response headers (default 10)\n"
+        "  --streams-per-conn K   subscriber streams per h2 connection (default 1)\n"
+        "  --settle S             pause between all-ready and publishing (default 0.2)\n"
+        "  --drain S              stop S seconds after the last publish (default: off)\n"
+        "  -H, --header 'N: v'    extra request header (repeatable)\n");
+}
+
+static int parse_proto(const char *s)
+{
+    if (!strcmp(s, "h2") || !strcmp(s, "h2c"))
+        return P_H2;
+    if (!strcmp(s, "h1") || !strcmp(s, "http/1.1"))
+        return P_H1;
+    die("unknown protocol: %s", s);
+}
+
+static double num(const char *s, double lo)
+{
+    char *e;
+    double v = strtod(s, &e);
+    if (*s == 0 || *e || !(v >= lo) || v > 1e12)
+        die("bad number: %s", s);
+    return v;
+}
+
+static void parse_opts(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"url", 1, 0, 'u'}, {"proto", 1, 0, 'p'}, {"rate", 1, 0, 'r'},
+        {"sse", 0, 0, 's'}, {"pid", 1, 0, 'P'}, {"timeout", 1, 0, 't'},
+        {"json-only", 0, 0, 'j'}, {"publish-url", 1, 0, 'U'},
+        {"publish-proto", 1, 0, 'Q'}, {"connect-rate", 1, 0, 'c'},
+        {"first-line-timeout", 1, 0, 'f'}, {"streams-per-conn", 1, 0, 'S'},
+        {"max-pending", 1, 0, 'm'}, {"settle", 1, 0, 'w'},
+        {"drain", 1, 0, 'd'}, {"header", 1, 0, 'H'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "n:k:H:h", lo, NULL)) != -1) {
+        switch (ch) {
+        case 'u': O.url = optarg; break;
+        case 'U': O.pub_url = optarg; break;
+        case 'p': O.proto = parse_proto(optarg); break;
+        case 'Q': O.pub_proto = parse_proto(optarg); break;
+        case 'n': O.n = (long)num(optarg, 1); break;
+        case 'k': O.k = (long)num(optarg, 0); break;
+        case 'r': O.rate = num(optarg, 0.001); break;
+        case 's': O.sse = true; break;
+        case 'P': O.pid = (long)num(optarg, 1); break;
+        case 't': O.timeout = num(optarg, 0.1); break;
+        case 'j': O.json_only = true; break;
+        case 'c': O.connect_rate = num(optarg, 0.001); break;
+        case 'f': O.flt = num(optarg, 0.01); break;
+        case 'S': O.spc = (int)num(optarg, 1); break;
+        case 'm': O.max_pending = (int)num(optarg, 1); break;
+        case 'w': O.settle = num(optarg, 0); break;
+        case 'd': O.drain = num(optarg, 0); break;
+        case 'H': {
+            char *colon = strchr(optarg, ':');
+            if (!colon || colon == optarg || O.nheaders == MAX_HEADERS)
+                die("bad or too many headers: %s", optarg);
+            for (char *q = optarg; q < colon; q++)
+                *q = (char)tolower((unsigned char)*q);
+            O.headers[O.nheaders++] = optarg;
+            break;
+        }
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (!O.url || optind != argc) {
+        usage(stderr);
+        exit(2);
+    }
+    if (O.k > 100000000)
+        die("%s", "-k too large");
+    parse_url(O.url, &T);
+    parse_url(O.pub_url ? O.pub_url : O.url, &PT);
+    if (O.proto < 0)
+        O.proto = P_H2;
+    if (O.pub_proto < 0)
+        O.pub_proto = PT.tls ? P_H2 : O.proto;
+    if (O.proto == P_H1)
+        O.spc = 1;
+}
+
+static SSL_CTX *make_ctx(const unsigned char *alpn, unsigned alen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        die("%s", "SSL_CTX_new failed");
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* loopback test certs */
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_alpn_protos(ctx, alpn, alen);
+    return ctx;
+}
+
+static void raise_nofile(long need)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if ((rlim_t)need > rl.rlim_cur)
+            fprintf(stderr,
+                    "h2c-fanout: warning: need ~%ld descriptors, limit is %llu\n",
+                    need, (unsigned long long)rl.rlim_cur);
+    }
+}
+
+/* ---------- main loop ---------- */
+
+static void sweep_timeouts(int64_t now)
+{
+    int64_t lim = (int64_t)(O.flt * 1e6);
+    for (long i = 0; i < next_conn; i++) {
+        conn_t *c = conns[i];
+        if (!c || c->npending == 0 || now - c->t_open < lim)
+            continue;
+        if (c->nready == 0) {
+            conn_close(c, R_TIMEOUT);
+            continue;
+        }
+        for (int j = 0; j < c->nsubs; j++) {
+            sub_t *s = &c->subs[j];
+            if (s->state != SUB_PENDING)
+                continue;
+            if (c->h2 && s->stream_id > 0)
+                nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE,
+                                          s->stream_id, NGHTTP2_CANCEL);
+            sub_fail(s, &S.fail_timeout);
+        }
+        if (conn_flush(c))
+            conn_close(c, R_ERROR);
+        else
+            conn_set_events(c);
+    }
+}
+
+static long failed(void)
+{
+    return S.fail_connect + S.fail_tls + S.fail_status + S.fail_timeout +
+           S.fail_reset;
+}
+
+static void progress(int64_t now, int64_t t0, bool final)
+{
+    if (O.json_only)
+        return;
+    double el = (double)(now - t0) / 1e6;
+    if (phase <= PH_SETTLE)
+        fprintf(stderr, "%s[%6.1fs] connecting: %ld/%ld conns opened, %ld/%ld ready, %ld failed%s",
+                tty ? "\r" : "", el, next_conn, nconns, S.ready, O.n, failed(),
+                tty && !final ? "   " : "\n");
+    else
+        fprintf(stderr, "%s[%6.1fs] publishing: %ld/%ld sent, %ld/%ld delivered%s",
+                tty ? "\r" : "", el, next_seq, O.k, S.delivered, S.ready * O.k,
+                tty && !final ? "   " : "\n");
+}
+
+int main(int argc, char **argv)
+{
+    parse_opts(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    tty = isatty(2);
+    nconns = (O.n + O.spc - 1) / O.spc;
+    raise_nofile(nconns + 64);
+
+    run_start_us = real_us();
+    int64_t t0 = mono_us(), deadline = t0 + (int64_t)(O.timeout * 1e6);
+    struct procstat ps_idle = {0}, ps_conn = {0}, ps_pub0 = {0}, ps_end = {0};
+    bool have_ps = O.pid && proc_tree(O.pid, &ps_idle) == 0;
+    if (O.pid && !have_ps)
+        fprintf(stderr, "h2c-fanout: warning: cannot read /proc for pid %ld\n",
+                O.pid);
+
+    if (T.tls || PT.tls) {
+        ctx_h2 = make_ctx((const unsigned char *)"\x02h2", 3);
+        ctx_h1 = make_ctx((const unsigned char *)"\x08http/1.1", 9);
+    }
+    nghttp2_session_callbacks_new(&h2cbs);
+    nghttp2_session_callbacks_set_on_header_callback(h2cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(h2cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h2cbs, on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(h2cbs,
+                                                           on_stream_close);
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0)
+        die("%s", "epoll_create1 failed");
+
+    size_t bm = (size_t)(O.k + 7) / 8;
+    uint8_t *bits = xcalloc((size_t)O.n, bm ? bm : 1);
+    subs = xcalloc((size_t)O.n, sizeof(*subs));
+    for (long i = 0; i < O.n; i++) {
+        subs[i].seen = bits + (size_t)i * (bm ? bm : 1);
+        subs[i].max_seq = -1;
+    }
+    conns = xcalloc((size_t)nconns, sizeof(*conns));
+    msgs = xcalloc((size_t)(O.k ? O.k : 1), sizeof(*msgs));
+
+    int64_t t_conn_done = 0, t_pub0 = 0, t_last_pub = 0, t_end = 0;
+    int64_t next_progress = t0, next_sweep = t0, pub_retry = 0;
+    bool timed_out = false;
+    struct epoll_event evs[1024];
+
+    for (;;) {
+        int64_t now = mono_us();
+        if (now >= deadline) {
+            timed_out = true;
+            break;
+        }
+        if (phase == PH_CONNECT) {
+            double allowed = (double)(now - t0) / 1e6 * O.connect_rate + 1;
+            while (next_conn < nconns && next_conn < allowed &&
+                   pending_conns < O.max_pending) {
+                long i = next_conn++;
+                int ns = (int)((O.n - i * O.spc) < O.spc ? O.n - i * O.spc
+                                                         : O.spc);
+                conn_t *c = conn_open(&T, O.proto, &subs[i * O.spc], ns, false);
+                if (c) {
+                    c->idx = (int)i;
+                    conns[i] = c;
+                    S.conns++;
+                }
+            }
+            if (next_conn == nconns && S.ready + failed() == O.n) {
+                progress(now, t0, true);
+                t_conn_done = now;
+                phase = PH_SETTLE;
+                if (O.pid)
+                    proc_tree(O.pid, &ps_conn);
+                if (S.ready == 0 || O.k == 0) {
+                    phase = PH_DONE;
+                    break;
+                }
+            }
+        }
+        if (phase >= PH_SETTLE && !pub && next_seq < O.k &&
+            now >= pub_retry) {
+            pub_retry = now + 100000; /* do not spin on a refused publisher */
+            pub = conn_open(&PT, O.pub_proto, NULL, 0, true);
+        }
+        if (phase == PH_SETTLE && pub && pub->state == CS_ACTIVE &&
+            now - t_conn_done >= (int64_t)(O.settle * 1e6)) {
+            if (O.pid)
+                proc_tree(O.pid, &ps_pub0);
+            phase = PH_PUBLISH;
+            t_pub0 = now = mono_us();
+        }
+        if (phase == PH_PUBLISH) {
+            while (next_seq < O.k &&
+                   now >= t_pub0 + (int64_t)((double)next_seq * 1e6 / O.rate) &&
+                   pub_can_send()) {
+                publish(next_seq++);
+                t_last_pub = now;
+            }
+            /* done: everything delivered and every POST answered, or no
+             * subscriber left that could still receive anything */
+            if (S.live_incomplete <= 0 &&
+                (next_seq < O.k || S.pub_done >= S.published))
+                break;
+            if (next_seq == O.k && O.drain > 0 &&
+                now - t_last_pub > (int64_t)(O.drain * 1e6))
+                break;
+        }
+        if (now >= next_sweep) {
+            sweep_timeouts(now);
+            next_sweep = now + 100000;
+        }
+        if (now >= next_progress) {
+            progress(now, t0, false);
+            next_progress = now + (tty ? 250000 : 1000000);
+        }
+
+        /* sleep until the next thing we must do */
+        int64_t wake = next_sweep < deadline ? next_sweep : deadline;
+        if (phase == PH_CONNECT && next_conn < nconns &&
+            pending_conns < O.max_pending) {
+            int64_t t = t0 + (int64_t)((double)next_conn * 1e6 / O.connect_rate);
+            if (t < wake)
+                wake = t;
+        }
+        if (phase == PH_PUBLISH && next_seq < O.k) {
+            int64_t t = t_pub0 + (int64_t)((double)next_seq * 1e6 / O.rate);
+            if (t < wake)
+                wake = t;
+        }
+        if (phase == PH_SETTLE) {
+            int64_t t = t_conn_done + (int64_t)(O.settle * 1e6);
+            if (t < wake)
+                wake = t;
+        }
+        int64_t d = wake - mono_us();
+        int ms = d <= 0 ? 0 : (int)((d + 999) / 1000);
+        int n = epoll_wait(epfd, evs, 1024, ms);
+        for (int i = 0; i < n; i++)
+            conn_event(evs[i].data.ptr, evs[i].events);
+    }
+    t_end = mono_us();
+    if (phase <= PH_SETTLE && !t_conn_done)
+        t_conn_done = t_end;
+    bool published_phase = phase == PH_PUBLISH;
+    if (phase != PH_DONE)
+        progress(t_end, t0, true);
+    phase = PH_DONE;
+    if (O.pid)
+        proc_tree(O.pid, &ps_end);
+
+    /* publish outcome */
+    long pub_ok = 0, pub_err = 0;
+    for (long i = 0; i < next_seq; i++) {
+        if (msgs[i].status >= 200 && msgs[i].status < 300)
+            pub_ok++;
+        else if (msgs[i].status)
+            pub_err++;
+    }
+    long expected = S.ready * O.k;
+    long unanswered = O.n - S.ready - failed(); /* still waiting at the end */
+    long lost = expected - S.delivered;
+    double mean = 0;
+    for (size_t i = 0; i < nlat; i++)
+        mean += lat[i];
+    mean = nlat ? mean / (double)nlat / 1000.0 : -1;
+    if (nlat)
+        qsort(lat, nlat, sizeof(*lat), cmp_u32);
+    double p50 = pct_ms(0.50), p90 = pct_ms(0.90), p99 = pct_ms(0.99),
+           pmax = nlat ? lat[nlat - 1] / 1000.0 : -1;
+    double elapsed = (double)(t_end - t0) / 1e6;
+    double connect_s = (double)(t_conn_done - t0) / 1e6;
+    double publish_s = published_phase ? (double)(t_end - t_pub0) / 1e6 : 0;
+    double cpu_s = published_phase && O.pid ? ps_end.cpu_s - ps_pub0.cpu_s : -1;
+    double sched_s =
+        published_phase && O.pid ? ps_end.sched_s - ps_pub0.sched_s : -1;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double client_cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                        (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+
+    if (!O.json_only) {
+        fprintf(stderr,
+                "%s %s%s: N=%ld K=%ld conns=%ld streams/conn=%d rate=%g/s\n"
+                "  subscribers ready %ld, failed %ld (connect %ld, tls %ld, "
+                "status %ld [503: %ld], header timeout %ld, reset %ld), "
+                "unanswered %ld\n"
+                "  published %ld (ok %ld, error %ld)\n"
+                "  delivered %ld/%ld, lost %ld, dups %ld, out-of-order %ld, "
+                "closed %ld, goaways %ld, ignored %ld\n",
+                O.url, proto_name(O.proto, T.tls), O.sse ? " sse" : "", O.n,
+                O.k, nconns, O.spc, O.rate, S.ready, failed(), S.fail_connect,
+                S.fail_tls, S.fail_status, S.status_503, S.fail_timeout,
+                S.fail_reset, unanswered, S.published, pub_ok, pub_err,
+                S.delivered,
+                expected, lost, S.dups, S.ooo, S.closed, S.goaways, S.ignored);
+        if (S.conn_err_first)
+            fprintf(stderr, "  first connect error: %s\n",
+                    strerror((int)S.conn_err_first));
+        fprintf(stderr,
+                "  latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  mean %.2f\n"
+                "  elapsed %.2fs (connect %.2fs, publish+deliver %.2fs)%s, "
+                "client cpu %.2fs\n",
+                p50, p90, p99, pmax, mean, elapsed, connect_s, publish_s,
+                timed_out ? " TIMED OUT" : "", client_cpu);
+        if (O.pid)
+            fprintf(stderr,
+                    "  server pid %ld: %d procs, RSS %ld KiB idle, %ld KiB "
+                    "connected, %ld KiB end; threads %ld\n"
+                    "  server cpu in publish phase: %.3fs (stat ticks) = %.1f "
+                    "us/delivery; %.4fs (schedstat) = %.1f us/delivery\n",
+                    O.pid, ps_end.nprocs, ps_idle.rss_kib, ps_conn.rss_kib,
+                    ps_end.rss_kib, ps_end.threads, cpu_s,
+                    S.delivered ? cpu_s * 1e6 / (double)S.delivered : -1,
+                    sched_s,
+                    S.delivered ? sched_s * 1e6 / (double)S.delivered : -1);
+    }
+
+    printf("{\"tool\":\"h2c-fanout\",\"url\":");
+    json_str(O.url);
+    printf(",\"proto\":\"%s\",\"publish_proto\":\"%s\",\"sse\":%s,\"n\":%ld,"
+           "\"k\":%ld,\"streams_per_conn\":%d,\"conns\":%ld,\"rate\":%g,"
+           "\"ready\":%ld,\"failed\":%ld,\"fail_connect\":%ld,\"fail_tls\":%ld,"
+           "\"fail_status\":%ld,\"status_503\":%ld,\"fail_timeout\":%ld,"
+           "\"fail_reset\":%ld,\"unanswered\":%ld,\"published\":%ld,"
+           "\"publish_ok\":%ld,"
+           "\"publish_err\":%ld,\"expected\":%ld,\"delivered\":%ld,\"lost\":%ld,"
+           "\"dups\":%ld,\"out_of_order\":%ld,\"closed\":%ld,"
+           "\"conn_closed\":%ld,\"goaways\":%ld,\"ignored\":%ld,"
+           "\"lat_p50_ms\":%.3f,\"lat_p90_ms\":%.3f,\"lat_p99_ms\":%.3f,"
+           "\"lat_max_ms\":%.3f,\"lat_mean_ms\":%.3f,\"elapsed_s\":%.3f,"
+           "\"connect_s\":%.3f,\"publish_s\":%.3f,\"timed_out\":%s,"
+           "\"client_cpu_s\":%.3f",
+           proto_name(O.proto, T.tls), proto_name(O.pub_proto, PT.tls),
+           O.sse ? "true" : "false", O.n, O.k, O.spc, nconns, O.rate, S.ready,
+           failed(), S.fail_connect, S.fail_tls, S.fail_status, S.status_503,
+           S.fail_timeout, S.fail_reset, unanswered, S.published, pub_ok,
+           pub_err,
+           expected, S.delivered, lost, S.dups, S.ooo, S.closed, S.conn_closed,
+           S.goaways, S.ignored, p50, p90, p99, pmax, mean, elapsed, connect_s,
+           publish_s, timed_out ? "true" : "false", client_cpu);
+    if (O.pid)
+        printf(",\"server_pid\":%ld,\"server_procs\":%d,"
+               "\"server_rss_kib_idle\":%ld,\"server_rss_kib_connected\":%ld,"
+               "\"server_rss_kib_end\":%ld,\"server_pss_kib_connected\":%ld,"
+               "\"server_pss_kib_end\":%ld,\"server_threads_connected\":%ld,"
+               "\"server_threads_end\":%ld,\"server_cpu_s_publish\":%.3f,"
+               "\"server_cpu_us_per_msg\":%.2f,"
+               "\"server_sched_s_publish\":%.6f,"
+               "\"server_sched_us_per_msg\":%.2f",
+               O.pid, ps_end.nprocs, ps_idle.rss_kib, ps_conn.rss_kib,
+               ps_end.rss_kib, ps_conn.pss_kib, ps_end.pss_kib,
+               ps_conn.threads, ps_end.threads, cpu_s,
+               S.delivered && cpu_s >= 0 ? cpu_s * 1e6 / (double)S.delivered
+                                         : -1.0,
+               sched_s,
+               S.delivered && sched_s >= 0
+                   ? sched_s * 1e6 / (double)S.delivered
+                   : -1.0);
+    printf("}\n");
+    fflush(stdout);
+
+    for (long i = 0; i < nconns; i++)
+        if (conns[i])
+            conn_close(conns[i], R_SHUTDOWN);
+    if (pub)
+        conn_close(pub, R_SHUTDOWN);
+    for (long i = 0; i < O.n; i++) {
+        buf_free(&subs[i].pend);
+        buf_free(&subs[i].ev);
+    }
+    nghttp2_session_callbacks_del(h2cbs);
+    if (ctx_h2)
+        SSL_CTX_free(ctx_h2);
+    if (ctx_h1)
+        SSL_CTX_free(ctx_h1);
+    free(subs);
+    free(bits);
+    free(conns);
+    free(msgs);
+    free(lat);
+    close(epfd);
+    return (lost == 0 && failed() == 0 && !timed_out && O.k == S.published) ? 0
+                                                                             : 1;
+}

@@ -1,0 +1,720 @@
+#!/usr/bin/env node
+/*
+ * Real-browser scenarios for the h2chat page (htdocs/) against a running Apache
+ * with mod_h2chat, over TLS h2. Driven by t/test_browser.py, runnable by hand:
+ *
+ *   H2CHAT_URL=https://127.0.0.1:8443 node chat.mjs two-people xss
+ *   node chat.mjs --url https://127.0.0.1:8443 --artifacts /tmp/shots screenshots
+ *
+ * Parameters (argv wins over env):
+ *   --url URL            H2CHAT_URL        base URL of the TLS h2 vhost (required)
+ *   --artifacts DIR      H2CHAT_ARTIFACTS  where screenshots go (default ./artifacts)
+ *   --chromium PATH      H2CHAT_CHROMIUM   browser binary (default /usr/bin/chromium)
+ *   --timeout MS         H2CHAT_TIMEOUT_MS cap for one whole scenario (default 90000)
+ *   scenario...          names below; default: all but "graceful"
+ *
+ * Output: one JSON line per scenario on stdout:
+ *   {"scenario":..., "ok":bool, "checks":[{"name","ok","detail"}], "data":{...}, "error":...}
+ * Lines with an "event" key are requests to the driver, each answered by one JSON
+ * line on stdin: "graceful" prints {"event":"ready"} once its pages are connected
+ * and expects {"ids":[...]}, the ids of the messages a third party posted around an
+ * `apache2 -k graceful`; then {"event":"reconnected"} once every page is connected
+ * again, answered with the ids of the messages posted after that.
+ * Exit status: 0 if every scenario passed, 1 if one failed, 2 for bad usage.
+ *
+ * Chromium is kept on loopback: a dead proxy on 127.0.0.1:9 for everything but
+ * 127.0.0.1, host-resolver rules that resolve no name, and every page request to
+ * another host is recorded and fails the scenario.
+ */
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import https from 'node:https';
+
+/* ---------------- parameters ---------------- */
+
+const SCENARIOS = {};
+const argv = process.argv.slice(2);
+const opt = {
+  url: process.env.H2CHAT_URL || '',
+  artifacts: process.env.H2CHAT_ARTIFACTS || 'artifacts',
+  chromium: process.env.H2CHAT_CHROMIUM || '/usr/bin/chromium',
+  timeout: Number(process.env.H2CHAT_TIMEOUT_MS || 90000),
+};
+const names = [];
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  if (a === '--url') opt.url = argv[++i];
+  else if (a === '--artifacts') opt.artifacts = argv[++i];
+  else if (a === '--chromium') opt.chromium = argv[++i];
+  else if (a === '--timeout') opt.timeout = Number(argv[++i]);
+  else if (a.startsWith('--')) usage(`unknown option ${a}`);
+  else names.push(a);
+}
+function usage(msg) {
+  process.stderr.write(`chat.mjs: ${msg}\nusage: node chat.mjs --url https://127.0.0.1:PORT ` +
+    `[--artifacts DIR] [--chromium PATH] [--timeout MS] [scenario...]\n`);
+  process.exit(2);
+}
+
+const BASE = opt.url.replace(/\/+$/, '');
+const T = 15000;            // one wait in a page (generous: 2 shared cores)
+const LAUNCH_ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  // nothing leaves loopback: no name resolves, and whatever is not 127.0.0.1
+  // goes to a proxy port where nobody listens
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+  '--proxy-server=http://127.0.0.1:9', '--proxy-bypass-list=127.0.0.1',
+  '--disable-domain-reliability', '--no-pings', '--disable-client-side-phishing-detection',
+];
+
+const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/* ---------------- the driver's stdin (graceful) ---------------- */
+
+let stdinLines = null;
+function nextStdinLine(timeout) {
+  if (!stdinLines) {
+    const queue = [];
+    const waiters = [];
+    const rl = createInterface({ input: process.stdin });
+    rl.on('line', (l) => (waiters.length ? waiters.shift()(l) : queue.push(l)));
+    rl.on('close', () => { while (waiters.length) waiters.shift()(null); queue.closed = true; });
+    stdinLines = { queue, waiters, rl };
+  }
+  const { queue, waiters } = stdinLines;
+  if (queue.length) return Promise.resolve(queue.shift());
+  if (queue.closed) return Promise.resolve(null);
+  return new Promise((res, rej) => {
+    const t = setTimeout(() => rej(new Error(`no line from the driver on stdin in ${timeout} ms`)),
+      timeout);
+    waiters.push((l) => { clearTimeout(t); res(l); });
+  });
+}
+
+/* ---------------- server side helpers (node https, HTTP/1.1, not a subscriber) ---------------- */
+
+function httpsReq(method, path, body, headers = {}) {
+  return new Promise((res, rej) => {
+    const u = new URL(BASE + path);
+    const req = https.request({
+      host: u.hostname, port: u.port, path: u.pathname + u.search, method,
+      rejectUnauthorized: false, agent: false, timeout: 10000,
+      headers: body ? { 'Content-Type': 'application/json', ...headers } : headers,
+    }, (r) => {
+      const chunks = [];
+      r.on('data', (c) => chunks.push(c));
+      r.on('end', () => res({ status: r.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timeout`)));
+    req.on('error', rej);
+    if (body) req.write(body);
+    req.end();
+  });
+}
+
+async function statusAuto() {
+  const r = await httpsReq('GET', '/server-status?auto');
+  if (r.status !== 200) throw new Error(`server-status answered ${r.status}`);
+  const out = {};
+  for (const line of r.body.split('\n')) {
+    const i = line.indexOf(':');
+    if (i > 0) out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+  }
+  return out;
+}
+const subscribers = async () => Number((await statusAuto()).H2ChatSubscribers);
+
+// H2ChatSubscribers once it holds still: a browser closed just before leaves
+// streams that the server notices within ~2 s (its idle wake-up).
+async function settledSubscribers(timeout = 12000) {
+  const end = Date.now() + timeout;
+  let last = await subscribers();
+  for (;;) {
+    await sleep(2500);
+    const now = await subscribers();
+    if (now === last || Date.now() >= end) return now;
+    last = now;
+  }
+}
+
+async function apiPost(user, text) {
+  const r = await httpsReq('POST', '/msgs', JSON.stringify({ user, text }));
+  if (r.status !== 201) throw new Error(`POST answered ${r.status}: ${r.body}`);
+  return JSON.parse(r.body).id;
+}
+
+// Polls fn() until pred(value); returns the last value.
+async function pollUntil(fn, pred, timeout, every = 200) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await fn();
+    if (pred(v) || Date.now() >= end) return v;
+    await sleep(every);
+  }
+}
+
+/* ---------------- browser helpers ---------------- */
+
+// Runs in every page before its scripts: records #presence states and when each
+// message element appeared, and when the user asked to send.
+function recorder() {
+  const rec = { presence: [], arrivals: {}, sendAt: [] };
+  Object.defineProperty(window, '__rec', { value: rec });
+  const notePresence = (el) => {
+    const last = rec.presence[rec.presence.length - 1];
+    const cur = { state: el.dataset.state, text: el.textContent, t: Date.now() };
+    if (!last || last.state !== cur.state || last.text !== cur.text) rec.presence.push(cur);
+  };
+  const noteNode = (n) => {
+    if (n.nodeType !== 1) return;
+    if (n.id === 'presence') notePresence(n);
+    if (n.parentElement && n.parentElement.id === 'messages' && n.dataset.id !== undefined &&
+        !(n.dataset.id in rec.arrivals)) rec.arrivals[n.dataset.id] = Date.now();
+  };
+  new MutationObserver((muts) => {
+    for (const m of muts) {
+      if (m.type === 'attributes') { if (m.target.id === 'presence') notePresence(m.target); continue; }
+      const p = m.target.nodeType === 1 ? m.target : m.target.parentElement;
+      if (p && p.id === 'presence') notePresence(p);
+      for (const n of m.addedNodes) noteNode(n);
+    }
+  }).observe(document, { subtree: true, childList: true, characterData: true, attributes: true,
+    attributeFilter: ['data-state'] });
+  document.addEventListener('click', (e) => {
+    if (e.target && e.target.closest && e.target.closest('#send')) rec.sendAt.push(Date.now());
+  }, true);
+  document.addEventListener('keydown', (e) => {
+    if (e.target && e.target.id === 'text' && e.key === 'Enter' && !e.shiftKey) rec.sendAt.push(Date.now());
+  }, true);
+}
+
+class Run {
+  constructor(name) {
+    this.name = name;
+    this.checks = [];
+    this.data = {};
+    this.browser = null;
+    this.pages = [];
+    this.offHost = [];
+  }
+
+  check(name, ok, detail) {
+    this.checks.push({ name, ok: !!ok, detail: detail === undefined ? null : detail });
+    return !!ok;
+  }
+
+  async launch() {
+    this.browser = await chromium.launch({ executablePath: opt.chromium, args: LAUNCH_ARGS,
+      timeout: 60000 });
+    return this.browser;
+  }
+
+  async context(extra = {}) {
+    const ctx = await this.browser.newContext({ ignoreHTTPSErrors: true,
+      viewport: { width: 1000, height: 760 }, ...extra });
+    ctx.setDefaultTimeout(T);
+    ctx.on('request', (req) => {
+      const u = new URL(req.url());
+      if (!['data:', 'blob:', 'about:'].includes(u.protocol) && u.hostname !== '127.0.0.1') {
+        this.offHost.push(req.url());
+      }
+    });
+    await ctx.addInitScript(recorder);
+    return ctx;
+  }
+
+  // Opens the chat in a new tab of ctx; waits until the page shows itself connected.
+  async open(ctx, { name, wait = true } = {}) {
+    const page = await ctx.newPage();
+    const log = { dialogs: [], errors: [], console: [], tag: `p${this.pages.length}` };
+    page.h2log = log;
+    page.on('dialog', (d) => { log.dialogs.push(`${d.type()}: ${d.message()}`); d.dismiss().catch(() => {}); });
+    page.on('pageerror', (e) => log.errors.push(String(e && e.stack || e)));
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') log.console.push(`${m.type()}: ${m.text()}`);
+    });
+    this.pages.push(page);
+    await page.goto(BASE + '/', { waitUntil: 'load' });
+    if (name !== undefined) await page.fill('#name', name);
+    if (wait) await connected(page);
+    return page;
+  }
+
+  async finish() {
+    const pageErrors = [];
+    const dialogs = [];
+    const consoleMsgs = [];
+    for (const p of this.pages) {
+      pageErrors.push(...p.h2log.errors.map((e) => `${p.h2log.tag}: ${e}`));
+      dialogs.push(...p.h2log.dialogs.map((e) => `${p.h2log.tag}: ${e}`));
+      consoleMsgs.push(...p.h2log.console.map((e) => `${p.h2log.tag}: ${e}`));
+    }
+    this.check('no uncaught page errors', pageErrors.length === 0, pageErrors.slice(0, 10));
+    this.check('no dialogs', dialogs.length === 0, dialogs.slice(0, 10));
+    this.check('no request left 127.0.0.1', this.offHost.length === 0, this.offHost.slice(0, 10));
+    if (consoleMsgs.length) this.data.console = consoleMsgs.slice(0, 30);
+  }
+
+  async failShots() {
+    try {
+      mkdirSync(opt.artifacts, { recursive: true });
+      let i = 0;
+      for (const p of this.pages) {
+        if (p.isClosed()) { i++; continue; }
+        await p.screenshot({ path: join(opt.artifacts, `fail-${this.name}-${i++}.png`), timeout: 5000 })
+          .catch(() => {});
+      }
+    } catch (e) { /* best effort */ }
+  }
+
+  async close() {
+    if (this.browser) await this.browser.close().catch(() => {});
+    this.browser = null;
+  }
+}
+
+const connected = (page, timeout = T) => page.waitForFunction(
+  () => window.h2chat && document.getElementById('presence').dataset.state === 'connected',
+  null, { timeout });
+
+// #messages as [{id, user, text, all}] in display order.
+const listOf = (page) => page.$$eval('#messages > *', (els) => els.map((e) => ({
+  id: e.dataset.id === undefined ? null : Number(e.dataset.id),
+  user: e.querySelector('.user') ? e.querySelector('.user').textContent : null,
+  text: e.querySelector('.text') ? e.querySelector('.text').textContent : null,
+  all: e.textContent,
+})));
+
+const waitIds = (page, ids, timeout = T) => page.waitForFunction((want) => {
+  const have = new Set([...document.querySelectorAll('#messages > [data-id]')].map((e) => e.dataset.id));
+  return want.every((id) => have.has(String(id)));
+}, ids.map(String), { timeout, polling: 50 });
+
+// Types text into the composer and sends it with a click or Enter; returns
+// {status, id}: the POST's status, and the id of the message as the sender's own
+// page shows it (texts are unique per run). The id is not read from the POST's
+// response: the page does not read a 201's body, and DevTools hands out a body
+// only once the page consumed it.
+async function sendUI(page, text, how = 'click') {
+  await page.fill('#text', text);
+  if (how === 'enter') return sendKeyEnter(page, text);
+  const floor = await page.evaluate(() => window.h2chat.lastId());
+  const respP = page.waitForResponse((r) => new URL(r.url()).pathname === '/msgs' &&
+    r.request().method() === 'POST');
+  await page.click('#send');
+  return sentId(page, text, (await respP).status(), floor);
+}
+
+// The id of the message with this text and an id above floor in the page, once
+// it shows (201 only).
+async function sentId(page, text, status, floor) {
+  if (status !== 201) return { status, id: null };
+  const h = await page.waitForFunction(([t, min]) => {
+    const li = [...document.querySelectorAll('#messages > [data-id]')]
+      .find((e) => Number(e.dataset.id) > min && e.querySelector('.text') &&
+        e.querySelector('.text').textContent === t);
+    return li ? Number(li.dataset.id) : null;
+  }, [text, floor], { polling: 20 });
+  return { status, id: await h.jsonValue() };
+}
+
+// Presses Enter in a composer that already holds text; returns {status, id} as sendUI.
+async function sendKeyEnter(page, text) {
+  const floor = await page.evaluate(() => window.h2chat.lastId());
+  const respP = page.waitForResponse((r) => new URL(r.url()).pathname === '/msgs' &&
+    r.request().method() === 'POST');
+  await page.press('#text', 'Enter');
+  return sentId(page, text, (await respP).status(), floor);
+}
+
+const isAscending = (ids) => ids.every((v, i) => i === 0 || ids[i - 1] < v);
+const dupes = (ids) => ids.filter((v, i) => ids.indexOf(v) !== i);
+const sameList = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+const tail = (arr, n = 12) => arr.slice(-n);
+
+/* ---------------- scenarios ---------------- */
+
+// 1. Two people (two contexts): each sees the other's message within 1 s; both
+// lists identical, in order; the page and its stream come over h2.
+SCENARIOS['two-people'] = async (run) => {
+  await run.launch();
+  const a = await run.open(await run.context(), { name: 'ann' });
+  const b = await run.open(await run.context(), { name: 'bob' });
+  run.data.protocols = await Promise.all([a, b].map((p) => p.evaluate(() =>
+    performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
+      .map((e) => `${new URL(e.name).pathname}=${e.nextHopProtocol}`))));
+  run.check('page and assets over h2', run.data.protocols.every((l) => l.length >= 3 &&
+    l.every((x) => x.endsWith('=h2'))), run.data.protocols);
+
+  const plan = [[a, b, 'hi bob, one'], [b, a, 'hi ann, two'], [a, b, 'three: ünïcödé ✓'],
+    [b, a, 'four\nwith a second line'], [a, b, 'five']];
+  const sent = [];
+  const latencies = [];
+  for (const [from, to, text] of plan) {
+    const r = await sendUI(from, text);
+    run.check(`POST "${text.split('\n')[0]}" -> 201`, r.status === 201, r);
+    if (r.status !== 201) continue;
+    sent.push(r.id);
+    await waitIds(to, [r.id], 5000);
+    const [sendAt, seenAt] = [
+      await from.evaluate(() => window.__rec.sendAt[window.__rec.sendAt.length - 1]),
+      await to.evaluate((id) => window.__rec.arrivals[id], String(r.id))];
+    latencies.push(seenAt - sendAt);
+  }
+  run.data.latencies_ms = latencies;
+  run.data.sent_ids = sent;
+  run.check('the other person sees each message within 1 s of the click',
+    latencies.length === plan.length && latencies.every((ms) => ms >= 0 && ms <= 1000), latencies);
+
+  await Promise.all([waitIds(a, sent), waitIds(b, sent)]);
+  const la = await listOf(a);
+  const lb = await listOf(b);
+  const ida = la.map((m) => m.id);
+  run.check('both #messages lists identical (ids, users, texts, order)',
+    sameList(la.map(({ id, user, text }) => ({ id, user, text })),
+      lb.map(({ id, user, text }) => ({ id, user, text }))),
+    { a: tail(ida), b: tail(lb.map((m) => m.id)) });
+  run.check('ids ascending, no duplicates', isAscending(ida) && !dupes(ida).length, tail(ida));
+  const last = la.slice(-plan.length);
+  run.check('the sent messages are the last ones, in order, with their texts and senders',
+    sameList(last.map((m) => [m.id, m.user, m.text]),
+      plan.map(([from, , text], i) => [sent[i], from === a ? 'ann' : 'bob', text])),
+    last.map((m) => [m.id, m.user, m.text]));
+};
+
+// 2. Markup in a message (and in a name) is shown as text: no dialog, no element.
+SCENARIOS.xss = async (run) => {
+  await run.launch();
+  const payload = 'x <img src=x onerror=alert(1)> y <script>alert(2)</script> z';
+  const evilName = '<img src=y onerror=alert(3)>';
+  const a = await run.open(await run.context(), { name: evilName });
+  const b = await run.open(await run.context(), { name: 'bob' });
+  const r = await sendUI(a, payload);
+  run.check('POST -> 201', r.status === 201, r);
+  await Promise.all([waitIds(a, [r.id]), waitIds(b, [r.id])]);
+  await sleep(1000); // time for an onerror / script to fire if one had been created
+  for (const [tag, p] of [['sender', a], ['receiver', b]]) {
+    const m = (await listOf(p)).find((x) => x.id === r.id);
+    run.check(`${tag}: text shown verbatim`, m && m.text === payload, m);
+    run.check(`${tag}: name shown verbatim`, m && m.user === evilName, m);
+    const n = await p.evaluate(() => document.querySelectorAll('#messages img, #messages script').length);
+    run.check(`${tag}: no img/script element in #messages`, n === 0, n);
+    const alerted = await p.evaluate(() => document.querySelectorAll('img[src="x"], img[src="y"]').length);
+    run.check(`${tag}: no payload img anywhere in the document`, alerted === 0, alerted);
+  }
+  const imgReq = run.offHost.concat(run.pages.flatMap((p) => p.h2log.dialogs));
+  run.check('no dialog fired (dialog listener)', run.pages.every((p) => p.h2log.dialogs.length === 0),
+    imgReq);
+};
+
+// 3. Ten tabs of one browser: one leader, one stream on the server, every tab sees
+// every message, including one sent from a follower tab.
+SCENARIOS['ten-tabs'] = async (run) => {
+  await run.launch();
+  const before = await settledSubscribers();
+  run.data.subscribers_before = before;
+  const ctx = await run.context();
+  const tabs = [];
+  const openMs = [];
+  for (let i = 0; i < 10; i++) {
+    const t0 = Date.now();
+    tabs.push(await run.open(ctx, { name: i === 0 ? 'tabs' : undefined }));
+    openMs.push(Date.now() - t0);
+  }
+  run.data.open_ms = openMs;
+  const leaders = async () => (await Promise.all(tabs.map((p) => p.evaluate(() => window.h2chat.isLeader()))))
+    .map((l, i) => (l ? i : -1)).filter((i) => i >= 0);
+  const lead = await leaders();
+  run.data.leaders = lead;
+  run.check('exactly one leader tab', lead.length === 1, lead);
+
+  const want = before + 1;
+  const seen = [await pollUntil(subscribers, (n) => n === want, 10000)];
+  for (let i = 0; i < 6; i++) { await sleep(400); seen.push(await subscribers()); }
+  run.data.subscribers_open = seen;
+  run.check(`H2ChatSubscribers = before + 1 context (${before} + 1), and stays so`,
+    seen.every((n) => n === want), seen);
+
+  const follower = tabs.findIndex((p, i) => !lead.includes(i) && i > 0);
+  const sent = [];
+  const r1 = await sendUI(tabs[follower], `from follower tab ${follower}`);
+  run.check('follower POST -> 201', r1.status === 201, r1);
+  sent.push(r1.id);
+  const r2 = await sendUI(tabs[lead[0] ?? 0], 'from the leader tab', 'enter');
+  run.check('leader POST -> 201', r2.status === 201, r2);
+  sent.push(r2.id);
+  const r3 = await apiPost('outsider', 'from another client');
+  sent.push(r3);
+  run.data.sent_ids = sent;
+  await Promise.all(tabs.map((p) => waitIds(p, sent)));
+  const lists = await Promise.all(tabs.map((p) => listOf(p)));
+  const ids0 = lists[0].map((m) => m.id);
+  run.check('all ten tabs show the same list', lists.every((l) => sameList(l.map((m) => [m.id, m.text]),
+    lists[0].map((m) => [m.id, m.text]))), lists.map((l) => tail(l.map((m) => m.id), 5)));
+  run.check('each sent message exactly once, in order', sameList(ids0.filter((id) => sent.includes(id)), sent) &&
+    !dupes(ids0).length && isAscending(ids0), tail(ids0));
+  run.check('every tab shows 🟢', (await Promise.all(tabs.map((p) => p.textContent('#presence'))))
+    .every((t) => t === '🟢'));
+  run.data.subscribers_after_posts = await subscribers();
+  run.check('still one stream after the posts', run.data.subscribers_after_posts === want,
+    run.data.subscribers_after_posts);
+};
+
+// 3b. The leader tab closes: another tab takes over, resumes by id, nothing is lost
+// or shown twice, and the server is back to one stream.
+SCENARIOS.handoff = async (run) => {
+  await run.launch();
+  const before = await settledSubscribers();
+  run.data.subscribers_before = before;
+  const ctx = await run.context();
+  const tabs = [];
+  for (let i = 0; i < 4; i++) tabs.push(await run.open(ctx, { name: i === 0 ? 'hand' : undefined }));
+  const isLead = () => Promise.all(tabs.map((p) => (p.isClosed() ? false : p.evaluate(() => window.h2chat.isLeader()))));
+  const lead0 = (await isLead()).indexOf(true);
+  run.check('a leader', lead0 >= 0);
+  const r0 = await sendUI(tabs[(lead0 + 1) % 4], 'before the leader leaves');
+  await Promise.all(tabs.map((p) => waitIds(p, [r0.id])));
+  await tabs[lead0].close({ runBeforeUnload: false });
+  const rest = tabs.filter((p) => !p.isClosed());
+  // posted while no tab holds the stream (or the new one is just starting)
+  const during = [await apiPost('outsider', 'while the leader changes 1'),
+    await apiPost('outsider', 'while the leader changes 2')];
+  const r1 = await sendUI(rest[rest.length - 1], 'from a remaining tab');
+  const sent = [r0.id, ...during, r1.id];
+  run.data.sent_ids = sent;
+  await Promise.all(rest.map((p) => waitIds(p, sent, 20000)));
+  const newLead = (await isLead()).map((l, i) => (l ? i : -1)).filter((i) => i >= 0);
+  run.data.new_leader = newLead;
+  run.check('exactly one new leader among the remaining tabs', newLead.length === 1 && newLead[0] !== lead0, newLead);
+  const lists = await Promise.all(rest.map((p) => listOf(p)));
+  for (const [i, l] of lists.entries()) {
+    const ids = l.map((m) => m.id);
+    run.check(`tab ${i}: sent ids exactly once, in order`, sameList(ids.filter((id) => sent.includes(id)), sent) &&
+      !dupes(ids).length && isAscending(ids), tail(ids));
+  }
+  await Promise.all(rest.map((p) => connected(p)));
+  const n = await pollUntil(subscribers, (v) => v === before + 1, 10000);
+  await sleep(2500); // the old leader's stream, if it were still counted, would show now
+  const n2 = await subscribers();
+  run.check('server back to one stream for the browser', n === before + 1 && n2 === before + 1,
+    { before, now: n, later: n2 });
+};
+
+// 4. apache2 -k graceful (done by the driver) with two browsers open (three tabs):
+// presence goes 🔴 then 🟢, every page ends with every posted message exactly once.
+SCENARIOS.graceful = async (run) => {
+  await run.launch();
+  // browser 1 with two tabs (leader + follower: the follower gets everything
+  // relayed), browser 2 with one
+  const ctx1 = await run.context();
+  const pages = [await run.open(ctx1, { name: 'g1' }), await run.open(ctx1),
+    await run.open(await run.context(), { name: 'g2' })];
+  run.data.leaders = await Promise.all(pages.map((p) => p.evaluate(() => window.h2chat.isLeader())));
+  run.check('browser 1: one leader tab, one follower; browser 2: its own leader',
+    sameList(run.data.leaders, [true, false, true]), run.data.leaders);
+  const marks = await Promise.all(pages.map((p) => p.evaluate(() => window.__rec.presence.length)));
+  const ask = async (event) => {
+    emit({ event, scenario: run.name });
+    const line = await nextStdinLine(60000);
+    if (line === null) throw new Error(`the driver closed stdin instead of answering "${event}"`);
+    const msg = JSON.parse(line);
+    if (!Array.isArray(msg.ids)) throw new Error(`bad answer to "${event}": ${line}`);
+    return msg.ids;
+  };
+  // round 1: the driver posts, restarts Apache gracefully, posts during and right after
+  const ids = await ask('ready');
+  const backUp = (p, i) => p.waitForFunction((from) => {
+    const seq = window.__rec.presence.slice(from).map((x) => x.state);
+    const down = seq.indexOf('disconnected');
+    return down >= 0 && seq.indexOf('connected', down) > down &&
+      document.getElementById('presence').dataset.state === 'connected';
+  }, marks[i], { timeout: 30000 });
+  await Promise.all(pages.map((p, i) => backUp(p, i).catch(() => {})));
+  await Promise.all(pages.map((p) => waitIds(p, ids, 30000).catch(() => {})));
+  // round 2: every page is back: the driver counts streams and posts again (live delivery)
+  ids.push(...await ask('reconnected'));
+  run.data.posted_ids = ids;
+  run.check('the driver posted messages', ids.length > 0, ids);
+  await Promise.all(pages.map((p) => waitIds(p, ids, 30000).catch(() => {})));
+  await sleep(1000); // a late duplicate would show up now
+  for (const [i, p] of pages.entries()) {
+    const trans = (await p.evaluate(() => window.__rec.presence)).slice(marks[i]);
+    const seq = trans.map((x) => `${x.state}:${x.text}`);
+    run.data[`presence_${i}`] = seq;
+    const down = seq.indexOf('disconnected:🔴');
+    run.check(`page ${i}: #presence went 🔴 then 🟢`, down >= 0 && seq.indexOf('connected:🟢', down) > down, seq);
+    const now = await p.evaluate(() => [document.getElementById('presence').dataset.state,
+      document.getElementById('presence').textContent]);
+    run.check(`page ${i}: ends connected 🟢`, now[0] === 'connected' && now[1] === '🟢', now);
+    const shown = (await listOf(p)).map((m) => m.id);
+    const fromFirst = shown.filter((id) => id >= Math.min(...ids));
+    run.data[`ids_${i}`] = fromFirst;
+    run.check(`page ${i}: every posted message exactly once, in order`, sameList(fromFirst, ids), {
+      missing: ids.filter((id) => !shown.includes(id)), dupes: dupes(shown), shown: fromFirst });
+  }
+};
+
+// 5. Screenshots at 360x740 and 1280x800 with a short conversation.
+SCENARIOS.screenshots = async (run) => {
+  await run.launch();
+  const ctx = await run.context({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1,
+    locale: 'en-US', timezoneId: 'UTC', colorScheme: 'light' });
+  await ctx.addInitScript(() => { try { localStorage.setItem('h2chat.name', 'ann'); } catch (e) { /* */ } });
+  const page = await run.open(ctx);
+  const convo = [
+    ['bob', 'Morning! Is the chat still up after the deploy?'],
+    ['ann', 'Yes: one held HTTP/2 stream per browser, the other tabs share it.'],
+    ['cy', 'And a graceful restart?'],
+    ['ann', 'Clients resume with their last id: nothing lost, nothing twice 🎉'],
+    ['bob', 'Multi-line works too:\n• Enter sends\n• Shift+Enter adds a line'],
+    ['cy', '<b>markup</b> stays text 👍'],
+    ['ann', 'Ship it 🚀'],
+  ];
+  const ids = [];
+  for (const [u, t] of convo) ids.push(await apiPost(u, t));
+  await waitIds(page, ids);
+  await page.evaluate(() => document.fonts.ready);
+  await page.locator('#text').fill('Sounds good');
+  mkdirSync(opt.artifacts, { recursive: true });
+  const shots = {};
+  for (const [w, h] of [[360, 740], [1280, 800]]) {
+    await page.setViewportSize({ width: w, height: h });
+    await sleep(300);
+    const file = resolve(opt.artifacts, `page-${w}.png`);
+    await page.screenshot({ path: file });
+    shots[w] = file;
+    const box = await page.evaluate(() => ({
+      scrollW: document.documentElement.scrollWidth, clientW: document.documentElement.clientWidth,
+      composerBottom: document.getElementById('composer').getBoundingClientRect().bottom,
+      innerH: window.innerHeight,
+      lastVisible: (() => {
+        const l = document.getElementById('messages');
+        const last = l.lastElementChild;
+        if (!last) return false;
+        const a = l.getBoundingClientRect(); const b = last.getBoundingClientRect();
+        return b.bottom <= a.bottom + 1 && b.top >= a.top - 1;
+      })(),
+    }));
+    run.data[`layout_${w}`] = box;
+    run.check(`${w}px: no horizontal overflow`, box.scrollW <= box.clientW, box);
+    run.check(`${w}px: composer inside the viewport`, box.composerBottom <= box.innerH + 1, box);
+    run.check(`${w}px: newest message scrolled into view`, box.lastVisible, box);
+  }
+  run.data.screenshots = shots;
+  run.data.presence = await page.textContent('#presence');
+};
+
+// 6. The composer: Enter sends, Shift+Enter adds a line, Send disabled while the
+// text is empty, a 413 for an oversized message shows in #error.
+SCENARIOS.composer = async (run) => {
+  await run.launch();
+  const ctx = await run.context();
+  const p = await run.open(ctx, { name: 'kim' });
+  const posts = [];
+  p.on('request', (r) => { if (r.method() === 'POST') posts.push(r.url()); });
+  const disabled = () => p.evaluate(() => document.getElementById('send').disabled);
+
+  await p.fill('#text', '');
+  run.check('Send disabled with an empty text', await disabled());
+  await p.fill('#text', '   \n  ');
+  run.check('Send disabled with only blanks', await disabled());
+  await p.press('#text', 'Enter');
+  await sleep(300);
+  run.check('Enter with only blanks sends nothing', posts.length === 0, [...posts]);
+
+  await p.fill('#text', '');
+  await p.type('#text', 'line one');
+  run.check('Send enabled once there is text', !(await disabled()));
+  await p.press('#text', 'Shift+Enter');
+  await p.type('#text', 'line two');
+  const val = await p.inputValue('#text');
+  run.check('Shift+Enter adds a newline, sends nothing', val === 'line one\nline two' && posts.length === 0,
+    { val, posts: [...posts] });
+  const r = await sendKeyEnter(p, 'line one\nline two');
+  run.check('Enter sends (201)', r.status === 201 && Number.isSafeInteger(r.id), r);
+  if (r.id !== null) {
+    const shown = await p.$eval(`#messages > [data-id="${r.id}"]`, (e) => e.querySelector('.text').innerText);
+    run.check('the newline is rendered as a line break', shown === 'line one\nline two', shown);
+  }
+  await p.waitForFunction(() => document.getElementById('text').value === '');
+  run.check('textarea cleared after sending', (await p.inputValue('#text')) === '');
+  run.check('Send disabled again after sending', await disabled());
+  run.check('#error empty after a good send', (await p.textContent('#error')) === '');
+
+  // oversized: > 4096 bytes of body
+  const big = 'x'.repeat(5000);
+  await p.fill('#text', big);
+  run.check('Send enabled for the long text', !(await disabled()));
+  const before = (await listOf(p)).length;
+  const bigP = p.waitForResponse((r) => r.request().method() === 'POST');
+  await p.click('#send');
+  let bigResp = null;
+  try { bigResp = await bigP; } catch (e) { run.check('oversized POST got an answer', false, String(e)); }
+  if (bigResp) run.check('oversized POST -> 413', bigResp.status() === 413, bigResp.status());
+  await p.waitForFunction(() => document.getElementById('error').textContent.trim() !== '', null, { timeout: 5000 })
+    .catch(() => {});
+  const err = await p.textContent('#error');
+  run.data.error_text = err;
+  mkdirSync(opt.artifacts, { recursive: true });
+  await p.screenshot({ path: join(opt.artifacts, 'composer-413.png') });
+  run.check('#error shows the 413', /4096|too large|413/i.test(err), err);
+  run.check('#error is visible', await p.isVisible('#error'), err);
+  run.check('the text stays in the textarea for editing', (await p.inputValue('#text')) === big);
+  run.check('no message added', (await listOf(p)).length === before);
+
+  // a good send clears the error
+  await p.fill('#text', 'short again');
+  const okP = p.waitForResponse((r) => r.request().method() === 'POST');
+  await p.press('#text', 'Enter');
+  const ok = await okP;
+  run.check('a good send after the 413 -> 201', ok.status() === 201, ok.status());
+  await p.waitForFunction(() => document.getElementById('error').textContent === '', null, { timeout: 5000 })
+    .catch(() => {});
+  run.check('#error cleared by the next send', (await p.textContent('#error')) === '');
+};
+
+/* ---------------- main ---------------- */
+
+async function runOne(name) {
+  const run = new Run(name);
+  const started = Date.now();
+  let error = null;
+  let timer;
+  try {
+    await Promise.race([
+      SCENARIOS[name](run),
+      new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`scenario timed out after ${opt.timeout} ms`)), opt.timeout); }),
+    ]);
+    await run.finish();
+  } catch (e) {
+    error = String(e && e.stack || e).split('\n').slice(0, 8).join('\n');
+  } finally {
+    clearTimeout(timer);
+  }
+  const ok = !error && run.checks.every((c) => c.ok);
+  if (!ok) await run.failShots();
+  await run.close();
+  const result = { scenario: name, ok, ms: Date.now() - started, checks: run.checks, data: run.data, error };
+  emit(result);
+  return ok;
+}
+
+async function main() {
+  if (!BASE) usage('no base URL: set H2CHAT_URL or pass --url');
+  const list = names.length ? names : Object.keys(SCENARIOS).filter((n) => n !== 'graceful');
+  for (const n of list) if (!SCENARIOS[n]) usage(`unknown scenario ${n} (have: ${Object.keys(SCENARIOS).join(', ')})`);
+  let allOk = true;
+  for (const n of list) allOk = (await runOne(n)) && allOk;
+  if (stdinLines) stdinLines.rl.close();
+  process.exitCode = allOk ? 0 : 1;
+}
+
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => process.exit(1)); // playwright closes the browser it launched on exit
+}
+
+main().catch((e) => { process.stderr.write(String(e && e.stack || e) + '\n'); process.exit(1); });

@@ -1,0 +1,85 @@
+"""pytest fixtures for the mod_h2chat integration suite.
+
+Run as root from the repository root with Debian's interpreter:
+    /usr/bin/python3 -m pytest -q t/
+
+Each test module gets its own Apache (fixture `server`, scope module),
+configured by optional module attributes:
+    EXTRA_CONF  text appended to httpd.conf; '@ROOT@' is the server root
+    MPM         dict overriding event MPM directives
+    SETUP       callable(server) run before the server starts
+Server roots, configs and logs stay in t/run/<module>/ for inspection.
+"""
+
+import os
+import re
+import shutil
+
+import pytest
+
+import h2chat_env as env
+
+
+def pytest_configure(config):
+    if shutil.which('curl') is None or not os.path.exists(env.APACHE):
+        raise pytest.UsageError('needs /usr/sbin/apache2 and curl')
+
+
+@pytest.fixture(scope='session')
+def module_so():
+    if os.geteuid() != 0:
+        pytest.exit('the suite starts Apache with User www-data: run it as root', 2)
+    try:
+        so = env.ensure_module()
+    except RuntimeError as e:
+        pytest.exit(str(e), 2)
+    env.stop_leftovers()
+    if env.RUN_DIR.exists():
+        shutil.rmtree(env.RUN_DIR)
+    env.RUN_DIR.mkdir(parents=True)
+    os.chmod(env.RUN_DIR, 0o755)
+    return so
+
+
+@pytest.fixture(scope='session')
+def cert(module_so):
+    d = env.RUN_DIR / 'pki'
+    d.mkdir(exist_ok=True)
+    return env.make_cert(d)
+
+
+@pytest.fixture(scope='module')
+def server(request, cert):
+    mod = request.module
+    name = mod.__name__.rsplit('.', 1)[-1]
+    srv = env.H2ChatServer(name, getattr(mod, 'EXTRA_CONF', ''), getattr(mod, 'MPM', None),
+                           cert=cert)
+    setup = getattr(mod, 'SETUP', None)
+    if setup:
+        setup(srv)
+    try:
+        srv.start()
+    except Exception:
+        srv.stop()
+        raise
+    yield srv
+    srv.stop()
+
+
+CRASH_RE = re.compile(r'exit signal|AH00052|AH00060|segmentation fault|double free|'
+                      r'AddressSanitizer', re.I)
+
+
+@pytest.fixture(autouse=True)
+def no_crash(request):
+    """Fails a test if a child crashed while it ran."""
+    if 'server' not in request.fixturenames:
+        yield
+        return
+    srv = request.getfixturevalue('server')
+    mark = srv.errlog_mark()
+    yield
+    srv.close_subscribers()
+    crashes = [line for line in srv.errlog_since(mark).splitlines() if CRASH_RE.search(line)]
+    if crashes:
+        pytest.fail('a child crashed during the test:\n' + '\n'.join(crashes[:10]))
