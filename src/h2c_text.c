@@ -1,4 +1,6 @@
 /* h2c_text: see h2c_text.h. */
+#include <string.h>
+
 #include "h2c_text.h"
 
 /* Length of the UTF-8 sequence at s (n bytes left) or 0 if malformed. */
@@ -97,4 +99,38 @@ apr_status_t h2c_text_parse_id(const char *s, uint64_t *id) {
     }
     *id = v;
     return APR_SUCCESS;
+}
+
+/* Parses an id of n bytes (not NUL-terminated). */
+static apr_status_t parse_id_n(const char *s, apr_size_t n, uint64_t *id) {
+    char buf[24];
+
+    if (n >= sizeof(buf)) {
+        return APR_EINVAL;
+    }
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return h2c_text_parse_id(buf, id);
+}
+
+int h2c_text_parse_resume(const char *args, const char *last_event_id, uint64_t *since) {
+    const char *p = args, *v = NULL;
+    apr_size_t vlen = 0;
+
+    while (p && *p) {
+        const char *end = strchr(p, '&');
+        apr_size_t n = end ? (apr_size_t)(end - p) : strlen(p);
+
+        if (n >= 6 && !memcmp(p, "since=", 6)) {
+            v = p + 6, vlen = n - 6;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    if (!v && last_event_id) {
+        v = last_event_id, vlen = strlen(last_event_id);
+    }
+    if (!v) {
+        return 0;
+    }
+    return parse_id_n(v, vlen, since) == APR_SUCCESS ? 1 : -1;
 }

@@ -25,4 +25,10 @@ apr_size_t h2c_text_count_chars(const char *buf, apr_size_t len);
  * characters, at most H2C_TEXT_ID_MAX. APR_EINVAL otherwise. */
 apr_status_t h2c_text_parse_id(const char *s, uint64_t *id);
 
+/* Where a subscriber resumes: `since=<id>` in the query string `args` (may
+ * be NULL; the last one counts), else the Last-Event-ID header value
+ * (may be NULL). Returns 0 when neither is there, 1 with *since set, -1
+ * when the one that counts is not a valid id. */
+int h2c_text_parse_resume(const char *args, const char *last_event_id, uint64_t *since);
+
 #endif /* H2C_TEXT_H */

@@ -45,30 +45,6 @@ static int wants_sse(request_rec *r) {
     return accept && ap_strcasestr(accept, "text/event-stream") != NULL;
 }
 
-/* `since=` from the query, else Last-Event-ID. 0: none, 1: *since set,
- * -1: present but not a valid id. */
-static int parse_resume(request_rec *r, uint64_t *since) {
-    const char *v = NULL;
-    char *args, *tok, *state;
-
-    if (r->args) {
-        args = apr_pstrdup(r->pool, r->args);
-        for (tok = apr_strtok(args, "&", &state); tok;
-             tok = apr_strtok(NULL, "&", &state)) {
-            if (!strncmp(tok, "since=", 6)) {
-                v = tok + 6;
-            }
-        }
-    }
-    if (!v) {
-        v = apr_table_get(r->headers_in, "Last-Event-ID");
-    }
-    if (!v) {
-        return 0;
-    }
-    return h2c_text_parse_id(v, since) == APR_SUCCESS ? 1 : -1;
-}
-
 /* A protocol line that is not a message: NDJSON line or SSE event. */
 static void put_event(h2chat_sub_t *sub, const char *event, const char *json) {
     if (sub->sse) {
@@ -262,7 +238,8 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     h2chat_state_t *st = h2chat_state();
     h2chat_sub_t sub;
     uint64_t since = 0;
-    int resume = parse_resume(r, &since);
+    int resume = h2c_text_parse_resume(
+        r->args, apr_table_get(r->headers_in, "Last-Event-ID"), &since);
     apr_os_sock_t fd;
 
     if (!st->usable) {

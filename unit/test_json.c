@@ -169,6 +169,25 @@ static void test_parse_id(apr_pool_t *p) {
     CHECK(h2c_text_parse_id("0x10", &id) == APR_EINVAL);
 }
 
+static void test_parse_resume(apr_pool_t *p) {
+    uint64_t id = 99;
+
+    (void)p;
+    CHECK(h2c_text_parse_resume(NULL, NULL, &id) == 0);
+    CHECK(h2c_text_parse_resume("a=1&b=2", NULL, &id) == 0);
+    CHECK(h2c_text_parse_resume("since=5", NULL, &id) == 1 && id == 5);
+    CHECK(h2c_text_parse_resume("x=1&since=7&y", "3", &id) == 1 && id == 7);
+    CHECK(h2c_text_parse_resume("since=1&since=8", NULL, &id) == 1 && id == 8);
+    CHECK(h2c_text_parse_resume("nosince=4", "3", &id) == 1 && id == 3);
+    CHECK(h2c_text_parse_resume(NULL, "12", &id) == 1 && id == 12);
+    CHECK(h2c_text_parse_resume("since=", NULL, &id) == -1);
+    CHECK(h2c_text_parse_resume("since=-1", NULL, &id) == -1);
+    CHECK(h2c_text_parse_resume("since=1%32", NULL, &id) == -1);
+    CHECK(h2c_text_parse_resume("since=123456789012345678901234", NULL, &id) == -1);
+    CHECK(h2c_text_parse_resume(NULL, "abc", &id) == -1);
+    CHECK(h2c_text_parse_resume("&&&", NULL, &id) == 0);
+}
+
 static void test_small_objects(apr_pool_t *p) {
     CHECK(!strcmp(h2c_json_error(p, "bad \"x\""), "{\"error\":\"bad \\\"x\\\"\"}"));
     CHECK(!strcmp(h2c_json_published(p, 17, 5), "{\"id\":17,\"time\":5}"));
@@ -190,6 +209,7 @@ int main(void) {
     RUN(test_user_length, p);
     RUN(test_utf8, p);
     RUN(test_parse_id, p);
+    RUN(test_parse_resume, p);
     RUN(test_small_objects, p);
     apr_pool_destroy(p);
     apr_terminate();

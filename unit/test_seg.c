@@ -175,6 +175,46 @@ static void test_store_across_processes(apr_pool_t *p) {
     munmap(mem, size);
 }
 
+/* A publisher killed while holding the lock must not block the others:
+ * the default mechanism is a robust process-shared mutex. */
+static void test_lock_survives_kill(apr_pool_t *p) {
+    apr_size_t size = h2c_seg_size(2, 8, 256);
+    void *mem = shared_mem(size);
+    apr_global_mutex_t *lock;
+    h2c_seg_t seg;
+    h2c_store_t store;
+    volatile uint32_t *held = mem; /* first word, before init: a flag */
+    pid_t pid;
+    uint64_t id;
+    int64_t t;
+    apr_status_t rv;
+
+    CHECK(apr_global_mutex_create(&lock, NULL, APR_LOCK_DEFAULT, p) == APR_SUCCESS);
+    *held = 0;
+    if ((pid = fork()) == 0) {
+        apr_global_mutex_lock(lock);
+        *held = 1;
+        pause(); /* killed with the lock held */
+        _exit(0);
+    }
+    while (!*held) {
+        usleep(1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    h2c_seg_init(&seg, mem, size, 2, 8, 256);
+    h2c_store_shm_init(&store, &seg, lock);
+    alarm(10); /* a lock left held would hang here: fail loudly instead */
+    rv = h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"t\"", 21, &id, &t);
+    alarm(0);
+    CHECK(rv == APR_SUCCESS && id == 1);
+    CHECK(h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"t\"", 21, &id, &t) ==
+          APR_SUCCESS);
+    CHECK(id == 2);
+    apr_global_mutex_destroy(lock);
+    munmap(mem, size);
+}
+
 static void test_wait_timeout(apr_pool_t *p) {
     volatile uint32_t word = 5;
     apr_time_t t0 = apr_time_now();
@@ -194,6 +234,7 @@ int main(void) {
     RUN(test_children, p);
     RUN(test_cap, p);
     RUN(test_store_across_processes, p);
+    RUN(test_lock_survives_kill, p);
     RUN(test_wait_timeout, p);
     apr_pool_destroy(p);
     apr_terminate();
