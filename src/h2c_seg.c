@@ -14,7 +14,9 @@ struct h2c_seg_hdr_t {
     uint32_t max_len;
     uint32_t pad;
     uint64_t children_off;
+    uint64_t rate_off;
     uint64_t ring_off;
+    int64_t rate_epoch_ms;
     uint64_t published;
     uint64_t refused[H2C_REFUSED_MAX];
 };
@@ -22,7 +24,7 @@ struct h2c_seg_hdr_t {
 #define ALIGN64(n) (((n) + 63u) & ~(apr_size_t)63u)
 
 static const char *const refusal_names[H2C_REFUSED_MAX] = {
-    "Cap", "TooLarge", "Invalid", "MediaType", "Method", "Unavailable"};
+    "Cap", "TooLarge", "Invalid", "MediaType", "Method", "Unavailable", "Rate", "Origin"};
 
 const char *h2c_seg_refusal_name(h2c_refusal_t why) {
     return why < H2C_REFUSED_MAX ? refusal_names[why] : "Unknown";
@@ -32,8 +34,12 @@ static apr_size_t children_off(void) {
     return ALIGN64(sizeof(h2c_seg_hdr_t));
 }
 
-static apr_size_t ring_off(uint32_t nchildren) {
+static apr_size_t rate_off(uint32_t nchildren) {
     return ALIGN64(children_off() + nchildren * sizeof(h2c_child_t));
+}
+
+static apr_size_t ring_off(uint32_t nchildren) {
+    return ALIGN64(rate_off(nchildren) + H2C_RATE_BUCKETS * sizeof(uint64_t));
 }
 
 apr_size_t h2c_seg_size(uint32_t nchildren, uint32_t capacity, uint32_t max_len) {
@@ -41,7 +47,7 @@ apr_size_t h2c_seg_size(uint32_t nchildren, uint32_t capacity, uint32_t max_len)
 }
 
 apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t nchildren,
-                          uint32_t capacity, uint32_t max_len) {
+                          uint32_t capacity, uint32_t max_len, int64_t now_ms) {
     char *base = mem;
     apr_status_t rv;
 
@@ -62,7 +68,11 @@ apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t n
     seg->hdr->capacity = capacity;
     seg->hdr->max_len = max_len;
     seg->hdr->children_off = children_off();
+    seg->hdr->rate_off = rate_off(nchildren);
     seg->hdr->ring_off = ring_off(nchildren);
+    seg->hdr->rate_epoch_ms = now_ms;
+    seg->rate.words = (uint64_t *)(void *)(base + rate_off(nchildren));
+    seg->rate.epoch_ms = now_ms;
     __atomic_store_n(&seg->hdr->magic, H2C_SEG_MAGIC, __ATOMIC_RELEASE);
     return APR_SUCCESS;
 }
@@ -75,6 +85,7 @@ apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
         __atomic_load_n(&hdr->magic, __ATOMIC_ACQUIRE) != H2C_SEG_MAGIC ||
         hdr->version != H2C_SEG_VERSION || hdr->size > size ||
         hdr->children_off != children_off() ||
+        hdr->rate_off != rate_off(hdr->nchildren) ||
         hdr->ring_off != ring_off(hdr->nchildren) || hdr->ring_off > hdr->size) {
         return APR_EGENERAL;
     }
@@ -84,6 +95,8 @@ apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
     }
     seg->hdr = hdr;
     seg->children = (h2c_child_t *)(void *)(base + hdr->children_off);
+    seg->rate.words = (uint64_t *)(void *)(base + hdr->rate_off);
+    seg->rate.epoch_ms = hdr->rate_epoch_ms;
     return APR_SUCCESS;
 }
 

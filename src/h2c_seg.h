@@ -1,6 +1,7 @@
 /* h2c_seg: the shared segment's layout (pure unit, no httpd headers).
  *
- *   header (magic, version, sizes, offsets) | counters | child table | ring
+ *   header (magic, version, sizes, offsets) | counters | child table |
+ *   rate table | ring
  *
  * Offsets, never pointers: each process builds its own h2c_seg_t view.
  * The child table counts held subscribers per child process; the total is
@@ -14,10 +15,11 @@
 #include <apr_general.h>
 #include <stdint.h>
 
+#include "h2c_rate.h"
 #include "h2c_ring.h"
 
 #define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
-#define H2C_SEG_VERSION 1u
+#define H2C_SEG_VERSION 2u
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -27,6 +29,8 @@ typedef enum {
     H2C_REFUSED_MEDIA_TYPE,  /* not application/json */
     H2C_REFUSED_METHOD,      /* neither GET nor POST */
     H2C_REFUSED_UNAVAILABLE, /* store unusable */
+    H2C_REFUSED_RATE,        /* over H2ChatRateLimit */
+    H2C_REFUSED_ORIGIN,      /* Origin not in H2ChatAllowOrigin */
     H2C_REFUSED_MAX
 } h2c_refusal_t;
 
@@ -40,14 +44,16 @@ typedef struct {
 typedef struct {
     h2c_seg_hdr_t *hdr;
     h2c_child_t *children;
+    h2c_rate_t rate;
     h2c_ring_t ring;
 } h2c_seg_t;
 
 const char *h2c_seg_refusal_name(h2c_refusal_t why);
 
 apr_size_t h2c_seg_size(uint32_t nchildren, uint32_t capacity, uint32_t max_len);
+/* now_ms: the rate table's epoch (wall clock, ms). */
 apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t nchildren,
-                          uint32_t capacity, uint32_t max_len);
+                          uint32_t capacity, uint32_t max_len, int64_t now_ms);
 apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size);
 
 /* Does this segment have the shape these settings ask for? */

@@ -21,10 +21,13 @@ extern module AP_MODULE_DECLARE_DATA h2chat_module;
 #define H2CHAT_RETRY_AFTER "5"
 
 typedef struct {
-    int enabled;   /* -1 unset */
-    int snapshot;  /* -1 unset */
-    int max_bytes; /* -1 unset */
-    int heartbeat; /* seconds, -1 unset */
+    int enabled;          /* -1 unset */
+    int snapshot;         /* -1 unset */
+    int max_bytes;        /* -1 unset */
+    int heartbeat;        /* seconds, -1 unset */
+    int rate_interval_ms; /* H2ChatRateLimit: -1 unset, 0 off */
+    int rate_burst;
+    apr_array_header_t *origins; /* H2ChatAllowOrigin; NULL: any */
 } h2chat_dir_conf_t;
 
 typedef struct {
@@ -52,6 +55,7 @@ int h2chat_conf_snapshot(const h2chat_dir_conf_t *dc);
 int h2chat_conf_max_bytes(const h2chat_dir_conf_t *dc);
 int h2chat_conf_heartbeat(const h2chat_dir_conf_t *dc);
 int h2chat_conf_history(server_rec *s);
+int h2chat_conf_origin_allowed(const h2chat_dir_conf_t *dc, const char *origin);
 int h2chat_conf_largest_max_bytes(void);
 void h2chat_conf_reset(void);
 

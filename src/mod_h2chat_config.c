@@ -21,6 +21,8 @@ void *h2chat_create_dir_conf(apr_pool_t *p, char *dir) {
 
     (void)dir;
     dc->enabled = dc->snapshot = dc->max_bytes = dc->heartbeat = -1;
+    dc->rate_interval_ms = dc->rate_burst = -1;
+    dc->origins = NULL;
     return dc;
 }
 
@@ -33,6 +35,14 @@ void *h2chat_merge_dir_conf(apr_pool_t *p, void *basev, void *addv) {
     dc->snapshot = MERGE(snapshot);
     dc->max_bytes = MERGE(max_bytes);
     dc->heartbeat = MERGE(heartbeat);
+    if (add->rate_interval_ms != -1) {
+        dc->rate_interval_ms = add->rate_interval_ms;
+        dc->rate_burst = add->rate_burst;
+    } else {
+        dc->rate_interval_ms = base->rate_interval_ms;
+        dc->rate_burst = base->rate_burst;
+    }
+    dc->origins = add->origins ? add->origins : base->origins;
     return dc;
 }
 
@@ -112,6 +122,69 @@ static const char *set_heartbeat(cmd_parms *cmd, void *dcv, const char *arg) {
     return parse_int(cmd, arg, 1, 3600, &((h2chat_dir_conf_t *)dcv)->heartbeat);
 }
 
+/* H2ChatRateLimit RATE [BURST]: RATE messages per second per client
+ * address (decimals allowed, "off" or 0 disables), BURST at once (default:
+ * RATE rounded up, at least 1). */
+static const char *set_rate(cmd_parms *cmd, void *dcv, const char *rate,
+                            const char *burst) {
+    h2chat_dir_conf_t *dc = dcv;
+    char *end;
+    double r;
+
+    if (!strcasecmp(rate, "off")) {
+        dc->rate_interval_ms = 0;
+        return NULL;
+    }
+    r = strtod(rate, &end);
+    if (end == rate || *end || !(r >= 0.0 && r <= 1000.0)) {
+        return apr_psprintf(cmd->pool,
+                            "H2ChatRateLimit: '%s' is not a rate from 0 to 1000 "
+                            "messages per second (or off)",
+                            rate);
+    }
+    if (r == 0.0) {
+        dc->rate_interval_ms = 0;
+        return NULL;
+    }
+    dc->rate_interval_ms = (int)(1000.0 / r + 0.5) > 0 ? (int)(1000.0 / r + 0.5) : 1;
+    dc->rate_burst = r < 1.0 ? 1 : (int)(r + 0.999);
+    return burst ? parse_int(cmd, burst, 1, 100000, &dc->rate_burst) : NULL;
+}
+
+static const char *add_origin(cmd_parms *cmd, void *dcv, const char *origin) {
+    h2chat_dir_conf_t *dc = dcv;
+
+    if (!*origin || (strcmp(origin, "*") && strncmp(origin, "http://", 7) &&
+                     strncmp(origin, "https://", 8))) {
+        return apr_psprintf(cmd->pool,
+                            "H2ChatAllowOrigin: '%s' is not an origin like "
+                            "https://chat.example.org (or *)",
+                            origin);
+    }
+    if (!dc->origins) {
+        dc->origins = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(dc->origins, const char *) = origin;
+    return NULL;
+}
+
+int h2chat_conf_origin_allowed(const h2chat_dir_conf_t *dc, const char *origin) {
+    int i;
+
+    /* no list, or no Origin header (not a browser's cross-site request) */
+    if (!dc->origins || !origin) {
+        return 1;
+    }
+    for (i = 0; i < dc->origins->nelts; i++) {
+        const char *o = APR_ARRAY_IDX(dc->origins, i, const char *);
+
+        if (!strcmp(o, "*") || !strcasecmp(o, origin)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static h2chat_srv_conf_t *srv_conf(cmd_parms *cmd) {
     return ap_get_module_config(cmd->server->module_config, &h2chat_module);
 }
@@ -145,4 +218,9 @@ const command_rec h2chat_cmds[] = {
     AP_INIT_TAKE1("H2ChatMaxSubscribers", set_max_subscribers, NULL, RSRC_CONF,
                   "held streams allowed across all children (default: 3/4 of the "
                   "MPM's threads)"),
+    AP_INIT_TAKE12("H2ChatRateLimit", set_rate, NULL, ACCESS_CONF,
+                   "messages per second per client address, and burst (default off)"),
+    AP_INIT_ITERATE("H2ChatAllowOrigin", add_origin, NULL, ACCESS_CONF,
+                    "origins allowed to POST (default: any); requests without an "
+                    "Origin header are not affected"),
     {NULL}};

@@ -59,6 +59,26 @@ static apr_status_t read_body(request_rec *r, char *buf, apr_size_t cap,
     return rv;
 }
 
+/* H2ChatRateLimit, per client address across all children. On refusal
+ * sets Retry-After (whole seconds, at least 1). */
+static int rate_ok(request_rec *r, h2chat_state_t *st, const h2chat_dir_conf_t *dc) {
+    h2c_rate_limit_t limit;
+    int64_t retry_ms;
+
+    if (dc->rate_interval_ms <= 0) {
+        return 1;
+    }
+    limit.interval_ms = (uint32_t)dc->rate_interval_ms;
+    limit.burst = (uint32_t)dc->rate_burst;
+    if (h2c_rate_take(&st->seg.rate, &limit, r->useragent_ip ? r->useragent_ip : "",
+                      (int64_t)(apr_time_now() / 1000), &retry_ms) == APR_SUCCESS) {
+        return 1;
+    }
+    apr_table_setn(r->err_headers_out, "Retry-After",
+                   apr_itoa(r->pool, (int)((retry_ms + 999) / 1000)));
+    return 0;
+}
+
 int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc) {
     h2chat_state_t *st = h2chat_state();
     apr_size_t max = (apr_size_t)h2chat_conf_max_bytes(dc), len, flen;
@@ -72,10 +92,18 @@ int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc) {
         return h2chat_reply_error(r, HTTP_SERVICE_UNAVAILABLE, H2C_REFUSED_UNAVAILABLE,
                                   H2C_TAG_UNAVAILABLE, "chat store unavailable");
     }
+    if (!h2chat_conf_origin_allowed(dc, apr_table_get(r->headers_in, "Origin"))) {
+        return h2chat_reply_error(r, HTTP_FORBIDDEN, H2C_REFUSED_ORIGIN, H2C_TAG_ORIGIN,
+                                  "this Origin may not post here");
+    }
     if (!is_json(apr_table_get(r->headers_in, "Content-Type"))) {
         return h2chat_reply_error(r, HTTP_UNSUPPORTED_MEDIA_TYPE, H2C_REFUSED_MEDIA_TYPE,
                                   H2C_TAG_MEDIA_TYPE,
                                   "Content-Type must be application/json");
+    }
+    if (!rate_ok(r, st, dc)) {
+        return h2chat_reply_error(r, HTTP_TOO_MANY_REQUESTS, H2C_REFUSED_RATE,
+                                  H2C_TAG_RATE, "too many messages, slow down");
     }
     if (clen && apr_atoi64(clen) > (apr_int64_t)max) {
         return h2chat_reply_error(

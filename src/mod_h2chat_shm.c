@@ -97,7 +97,7 @@ static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t cap
         return rv;
     }
     return h2c_seg_init(&state.seg, apr_shm_baseaddr_get(retained->shm), size, nchildren,
-                        capacity, max_len);
+                        capacity, max_len, (int64_t)(apr_time_now() / 1000));
 }
 
 int h2chat_shm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,

@@ -22,6 +22,8 @@
 #define H2C_TAG_BAD_RESUME "H2C0016"  /* 400: bad since / Last-Event-ID */
 #define H2C_TAG_PUBLISH "H2C0017"     /* publish failed */
 #define H2C_TAG_READ_BODY "H2C0018"   /* 400: body could not be read */
+#define H2C_TAG_RATE "H2C0019"        /* 429: over H2ChatRateLimit */
+#define H2C_TAG_ORIGIN "H2C0023"      /* 403: Origin not in H2ChatAllowOrigin */
 
 /* subscriber lifecycle (debug and trace) */
 #define H2C_TAG_SUB_START "H2C0020"

@@ -25,8 +25,8 @@ static void test_layout(apr_pool_t *p) {
     apr_size_t size = h2c_seg_size(4, 10, 64);
     void *mem = apr_pcalloc(p, size);
 
-    CHECK(h2c_seg_init(&seg, mem, size - 1, 4, 10, 64) == APR_EINVAL);
-    CHECK(h2c_seg_init(&seg, mem, size, 4, 10, 64) == APR_SUCCESS);
+    CHECK(h2c_seg_init(&seg, mem, size - 1, 4, 10, 64, 0) == APR_EINVAL);
+    CHECK(h2c_seg_init(&seg, mem, size, 4, 10, 64, 0) == APR_SUCCESS);
     CHECK(h2c_seg_attach(&view, mem, size) == APR_SUCCESS);
     CHECK(h2c_seg_fits(&view, 4, 10, 64));
     CHECK(!h2c_seg_fits(&view, 4, 11, 64));
@@ -53,7 +53,7 @@ static void test_children(apr_pool_t *p) {
         pause();
         _exit(0);
     }
-    h2c_seg_init(&seg, mem, size, 3, 4, 16);
+    h2c_seg_init(&seg, mem, size, 3, 4, 16, 0);
     CHECK(h2c_seg_child_claim(&seg, (uint32_t)doomed, &a) == APR_SUCCESS);
     CHECK(h2c_seg_child_claim(&seg, (uint32_t)getpid(), &b) == APR_SUCCESS);
     CHECK(h2c_seg_child_claim(&seg, 1, &c) == APR_SUCCESS); /* init: EPERM, alive */
@@ -80,7 +80,7 @@ static void test_cap(apr_pool_t *p) {
     void *mem = apr_pcalloc(p, size);
     uint32_t a, b;
 
-    h2c_seg_init(&seg, mem, size, 2, 4, 16);
+    h2c_seg_init(&seg, mem, size, 2, 4, 16, 0);
     h2c_seg_child_claim(&seg, (uint32_t)getpid(), &a);
     h2c_seg_child_claim(&seg, 1, &b);
     CHECK(h2c_seg_sub_enter(&seg, a, 3) == APR_SUCCESS);
@@ -110,7 +110,7 @@ static void test_store_across_processes(apr_pool_t *p) {
     uint32_t len;
 
     CHECK(mem != NULL);
-    h2c_seg_init(&seg, mem, size, 2, CHILDREN * EACH, 256);
+    h2c_seg_init(&seg, mem, size, 2, CHILDREN * EACH, 256, 0);
     CHECK(apr_global_mutex_create(&lock, NULL, APR_LOCK_DEFAULT, p) == APR_SUCCESS);
     h2c_store_shm_init(&store, &seg, lock);
 
@@ -202,7 +202,7 @@ static void test_lock_survives_kill(apr_pool_t *p) {
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    h2c_seg_init(&seg, mem, size, 2, 8, 256);
+    h2c_seg_init(&seg, mem, size, 2, 8, 256, 0);
     h2c_store_shm_init(&store, &seg, lock);
     alarm(10); /* a lock left held would hang here: fail loudly instead */
     rv = h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"t\"", 21, &id, &t);
@@ -213,6 +213,33 @@ static void test_lock_survives_kill(apr_pool_t *p) {
     CHECK(id == 2);
     apr_global_mutex_destroy(lock);
     munmap(mem, size);
+}
+
+static void test_rate(apr_pool_t *p) {
+    h2c_seg_t seg;
+    apr_size_t size = h2c_seg_size(2, 4, 16);
+    void *mem = apr_pcalloc(p, size);
+    h2c_rate_limit_t lim = {500, 3}; /* 2 per second, 3 at once */
+    int64_t t0 = 1764061200000LL, retry = 0;
+
+    h2c_seg_init(&seg, mem, size, 2, 4, 16, t0);
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.1", t0, &retry) == APR_SUCCESS);
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.1", t0, &retry) == APR_SUCCESS);
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.1", t0, &retry) == APR_SUCCESS);
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.1", t0, &retry) == APR_EAGAIN);
+    CHECK(retry == 500);
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.2", t0, &retry) == APR_SUCCESS);
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.1", t0 + 499, &retry) == APR_EAGAIN);
+    CHECK(retry == 1);
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.1", t0 + 500, &retry) == APR_SUCCESS);
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.1", t0 + 500, &retry) == APR_EAGAIN);
+    /* idle long enough: a full burst again */
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.1", t0 + 10000, &retry) == APR_SUCCESS);
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.1", t0 + 10000, &retry) == APR_SUCCESS);
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.1", t0 + 10000, &retry) == APR_SUCCESS);
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.1", t0 + 10000, &retry) == APR_EAGAIN);
+    /* a clock before the epoch does not underflow */
+    CHECK(h2c_rate_take(&seg.rate, &lim, "10.0.0.9", t0 - 5000, &retry) == APR_SUCCESS);
 }
 
 static void test_wait_timeout(apr_pool_t *p) {
@@ -235,6 +262,7 @@ int main(void) {
     RUN(test_cap, p);
     RUN(test_store_across_processes, p);
     RUN(test_lock_survives_kill, p);
+    RUN(test_rate, p);
     RUN(test_wait_timeout, p);
     apr_pool_destroy(p);
     apr_terminate();

@@ -1,0 +1,59 @@
+"""Bad directive values are configuration errors: `apache2 -t` fails and
+names the directive; good values pass."""
+
+import pytest
+
+import h2chat_env as env
+
+BAD = [
+    ('H2ChatHistory 0', 'H2ChatHistory'),
+    ('H2ChatHistory lots', 'H2ChatHistory'),
+    ('H2ChatHistory 99999999999', 'H2ChatHistory'),
+    ('H2ChatMaxSubscribers -1', 'H2ChatMaxSubscribers'),
+    ('<Location /msgs>\n H2ChatSnapshot -3\n</Location>', 'H2ChatSnapshot'),
+    ('<Location /msgs>\n H2ChatMaxMessageBytes 4k\n</Location>', 'H2ChatMaxMessageBytes'),
+    ('<Location /msgs>\n H2ChatMaxMessageBytes 2\n</Location>', 'H2ChatMaxMessageBytes'),
+    ('<Location /msgs>\n H2ChatHeartbeat 0\n</Location>', 'H2ChatHeartbeat'),
+    ('<Location /msgs>\n H2ChatHeartbeat 1.5\n</Location>', 'H2ChatHeartbeat'),
+    ('<Location /msgs>\n H2Chat maybe\n</Location>', 'H2Chat'),
+    ('<Location /msgs>\n H2ChatRateLimit fast\n</Location>', 'H2ChatRateLimit'),
+    ('<Location /msgs>\n H2ChatRateLimit 5 0\n</Location>', 'H2ChatRateLimit'),
+    ('<Location /msgs>\n H2ChatRateLimit -2\n</Location>', 'H2ChatRateLimit'),
+    ('<Location /msgs>\n H2ChatAllowOrigin evil\n</Location>', 'H2ChatAllowOrigin'),
+    ('<VirtualHost *:80>\n H2ChatHistory 10\n</VirtualHost>', 'H2ChatHistory'),
+]
+
+GOOD = """
+H2ChatHistory 20
+H2ChatMaxSubscribers 7
+<Location /msgs>
+    H2ChatSnapshot 0
+    H2ChatMaxMessageBytes 65536
+    H2ChatHeartbeat 3600
+    H2ChatRateLimit 0.5 4
+    H2ChatAllowOrigin https://a.example http://b.example:8080
+</Location>
+<Location /other/msgs>
+    H2Chat On
+    H2ChatRateLimit off
+    H2ChatAllowOrigin *
+</Location>
+"""
+
+
+def configtest(cert, name, extra):
+    srv = env.H2ChatServer(name, extra, cert=cert)
+    srv.write_conf()
+    return srv.configtest()
+
+
+@pytest.mark.parametrize('line,directive', BAD, ids=[b[0].split('\n')[-2 if '\n' in b[0] else 0].strip() for b in BAD])
+def test_bad_value_fails_configtest(cert, line, directive):
+    rc, out = configtest(cert, 'config_bad', line)
+    assert rc != 0, f'{line!r} passed configtest: {out}'
+    assert directive in out, out
+
+
+def test_good_values_pass(cert):
+    rc, out = configtest(cert, 'config_good', GOOD)
+    assert rc == 0, out
