@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ import ssl
 import subprocess
 import threading
 import time
+import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -226,8 +228,12 @@ class Subscriber:
 
     def __init__(self, server, transport='h2c', mode='ndjson', since=None,
                  last_event_id=None, path='/msgs', user=None, extra_headers=None,
-                 max_time=240):
+                 max_time=240, lean=False):
         self.server = server
+        # lean: for long / large loads, keep only the first 4 KiB of the body
+        # and, per message, no '_raw' and a crc32 of the text ('_text_crc')
+        # instead of the text
+        self.lean = lean
         self.transport = transport
         self.mode = mode
         self.since = since
@@ -239,7 +245,8 @@ class Subscriber:
         self.status = None
         self.version = None
         self.headers = {}
-        self.body = b''          # raw body bytes (after the header block)
+        self._body = []          # raw body bytes (after the header block), in pieces
+        self._body_len = 0
         self.events = []
         self.messages = []
         self.bad_lines = []      # lines that did not parse
@@ -276,6 +283,20 @@ class Subscriber:
         self._thread.start()
         self.server._subscribers.append(self)
         return self
+
+    @property
+    def body(self):
+        """The raw body bytes received so far (lean: the first 4 KiB)."""
+        with self._cond:
+            if len(self._body) > 1:
+                self._body = [b''.join(self._body)]
+            return self._body[0] if self._body else b''
+
+    @body.setter
+    def body(self, value):
+        with self._cond:
+            self._body = [value] if value else []
+            self._body_len = len(value)
 
     @property
     def exit_code(self):
@@ -333,7 +354,9 @@ class Subscriber:
             with self._cond:
                 if self.status is None:  # body before the trace showed the head
                     self._cond.wait_for(lambda: self.status is not None, 2)
-                self.body += line
+                if not self.lean or self._body_len < 4096:
+                    self._body.append(line)  # joined on demand: no quadratic +=
+                    self._body_len += len(line)
                 if self.status == 200:
                     self._parse_line(line)
                 self._cond.notify_all()
@@ -343,6 +366,7 @@ class Subscriber:
             self._cond.notify_all()
 
     def _add_event(self, ev):
+        ev['_t'] = time.monotonic()  # arrival (parsed), for latency figures
         self.events.append(ev)
         if ev.get('type') == 'message':
             self.messages.append(ev)
@@ -362,8 +386,17 @@ class Subscriber:
         if not isinstance(obj, dict):
             self.bad_lines.append(line)
             return
-        obj['_raw'] = text
+        if self.lean:
+            self._lean(obj)
+        else:
+            obj['_raw'] = text
         self._add_event(obj)
+
+    @staticmethod
+    def _lean(obj):
+        text = obj.pop('text', None)
+        if isinstance(text, str):
+            obj['_text_crc'] = zlib.crc32(text.encode('utf-8'))
 
     def _parse_sse(self, line):
         text = line.decode('utf-8', errors='replace').rstrip('\n').rstrip('\r')
@@ -386,7 +419,10 @@ class Subscriber:
                 obj['type'] = name
             obj['_sse_id'] = ev.get('id')
             obj['_sse_event'] = ev.get('event')
-            obj['_raw'] = data.encode('utf-8')
+            if self.lean:
+                self._lean(obj)
+            else:
+                obj['_raw'] = data.encode('utf-8')
             self._add_event(obj)
             return
         if text.startswith(':'):
@@ -638,6 +674,8 @@ class H2ChatServer:
         (self.root / 'run').mkdir(parents=True)
         os.chmod(self.root, 0o755)
         os.chmod(self.root / 'run', 0o755)
+        (self.root / 'cores').mkdir()
+        os.chmod(self.root / 'cores', 0o1777)  # children run as www-data
         self.conf_path = self.root / 'httpd.conf'
         self.pid_path = self.root / 'httpd.pid'
         self.error_log = self.root / 'error.log'
@@ -654,6 +692,9 @@ class H2ChatServer:
         self.mpm.update(mpm or {})
         self._subscribers = []
         self.started = False
+        # children a test killed on purpose: conftest's no_crash ignores
+        # their 'exit signal Killed' lines
+        self.expected_kills = set()
 
     # -- config
     def load_lines(self):
@@ -676,6 +717,8 @@ ServerName localhost
 DefaultRuntimeDir "{r}/run"
 PidFile "{self.pid_path}"
 Mutex file:{r}/run default
+# a child that crashes leaves a core here (see _ctl: RLIMIT_CORE)
+CoreDumpDirectory "{r}/cores"
 ErrorLog "{self.error_log}"
 LogLevel warn
 {self.load_lines()}
@@ -732,17 +775,35 @@ SSLSessionCache "shmcb:{r}/run/ssl_scache(512000)"
         self.conf_path.write_text(conf)
 
     # -- control
-    def _ctl(self, action, timeout=30):
+    @staticmethod
+    def _environ():
         environ = dict(os.environ)
         if PRELOAD:
             environ['LD_PRELOAD'] = PRELOAD
             environ.setdefault('ASAN_OPTIONS', 'detect_leaks=0')
+        return environ
+
+    @staticmethod
+    def _allow_cores():
+        try:
+            resource.setrlimit(resource.RLIMIT_CORE,
+                               (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        except (ValueError, OSError):
+            pass
+
+    def _ctl(self, action, timeout=30):
         return subprocess.run([APACHE, '-f', str(self.conf_path), '-k', action],
-                              capture_output=True, text=True, timeout=timeout, env=environ)
+                              capture_output=True, text=True, timeout=timeout,
+                              env=self._environ(), preexec_fn=self._allow_cores)
+
+    def cores(self):
+        """Core files children left in the server root (CoreDumpDirectory)."""
+        return sorted(str(p) for p in (self.root / 'cores').glob('core*'))
 
     def configtest(self):
+        # a sanitized module loads only with its runtime preloaded
         res = subprocess.run([APACHE, '-f', str(self.conf_path), '-t'],
-                             capture_output=True, text=True, timeout=30)
+                             capture_output=True, text=True, timeout=30, env=self._environ())
         return res.returncode, res.stdout + res.stderr
 
     @property
