@@ -92,7 +92,8 @@ static redisContext *connect_redis(h2chat_redis_t *rd, long timeout_ms) {
     return c;
 }
 
-static redisContext *pool_take(h2chat_redis_t *rd) {
+/* An idle context, or a new one; *pooled says which. */
+static redisContext *pool_take(h2chat_redis_t *rd, int *pooled) {
     redisContext *c = NULL;
 
     apr_thread_mutex_lock(rd->pool_lock);
@@ -100,6 +101,7 @@ static redisContext *pool_take(h2chat_redis_t *rd) {
         c = rd->idle[--rd->nidle];
     }
     apr_thread_mutex_unlock(rd->pool_lock);
+    *pooled = c != NULL;
     return c ? c : connect_redis(rd, REDIS_TIMEOUT_MS);
 }
 
@@ -124,16 +126,28 @@ static apr_status_t redis_publish(h2c_store_t *store, const char *fields, apr_si
     redisContext *c;
     redisReply *reply;
     apr_status_t rv = APR_EGENERAL;
+    int pooled;
 
     if (flen + H2C_JSON_LINE_OVERHEAD > h2c_ring_max_len(&store->seg->ring)) {
         return APR_ENOSPC;
     }
-    if (!(c = pool_take(rd))) {
+    if (!(c = pool_take(rd, &pooled))) {
         return APR_ECONNREFUSED;
     }
     *time_ms = (int64_t)(apr_time_now() / 1000);
     reply = redisCommand(c, "EVAL %s 2 %s %s %b %lld %ld", publish_script, rd->key,
                          rd->id_key, fields, flen, (long long)*time_ms, rd->history);
+    if (!reply && pooled && c->err == REDIS_ERR_EOF) {
+        /* an idle connection Redis closed meanwhile (it restarted): the
+         * script never ran, so once more on a new connection. Not after a
+         * timeout: the script may have run, a retry could post twice. */
+        redisFree(c);
+        if (!(c = connect_redis(rd, REDIS_TIMEOUT_MS))) {
+            return APR_ECONNREFUSED;
+        }
+        reply = redisCommand(c, "EVAL %s 2 %s %s %b %lld %ld", publish_script, rd->key,
+                             rd->id_key, fields, flen, (long long)*time_ms, rd->history);
+    }
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
         *id = (uint64_t)reply->integer;
         rv = APR_SUCCESS;
