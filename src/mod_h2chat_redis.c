@@ -15,6 +15,8 @@
  * its last id. */
 #include "mod_h2chat.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <apr_strings.h>
@@ -346,6 +348,21 @@ int h2chat_redis_check(server_rec *s) {
     return 1;
 }
 
+/* The reader is made in child_init, before the MPM blocks signals for its
+ * threads: it must never take the parent's SIGTERM (the MPM's handler
+ * would then tear the child down from this thread), so it starts with
+ * every signal blocked. */
+static apr_status_t start_reader(apr_pool_t *pchild) {
+    sigset_t all, old;
+    apr_status_t rv;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rv = apr_thread_create(&redis.reader, NULL, reader_main, &redis, pchild);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rv;
+}
+
 apr_status_t h2chat_redis_child_init(apr_pool_t *pchild, server_rec *s,
                                      h2c_store_t *store) {
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
@@ -376,5 +393,5 @@ apr_status_t h2chat_redis_child_init(apr_pool_t *pchild, server_rec *s,
     /* a pre-cleanup: the reader is joined before its pool (a subpool of
      * pchild) goes away */
     apr_pool_pre_cleanup_register(pchild, &redis, redis_child_exit);
-    return apr_thread_create(&redis.reader, NULL, reader_main, &redis, pchild);
+    return start_reader(pchild);
 }
