@@ -119,6 +119,24 @@ void h2c_ring_commit(h2c_ring_t *ring, uint64_t id, int64_t time_ms, uint32_t le
     __atomic_add_fetch(&ring->hdr->seq, 1, __ATOMIC_RELEASE);
 }
 
+apr_status_t h2c_ring_put(h2c_ring_t *ring, uint64_t id, int64_t time_ms,
+                          const char *data, uint32_t len) {
+    h2c_slot_t *slot;
+
+    if (id <= h2c_ring_last_id(ring)) {
+        return APR_EINVAL;
+    }
+    if (len > h2c_ring_max_len(ring)) {
+        return APR_ENOSPC;
+    }
+    slot = slot_of(ring, id);
+    __atomic_store_n(&slot->id, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy(slot + 1, data, len);
+    h2c_ring_commit(ring, id, time_ms, len);
+    return APR_SUCCESS;
+}
+
 static apr_status_t check_id(const h2c_ring_t *ring, uint64_t id) {
     uint64_t last = h2c_ring_last_id(ring);
 

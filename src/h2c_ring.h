@@ -59,6 +59,14 @@ volatile uint32_t *h2c_ring_seq(h2c_ring_t *ring);
 apr_status_t h2c_ring_reserve(h2c_ring_t *ring, uint64_t *id, char **buf);
 void h2c_ring_commit(h2c_ring_t *ring, uint64_t id, int64_t time_ms, uint32_t len);
 
+/* Writer side, caller holds the writer lock: stores a message whose id
+ * was given elsewhere (a journal replay, a Redis stream). `id` must be
+ * above last_id; ids skipped between the two are never written and read as
+ * evicted, so subscribers report them as a gap. APR_EINVAL if id is not
+ * above last_id, APR_ENOSPC if len is over max_len. */
+apr_status_t h2c_ring_put(h2c_ring_t *ring, uint64_t id, int64_t time_ms,
+                          const char *data, uint32_t len);
+
 /* Reader side, lock-free. Length of message `id`, or an error:
  * APR_INCOMPLETE if not yet published, APR_NOTFOUND if evicted. */
 apr_status_t h2c_ring_peek_len(const h2c_ring_t *ring, uint64_t id, uint32_t *len);

@@ -19,6 +19,7 @@ struct h2c_seg_hdr_t {
     int64_t rate_epoch_ms;
     uint64_t published;
     uint64_t refused[H2C_REFUSED_MAX];
+    h2c_seg_shared_t shared;
 };
 
 #define ALIGN64(n) (((n) + 63u) & ~(apr_size_t)63u)
@@ -184,6 +185,33 @@ uint64_t h2c_seg_refusals(const h2c_seg_t *seg, h2c_refusal_t why) {
 
 void h2c_seg_count_published(h2c_seg_t *seg) {
     __atomic_add_fetch(&seg->hdr->published, 1, __ATOMIC_RELAXED);
+}
+
+h2c_seg_shared_t *h2c_seg_shared(h2c_seg_t *seg) {
+    return &seg->hdr->shared;
+}
+
+apr_status_t h2c_seg_reader_claim(h2c_seg_t *seg, uint32_t pid) {
+    uint32_t *word = &seg->hdr->shared.reader_pid;
+    uint32_t old = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+
+    if (old == pid) {
+        return APR_SUCCESS;
+    }
+    if (old != 0 && !pid_gone(old)) {
+        return APR_EBUSY;
+    }
+    return __atomic_compare_exchange_n(word, &old, pid, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE)
+               ? APR_SUCCESS
+               : APR_EBUSY;
+}
+
+void h2c_seg_reader_release(h2c_seg_t *seg, uint32_t pid) {
+    uint32_t old = pid;
+
+    __atomic_compare_exchange_n(&seg->hdr->shared.reader_pid, &old, 0, 0,
+                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
 uint64_t h2c_seg_published(const h2c_seg_t *seg) {

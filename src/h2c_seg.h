@@ -19,7 +19,7 @@
 #include "h2c_ring.h"
 
 #define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
-#define H2C_SEG_VERSION 2u
+#define H2C_SEG_VERSION 3u
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -35,6 +35,19 @@ typedef enum {
 } h2c_refusal_t;
 
 typedef struct h2c_seg_hdr_t h2c_seg_hdr_t;
+
+/* Words the journal writers and the Redis reader share across children
+ * (zero in a new segment). Journal words change under the global lock. */
+typedef struct {
+    uint32_t journal_gen;        /* bumped when compaction renames a new file in */
+    uint32_t reader_pid;         /* the child that follows Redis; 0: none */
+    uint64_t journal_records;    /* records in the current journal file */
+    uint64_t journal_compact_at; /* compact when records pass this; 0: unset */
+    int64_t journal_synced_ms;   /* last fdatasync (wall clock, ms) */
+    uint64_t redis_last_id;      /* last stream id the reader fed to the ring */
+    uint32_t redis_up;           /* the reader's link: 1 up, 0 down */
+    uint32_t pad;
+} h2c_seg_shared_t;
 
 typedef struct {
     uint32_t pid;  /* 0: free */
@@ -75,6 +88,14 @@ uint32_t h2c_seg_sub_total(const h2c_seg_t *seg);
 void h2c_seg_count_refusal(h2c_seg_t *seg, h2c_refusal_t why);
 uint64_t h2c_seg_refusals(const h2c_seg_t *seg, h2c_refusal_t why);
 void h2c_seg_count_published(h2c_seg_t *seg);
+h2c_seg_shared_t *h2c_seg_shared(h2c_seg_t *seg);
+
+/* One reader of the Redis stream per server: claim makes `pid` the reader
+ * if there is none or the recorded one no longer exists (APR_SUCCESS, also
+ * if pid already is the reader), else APR_EBUSY. release gives it up if
+ * pid holds it. */
+apr_status_t h2c_seg_reader_claim(h2c_seg_t *seg, uint32_t pid);
+void h2c_seg_reader_release(h2c_seg_t *seg, uint32_t pid);
 uint64_t h2c_seg_published(const h2c_seg_t *seg);
 
 #endif /* H2C_SEG_H */

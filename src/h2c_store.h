@@ -22,10 +22,18 @@ typedef struct {
                             uint64_t *id, int64_t *time_ms);
 } h2c_store_ops_t;
 
+/* Called under the global lock after a message is committed to the ring,
+ * so calls come in id order (H2ChatJournal appends there). */
+typedef void (*h2c_store_committed_fn)(void *ctx, uint64_t id, int64_t time_ms,
+                                       const char *line, uint32_t len);
+
 struct h2c_store_t {
     const h2c_store_ops_t *ops;
     h2c_seg_t *seg;
     apr_global_mutex_t *lock;
+    h2c_store_committed_fn committed; /* NULL: none */
+    void *committed_ctx;
+    void *impl; /* the back end's own state (Redis: its connection pool) */
 };
 
 /* The shared-memory store: the segment's ring, serialised by `lock`. */

@@ -25,6 +25,9 @@ static apr_status_t shm_publish(h2c_store_t *store, const char *fields, apr_size
     len = h2c_json_format_message(slot, h2c_ring_max_len(ring), *id, *time_ms, fields,
                                   flen);
     h2c_ring_commit(ring, *id, *time_ms, (uint32_t)len);
+    if (store->committed) {
+        store->committed(store->committed_ctx, *id, *time_ms, slot, (uint32_t)len);
+    }
     h2c_seg_count_published(store->seg);
     apr_global_mutex_unlock(store->lock);
     h2c_wait_wake_all(h2c_ring_seq(ring));
@@ -37,4 +40,7 @@ void h2c_store_shm_init(h2c_store_t *store, h2c_seg_t *seg, apr_global_mutex_t *
     store->ops = &shm_ops;
     store->seg = seg;
     store->lock = lock;
+    store->committed = NULL;
+    store->committed_ctx = NULL;
+    store->impl = NULL;
 }

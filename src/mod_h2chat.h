@@ -30,9 +30,19 @@ typedef struct {
     apr_array_header_t *origins; /* H2ChatAllowOrigin; NULL: any */
 } h2chat_dir_conf_t;
 
+typedef enum { H2CHAT_SYNC_OFF, H2CHAT_SYNC_SECOND, H2CHAT_SYNC_ALWAYS } h2chat_sync_t;
+typedef enum { H2CHAT_STORE_SHM, H2CHAT_STORE_REDIS } h2chat_store_kind_t;
+
 typedef struct {
-    int history;         /* -1 unset */
-    int max_subscribers; /* -1 unset: derived from the MPM */
+    int history;              /* -1 unset */
+    int max_subscribers;      /* -1 unset: derived from the MPM */
+    const char *journal_path; /* H2ChatJournal; NULL: none */
+    int journal_sync;         /* h2chat_sync_t, -1 unset */
+    int store;                /* h2chat_store_kind_t, -1 unset */
+    const char *redis_host;   /* H2ChatRedis; NULL: unset */
+    int redis_port;
+    int redis_db;
+    const char *redis_key;
 } h2chat_srv_conf_t;
 
 /* The process's view of the shared state. */
@@ -55,6 +65,8 @@ int h2chat_conf_snapshot(const h2chat_dir_conf_t *dc);
 int h2chat_conf_max_bytes(const h2chat_dir_conf_t *dc);
 int h2chat_conf_heartbeat(const h2chat_dir_conf_t *dc);
 int h2chat_conf_history(server_rec *s);
+h2chat_sync_t h2chat_conf_journal_sync(server_rec *s);
+h2chat_store_kind_t h2chat_conf_store(server_rec *s);
 int h2chat_conf_origin_allowed(const h2chat_dir_conf_t *dc, const char *origin);
 int h2chat_conf_largest_max_bytes(void);
 void h2chat_conf_reset(void);
@@ -66,6 +78,16 @@ int h2chat_shm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
                            server_rec *s);
 void h2chat_shm_child_init(apr_pool_t *pchild, server_rec *s);
 void h2chat_shm_child_stopping(apr_pool_t *pchild, int graceful);
+
+/* mod_h2chat_journal.c: H2ChatJournal, the shm store's history on disk. */
+void h2chat_journal_post_config(server_rec *s, h2c_seg_t *seg, int fresh);
+void h2chat_journal_child_init(apr_pool_t *pchild, server_rec *s, h2c_store_t *store);
+
+/* mod_h2chat_redis.c: H2ChatStore redis. */
+int h2chat_redis_check(server_rec *s);
+apr_status_t h2chat_redis_child_init(apr_pool_t *pchild, server_rec *s,
+                                     h2c_store_t *store);
+void h2chat_redis_child_stopping(void);
 
 /* mod_h2chat_reply.c: a JSON body, a status and one tagged log line. */
 int h2chat_reply_error(request_rec *r, int status, h2c_refusal_t why, const char *tag,

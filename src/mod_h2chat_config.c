@@ -51,6 +51,10 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
 
     (void)s;
     sc->history = sc->max_subscribers = -1;
+    sc->journal_path = NULL;
+    sc->journal_sync = sc->store = -1;
+    sc->redis_host = sc->redis_key = NULL;
+    sc->redis_port = sc->redis_db = 0;
     return sc;
 }
 
@@ -59,6 +63,20 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
 
     sc->history = MERGE(history);
     sc->max_subscribers = MERGE(max_subscribers);
+    sc->journal_sync = MERGE(journal_sync);
+    sc->store = MERGE(store);
+    sc->journal_path = add->journal_path ? add->journal_path : base->journal_path;
+    if (add->redis_host) {
+        sc->redis_host = add->redis_host;
+        sc->redis_port = add->redis_port;
+        sc->redis_db = add->redis_db;
+        sc->redis_key = add->redis_key;
+    } else {
+        sc->redis_host = base->redis_host;
+        sc->redis_port = base->redis_port;
+        sc->redis_db = base->redis_db;
+        sc->redis_key = base->redis_key;
+    }
     return sc;
 }
 
@@ -78,6 +96,18 @@ int h2chat_conf_history(server_rec *s) {
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
 
     return sc->history != -1 ? sc->history : H2CHAT_DEFAULT_HISTORY;
+}
+
+h2chat_sync_t h2chat_conf_journal_sync(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return sc->journal_sync != -1 ? (h2chat_sync_t)sc->journal_sync : H2CHAT_SYNC_SECOND;
+}
+
+h2chat_store_kind_t h2chat_conf_store(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return sc->store != -1 ? (h2chat_store_kind_t)sc->store : H2CHAT_STORE_SHM;
 }
 
 /* Parses a whole decimal number in [min, max] or says why not. */
@@ -203,6 +233,111 @@ static const char *set_max_subscribers(cmd_parms *cmd, void *dcv, const char *ar
     return err ? err : parse_int(cmd, arg, 1, 10000000, &srv_conf(cmd)->max_subscribers);
 }
 
+static const char *set_journal(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    if (!*arg) {
+        return "H2ChatJournal needs a file path";
+    }
+    srv_conf(cmd)->journal_path = ap_server_root_relative(cmd->pool, arg);
+    return NULL;
+}
+
+static const char *set_journal_sync(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    h2chat_srv_conf_t *sc = srv_conf(cmd);
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "always")) {
+        sc->journal_sync = H2CHAT_SYNC_ALWAYS;
+    } else if (!strcasecmp(arg, "second")) {
+        sc->journal_sync = H2CHAT_SYNC_SECOND;
+    } else if (!strcasecmp(arg, "off")) {
+        sc->journal_sync = H2CHAT_SYNC_OFF;
+    } else {
+        return apr_psprintf(cmd->pool,
+                            "H2ChatJournalSync: '%s' is not always, second or off", arg);
+    }
+    return NULL;
+}
+
+static const char *set_store(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "shm")) {
+        srv_conf(cmd)->store = H2CHAT_STORE_SHM;
+    } else if (!strcasecmp(arg, "redis")) {
+        srv_conf(cmd)->store = H2CHAT_STORE_REDIS;
+    } else {
+        return apr_psprintf(cmd->pool, "H2ChatStore: '%s' is not shm or redis", arg);
+    }
+    return NULL;
+}
+
+/* H2ChatRedis redis://host:port[/db] [stream-key] */
+static const char *set_redis(cmd_parms *cmd, void *dcv, const char *url,
+                             const char *key) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY), *rest;
+    h2chat_srv_conf_t *sc = srv_conf(cmd);
+    char *host, *colon, *slash, *end;
+    apr_int64_t v;
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    if (strncmp(url, "redis://", 8) || !url[8]) {
+        goto bad;
+    }
+    host = apr_pstrdup(cmd->pool, url + 8);
+    slash = strchr(host, '/');
+    sc->redis_db = 0;
+    if (slash) {
+        *slash = '\0';
+        rest = slash + 1;
+        if (*rest) {
+            v = apr_strtoi64(rest, &end, 10);
+            if (*end || v < 0 || v > 1000) {
+                goto bad;
+            }
+            sc->redis_db = (int)v;
+        }
+    }
+    colon = strrchr(host, ':');
+    sc->redis_port = 6379;
+    if (colon) {
+        *colon = '\0';
+        v = apr_strtoi64(colon + 1, &end, 10);
+        if (*end || v < 1 || v > 65535) {
+            goto bad;
+        }
+        sc->redis_port = (int)v;
+    }
+    if (!*host) {
+        goto bad;
+    }
+    sc->redis_host = host;
+    sc->redis_key = key ? key : "h2chat";
+    if (!*sc->redis_key) {
+        return "H2ChatRedis: the stream key may not be empty";
+    }
+    return NULL;
+bad:
+    return apr_psprintf(cmd->pool, "H2ChatRedis: '%s' is not redis://host:port[/db]",
+                        url);
+}
+
 const command_rec h2chat_cmds[] = {
     AP_INIT_FLAG("H2Chat", set_enabled, NULL, ACCESS_CONF,
                  "On: this location is a chat endpoint (GET subscribes, POST publishes)"),
@@ -223,4 +358,13 @@ const command_rec h2chat_cmds[] = {
     AP_INIT_ITERATE("H2ChatAllowOrigin", add_origin, NULL, ACCESS_CONF,
                     "origins allowed to POST (default: any); requests without an "
                     "Origin header are not affected"),
+    AP_INIT_TAKE1("H2ChatJournal", set_journal, NULL, RSRC_CONF,
+                  "file that keeps the history across a full restart (default: none)"),
+    AP_INIT_TAKE1("H2ChatJournalSync", set_journal_sync, NULL, RSRC_CONF,
+                  "always, second or off: when the journal is fdatasync'ed "
+                  "(default second)"),
+    AP_INIT_TAKE1("H2ChatStore", set_store, NULL, RSRC_CONF,
+                  "shm or redis: who assigns ids and keeps messages (default shm)"),
+    AP_INIT_TAKE12("H2ChatRedis", set_redis, NULL, RSRC_CONF,
+                   "redis://host:port[/db] [stream-key] (key default h2chat)"),
     {NULL}};

@@ -66,10 +66,11 @@ static uint32_t default_max_subscribers(void) {
 }
 
 static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t capacity,
-                                 uint32_t max_len) {
+                                 uint32_t max_len, int *fresh) {
     apr_size_t size = h2c_seg_size(nchildren, capacity, max_len);
     apr_status_t rv;
 
+    *fresh = 0;
     if (retained->shm) {
         if (h2c_seg_attach(&state.seg, apr_shm_baseaddr_get(retained->shm),
                            apr_shm_size_get(retained->shm)) == APR_SUCCESS &&
@@ -96,6 +97,7 @@ static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t cap
                      (unsigned long)size);
         return rv;
     }
+    *fresh = 1;
     return h2c_seg_init(&state.seg, apr_shm_baseaddr_get(retained->shm), size, nchildren,
                         capacity, max_len, (int64_t)(apr_time_now() / 1000));
 }
@@ -105,6 +107,7 @@ int h2chat_shm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     uint32_t max_len;
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
     apr_status_t rv;
+    int fresh;
 
     (void)pconf, (void)plog, (void)ptemp;
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
@@ -117,10 +120,15 @@ int h2chat_shm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     }
     /* escaping can double the body's bytes; then type, id and time */
     max_len = (uint32_t)h2chat_conf_largest_max_bytes() * 2 + 2 * H2C_JSON_LINE_OVERHEAD;
-    if (make_segment(s, child_table_size(), (uint32_t)h2chat_conf_history(s), max_len) !=
-        APR_SUCCESS) {
+    if (!h2chat_redis_check(s)) {
+        return OK;
+    }
+    if (make_segment(s, child_table_size(), (uint32_t)h2chat_conf_history(s), max_len,
+                     &fresh) != APR_SUCCESS) {
         return OK; /* unusable: requests get 503, the rest of httpd runs */
     }
+    /* a new segment starts from the journal; a kept one already has it all */
+    h2chat_journal_post_config(s, &state.seg, fresh);
     if (!retained->mutex) {
         rv = ap_global_mutex_create(&retained->mutex, NULL, H2CHAT_MUTEX_TYPE, NULL, s,
                                     s->process->pool, 0);
@@ -172,6 +180,13 @@ void h2chat_shm_child_init(apr_pool_t *pchild, server_rec *s) {
         return;
     }
     h2c_store_shm_init(&state.store, &state.seg, retained->mutex);
+    h2chat_journal_child_init(pchild, s, &state.store);
+    rv = h2chat_redis_child_init(pchild, s, &state.store);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     H2C_TAG_CHILD_INIT ": cannot start the Redis store");
+        return;
+    }
     state.stopping = 0;
     state.usable = 1;
     apr_pool_cleanup_register(pchild, NULL, child_exit, apr_pool_cleanup_null);
@@ -185,6 +200,7 @@ void h2chat_shm_child_stopping(apr_pool_t *pchild, int graceful) {
         return;
     }
     state.stopping = 1;
+    h2chat_redis_child_stopping();
     /* Bump the word so no waiter can sleep through this on an old value,
      * then wake them all: each sees `stopping` and ends its stream. Waiters
      * in other children wake, find nothing new and sleep again. */

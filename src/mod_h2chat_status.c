@@ -35,6 +35,16 @@ static void status_auto(request_rec *r, h2chat_state_t *st) {
                (apr_uint64_t)h2c_ring_last_id(&seg->ring));
     ap_rprintf(r, "H2ChatHistoryFill: %u/%u\n", h2c_ring_count(&seg->ring),
                h2c_ring_capacity(&seg->ring));
+    if (!strcmp(st->store.ops->name, "redis")) {
+        h2c_seg_shared_t *sh = h2c_seg_shared(seg);
+
+        ap_rprintf(r, "H2ChatRedis: %s\n",
+                   __atomic_load_n(&sh->redis_up, __ATOMIC_ACQUIRE) ? "up" : "down");
+        ap_rprintf(r, "H2ChatRedisLastId: %" APR_UINT64_T_FMT "\n",
+                   (apr_uint64_t)__atomic_load_n(&sh->redis_last_id, __ATOMIC_ACQUIRE));
+        ap_rprintf(r, "H2ChatRedisReader: %u\n",
+                   __atomic_load_n(&sh->reader_pid, __ATOMIC_ACQUIRE));
+    }
     for (i = 0; i < H2C_REFUSED_MAX; i++) {
         ap_rprintf(r, "H2ChatRefused%s: %" APR_UINT64_T_FMT "\n",
                    h2c_seg_refusal_name((h2c_refusal_t)i),
@@ -56,6 +66,16 @@ static void status_html(request_rec *r, h2chat_state_t *st) {
                (apr_uint64_t)h2c_ring_last_id(&seg->ring));
     ap_rprintf(r, "<tr><th>history</th><td>%u of %u</td></tr>\n",
                h2c_ring_count(&seg->ring), h2c_ring_capacity(&seg->ring));
+    if (!strcmp(st->store.ops->name, "redis")) {
+        h2c_seg_shared_t *sh = h2c_seg_shared(seg);
+
+        ap_rprintf(r,
+                   "<tr><th>Redis link</th><td>%s, last id read %" APR_UINT64_T_FMT
+                   ", reader pid %u</td></tr>\n",
+                   __atomic_load_n(&sh->redis_up, __ATOMIC_ACQUIRE) ? "up" : "down",
+                   (apr_uint64_t)__atomic_load_n(&sh->redis_last_id, __ATOMIC_ACQUIRE),
+                   __atomic_load_n(&sh->reader_pid, __ATOMIC_ACQUIRE));
+    }
     for (k = 0; k < H2C_REFUSED_MAX; k++) {
         ap_rprintf(r, "<tr><th>refused: %s</th><td>%" APR_UINT64_T_FMT "</td></tr>\n",
                    h2c_seg_refusal_name((h2c_refusal_t)k),

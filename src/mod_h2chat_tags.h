@@ -12,6 +12,17 @@
 #define H2C_TAG_CHILD_TABLE "H2C0006"  /* no free child slot */
 #define H2C_TAG_CONFIG "H2C0007"       /* configuration notice */
 
+/* H2ChatJournal */
+#define H2C_TAG_JOURNAL_TAIL "H2C0030"    /* truncated / corrupt tail dropped */
+#define H2C_TAG_JOURNAL_REPLAY "H2C0031"  /* history replayed at startup */
+#define H2C_TAG_JOURNAL_IO "H2C0032"      /* journal file could not be used */
+#define H2C_TAG_JOURNAL_COMPACT "H2C0033" /* compaction done / failed */
+
+/* H2ChatStore redis */
+#define H2C_TAG_REDIS_LINK "H2C0040"   /* the reader's link went down / up */
+#define H2C_TAG_REDIS_READER "H2C0041" /* this child became the reader */
+#define H2C_TAG_REDIS_ERROR "H2C0042"  /* a Redis command failed */
+
 /* requests */
 #define H2C_TAG_BAD_MESSAGE "H2C0010" /* 400: invalid POST body */
 #define H2C_TAG_TOO_LARGE "H2C0011"   /* 413 */

@@ -1063,3 +1063,66 @@ def assert_json_error(resp, status):
     assert isinstance(obj, dict), obj
     assert isinstance(obj.get('error'), str) and obj['error'].strip(), obj
     return obj
+
+
+# --------------------------------------------------------------------------
+# Redis, for H2ChatStore redis
+
+REDIS_SERVER = shutil.which('redis-server') or '/usr/bin/redis-server'
+
+
+class RedisServer:
+    """A redis-server of our own on a free loopback port, no persistence of
+    its own (--save '' --appendonly no). stop(save=True) shuts it down with
+    SHUTDOWN SAVE, so start() on the same port brings the data back: a
+    Redis that goes away and returns."""
+
+    def __init__(self, name):
+        self.dir = RUN_DIR / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def url(self):
+        return f'redis://127.0.0.1:{self.port}'
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, '--port', str(self.port), '--bind', '127.0.0.1',
+             '--save', '', '--appendonly', 'no', '--dir', str(self.dir),
+             '--dbfilename', 'dump.rdb', '--daemonize', 'no', '--loglevel', 'warning',
+             '--logfile', str(self.dir / 'redis.log')],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_until(lambda: self.command('PING') == b'+PONG', 10, 0.05):
+            self.stop(save=False)
+            raise RuntimeError('redis-server does not answer')
+        return self
+
+    def command(self, *args, timeout=2):
+        """One command in RESP; returns the raw first reply line, or None."""
+        payload = f'*{len(args)}\r\n'.encode()
+        for a in args:
+            a = str(a).encode()
+            payload += b'$%d\r\n%s\r\n' % (len(a), a)
+        try:
+            with socket.create_connection(('127.0.0.1', self.port), timeout=timeout) as s:
+                s.sendall(payload)
+                return s.recv(65536).split(b'\r\n')[0]
+        except OSError:
+            return None
+
+    def stop(self, save=False):
+        if not self.proc:
+            return
+        if self.proc.poll() is None:
+            if save:
+                self.command('SHUTDOWN', 'SAVE')
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None

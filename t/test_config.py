@@ -21,11 +21,21 @@ BAD = [
     ('<Location /msgs>\n H2ChatRateLimit -2\n</Location>', 'H2ChatRateLimit'),
     ('<Location /msgs>\n H2ChatAllowOrigin evil\n</Location>', 'H2ChatAllowOrigin'),
     ('<VirtualHost *:80>\n H2ChatHistory 10\n</VirtualHost>', 'H2ChatHistory'),
+    ('H2ChatJournalSync sometimes', 'H2ChatJournalSync'),
+    ('H2ChatStore disk', 'H2ChatStore'),
+    ('H2ChatRedis http://127.0.0.1:6379', 'H2ChatRedis'),
+    ('H2ChatRedis redis://127.0.0.1:99999', 'H2ChatRedis'),
+    ('H2ChatRedis redis://127.0.0.1:6379/x', 'H2ChatRedis'),
+    ('<VirtualHost *:80>\n H2ChatJournal /tmp/j\n</VirtualHost>', 'H2ChatJournal'),
 ]
 
 GOOD = """
 H2ChatHistory 20
 H2ChatMaxSubscribers 7
+H2ChatJournal @ROOT@/chat.journal
+H2ChatJournalSync always
+H2ChatStore shm
+H2ChatRedis redis://127.0.0.1:6379/2 chat
 <Location /msgs>
     H2ChatSnapshot 0
     H2ChatMaxMessageBytes 65536

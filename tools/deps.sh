@@ -2,8 +2,8 @@
 # Installs the Debian packages a target needs, only those missing (fast when
 # all are there). Usage: tools/deps.sh build|test|run|bench
 set -euo pipefail
-build="apache2 apache2-dev libjansson-dev libapr1-dev libaprutil1-dev gcc make"
-test="$build python3 python3-pytest python3-h2 curl openssl chromium fonts-noto-color-emoji"
+build="apache2 apache2-dev libjansson-dev libapr1-dev libaprutil1-dev libhiredis-dev gcc make"
+test="$build python3 python3-pytest python3-h2 curl openssl chromium fonts-noto-color-emoji redis-server"
 run="$build openssl"
 bench="$build libnghttp2-dev libssl-dev nghttp2-client nginx libnginx-mod-nchan gnuplot-nox"
 want=${!1:?usage: tools/deps.sh build|test|run|bench}

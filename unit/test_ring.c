@@ -113,6 +113,42 @@ static void test_torn(apr_pool_t *p) {
     CHECK(len == 1 && buf[0] == 'd');
 }
 
+static void test_put_gaps(apr_pool_t *p) {
+    h2c_ring_t ring;
+    apr_size_t size = h2c_ring_size(4, 16);
+    void *mem = apr_pcalloc(p, size);
+    char buf[64];
+    uint32_t len;
+    uint64_t id;
+    int64_t t;
+
+    h2c_ring_init(&ring, mem, size, 4, 16);
+    CHECK(h2c_ring_put(&ring, 0, 1, "x", 1) == APR_EINVAL);
+    CHECK(h2c_ring_put(&ring, 2, 20, "two", 3) == APR_SUCCESS);
+    CHECK(h2c_ring_last_id(&ring) == 2);
+    CHECK(h2c_ring_read(&ring, 1, buf, sizeof(buf), &len, NULL) == APR_NOTFOUND);
+    CHECK(h2c_ring_read(&ring, 2, buf, sizeof(buf), &len, &t) == APR_SUCCESS);
+    CHECK(len == 3 && !memcmp(buf, "two", 3) && t == 20);
+    CHECK(h2c_ring_put(&ring, 2, 20, "again", 5) == APR_EINVAL); /* not above last */
+    CHECK(h2c_ring_put(&ring, 3, 30, "01234567890123456789", 20) == APR_ENOSPC);
+    CHECK(h2c_ring_put(&ring, 5, 50, "five", 4) == APR_SUCCESS);
+    CHECK(h2c_ring_read(&ring, 3, buf, sizeof(buf), &len, NULL) == APR_NOTFOUND);
+    CHECK(h2c_ring_read(&ring, 4, buf, sizeof(buf), &len, NULL) == APR_NOTFOUND);
+    CHECK(h2c_ring_peek_len(&ring, 4, &len) == APR_NOTFOUND);
+    CHECK(h2c_ring_read(&ring, 5, buf, sizeof(buf), &len, NULL) == APR_SUCCESS);
+    CHECK(h2c_ring_read(&ring, 6, buf, sizeof(buf), &len, NULL) == APR_INCOMPLETE);
+    /* a jump past the whole capacity: every older slot reads as evicted */
+    CHECK(h2c_ring_put(&ring, 100, 1000, "hundred", 7) == APR_SUCCESS);
+    for (id = 97; id < 100; id++) {
+        CHECK(h2c_ring_read(&ring, id, buf, sizeof(buf), &len, NULL) == APR_NOTFOUND);
+    }
+    CHECK(h2c_ring_read(&ring, 5, buf, sizeof(buf), &len, NULL) == APR_NOTFOUND);
+    CHECK(h2c_ring_read(&ring, 100, buf, sizeof(buf), &len, NULL) == APR_SUCCESS);
+    /* appends go on after the given id */
+    append(&ring, "next", &id);
+    CHECK(id == 101);
+}
+
 int main(void) {
     apr_pool_t *p;
 
@@ -122,6 +158,7 @@ int main(void) {
     RUN(test_append_read, p);
     RUN(test_wrap, p);
     RUN(test_torn, p);
+    RUN(test_put_gaps, p);
     apr_pool_destroy(p);
     apr_terminate();
     return unit_finish("test_ring");

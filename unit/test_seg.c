@@ -42,6 +42,32 @@ static void test_layout(apr_pool_t *p) {
     CHECK(h2c_seg_attach(&view, mem, size) == APR_EGENERAL);
 }
 
+/* One Redis reader per server; a dead one is replaced. */
+static void test_reader(apr_pool_t *p) {
+    h2c_seg_t seg;
+    apr_size_t size = h2c_seg_size(3, 4, 16);
+    void *mem = apr_pcalloc(p, size);
+    pid_t doomed = fork();
+
+    if (doomed == 0) {
+        pause();
+        _exit(0);
+    }
+    h2c_seg_init(&seg, mem, size, 3, 4, 16, 0);
+    CHECK(h2c_seg_shared(&seg)->reader_pid == 0);
+    CHECK(h2c_seg_reader_claim(&seg, (uint32_t)doomed) == APR_SUCCESS);
+    CHECK(h2c_seg_reader_claim(&seg, (uint32_t)doomed) == APR_SUCCESS); /* again */
+    CHECK(h2c_seg_reader_claim(&seg, (uint32_t)getpid()) == APR_EBUSY);
+    h2c_seg_reader_release(&seg, (uint32_t)getpid()); /* not ours: no effect */
+    CHECK(h2c_seg_shared(&seg)->reader_pid == (uint32_t)doomed);
+    kill(doomed, SIGKILL);
+    waitpid(doomed, NULL, 0);
+    CHECK(h2c_seg_reader_claim(&seg, (uint32_t)getpid()) == APR_SUCCESS);
+    CHECK(h2c_seg_reader_claim(&seg, 1) == APR_EBUSY);
+    h2c_seg_reader_release(&seg, (uint32_t)getpid());
+    CHECK(h2c_seg_reader_claim(&seg, 1) == APR_SUCCESS);
+}
+
 static void test_children(apr_pool_t *p) {
     h2c_seg_t seg;
     apr_size_t size = h2c_seg_size(3, 4, 16);
@@ -263,6 +289,7 @@ int main(void) {
     RUN(test_store_across_processes, p);
     RUN(test_lock_survives_kill, p);
     RUN(test_rate, p);
+    RUN(test_reader, p);
     RUN(test_wait_timeout, p);
     apr_pool_destroy(p);
     apr_terminate();

@@ -1,0 +1,320 @@
+/* mod_h2chat_journal: H2ChatJournal, the shm store's history on disk.
+ *
+ * Every accepted message is appended (by the publishing child, under the
+ * global lock, so records are in id order) as one h2c_journal record. When
+ * the parent makes a NEW segment (first start, full restart, or a change of
+ * the ring's shape) it replays the file into the ring: history and ids go
+ * on. A truncated or corrupt tail is logged and cut off, never fatal.
+ *
+ * The file is created by the parent (root) and given to the child user.
+ * When it holds more than H2CHAT_JOURNAL_KEEP times H2ChatHistory records
+ * the writing child compacts it: the ring's messages go to PATH.compact,
+ * which is renamed over PATH; the generation word in the segment makes the
+ * other children reopen before their next write, so none writes to the
+ * unlinked file. Compaction needs the directory writable by the child
+ * user (see README). */
+#include "mod_h2chat.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+#include <unixd.h>
+
+#include "h2c_journal.h"
+
+#define H2CHAT_JOURNAL_KEEP 4 /* compact past this many times the history */
+/* Longest line a record may hold when replaying: the largest slot any
+ * configuration makes (1 MiB body, escaped) plus room. Longer is corrupt. */
+#define H2CHAT_JOURNAL_MAX_LINE (4u * 1024 * 1024)
+
+/* One child's writer. The commit hook runs under the global lock, which
+ * serialises every thread of every child: the buffer needs no lock. */
+typedef struct {
+    server_rec *s;
+    const char *path;
+    h2chat_sync_t sync;
+    h2c_seg_t *seg;
+    int fd;
+    uint32_t gen; /* of the file fd is open on */
+    char *buf;    /* one record */
+    apr_size_t cap;
+    char *line;    /* one ring message, while compacting */
+    uint64_t keep; /* H2ChatHistory */
+    int failed;    /* an error was logged: do not flood the log */
+} h2chat_journal_t;
+
+static h2chat_journal_t journal;
+
+static const char *compact_path(apr_pool_t *p, const char *path) {
+    return apr_pstrcat(p, path, ".compact", NULL);
+}
+
+/* Opens (creating) the journal for appending; in the parent (root) hands
+ * it to the child user so children can write and compact it. */
+static int open_append(const char *path) {
+    int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+
+    if (fd >= 0 && geteuid() == 0 &&
+        fchown(fd, ap_unixd_config.user_id, ap_unixd_config.group_id) != 0) {
+        /* the children will say so when they cannot write */
+    }
+    return fd;
+}
+
+typedef struct {
+    h2c_ring_t *ring;
+    uint64_t replayed, skipped;
+} replay_t;
+
+static int replay_one(void *ctx, const h2c_journal_rec_t *rec) {
+    replay_t *rp = ctx;
+
+    if (h2c_ring_put(rp->ring, rec->id, rec->time_ms, rec->line, rec->len) ==
+        APR_SUCCESS) {
+        rp->replayed++;
+    } else {
+        rp->skipped++; /* out of order, or too long for today's slots */
+    }
+    return 0;
+}
+
+/* Reads the file into the (new, empty) ring; cuts a bad tail off. */
+static void replay(server_rec *s, h2c_seg_t *seg, const char *path, int fd) {
+    h2c_seg_shared_t *sh = h2c_seg_shared(seg);
+    replay_t rp = {&seg->ring, 0, 0};
+    apr_size_t good_end = 0;
+    uint64_t count = 0;
+    apr_status_t rv = APR_SUCCESS;
+    struct stat st;
+    void *map = NULL;
+
+    if (fstat(fd, &st) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s,
+                     H2C_TAG_JOURNAL_IO ": cannot stat journal %s", path);
+        return;
+    }
+    if (st.st_size > 0) {
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, errno, s,
+                         H2C_TAG_JOURNAL_IO ": cannot map journal %s", path);
+            return;
+        }
+        rv = h2c_journal_scan(map, (apr_size_t)st.st_size, H2CHAT_JOURNAL_MAX_LINE,
+                              replay_one, &rp, &good_end, &count);
+        munmap(map, (size_t)st.st_size);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     H2C_TAG_JOURNAL_TAIL ": journal %s: %s record at byte %lu "
+                                          "(of %lu): dropped it and the %lu bytes "
+                                          "after it; %" APR_UINT64_T_FMT
+                                          " good records kept",
+                     path, rv == APR_INCOMPLETE ? "truncated" : "corrupt",
+                     (unsigned long)good_end, (unsigned long)st.st_size,
+                     (unsigned long)(st.st_size - (off_t)good_end), (apr_uint64_t)count);
+        if (ftruncate(fd, (off_t)good_end) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, errno, s,
+                         H2C_TAG_JOURNAL_IO ": cannot truncate journal %s", path);
+        }
+    }
+    sh->journal_records = count;
+    sh->journal_compact_at = 0;
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                 H2C_TAG_JOURNAL_REPLAY ": journal %s: %" APR_UINT64_T_FMT
+                                        " messages replayed (%" APR_UINT64_T_FMT
+                                        " skipped), last id %" APR_UINT64_T_FMT,
+                 path, (apr_uint64_t)rp.replayed, (apr_uint64_t)rp.skipped,
+                 (apr_uint64_t)h2c_ring_last_id(&seg->ring));
+}
+
+void h2chat_journal_post_config(server_rec *s, h2c_seg_t *seg, int fresh) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+    int fd;
+
+    if (!sc->journal_path || h2chat_conf_store(s) != H2CHAT_STORE_SHM) {
+        return;
+    }
+    fd = open_append(sc->journal_path);
+    if (fd < 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s,
+                     H2C_TAG_JOURNAL_IO ": cannot open journal %s: history will not "
+                                        "survive a restart",
+                     sc->journal_path);
+        return;
+    }
+    if (fresh) {
+        replay(s, seg, sc->journal_path, fd);
+    }
+    close(fd);
+}
+
+static int reopen(h2chat_journal_t *j) {
+    uint32_t gen = h2c_seg_shared(j->seg)->journal_gen;
+
+    if (j->fd >= 0 && j->gen == gen) {
+        return 1;
+    }
+    if (j->fd >= 0) {
+        close(j->fd);
+    }
+    j->fd = open(j->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    j->gen = gen;
+    if (j->fd < 0 && !j->failed) {
+        j->failed = 1;
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, j->s,
+                     H2C_TAG_JOURNAL_IO ": cannot open journal %s", j->path);
+    }
+    return j->fd >= 0;
+}
+
+static int write_all(int fd, const char *buf, apr_size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return 0;
+        }
+        buf += w;
+        n -= (apr_size_t)w;
+    }
+    return 1;
+}
+
+/* Rewrites the journal as the ring's messages (the last H2ChatHistory),
+ * under the global lock. */
+static void compact(h2chat_journal_t *j) {
+    h2c_seg_shared_t *sh = h2c_seg_shared(j->seg);
+    h2c_ring_t *ring = &j->seg->ring;
+    uint64_t id, last = h2c_ring_last_id(ring), n = 0;
+    const char *cpath;
+    int fd, ok = 1;
+    apr_pool_t *p;
+
+    apr_pool_create(&p, NULL);
+    cpath = compact_path(p, j->path);
+    fd = open(cpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    ok = fd >= 0;
+    for (id = h2c_ring_first_id(ring); ok && id <= last; id++) {
+        uint32_t len;
+        int64_t t;
+        apr_size_t size;
+
+        if (h2c_ring_read(ring, id, j->line, h2c_ring_max_len(ring), &len, &t) !=
+            APR_SUCCESS) {
+            continue; /* a gap */
+        }
+        size = h2c_journal_encode(j->buf, j->cap, id, t, j->line, len);
+        ok = size > 0 && write_all(fd, j->buf, size);
+        n++;
+    }
+    if (ok && (fdatasync(fd) != 0 || rename(cpath, j->path) != 0)) {
+        ok = 0;
+    }
+    if (!ok) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, j->s,
+                     H2C_TAG_JOURNAL_COMPACT ": cannot compact journal %s through %s "
+                                             "(is its directory writable by the "
+                                             "child user?); it keeps growing",
+                     j->path, cpath);
+        if (fd >= 0) {
+            unlink(cpath);
+        }
+        sh->journal_compact_at = sh->journal_records + j->keep;
+    } else {
+        sh->journal_records = n;
+        sh->journal_compact_at = 0;
+        sh->journal_gen++; /* every child reopens before its next write */
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, j->s,
+                     H2C_TAG_JOURNAL_COMPACT
+                     ": journal %s compacted to %" APR_UINT64_T_FMT " records",
+                     j->path, (apr_uint64_t)n);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    apr_pool_destroy(p);
+}
+
+static void sync_file(h2chat_journal_t *j) {
+    h2c_seg_shared_t *sh = h2c_seg_shared(j->seg);
+    int64_t now = (int64_t)(apr_time_now() / 1000);
+
+    if (j->sync == H2CHAT_SYNC_OFF ||
+        (j->sync == H2CHAT_SYNC_SECOND && now - sh->journal_synced_ms < 1000)) {
+        return;
+    }
+    /* any descriptor of the file flushes every child's appends */
+    if (fdatasync(j->fd) == 0) {
+        sh->journal_synced_ms = now;
+    }
+}
+
+/* The store's commit hook: under the global lock, in id order. */
+static void append_record(void *ctx, uint64_t id, int64_t time_ms, const char *line,
+                          uint32_t len) {
+    h2chat_journal_t *j = ctx;
+    h2c_seg_shared_t *sh = h2c_seg_shared(j->seg);
+    apr_size_t size;
+
+    if (!reopen(j)) {
+        return;
+    }
+    size = h2c_journal_encode(j->buf, j->cap, id, time_ms, line, len);
+    if (size == 0 || !write_all(j->fd, j->buf, size)) {
+        if (!j->failed) {
+            j->failed = 1;
+            ap_log_error(APLOG_MARK, APLOG_ERR, errno, j->s,
+                         H2C_TAG_JOURNAL_IO ": cannot append to journal %s", j->path);
+        }
+        return;
+    }
+    j->failed = 0;
+    sync_file(j);
+    sh->journal_records++;
+    if (!sh->journal_compact_at) {
+        sh->journal_compact_at = j->keep * H2CHAT_JOURNAL_KEEP;
+    }
+    if (sh->journal_records > sh->journal_compact_at) {
+        compact(j);
+    }
+}
+
+static apr_status_t journal_close(void *data) {
+    h2chat_journal_t *j = data;
+
+    if (j->fd >= 0) {
+        close(j->fd);
+        j->fd = -1;
+    }
+    return APR_SUCCESS;
+}
+
+void h2chat_journal_child_init(apr_pool_t *pchild, server_rec *s, h2c_store_t *store) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    if (!sc->journal_path || h2chat_conf_store(s) != H2CHAT_STORE_SHM) {
+        return;
+    }
+    journal.s = s;
+    journal.path = sc->journal_path;
+    journal.sync = h2chat_conf_journal_sync(s);
+    journal.seg = store->seg;
+    journal.fd = -1;
+    journal.gen = 0;
+    journal.keep = (uint64_t)h2chat_conf_history(s);
+    journal.cap = h2c_journal_record_size(h2c_ring_max_len(&store->seg->ring));
+    journal.buf = apr_palloc(pchild, journal.cap);
+    journal.line = apr_palloc(pchild, h2c_ring_max_len(&store->seg->ring));
+    journal.failed = 0;
+    store->committed = append_record;
+    store->committed_ctx = &journal;
+    apr_pool_cleanup_register(pchild, &journal, journal_close, apr_pool_cleanup_null);
+}

@@ -1,0 +1,397 @@
+/* mod_h2chat_redis: H2ChatStore redis, several servers behind one Redis.
+ *
+ * Publish: one Lua script (EVAL) does INCR <key>:id and XADD <key> MAXLEN ~
+ * <history> <n>-1 f <fields> t <time>, atomically, so ids are dense
+ * integers shared by every node, in Redis's order. The POST answers with
+ * that id. Connections come from a small per-child pool; every command has
+ * a ~1 s timeout, so a POST while Redis is away answers 503 at once.
+ *
+ * Read: each server has ONE reader, a thread in one child, elected through
+ * the segment (h2c_seg_reader_claim: another child takes over when that one
+ * stops or dies). It follows the stream with XREAD BLOCK from the ring's
+ * last id and puts every entry into the local ring (h2c_ring_put), so the
+ * fan-out path is exactly the shm one. Ids trimmed before it read them are
+ * gaps. While Redis is away it reconnects with backoff and catches up from
+ * its last id. */
+#include "mod_h2chat.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
+#include <hiredis/hiredis.h>
+
+#include "h2c_json.h"
+#include "h2c_wait.h"
+
+#define REDIS_POOL_MAX 8
+#define REDIS_TIMEOUT_MS 1000
+#define REDIS_BLOCK_MS 1000 /* XREAD BLOCK: how often the reader looks up */
+#define REDIS_BATCH 256
+#define REDIS_BACKOFF_MAX_MS 2000
+
+/* KEYS[1] stream, KEYS[2] id counter; ARGV fields, time, history. */
+static const char publish_script[] =
+    "local id = redis.call('INCR', KEYS[2]) "
+    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], id .. '-1', "
+    "'f', ARGV[1], 't', ARGV[2]) "
+    "return id";
+
+typedef struct {
+    server_rec *s;
+    const char *host, *key, *id_key;
+    int port, db;
+    long history;
+    h2c_seg_t *seg;
+    apr_global_mutex_t *lock;
+    apr_thread_mutex_t *pool_lock;
+    redisContext *idle[REDIS_POOL_MAX];
+    int nidle;
+    apr_thread_t *reader;
+    volatile int stop;
+    char *line; /* the reader's message buffer */
+    uint32_t pid;
+} h2chat_redis_t;
+
+static h2chat_redis_t redis;
+
+static struct timeval ms_tv(long ms) {
+    struct timeval tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+/* A connected context with `timeout_ms` per command, on db; NULL if Redis
+ * cannot be reached. */
+static redisContext *connect_redis(h2chat_redis_t *rd, long timeout_ms) {
+    redisContext *c =
+        redisConnectWithTimeout(rd->host, rd->port, ms_tv(REDIS_TIMEOUT_MS));
+    redisReply *reply;
+
+    if (!c || c->err) {
+        if (c) {
+            redisFree(c);
+        }
+        return NULL;
+    }
+    redisSetTimeout(c, ms_tv(timeout_ms));
+    if (rd->db) {
+        reply = redisCommand(c, "SELECT %d", rd->db);
+        if (!reply || reply->type == REDIS_REPLY_ERROR) {
+            if (reply) {
+                freeReplyObject(reply);
+            }
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(reply);
+    }
+    return c;
+}
+
+/* An idle context, or a new one; *pooled says which. */
+static redisContext *pool_take(h2chat_redis_t *rd, int *pooled) {
+    redisContext *c = NULL;
+
+    apr_thread_mutex_lock(rd->pool_lock);
+    if (rd->nidle > 0) {
+        c = rd->idle[--rd->nidle];
+    }
+    apr_thread_mutex_unlock(rd->pool_lock);
+    *pooled = c != NULL;
+    return c ? c : connect_redis(rd, REDIS_TIMEOUT_MS);
+}
+
+/* Gives a healthy context back; a broken one is dropped. */
+static void pool_give(h2chat_redis_t *rd, redisContext *c, int healthy) {
+    if (healthy && !c->err) {
+        apr_thread_mutex_lock(rd->pool_lock);
+        if (rd->nidle < REDIS_POOL_MAX) {
+            rd->idle[rd->nidle++] = c;
+            c = NULL;
+        }
+        apr_thread_mutex_unlock(rd->pool_lock);
+    }
+    if (c) {
+        redisFree(c);
+    }
+}
+
+static apr_status_t redis_publish(h2c_store_t *store, const char *fields, apr_size_t flen,
+                                  uint64_t *id, int64_t *time_ms) {
+    h2chat_redis_t *rd = store->impl;
+    redisContext *c;
+    redisReply *reply;
+    apr_status_t rv = APR_EGENERAL;
+    int pooled;
+
+    if (flen + H2C_JSON_LINE_OVERHEAD > h2c_ring_max_len(&store->seg->ring)) {
+        return APR_ENOSPC;
+    }
+    if (!(c = pool_take(rd, &pooled))) {
+        return APR_ECONNREFUSED;
+    }
+    *time_ms = (int64_t)(apr_time_now() / 1000);
+    reply = redisCommand(c, "EVAL %s 2 %s %s %b %lld %ld", publish_script, rd->key,
+                         rd->id_key, fields, flen, (long long)*time_ms, rd->history);
+    if (!reply && pooled && c->err == REDIS_ERR_EOF) {
+        /* an idle connection Redis closed meanwhile (it restarted): the
+         * script never ran, so once more on a new connection. Not after a
+         * timeout: the script may have run, a retry could post twice. */
+        redisFree(c);
+        if (!(c = connect_redis(rd, REDIS_TIMEOUT_MS))) {
+            return APR_ECONNREFUSED;
+        }
+        reply = redisCommand(c, "EVAL %s 2 %s %s %b %lld %ld", publish_script, rd->key,
+                             rd->id_key, fields, flen, (long long)*time_ms, rd->history);
+    }
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        *id = (uint64_t)reply->integer;
+        rv = APR_SUCCESS;
+    } else {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, rd->s,
+                     H2C_TAG_REDIS_ERROR ": publish to redis://%s:%d failed: %s",
+                     rd->host, rd->port,
+                     reply && reply->type == REDIS_REPLY_ERROR ? reply->str
+                     : c->err                                  ? c->errstr
+                                                               : "unexpected reply");
+    }
+    if (reply) {
+        freeReplyObject(reply);
+    }
+    pool_give(rd, c, rv == APR_SUCCESS);
+    return rv;
+}
+
+static const h2c_store_ops_t redis_ops = {"redis", redis_publish};
+
+/* "<n>-1" -> n; 0 if it is not one of ours. */
+static uint64_t entry_id(const char *s) {
+    char *end;
+    apr_uint64_t n = apr_strtoi64(s, &end, 10);
+
+    return (*end == '-' && n > 0) ? (uint64_t)n : 0;
+}
+
+/* One stream entry [id, [f, <fields>, t, <time>]] into the ring. */
+static void feed_entry(h2chat_redis_t *rd, const redisReply *e) {
+    const redisReply *kv;
+    const char *fields = NULL;
+    apr_size_t flen = 0, i, len;
+    int64_t t = 0;
+    uint64_t id;
+    h2c_ring_t *ring = &rd->seg->ring;
+
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING ||
+        e->element[1]->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+    id = entry_id(e->element[0]->str);
+    kv = e->element[1];
+    for (i = 0; i + 1 < kv->elements; i += 2) {
+        if (kv->element[i]->type != REDIS_REPLY_STRING ||
+            kv->element[i + 1]->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+        if (!strcmp(kv->element[i]->str, "f")) {
+            fields = kv->element[i + 1]->str;
+            flen = kv->element[i + 1]->len;
+        } else if (!strcmp(kv->element[i]->str, "t")) {
+            t = (int64_t)apr_atoi64(kv->element[i + 1]->str);
+        }
+    }
+    if (!id || !fields || id <= h2c_ring_last_id(ring)) {
+        return;
+    }
+    len = h2c_json_format_message(rd->line, h2c_ring_max_len(ring), id, t, fields, flen);
+    if (len == 0) {
+        return; /* longer than this server's slots: a gap here */
+    }
+    if (apr_global_mutex_lock(rd->lock) != APR_SUCCESS) {
+        return;
+    }
+    if (h2c_ring_put(ring, id, t, rd->line, (uint32_t)len) == APR_SUCCESS) {
+        h2c_seg_count_published(rd->seg);
+    }
+    apr_global_mutex_unlock(rd->lock);
+    __atomic_store_n(&h2c_seg_shared(rd->seg)->redis_last_id, id, __ATOMIC_RELEASE);
+}
+
+/* One XREAD: 1 if the link is fine (entries or a timeout), 0 if broken. */
+static int read_batch(h2chat_redis_t *rd, redisContext *c) {
+    char from[32];
+    redisReply *reply;
+    size_t i;
+    int ok = 1;
+
+    apr_snprintf(from, sizeof(from), "%" APR_UINT64_T_FMT "-1",
+                 (apr_uint64_t)h2c_ring_last_id(&rd->seg->ring));
+    reply = redisCommand(c, "XREAD COUNT %d BLOCK %d STREAMS %s %s", REDIS_BATCH,
+                         REDIS_BLOCK_MS, rd->key, from);
+    if (!reply) {
+        return 0;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, rd->s,
+                     H2C_TAG_REDIS_ERROR ": XREAD %s failed: %s", rd->key, reply->str);
+        ok = 0;
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+               reply->element[0]->type == REDIS_REPLY_ARRAY &&
+               reply->element[0]->elements == 2) {
+        const redisReply *entries = reply->element[0]->element[1];
+
+        for (i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements; i++) {
+            feed_entry(rd, entries->element[i]);
+        }
+        h2c_wait_wake_all(h2c_ring_seq(&rd->seg->ring));
+    }
+    freeReplyObject(reply);
+    return ok;
+}
+
+static void set_link(h2chat_redis_t *rd, uint32_t up) {
+    uint32_t *word = &h2c_seg_shared(rd->seg)->redis_up;
+
+    if (__atomic_exchange_n(word, up, __ATOMIC_ACQ_REL) != up) {
+        ap_log_error(APLOG_MARK, up ? APLOG_NOTICE : APLOG_ERR, 0, rd->s,
+                     H2C_TAG_REDIS_LINK ": redis://%s:%d is %s (stream %s, last id "
+                                        "%" APR_UINT64_T_FMT ")",
+                     rd->host, rd->port, up ? "up" : "down", rd->key,
+                     (apr_uint64_t)h2c_ring_last_id(&rd->seg->ring));
+    }
+}
+
+static void nap(h2chat_redis_t *rd, long ms) {
+    for (; ms > 0 && !rd->stop; ms -= 100) {
+        apr_sleep(apr_time_from_msec(ms < 100 ? ms : 100));
+    }
+}
+
+static void *APR_THREAD_FUNC reader_main(apr_thread_t *thd, void *data) {
+    h2chat_redis_t *rd = data;
+    redisContext *c = NULL;
+    long backoff = 100;
+    int reading = 0;
+
+    while (!rd->stop) {
+        if (h2c_seg_reader_claim(rd->seg, rd->pid) != APR_SUCCESS) {
+            nap(rd, 500);
+            continue;
+        }
+        if (!reading) {
+            reading = 1;
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, rd->s,
+                         H2C_TAG_REDIS_READER ": this child follows stream %s from id "
+                                              "%" APR_UINT64_T_FMT,
+                         rd->key, (apr_uint64_t)h2c_ring_last_id(&rd->seg->ring));
+        }
+        if (!c && !(c = connect_redis(rd, REDIS_BLOCK_MS + REDIS_TIMEOUT_MS))) {
+            set_link(rd, 0);
+            nap(rd, backoff);
+            backoff =
+                backoff * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : backoff * 2;
+            continue;
+        }
+        set_link(rd, 1);
+        backoff = 100;
+        if (!read_batch(rd, c)) {
+            redisFree(c);
+            c = NULL;
+            set_link(rd, 0);
+        }
+    }
+    if (c) {
+        redisFree(c);
+    }
+    h2c_seg_reader_release(rd->seg, rd->pid);
+    apr_thread_exit(thd, APR_SUCCESS);
+    return NULL;
+}
+
+static apr_status_t redis_child_exit(void *data) {
+    h2chat_redis_t *rd = data;
+    apr_status_t rv;
+    int i;
+
+    rd->stop = 1;
+    if (rd->reader) {
+        apr_thread_join(&rv, rd->reader);
+        rd->reader = NULL;
+    }
+    for (i = 0; i < rd->nidle; i++) {
+        redisFree(rd->idle[i]);
+    }
+    rd->nidle = 0;
+    return APR_SUCCESS;
+}
+
+/* child_stopping: the reader lets go at once, so a new child takes over. */
+void h2chat_redis_child_stopping(void) {
+    redis.stop = 1;
+}
+
+int h2chat_redis_check(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    if (h2chat_conf_store(s) == H2CHAT_STORE_REDIS && !sc->redis_host) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     H2C_TAG_CONFIG ": H2ChatStore redis needs H2ChatRedis "
+                                    "redis://host:port");
+        return 0;
+    }
+    return 1;
+}
+
+/* The reader is made in child_init, before the MPM blocks signals for its
+ * threads: it must never take the parent's SIGTERM (the MPM's handler
+ * would then tear the child down from this thread), so it starts with
+ * every signal blocked. */
+static apr_status_t start_reader(apr_pool_t *pchild) {
+    sigset_t all, old;
+    apr_status_t rv;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rv = apr_thread_create(&redis.reader, NULL, reader_main, &redis, pchild);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rv;
+}
+
+apr_status_t h2chat_redis_child_init(apr_pool_t *pchild, server_rec *s,
+                                     h2c_store_t *store) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+    apr_status_t rv;
+
+    if (h2chat_conf_store(s) != H2CHAT_STORE_REDIS) {
+        return APR_SUCCESS;
+    }
+    memset(&redis, 0, sizeof(redis));
+    redis.s = s;
+    redis.host = sc->redis_host;
+    redis.port = sc->redis_port;
+    redis.db = sc->redis_db;
+    redis.key = sc->redis_key;
+    redis.id_key = apr_pstrcat(pchild, sc->redis_key, ":id", NULL);
+    redis.history = h2chat_conf_history(s);
+    redis.seg = store->seg;
+    redis.lock = store->lock;
+    redis.pid = (uint32_t)getpid();
+    redis.line = apr_palloc(pchild, h2c_ring_max_len(&store->seg->ring));
+    if ((rv = apr_thread_mutex_create(&redis.pool_lock, APR_THREAD_MUTEX_DEFAULT,
+                                      pchild)) != APR_SUCCESS) {
+        return rv;
+    }
+    store->ops = &redis_ops;
+    store->impl = &redis;
+    store->committed = NULL;
+    /* a pre-cleanup: the reader is joined before its pool (a subpool of
+     * pchild) goes away */
+    apr_pool_pre_cleanup_register(pchild, &redis, redis_child_exit);
+    return start_reader(pchild);
+}
