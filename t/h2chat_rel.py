@@ -1,6 +1,7 @@
 """Helpers for the reliability tests (t/test_rel_*.py): a paced publisher,
 subscribers that resume after their stream ends, figures from /proc, and a
-figures file (t/run/reliability/<test>.json) that RELIABILITY.md quotes.
+figures file (build/reliability/<test>.json, kept across runs: t/run is
+wiped by every session) that RELIABILITY.md quotes.
 
 Every test has a short version (the normal suite) and a full-length one
 behind H2CHAT_SOAK=1; `pick(short, soak)` chooses the value."""
@@ -22,7 +23,7 @@ SOAK = os.environ.get('H2CHAT_SOAK', '') not in ('', '0')
 # A sanitized build (H2CHAT_PRELOAD set): memory figures are reported but
 # not asserted (ASan's quarantine and shadow memory make RSS meaningless).
 SANITIZED = bool(env.PRELOAD)
-FIGURES_DIR = env.RUN_DIR / 'reliability'
+FIGURES_DIR = env.REPO / 'build' / 'reliability'
 
 
 def pick(short, soak):
@@ -30,10 +31,11 @@ def pick(short, soak):
 
 
 def record(name, **figures):
-    """Writes (merges) figures of one test into t/run/reliability/<name>.json
-    and prints them (shown by pytest -s or on failure)."""
+    """Writes (merges) figures of one test into build/reliability/<name>.json
+    (<name>_asan.json for a sanitized build) and prints them (shown by
+    pytest -s or on failure)."""
     FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    path = FIGURES_DIR / f'{name}.json'
+    path = FIGURES_DIR / f'{name}{"_asan" if SANITIZED else ""}.json'
     data = {}
     if path.exists():
         try:
@@ -41,6 +43,7 @@ def record(name, **figures):
         except ValueError:
             data = {}
     data.update(figures)
+    data['recorded_at'] = time.strftime('%Y-%m-%d %H:%M:%S')
     data['soak'] = SOAK
     data['sanitized'] = SANITIZED
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
@@ -496,7 +499,8 @@ class BulkSubscriber:
 
     _serial = itertools.count()
 
-    def __init__(self, server, transport, mode, since=None, max_time=900, name='bulk'):
+    def __init__(self, server, transport, mode, since=None, max_time=900, name='bulk',
+                 last_event_id=None):
         self.server, self.transport, self.mode = server, transport, mode
         d = server.root / 'bulk'
         d.mkdir(exist_ok=True)
@@ -509,6 +513,8 @@ class BulkSubscriber:
                 '-o', str(self.body_path)] + opts
         if mode == 'sse':
             args += ['-H', 'Accept: text/event-stream']
+        if last_event_id is not None:
+            args += ['-H', f'Last-Event-ID: {last_event_id}']
         self.proc = subprocess.Popen(args + [url], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -563,6 +569,7 @@ class BulkSubscriber:
                 data = f.read()
         except OSError:
             return None
+        data = data[:data.rfind(b'\n\n' if self.mode == 'sse' else b'\n') + 1]  # complete ones
         found = re.findall(rb'"type":"message","id":(\d+)', data)
         return int(found[-1]) if found else None
 
@@ -574,3 +581,91 @@ class BulkSubscriber:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+
+
+class ResumingBulk:
+    """ResumingClient's behaviour (reconnect with the last id when the
+    stream ends) on BulkSubscribers: for soak loads. Same interface as far
+    as Supervisor and check_exactly_once go."""
+
+    def __init__(self, server, transport, mode, how, since, max_time=900):
+        self.server, self.transport, self.mode, self.how = server, transport, mode, how
+        self.first_since = since
+        self.max_time = max_time
+        self.streams = []
+        self.refused = 0
+        self.stopped = False
+        self._retry_at = 0.0
+        self.connect(since)
+
+    def connect(self, last):
+        kw = {'since': last} if self.how == 'since' else {'last_event_id': last}
+        self.streams.append(BulkSubscriber(self.server, self.transport, self.mode,
+                                           max_time=self.max_time, **kw))
+
+    @property
+    def current(self):
+        return self.streams[-1]
+
+    @property
+    def reconnects(self):
+        return len(self.streams) - 1
+
+    @property
+    def messages(self):
+        return [e for s in self.streams for e in s.events()
+                if e.get('type') == 'message' and 'id' in e]
+
+    def ids(self):
+        return [m['id'] for m in self.messages]
+
+    def events_of(self, kind):
+        return [e for s in self.streams for e in s.events() if e.get('type') == kind]
+
+    def bad_lines(self):
+        return [e.get('raw') for e in self.events_of('bad')]
+
+    def last_id(self):
+        for s in reversed(self.streams):
+            lid = s.last_id()
+            if lid is not None:
+                return lid
+        return self.first_since
+
+    def poll(self):
+        if self.stopped or not self.current.ended:
+            return False
+        now = time.monotonic()
+        if self.current.status != 200:
+            if now < self._retry_at:
+                return False
+            self.refused += 1
+            self._retry_at = now + 0.5
+        self.connect(self.last_id())
+        return True
+
+    def wait_ids(self, last, timeout):
+        return env.wait_until(lambda: (self.last_id() or 0) >= last, timeout, 0.2)
+
+    def close(self):
+        self.stopped = True
+        for s in self.streams:
+            s.close()
+
+    def summary(self):
+        ids = self.ids()
+        return (f'bulk {self.transport}/{self.mode}/{self.how} streams={len(self.streams)} '
+                f'refused={self.refused} n={len(ids)} first={ids[:3]} last={ids[-3:]} '
+                f'files={[str(x.body_path.name) for x in self.streams][:4]}')
+
+
+def make_bulk_clients(server, n, since, max_time=900, timeout=120):
+    """n ResumingBulk clients of the MIX kinds; waits until each has an
+    answer (status)."""
+    clients = []
+    for k in range(n):
+        clients.append(ResumingBulk(server, *MIX[k % len(MIX)], since=since, max_time=max_time))
+        if k % 50 == 49:
+            time.sleep(0.2)
+    env.wait_until(lambda: all(c.current.status for c in clients), timeout, 0.5)
+    return clients

@@ -19,8 +19,8 @@ The MPM is fixed (3 children, no spare-thread maintenance) and the h2
 worker pool too (H2MinWorkers = H2MaxWorkers), so the counts compare
 per process.
 
-Short: 30 s, 12 churn threads, 16 + 16 threads per child. H2CHAT_SOAK=1:
-600 s, 40 churn threads, 32 + 32 threads per child."""
+Short: 30 s, 12 churn threads, 16 MPM + 16 h2 threads per child.
+H2CHAT_SOAK=1: 600 s, 40 churn threads, 32 MPM + 64 h2 threads per child."""
 
 import os
 import random
@@ -45,12 +45,13 @@ RSS_FLAT_KB = rel.pick(8, 16) * 1024
 # child that takes minutes of churn to converge (measured: RssAnon +10 MB
 # in 120 s, slowing down), with 16 + 16 (short) it is done within ~1 min.
 THREADS = rel.pick(16, 32)
+H2_WORKERS = rel.pick(16, 64)  # soak: up to 40 x 3 h2 streams at once
 MPM = {'StartServers': 3, 'ServerLimit': 3, 'ThreadsPerChild': THREADS, 'ThreadLimit': THREADS,
        'MaxRequestWorkers': 3 * THREADS, 'MinSpareThreads': 1,
        'MaxSpareThreads': 3 * THREADS, 'MaxConnectionsPerChild': 0}
 EXTRA_CONF = f"""
-H2MinWorkers {THREADS}
-H2MaxWorkers {THREADS}
+H2MinWorkers {H2_WORKERS}
+H2MaxWorkers {H2_WORKERS}
 H2ChatMaxSubscribers 400
 """
 
@@ -99,7 +100,7 @@ class Churn:
                 hdrs = {'accept': 'text/event-stream'} if random.random() < 0.5 else {}
                 sids.append(conn.get(path, hdrs))
             for sid in sids:
-                self.count(f'h2 stream {conn.wait_status(sid, 10)}')
+                self.count(f'h2{"tls" if tls else "c"} stream {conn.wait_status(sid, 10)}')
             self.hold()
             how = random.choice(['reset', 'close', 'abort'])
             self.count(f'h2 end {how}')

@@ -23,9 +23,16 @@ import h2chat_rel as rel
 N = rel.pick(30, 120)
 KILLS = rel.pick(3, 20)
 RATE = 20
-# The harness's MPM (3 children x 32 threads): the event MPM starts a
-# replacement for a killed child within its once-a-second maintenance.
-EXTRA_CONF = f'H2ChatMaxSubscribers {N + 40}\n'
+# The harness's MPM (3 children x 32 threads; soak: 4 x 64): the event MPM
+# starts a replacement for a killed child within its once-a-second
+# maintenance. Every held stream keeps an MPM thread (its connection's).
+MPM = rel.pick(None, {'StartServers': 4, 'ServerLimit': 6, 'ThreadsPerChild': 64,
+                      'ThreadLimit': 64, 'MaxRequestWorkers': 256, 'MinSpareThreads': 64,
+                      'MaxSpareThreads': 256})
+# Headroom for the reconnect burst: until the replacement child reclaims
+# the dead child's row, its streams still count (measured below), and its
+# clients reconnect at once.
+EXTRA_CONF = f'H2ChatMaxSubscribers {2 * N + 40}\n'
 
 
 def settled(server, clients):
@@ -61,6 +68,10 @@ def test_kill_children_under_load(server):
             # a POST right after the kill: the lock is free
             msg_id, _ = server.post_msg('killer', f'right after kill {k}')
             t_post = time.monotonic() - t_kill
+            # the count right after: the dead child's streams still count
+            # until a replacement child reclaims its row
+            stale = server.h2chat_status()['H2ChatSubscribers']
+            live = sum(not s.ended for s in streams)
 
             # exactly that child's streams end
             env.wait_until(lambda: sum(s.ended for s in streams) >= held, 10, 0.05)
@@ -91,6 +102,7 @@ def test_kill_children_under_load(server):
             assert ok, (f'round {k}: H2ChatSubscribers not back to {N} 20 s after '
                         f'the kill: {server.h2chat_status()} children={server.children()}')
             rounds.append({'killed_pid': pid, 'held': held, 'post_after_kill_s': round(t_post, 3),
+                           'count_right_after_kill': stale, 'live_streams_then': live,
                            'count_true_after_s': round(t_true, 2),
                            'children_before': len(kids_before),
                            'children_after': len(server.children()),
