@@ -23,6 +23,8 @@
 #   H2LOAD_N    h2load requests (-c 10 -m 10)               20000 / 2000
 #   H2LOAD_REPS h2load runs per server (report: the median) 3 / 1
 #   SERVERS     which servers                               "h2chat seed nchan"
+#   PHASES      which parts            "ladder sustained h2load profile"
+#   APPEND=1    add to OUT/results.jsonl instead of starting it over
 #   PROFILE     perf profile of Apache (1000 subscribers)   1 / 0
 #   OUT         where results.jsonl, RESULTS.md, p99.svg go  bench / build/bench/smoke
 #   PAUSE       seconds between runs (sockets, TIME_WAIT)   2 / 0.2
@@ -43,7 +45,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cmdline="$0${*:+ $*}"
-for v in SMOKE LADDER K RATE SUSTAIN_N RATES KCAP P99_MAX_MS H2LOAD_N SERVERS PROFILE OUT H2LOAD_REPS LADDER_REPS SUSTAIN_TRIES BENCH_NICE QUIET_WAIT QUIET_BUDGET; do
+for v in SMOKE LADDER K RATE SUSTAIN_N RATES KCAP P99_MAX_MS H2LOAD_N SERVERS PHASES APPEND PROFILE OUT H2LOAD_REPS LADDER_REPS SUSTAIN_TRIES BENCH_NICE QUIET_WAIT QUIET_BUDGET; do
     [ -n "${!v:-}" ] && cmdline="$v='${!v}' $cmdline"
 done
 
@@ -74,6 +76,12 @@ P99_MAX_MS=${P99_MAX_MS:-1000}
 QUIET_MAX=${QUIET_MAX:-15}
 quiet_budget=${QUIET_BUDGET:-3600}
 SERVERS=${SERVERS:-"h2chat seed nchan"}
+PHASES=${PHASES:-"ladder sustained h2load profile"}
+phase_on() { [[ " $PHASES " == *" $1 "* ]]; }
+phase_on ladder || LADDER_REPS=0
+phase_on sustained && sustain_servers=$SERVERS || sustain_servers=""
+phase_on h2load && h2load_servers=$SERVERS || h2load_servers=""
+phase_on profile || PROFILE=0
 PORT=${PORT:-18201}
 SEED_PORT=${SEED_PORT:-18202}
 NCHAN_PORT=18102
@@ -89,7 +97,7 @@ run="$root/build/bench/run"
 mkdir -p "$run" "$OUT"
 OUT=$(cd "$OUT" && pwd)
 results="$OUT/results.jsonl"
-: > "$results"
+[ "${APPEND:-0}" = 1 ] || : > "$results"
 fanout="$root/bench/h2c-fanout"
 record() { /usr/bin/python3 "$root/bench/report.py" record "$@" >> "$results"; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -138,8 +146,9 @@ tree_ctxsw() { # voluntary and involuntary context switches over every thread
     done | awk '/^voluntary_ctxt_switches/ {v+=$2} /^nonvoluntary_ctxt_switches/ {n+=$2}
                 END {printf "%d %d\n", v, n}'
 }
-cpu_busy_ticks() { # all CPUs: user nice system irq softirq steal
-    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
+cpu_busy_ticks() { # all CPUs: user nice system steal (irq and softirq time is not
+    # charged to any task: loopback TCP is mostly softirq, of the servers and the client)
+    awk '/^cpu / {print $2 + $3 + $4 + $9}' /proc/stat
 }
 tree_cpu_ticks() { # utime + stime of the tree (all threads, also exited ones)
     local s=0 p v
@@ -201,6 +210,7 @@ wait_port() { # PORT SECONDS
 }
 
 cur_pid=""   # the server now running (its master), stopped on exit
+module_sha="" # sha256 (12 hex) of the mod_h2chat.so the running Apache loaded
 cur_name=""
 stop_server() {
     [ -n "$cur_pid" ] || return 0
@@ -231,6 +241,7 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT TERM HUP
 
+mod_tag() { [ "$1" = h2chat ] && echo "$module_sha" || echo "-"; }
 server_port() {
     case $1 in h2chat) echo "$PORT" ;; seed) echo "$SEED_PORT" ;; nchan) echo "$NCHAN_PORT" ;; esac
 }
@@ -260,6 +271,8 @@ start_h2chat() {
     chmod o+rx "$root" "$root/.libs" "$root/build" "$root/build/bench" "$run" "$r" "$r/htdocs"
     chmod o+r "$root/.libs/mod_h2chat.so" "$r/htdocs/tiny.txt"
     rm -f "$r/httpd.pid"
+    # which build of the module this server loads (the repository may be rebuilt meanwhile)
+    module_sha=$(sha256sum "$root/.libs/mod_h2chat.so" | cut -c1-12)
     timeout 30 /usr/sbin/apache2 -t -f "$r/httpd.conf" 2>/dev/null
     timeout 60 /usr/sbin/apache2 -f "$r/httpd.conf" -k start
     for ((i = 0; i < 100; i++)); do [ -s "$r/httpd.pid" ] && break; sleep 0.1; done
@@ -340,7 +353,8 @@ run_client() { # NAME PHASE N K RATE
         --set "ctxsw_before=$cs0" --set "ctxsw_after=$cs1" \
         --set "apache_children=$children" --set "apache_threads_per_child=$threads" \
         --set "wall_s=$(((w1 - w0) / 1000000))e-3" --set "sys_busy_s=$((b1 - b0))/$hz" \
-        --set "server_cpu_s_run=$((s1 - s0))/$hz" < "$run/client.json"
+        --set "server_cpu_s_run=$((s1 - s0))/$hz" --set "module=$(mod_tag "$name")" \
+        < "$run/client.json"
     echo "$rc"
 }
 summary() { # last record, one line
@@ -368,7 +382,7 @@ h2load_run() { # NAME PHASE URL [h2load options...]
     # shellcheck disable=SC2086
     timeout -k 5 180 h2load -n "$H2LOAD_N" -c 10 -m 10 "$@" "$url" > "$run/h2load.out" 2>&1 || rc=$?
     record --server "$(server_label "$name")" --phase "$phase" --rc "$rc" --cmd "$cmd" \
-        --h2load < "$run/h2load.out"
+        --set "module=$(mod_tag "$name")" --h2load < "$run/h2load.out"
     tail -1 "$results" | /usr/bin/python3 -c '
 import json, sys
 d = json.loads(sys.stdin.read())
@@ -384,6 +398,8 @@ print("  %s %s: rc=%s %s req/s, %s succeeded, %s failed, %s 2xx" % (d["server"],
     --set "apache_children=$children" --set "apache_threads_per_child=$threads" \
     --set "apache_max_subscribers=$maxsubs" --set "system_threads_at_start=$(system_threads)" \
     --set "nice=$(ps -o ni= -p $$ | tr -d ' ')" \
+    --set "git_head=$(git -C "$root" rev-parse --short HEAD 2> /dev/null || echo -)" \
+    --set "module_sha_start=$(sha256sum .libs/mod_h2chat.so | cut -c1-12)" \
     >> "$results"
 log "results: $results; Apache sized for $size_n held streams: $children children x $threads threads"
 
@@ -405,7 +421,7 @@ done
 # --- 2. sustained rate at SUSTAIN_N ------------------------------------------------
 # A rate counts as kept up with when one of SUSTAIN_TRIES attempts (each on a
 # fresh server) passes: a failure can come from other work on the machine.
-for name in $SERVERS; do
+for name in $sustain_servers; do
     for rate in $RATES; do
         k=$((rate * 10))
         [ "$k" -gt "$KCAP" ] && k=$KCAP
@@ -427,7 +443,7 @@ done
 # --- 3. POST throughput (and Apache's static file) -------------------------------
 body="$run/body.json"
 printf '{"user":"bench","text":"hello from h2load"}' > "$body"
-for name in $SERVERS; do
+for name in $h2load_servers; do
     log "h2load: $(server_label "$name")"
     start_server "$name" || continue
     wait_quiet
@@ -444,15 +460,16 @@ done
 
 # --- 4. where Apache's time goes (1000 subscribers, perf) -----------------------------
 # Two passes (perf stat, then perf record), each on a fresh Apache with 1000
-# subscribers and 100 messages at 20/s. The window starts when server-status
-# shows the first message published and lasts 4.5 s (the publishing takes 5 s).
-# perf works system-wide (-a): attaching to each of Apache's ~13,000 threads
-# would take an event (and a ring buffer) per thread. perf record starts
-# early with its events off (-D -1) and is switched on through its control
-# fifo, since it first has to read every thread of the machine. The samples
-# of the Apache tree are picked by pid afterwards (report.py perfagg);
-# perf stat counts the whole machine (client too), so Apache's own CPU and
-# context switches over the window come from /proc.
+# subscribers and 100 messages at 20/s. The window runs from "all 1000
+# subscribers connected" (server-status) to the client's end, so it holds the
+# whole publishing (5 s), the client's 3 s settle before it and the last
+# deliveries after it. perf works system-wide (-a): attaching to each of
+# Apache's ~13,000 threads would take an event (and a ring buffer) per thread.
+# perf record starts early with its events off (-D -1), as it first reads
+# every thread of the machine, and is switched on through its control fifo.
+# The samples of the Apache tree are picked by pid afterwards (report.py
+# perfagg); perf stat counts the whole machine (client too), so Apache's own
+# CPU and context switches over the window come from /proc.
 status_field() { # NAME: a number from server-status?auto
     curl -s -m 2 "http://127.0.0.1:$PORT/server-status?auto" | awk -v k="$1:" '$1 == k {print $2}'
 }
@@ -461,11 +478,9 @@ if [ "$PROFILE" = 1 ] && [[ " $SERVERS " == *" h2chat "* ]] && command -v perf >
     prof="$OUT/profile"
     rm -rf "$prof"
     mkdir -p "$prof"
-    win=4.5
     for mode in stat record; do
         start_server h2chat || break
         wait_quiet
-        pub0=$(status_field H2ChatPublished)
         perf_pid=""
         if [ $mode = record ]; then
             rm -f "$run/perf.ctl" "$run/perf.ack" "$run/perf.data"
@@ -476,45 +491,46 @@ if [ "$PROFILE" = 1 ] && [[ " $SERVERS " == *" h2chat "* ]] && command -v perf >
                 2> "$run/perf.err" &
             perf_pid=$!
         fi
-        pcmd="bench/h2c-fanout $(client_args h2chat) -n 1000 -k 100 --rate 20 --settle 5 --pid $cur_pid --timeout 120 --drain 15 --json-only"
+        pcmd="bench/h2c-fanout $(client_args h2chat) -n 1000 -k 100 --rate 20 --settle 3 --pid $cur_pid --timeout 120 --drain 15 --json-only"
         # shellcheck disable=SC2086
         timeout -k 5 150 $pcmd > "$run/client.json" 2> "$run/client.err" &
         cpid=$!
-        for ((i = 0; i < 1200; i++)); do # until the first POST is in (at most ~60 s)
-            p=$(status_field H2ChatPublished)
-            [ "${p:-0}" -gt "${pub0:-0}" ] && break
+        for ((i = 0; i < 1200; i++)); do # until the 1000 are in (at most ~60 s)
+            [ "$(status_field H2ChatSubscribers)" -ge 1000 ] 2> /dev/null && break
             sleep 0.05
         done
+        # the window: from all subscribers connected (the client settles 3 s)
+        # to the client's end (every message delivered)
+        pids=$(tree_pids "$cur_pid" | tr '\n' ',' | sed 's/,$//')
+        cs0=$(tree_ctxsw "$cur_pid"); s0=$(tree_cpu_ticks "$cur_pid"); b0=$(cpu_busy_ticks)
         if [ $mode = record ]; then
             tq=$(date +%s%N)
             echo enable >&5
             read -r -t 60 -u 6 _ || log "  perf record did not acknowledge 'enable'"
             log "  perf record on after $((($(date +%s%N) - tq) / 1000000)) ms"
-        fi
-        pids=$(tree_pids "$cur_pid" | tr '\n' ',' | sed 's/,$//')
-        cs0=$(tree_ctxsw "$cur_pid"); s0=$(tree_cpu_ticks "$cur_pid"); b0=$(cpu_busy_ticks)
-        t0=$(date +%s%N)
-        if [ $mode = stat ]; then
-            timeout -k 5 30 perf stat -a -e task-clock,context-switches,cpu-migrations,page-faults \
-                -- sleep $win 2> "$prof/perf-stat.txt" || true
         else
-            sleep $win
+            timeout -k 5 200 perf stat -a -e task-clock,context-switches,cpu-migrations,page-faults \
+                -- sleep 180 2> "$prof/perf-stat.txt" &
+            perf_pid=$!
+        fi
+        t0=$(date +%s%N)
+        wait $cpid || true
+        t1=$(date +%s%N)
+        if [ $mode = record ]; then
             echo disable >&5
             read -r -t 10 -u 6 _ || true
         fi
         cs1=$(tree_ctxsw "$cur_pid"); s1=$(tree_cpu_ticks "$cur_pid"); b1=$(cpu_busy_ticks)
-        t1=$(date +%s%N)
         if [ -n "$perf_pid" ]; then
             kill -INT "$perf_pid" 2> /dev/null || true
             wait "$perf_pid" || true
-            exec 5>&- 6>&-
+            [ $mode = record ] && exec 5>&- 6>&-
         fi
-        wait $cpid || true
         record --server mod_h2chat --phase "profile-$mode" --rc 0 --cmd "$pcmd" \
             --set "ctxsw_before=$cs0" --set "ctxsw_after=$cs1" \
             --set "window_s=$(((t1 - t0) / 1000000))e-3" \
             --set "server_cpu_s_window=$((s1 - s0))/$hz" --set "sys_busy_s_window=$((b1 - b0))/$hz" \
-            --set "server_pids=$pids" < "$run/client.json"
+            --set "server_pids=$pids" --set "module=$module_sha" < "$run/client.json"
         summary
         stop_server
         sleep "$PAUSE"
