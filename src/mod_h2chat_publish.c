@@ -106,12 +106,11 @@ int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc) {
                                   H2C_TAG_RATE, "too many messages, slow down");
     }
     if (clen && apr_atoi64(clen) > (apr_int64_t)max) {
-        return h2chat_reply_error(
-            r, HTTP_REQUEST_ENTITY_TOO_LARGE, H2C_REFUSED_TOO_LARGE, H2C_TAG_TOO_LARGE,
-            apr_psprintf(r->pool, "body over %lu bytes", (unsigned long)max));
+        rv = APR_ENOSPC; /* refused by its declared length, never read */
+    } else {
+        body = apr_palloc(r->pool, max + 1);
+        rv = read_body(r, body, max, &len);
     }
-    body = apr_palloc(r->pool, max + 1);
-    rv = read_body(r, body, max, &len);
     if (rv == APR_ENOSPC) {
         return h2chat_reply_error(
             r, HTTP_REQUEST_ENTITY_TOO_LARGE, H2C_REFUSED_TOO_LARGE, H2C_TAG_TOO_LARGE,

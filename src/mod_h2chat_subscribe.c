@@ -238,6 +238,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     h2chat_state_t *st = h2chat_state();
     h2chat_sub_t sub;
     uint64_t since = 0;
+    int sse = wants_sse(r);
     int resume = h2c_text_parse_resume(
         r->args, apr_table_get(r->headers_in, "Last-Event-ID"), &since);
     apr_os_sock_t fd;
@@ -252,7 +253,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
                                   "since / Last-Event-ID must be a message id "
                                   "(decimal digits, at most 2^53-1)");
     }
-    prepare_response(r, wants_sse(r), h2chat_conf_heartbeat(dc));
+    prepare_response(r, sse, h2chat_conf_heartbeat(dc));
     if (r->header_only) {
         return OK;
     }
@@ -266,7 +267,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     sub.r = r;
     sub.st = st;
     sub.ring = &st->seg.ring;
-    sub.sse = wants_sse(r);
+    sub.sse = sse;
     sub.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     sub.heartbeat = apr_time_from_sec(h2chat_conf_heartbeat(dc));
     sub.fd = -1;
