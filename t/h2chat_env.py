@@ -742,6 +742,7 @@ Listen 127.0.0.1:{self.tls_port}
 Timeout 30
 KeepAlive On
 KeepAliveTimeout 60
+GracefulShutdownTimeout 10
 Protocols h2 h2c http/1.1
 H2Direct on
 H2MaxWorkers 64
@@ -874,7 +875,12 @@ SSLSessionCache "shmcb:{r}/run/ssl_scache(512000)"
         if not self.started or not pid:
             return
         kids = _children_of(pid)
-        self._ctl('stop')
+        # graceful-stop, not stop: httpd's event MPM has a race in its
+        # ungraceful path (close_worker_sockets() reads sockets that ending
+        # connections free) that segfaults a child now and then when many
+        # held streams end at once. Held streams end at once here too (the
+        # module's child_stopping hook), so this is just as quick.
+        self._ctl('graceful-stop')
         if not wait_until(lambda: not _pid_alive(pid), 20, 0.1):
             for p in [pid] + kids:
                 try:

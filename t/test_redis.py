@@ -103,7 +103,8 @@ def test_resume_on_the_other_node(nodes):
 
 @pytest.mark.skip(reason='passes, but after the kill -9 a sibling child sometimes '
                   'segfaults in mod_mpm_event (apr_os_sock_get) when the node '
-                  'stops; under investigation (issue #7 report)')
+                  'stops (httpd event MPM stop race; the harness now stops with graceful-stop, '
+                  'to be re-enabled once verified)')
 def test_reader_takes_over_when_its_child_dies(nodes):
     a, b = nodes
     reader = a.h2chat_status()['H2ChatRedisReader']
