@@ -1,7 +1,10 @@
 /* h2c_seg: see h2c_seg.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "h2c_seg.h"
 
@@ -107,23 +110,60 @@ int h2c_seg_fits(const h2c_seg_t *seg, uint32_t nchildren, uint32_t capacity,
            seg->hdr->max_len == max_len;
 }
 
-static int pid_gone(uint32_t pid) {
-    /* EPERM means it exists but belongs to someone else: not gone. */
-    return pid != 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+/* A killed child stays a zombie until its parent reaps it (httpd's parent
+ * looks about once a second): its state in /proc says it is gone already. */
+static int pid_zombie(uint32_t pid) {
+    char path[32], buf[128], *state;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        return 0;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return 0;
+    }
+    buf[n] = '\0';
+    /* "pid (comm) S ...": comm may hold spaces and parentheses */
+    state = strrchr(buf, ')');
+    return state && state[1] == ' ' && (state[2] == 'Z' || state[2] == 'X');
 }
 
-apr_status_t h2c_seg_child_claim(h2c_seg_t *seg, uint32_t pid, uint32_t *slot) {
-    uint32_t i, n = seg->hdr->nchildren, old;
+static int pid_gone(uint32_t pid) {
+    if (pid == 0) {
+        return 0;
+    }
+    /* EPERM means it exists but belongs to someone else: not gone. */
+    if (kill((pid_t)pid, 0) != 0) {
+        return errno == ESRCH;
+    }
+    return pid_zombie(pid);
+}
+
+/* Frees the rows of children that died without leaving (kill -9, crash):
+ * their held streams are gone with them. Returns how many. */
+static uint32_t reclaim_dead(h2c_seg_t *seg) {
+    uint32_t i, n = seg->hdr->nchildren, old, freed = 0;
 
     for (i = 0; i < n; i++) {
         old = __atomic_load_n(&seg->children[i].pid, __ATOMIC_ACQUIRE);
         if (pid_gone(old) &&
             __atomic_compare_exchange_n(&seg->children[i].pid, &old, 0, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            /* a killed child never left: drop what it held */
             __atomic_store_n(&seg->children[i].held, 0, __ATOMIC_RELEASE);
+            freed++;
         }
     }
+    return freed;
+}
+
+apr_status_t h2c_seg_child_claim(h2c_seg_t *seg, uint32_t pid, uint32_t *slot) {
+    uint32_t i, n = seg->hdr->nchildren, old;
+
+    reclaim_dead(seg);
     for (i = 0; i < n; i++) {
         old = 0;
         if (__atomic_compare_exchange_n(&seg->children[i].pid, &old, pid, 0,
@@ -160,7 +200,10 @@ apr_status_t h2c_seg_sub_enter(h2c_seg_t *seg, uint32_t slot, uint32_t max) {
     /* Count first, then check: two racing entries may both be refused
      * near the cap, but the total never passes it. */
     __atomic_add_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
-    if (h2c_seg_sub_total(seg) > max) {
+    /* Before refusing: streams of a child that was killed still count
+     * until its row is freed, which otherwise waits for its replacement's
+     * child_init; its clients are reconnecting right now. */
+    if (h2c_seg_sub_total(seg) > max && (!reclaim_dead(seg) || h2c_seg_sub_total(seg) > max)) {
         __atomic_sub_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
         return APR_EBUSY;
     }

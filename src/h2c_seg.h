@@ -36,8 +36,9 @@ typedef enum {
 
 typedef struct h2c_seg_hdr_t h2c_seg_hdr_t;
 
-/* Words the journal writers and the Redis reader share across children
- * (zero in a new segment). Journal words change under the global lock. */
+/* Words the journal writers, the Redis reader and the subscribers share
+ * across children (zero in a new segment). Journal words change under the
+ * global lock; the others are atomic. */
 typedef struct {
     uint32_t journal_gen;        /* bumped when compaction renames a new file in */
     uint32_t reader_pid;         /* the child that follows Redis; 0: none */
@@ -46,7 +47,7 @@ typedef struct {
     int64_t journal_synced_ms;   /* last fdatasync (wall clock, ms) */
     uint64_t redis_last_id;      /* last stream id the reader fed to the ring */
     uint32_t redis_up;           /* the reader's link: 1 up, 0 down */
-    uint32_t pad;
+    uint32_t stalled_dropped;    /* streams dropped: client stopped reading */
 } h2c_seg_shared_t;
 
 typedef struct {

@@ -45,6 +45,8 @@ static void status_auto(request_rec *r, h2chat_state_t *st) {
         ap_rprintf(r, "H2ChatRedisReader: %u\n",
                    __atomic_load_n(&sh->reader_pid, __ATOMIC_ACQUIRE));
     }
+    ap_rprintf(r, "H2ChatDroppedStalled: %u\n",
+               __atomic_load_n(&h2c_seg_shared(seg)->stalled_dropped, __ATOMIC_RELAXED));
     for (i = 0; i < H2C_REFUSED_MAX; i++) {
         ap_rprintf(r, "H2ChatRefused%s: %" APR_UINT64_T_FMT "\n",
                    h2c_seg_refusal_name((h2c_refusal_t)i),
@@ -76,6 +78,8 @@ static void status_html(request_rec *r, h2chat_state_t *st) {
                    (apr_uint64_t)__atomic_load_n(&sh->redis_last_id, __ATOMIC_ACQUIRE),
                    __atomic_load_n(&sh->reader_pid, __ATOMIC_ACQUIRE));
     }
+    ap_rprintf(r, "<tr><th>dropped: client stopped reading</th><td>%u</td></tr>\n",
+               __atomic_load_n(&h2c_seg_shared(seg)->stalled_dropped, __ATOMIC_RELAXED));
     for (k = 0; k < H2C_REFUSED_MAX; k++) {
         ap_rprintf(r, "<tr><th>refused: %s</th><td>%" APR_UINT64_T_FMT "</td></tr>\n",
                    h2c_seg_refusal_name((h2c_refusal_t)k),

@@ -8,8 +8,13 @@
  *
  * Closed clients: mod_http2 marks the stream's connection aborted when the
  * client resets it, and a blocked handler sees that only when it wakes. The
- * handler therefore also wakes every H2C_ABORT_CHECK when idle: a flag check
- * for h2, a zero-timeout poll of the socket for HTTP/1.1 (see README). */
+ * handler therefore also looks every H2C_ABORT_CHECK: a flag check for h2, a
+ * zero-timeout poll of the socket for HTTP/1.1 (see README).
+ *
+ * Clients that stop reading: a write blocks only once the kernel's send
+ * queue is full, which heartbeats alone take days to reach. The same look
+ * asks the kernel whether queued bytes are being acknowledged (h2c_sock); a
+ * client that took none for `Timeout` is dropped (H2C0024). */
 #include <poll.h>
 
 #include "mod_h2chat.h"
@@ -20,6 +25,7 @@
 #include <http_protocol.h>
 
 #include "h2c_json.h"
+#include "h2c_sock.h"
 #include "h2c_text.h"
 #include "h2c_wait.h"
 
@@ -33,9 +39,13 @@ typedef struct {
     apr_bucket_brigade *bb; /* scratch, cleaned after each pass */
     int sse;
     int fd;        /* HTTP/1.1 socket to poll, -1 for h2 */
+    int tcp_fd;    /* the TCP socket the bytes leave by (h2: the session's), or -1 */
     uint64_t next; /* next id to send */
     apr_interval_time_t heartbeat;
     apr_time_t heartbeat_due;
+    apr_time_t check_due; /* next look for a closed or stalled client */
+    h2c_stall_t stall;
+    int stalled; /* dropped: the client stopped reading */
     apr_uint64_t sent;
 } h2chat_sub_t;
 
@@ -153,6 +163,31 @@ static int client_gone(h2chat_sub_t *sub) {
     return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
+/* Bytes wait in the kernel and the client acknowledged none of them for
+ * `Timeout`: it stopped reading, or its network is gone without a FIN. */
+static int client_stalled(h2chat_sub_t *sub, apr_time_t now) {
+    request_rec *r = sub->r;
+    uint32_t queued;
+    uint64_t acked;
+
+    if (sub->tcp_fd < 0 || h2c_sock_queue(sub->tcp_fd, &queued, &acked) != 0 ||
+        !h2c_stall_update(&sub->stall, queued, acked, now, r->server->timeout)) {
+        return 0;
+    }
+    sub->stalled = 1;
+    __atomic_add_fetch(&h2c_seg_shared(&sub->st->seg)->stalled_dropped, 1, __ATOMIC_RELAXED);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  H2C_TAG_STALLED ": subscriber dropped: its client acknowledged nothing "
+                                  "for %" APR_TIME_T_FMT " s with %u bytes waiting",
+                  apr_time_sec(now - sub->stall.since), queued);
+    if (!r->connection->master) {
+        /* our own connection: write nothing more to it, close it */
+        r->connection->keepalive = AP_CONN_CLOSE;
+        r->connection->aborted = 1;
+    }
+    return 1;
+}
+
 /* The held part: wait, send, until the client leaves or the child stops. */
 static void hold(h2chat_sub_t *sub) {
     volatile uint32_t *seq = h2c_ring_seq(sub->ring);
@@ -160,8 +195,7 @@ static void hold(h2chat_sub_t *sub) {
     for (;;) {
         uint32_t seen = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
         uint64_t last = h2c_ring_last_id(sub->ring);
-        apr_time_t now;
-        apr_status_t rv;
+        apr_time_t now, wake;
 
         if (sub->st->stopping) {
             return;
@@ -180,13 +214,14 @@ static void hold(h2chat_sub_t *sub) {
             }
             continue;
         }
-        rv = h2c_wait_change(seq, seen,
-                             sub->heartbeat_due - now < H2C_ABORT_CHECK
-                                 ? sub->heartbeat_due - now
-                                 : H2C_ABORT_CHECK);
-        if (rv == APR_TIMEUP && client_gone(sub)) {
-            return;
+        if (now >= sub->check_due) {
+            sub->check_due = now + H2C_ABORT_CHECK;
+            if (client_gone(sub) || client_stalled(sub, now)) {
+                return;
+            }
         }
+        wake = sub->heartbeat_due < sub->check_due ? sub->heartbeat_due : sub->check_due;
+        h2c_wait_change(seq, seen, wake - now);
         if (sub->r->connection->aborted) {
             return;
         }
@@ -271,11 +306,18 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     sub.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     sub.heartbeat = apr_time_from_sec(h2chat_conf_heartbeat(dc));
     sub.fd = -1;
+    sub.tcp_fd = -1;
+    sub.check_due = apr_time_now() + H2C_ABORT_CHECK;
     /* h2 streams run on a secondary connection: its socket is the shared
-     * one of the whole session, not ours to poll. */
-    if (!r->connection->master &&
-        apr_os_sock_get(&fd, ap_get_conn_socket(r->connection)) == APR_SUCCESS) {
-        sub.fd = fd;
+     * one of the whole session, not ours to poll, but its send queue tells
+     * whether the client still reads (the session outlives its streams). */
+    if (apr_os_sock_get(&fd, ap_get_conn_socket(r->connection->master
+                                                    ? r->connection->master
+                                                    : r->connection)) == APR_SUCCESS) {
+        sub.tcp_fd = fd;
+        if (!r->connection->master) {
+            sub.fd = fd;
+        }
     }
     choose_start(&sub, resume > 0, since, h2chat_conf_snapshot(dc));
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
@@ -291,6 +333,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
         H2C_TAG_SUB_END ": subscriber ends after %" APR_UINT64_T_FMT " messages (%s)",
         sub.sent,
         st->stopping ? "child stopping"
+        : sub.stalled ? "client stopped reading"
                      : (r->connection->aborted ? "client gone" : "write failed"));
     return OK;
 }

@@ -40,5 +40,6 @@
 #define H2C_TAG_SUB_START "H2C0020"
 #define H2C_TAG_SUB_END "H2C0021"
 #define H2C_TAG_DELIVER "H2C0022"
+#define H2C_TAG_STALLED "H2C0024" /* held stream dropped: client stopped reading */
 
 #endif /* MOD_H2CHAT_TAGS_H */

@@ -13,7 +13,9 @@ H2ChatSubscribers. `Timeout 5` bounds a blocked write.
 
 A stuck HTTP/1.1 reader blocks the handler only once the kernel buffers
 are full: on loopback the server's send buffer grows to about 1.6 MB, so
-500 x 4 KB messages are needed before `Timeout` can apply at all.
+with messages flowing 500 x 4 KB are needed before a write blocks. In a
+quiet chat no write blocks at all: test_stuck_reader_in_quiet_chat checks
+that the module's send-queue watch (h2c_sock) drops such readers anyway.
 
 Short: 50 subscribers, 500 messages per phase at 100/s. H2CHAT_SOAK=1:
 1000 subscribers, 500 messages per phase at 20/s."""
@@ -180,3 +182,52 @@ def test_stuck_subscriber(server):
         f'MODULE BUG: a subscriber that stopped reading is still counted {DROP_BOUND} s '
         f'after the posts (Timeout {TIMEOUT}): H2ChatSubscribers={dropped}, expected {N}; '
         f'{figures}')
+
+
+def test_stuck_reader_in_quiet_chat(server):
+    """Nothing is posted while they are stuck: no write ever blocks, only
+    heartbeats trickle. The kernel's send queue stops moving; the module
+    must see that and drop both within Timeout + two idle checks, while a
+    healthy idle subscriber stays."""
+    start = server.h2chat_status()['H2ChatLastId']
+    for i in range(30):  # 120 KB of history: more than the stuck clients take
+        server.post_msg('history', rel.message_text('quiet', i, SIZE))
+    base = server.h2chat_status()['H2ChatSubscribers']
+    dropped_before = server.h2chat_status()['H2ChatDroppedStalled']
+    healthy = [server.subscriber(t, 'ndjson', since=start) for t in ('h1', 'h2c')]
+    for h in healthy:
+        assert h.wait_headers() == 200
+    mark = server.errlog_mark()
+    # h1: 1 KiB receive buffer, 120 KB to take. h2c: a large stream window
+    # and 40 KB, less than the 64 KiB connection window: mod_http2 writes
+    # it all, so no write blocks; the session's TCP connection is what fills
+    stuck = [rel.StuckClient(server.port, 'h1', f'/msgs?since={start}'),
+             rel.StuckClient(server.port, 'h2c', f'/msgs?since={start + 20}', window=1 << 20)]
+    assert server.wait_subscribers(base + 4, 10) == base + 4, server.h2chat_status()
+    t0 = time.monotonic()
+    bound = TIMEOUT + 2 * 2 + 3  # Timeout, two idle checks, slack
+    n = server.wait_subscribers(base + 2, bound + 5)
+    took = time.monotonic() - t0
+    log = server.errlog_since(mark)
+    ports = [c.sock.getsockname()[1] for c in stuck]
+    lives = [stuck_life(log, p) for p in ports]
+    how = [c.drain(5) for c in stuck]
+    for c in stuck:
+        c.close()
+    status = server.h2chat_status()
+    rel.record('stuck_quiet', timeout_s=TIMEOUT, dropped_after_s=round(took, 1),
+               count_after=n, expected=base + 2, stalled_counter=status['H2ChatDroppedStalled'],
+               server_side={c.kind: life for c, life in zip(stuck, lives)},
+               client_side={c.kind: h for c, h in zip(stuck, how)})
+    assert n == base + 2, (f'MODULE BUG: stuck readers in a quiet chat still held '
+                           f'{took:.0f} s later: {status}; {lives}')
+    assert took <= bound, f'dropped after {took:.1f} s, bound {bound} s'
+    assert status['H2ChatDroppedStalled'] - dropped_before == 2, status
+    assert log.count('H2C0024') == 2, log
+    assert all(life['why'] == 'client stopped reading' for life in lives), lives
+    # the healthy idle ones stay, with all of the history
+    for h in healthy:
+        h.wait_for(30, 10)
+        assert h.alive and not h.ended, h.summary()
+    for h in healthy:
+        h.close()

@@ -100,6 +100,37 @@ static void test_children(apr_pool_t *p) {
     CHECK(h2c_seg_sub_total(&seg) == 0);
 }
 
+/* A child killed a moment ago is a zombie until httpd's parent reaps it:
+ * its streams stop counting as soon as the cap would refuse someone. */
+static void test_cap_reclaims_dead(apr_pool_t *p) {
+    h2c_seg_t seg;
+    apr_size_t size = h2c_seg_size(2, 4, 16);
+    void *mem = apr_pcalloc(p, size);
+    uint32_t a, b;
+    pid_t dead = fork();
+
+    if (dead == 0) {
+        pause();
+        _exit(0);
+    }
+    h2c_seg_init(&seg, mem, size, 2, 4, 16, 0);
+    CHECK(h2c_seg_child_claim(&seg, (uint32_t)dead, &a) == APR_SUCCESS);
+    CHECK(h2c_seg_child_claim(&seg, (uint32_t)getpid(), &b) == APR_SUCCESS);
+    CHECK(a != b);
+    CHECK(h2c_seg_sub_enter(&seg, a, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_sub_enter(&seg, a, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_sub_enter(&seg, b, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_sub_total(&seg) == 3);
+    kill(dead, SIGKILL);
+    usleep(100000); /* it dies; nobody reaps it yet */
+    CHECK(h2c_seg_sub_enter(&seg, b, 3) == APR_SUCCESS); /* the zombie's 2 freed */
+    CHECK(h2c_seg_sub_total(&seg) == 2);
+    CHECK(h2c_seg_sub_enter(&seg, b, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_sub_enter(&seg, b, 3) == APR_EBUSY); /* all alive: refused */
+    CHECK(h2c_seg_sub_total(&seg) == 3);
+    waitpid(dead, NULL, 0);
+}
+
 static void test_cap(apr_pool_t *p) {
     h2c_seg_t seg;
     apr_size_t size = h2c_seg_size(2, 4, 16);
@@ -286,6 +317,7 @@ int main(void) {
     RUN(test_layout, p);
     RUN(test_children, p);
     RUN(test_cap, p);
+    RUN(test_cap_reclaims_dead, p);
     RUN(test_store_across_processes, p);
     RUN(test_lock_survives_kill, p);
     RUN(test_rate, p);
