@@ -41,6 +41,7 @@
 #include <openssl/ssl.h>
 
 #define MAX_HEADERS 16
+#define MAX_PIDS 4 /* --pid roots: a server and its helpers (e.g. its Redis) */
 #define PEND_MAX (4u << 20)  /* bound on one unfinished object / line */
 #define OUT_HIGH (64u << 10) /* stop pulling from nghttp2 above this */
 #define H1_LINE_MAX 16384
@@ -121,7 +122,9 @@ static struct opts {
     long n, k;
     double rate, timeout, connect_rate, flt, settle, drain;
     bool sse, json_only;
-    long pid;
+    long pid; /* the first --pid: 0 when none */
+    long pids[MAX_PIDS];
+    int npids;
     int spc, max_pending;
     const char *headers[MAX_HEADERS];
     int nheaders;
@@ -1384,7 +1387,16 @@ static double sched_time(long pid)
     return s;
 }
 
-static int proc_tree(long root, struct procstat *ps)
+static bool is_root(long pid)
+{
+    for (int i = 0; i < O.npids; i++)
+        if (O.pids[i] == pid)
+            return true;
+    return false;
+}
+
+/* Sums /proc figures over every --pid and all their descendants. */
+static int proc_tree(struct procstat *ps)
 {
     memset(ps, 0, sizeof(*ps));
     ps->pss_kib = 0;
@@ -1430,7 +1442,7 @@ static int proc_tree(long root, struct procstat *ps)
         for (size_t i = 0; i < n; i++) {
             if (in[i])
                 continue;
-            bool m = pid[i] == root;
+            bool m = is_root(pid[i]);
             for (size_t j = 0; !m && j < n; j++)
                 m = in[j] && pid[j] == ppid[i];
             if (m)
@@ -1518,7 +1530,8 @@ static void usage(FILE *f)
         "  -k K                   messages to publish (default 5)\n"
         "  --rate R               messages per second (default 10)\n"
         "  --sse                  send Accept: text/event-stream\n"
-        "  --pid PID              server master pid: sample RSS/threads/CPU of its tree\n"
+        "  --pid PID              server master pid: sample RSS/threads/CPU of its tree;\n"
+        "                         repeatable: the sum over several trees\n"
         "  --timeout S            overall bound in seconds (default 60)\n"
         "  --json-only            no human output on stderr\n"
         "  --publish-url URL      where to POST (default: --url)\n"
@@ -1573,7 +1586,12 @@ static void parse_opts(int argc, char **argv)
         case 'k': O.k = (long)num(optarg, 0); break;
         case 'r': O.rate = num(optarg, 0.001); break;
         case 's': O.sse = true; break;
-        case 'P': O.pid = (long)num(optarg, 1); break;
+        case 'P':
+            if (O.npids == MAX_PIDS)
+                die("too many --pid (at most %d)", MAX_PIDS);
+            O.pids[O.npids++] = (long)num(optarg, 1);
+            O.pid = O.pids[0];
+            break;
         case 't': O.timeout = num(optarg, 0.1); break;
         case 'j': O.json_only = true; break;
         case 'c': O.connect_rate = num(optarg, 0.001); break;
@@ -1700,7 +1718,7 @@ int main(int argc, char **argv)
     run_start_us = real_us();
     int64_t t0 = mono_us(), deadline = t0 + (int64_t)(O.timeout * 1e6);
     struct procstat ps_idle = {0}, ps_conn = {0}, ps_pub0 = {0}, ps_end = {0};
-    bool have_ps = O.pid && proc_tree(O.pid, &ps_idle) == 0;
+    bool have_ps = O.pid && proc_tree(&ps_idle) == 0;
     if (O.pid && !have_ps)
         fprintf(stderr, "h2c-fanout: warning: cannot read /proc for pid %ld\n",
                 O.pid);
@@ -1759,7 +1777,7 @@ int main(int argc, char **argv)
                 t_conn_done = now;
                 phase = PH_SETTLE;
                 if (O.pid)
-                    proc_tree(O.pid, &ps_conn);
+                    proc_tree(&ps_conn);
                 if (S.ready == 0 || O.k == 0) {
                     phase = PH_DONE;
                     break;
@@ -1774,7 +1792,7 @@ int main(int argc, char **argv)
         if (phase == PH_SETTLE && pub && pub->state == CS_ACTIVE &&
             now - t_conn_done >= (int64_t)(O.settle * 1e6)) {
             if (O.pid)
-                proc_tree(O.pid, &ps_pub0);
+                proc_tree(&ps_pub0);
             phase = PH_PUBLISH;
             t_pub0 = now = mono_us();
         }
@@ -1835,7 +1853,7 @@ int main(int argc, char **argv)
         progress(t_end, t0, true);
     phase = PH_DONE;
     if (O.pid)
-        proc_tree(O.pid, &ps_end);
+        proc_tree(&ps_end);
 
     /* publish outcome */
     long pub_ok = 0, pub_err = 0;

@@ -7,8 +7,9 @@
                                                   (h2c-fanout's JSON line, or h2load's text)
   report.py report --in results.jsonl --out RESULTS.md [--svg p99.svg]
                    [--notes where-the-time-goes.md] [--profile DIR]
+  report.py check --in results.jsonl              exit 1 when a run failed (the smoke)
 
-bench/run.sh calls all three; `report` can be rerun on a kept results.jsonl.
+bench/run.sh calls them; `report` can be rerun on a kept results.jsonl.
 """
 import argparse
 import datetime
@@ -21,8 +22,10 @@ import subprocess
 import sys
 import tempfile
 
-SERVERS = ["mod_h2chat", "seed-node", "nchan"]
-H2CHAT, SEED, NCHAN = SERVERS
+SERVERS = ["mod_h2chat", "mod_h2chat-redis", "seed-node", "nchan"]
+H2CHAT, H2REDIS, SEED, NCHAN = SERVERS
+# bench/run.sh's SERVERS names -> the labels of the records
+LABELS = {"h2chat": H2CHAT, "h2chat-redis": H2REDIS, "seed": SEED, "nchan": NCHAN}
 
 
 # ---------------------------------------------------------------- records
@@ -81,6 +84,7 @@ def meta(args):
         "nchan": nchan or "?",
         "node": cmd_output(["node", "--version"]) or "?",
         "h2load": first_match(r"(nghttp2/\S+)", cmd_output(["h2load", "--version"])),
+        "redis": first_match(r"v=(\S+)", cmd_output(["redis-server", "--version"])),
         "nofile_hard": cmd_output(["bash", "-c", "ulimit -Hn"]),
         "pid_max": open("/proc/sys/kernel/pid_max").read().strip(),
     }
@@ -289,6 +293,7 @@ def ladder_row(d):
         "procs": c.get("server_procs"),
         "client_cpu": c.get("client_cpu_s"), "timed_out": c.get("timed_out"),
         "others": others_load(d),
+        "rec": d,
     }
     for k in ("p50", "p99", "max"):
         if row[k] is not None and row[k] < 0:
@@ -335,7 +340,7 @@ def plot_svg(ladder, svg):
         return "gnuplot not found: no plot"
     with tempfile.TemporaryDirectory() as tmp:
         plots = []
-        for s in SERVERS:
+        for s in ladder:
             pts = sorted((r["n"], r["p99"]) for r in ladder.get(s, {}).values()
                          if r and r["p99"] is not None)
             if not pts:
@@ -371,6 +376,154 @@ def plot_svg(ladder, svg):
     return None
 
 
+def shown_servers(m, recs):
+    """The servers of the report, in SERVERS order: those the run asked for
+    (run.sh records SERVERS in the meta line) and any with records (older
+    results have no list)."""
+    asked = {LABELS.get(x, x) for x in str(m.get("servers", "")).split()}
+    have = {r.get("server") for r in recs if r.get("phase") != "meta"}
+    return [s for s in SERVERS if s in asked or s in have]
+
+
+def cmp_cell(a, b, nd=1):
+    """'shm → redis (ratio×)' for one figure."""
+    if a is None and b is None:
+        return "–"
+    r = ratio(b, a)
+    return f"{fmt(a, nd)} → {fmt(b, nd)}" + (f" ({r:.2f}×)" if r is not None else "")
+
+
+def redis_sched_per_delivery(row_rec):
+    """redis-server's CPU (µs, schedstat, over the whole client run) per
+    delivered message of one ladder record, or None."""
+    c = row_rec.get("client") or {}
+    try:
+        return 1e6 * row_rec["redis_sched_s_run"] / c["delivered"]
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def redis_section(m, ns, ladder, sus, best, hl):
+    L = ["## Redis store vs shm", ""]
+    L.append("mod_h2chat-redis is mod_h2chat with `H2ChatStore redis`: the same Apache, "
+             "configuration (`bench/httpd.conf.in`, `-DBENCH_REDIS`) and module build, and a "
+             f"redis-server {m.get('redis', '?')} on loopback that `bench/run.sh` starts with "
+             "each Apache and stops with it (empty, `--save '' --appendonly no`, a fresh stream "
+             "key). A POST runs one Lua script in Redis (`INCR` + `XADD`) where the shm store "
+             "takes the segment's lock; one reader thread per server follows the stream "
+             "(`XREAD BLOCK`) and puts each message into the local ring, from where delivery is "
+             "the same code as with shm. **redis-server's CPU and memory are counted in "
+             "mod_h2chat-redis's figures everywhere in this report** (the load client samples "
+             "both process trees: it is part of the deployment); the \"redis-server\" columns "
+             "show its part alone. Each cell is shm → Redis (Redis / shm), from the same run.")
+    L.append("")
+    rows = []
+    for n in ns:
+        h, r = ladder.get(H2CHAT, {}).get(n), ladder.get(H2REDIS, {}).get(n)
+        if not h and not r:
+            continue
+        h, r = h or {}, r or {}
+        rrec = r.get("rec") or {}
+        rpss = rrec.get("redis_pss_kib_end")
+        rows.append([f"{n:,}", cmp_cell(h.get("p50"), r.get("p50")),
+                     cmp_cell(h.get("p99"), r.get("p99")),
+                     cmp_cell(h.get("cpu_us"), r.get("cpu_us")),
+                     fmt(redis_sched_per_delivery(rrec), 1),
+                     cmp_cell(h.get("pss_per_sub"), r.get("pss_per_sub")),
+                     cmp_cell(h.get("pss_total_per_sub"), r.get("pss_total_per_sub")),
+                     fmt(rpss / 1024, 1) if isinstance(rpss, (int, float)) and rpss > 0 else "–"])
+    if rows:
+        L.append("Fan-out ladder (K = %s messages at %s msg/s):" % (m.get("k", "?"), m.get("rate", "?")))
+        L.append("")
+        L.append(md_table(["N", "p50 ms", "p99 ms", "CPU µs/delivery", "of it redis-server µs",
+                           "ΔPss/sub KiB", "total Pss/sub KiB", "redis-server Pss MiB"], rows))
+        L.append("")
+        L.append("\"CPU µs/delivery\": the server's CPU (Apache, and redis-server for Redis) from "
+                 "the first POST to the end, per delivered message, as in the ladder tables; "
+                 "\"of it redis-server\": redis-server's CPU over the whole client run (schedstat) "
+                 "per delivered message. \"redis-server Pss\": its Pss at the end of the run "
+                 "(within the total Pss; it does not grow with subscribers, who never talk to "
+                 "Redis).")
+        L.append("")
+    else:
+        L.append("No ladder run of both in this session.")
+        L.append("")
+    if sus.get(H2CHAT) or sus.get(H2REDIS):
+        L.append(f"Sustained rate at N = {m.get('sustain_n', '?')}: highest rate kept up with "
+                 f"shm **{fmt(best.get(H2CHAT), 0)} msg/s**, Redis "
+                 f"**{fmt(best.get(H2REDIS), 0)} msg/s** (table above).")
+        L.append("")
+    rows = []
+    base = None
+    for s in (H2CHAT, H2REDIS):
+        r = hl.get((s, "post"))
+        if not r:
+            continue
+        ok = r.get("succeeded") or 0
+        cpu = r.get("server_cpu_s_run")
+        red = r.get("redis_sched_s_run")
+        cpu_us = 1e6 * cpu / ok if cpu is not None and ok else None
+        red_us = 1e6 * red / ok if red is not None and ok else None
+        rps = r.get("req_per_s")
+        if s == H2CHAT:
+            base = (rps, cpu_us)
+        rel = ""
+        if s == H2REDIS and base:
+            rr, rc = ratio(rps, base[0]), ratio(cpu_us, base[1])
+            rel = f"req/s {fmt(rr, 2)}×, CPU {fmt(rc, 2)}×"
+        rows.append([s, fmt(rps, 0), str(r.get("req_time_mean", "?")), fmt(cpu_us, 1),
+                     fmt(red_us, 1) if s == H2REDIS else "–", rel or "–"])
+    if rows:
+        L.append(f"POST throughput (h2load, as above: {m.get('h2load_n', '?')} POSTs, "
+                 "-c 10 -m 10, no subscriber):")
+        L.append("")
+        L.append(md_table(["server", "POST req/s", "mean time", "CPU µs/POST",
+                           "of it redis-server µs", "Redis / shm"], rows))
+        L.append("")
+        L.append("\"CPU µs/POST\": the server's CPU over the h2load run (Apache from "
+                 "`/proc/PID/stat`, 10 ms ticks, plus redis-server for Redis) per succeeded "
+                 "POST; \"of it redis-server\" from its schedstat.")
+        L.append("")
+    return L
+
+
+def check(args):
+    """The smoke's verdict: every server started, every ladder and
+    sustained run delivered everything with no failed subscriber, every
+    h2load run answered 2xx to all. (p99 bounds are not checked: the smoke
+    runs on a busy CI machine.)"""
+    recs = [json.loads(x) for x in open(args.inp) if x.strip()]
+    m = next((r for r in recs if r.get("phase") == "meta"), {})
+    bad, runs = [], 0
+    for r in recs:
+        ph = r.get("phase")
+        if ph == "meta":
+            continue
+        runs += 1
+        what = f"{r.get('server')} {ph} ({r.get('cmd', '')[:60]})"
+        if r.get("rc") in (98, 99):
+            bad.append(f"{what}: not run (rc {r['rc']})")
+        elif ph in ("ladder", "sustained"):
+            c = r.get("client") or {}
+            if r.get("rc") != 0 or c.get("lost") or c.get("failed"):
+                bad.append(f"{what}: rc {r.get('rc')}, lost {c.get('lost')}, "
+                           f"failed {c.get('failed')}")
+        elif ph in ("post", "static"):
+            if r.get("rc") != 0 or r.get("status_2xx") != r.get("total"):
+                bad.append(f"{what}: rc {r.get('rc')}, {r.get('status_2xx')} 2xx of "
+                           f"{r.get('total')}")
+    asked = [LABELS.get(x, x) for x in str(m.get("servers", "")).split()]
+    for s in asked:
+        if not any(r.get("server") == s for r in recs):
+            bad.append(f"{s}: no run recorded")
+    for b in bad:
+        print("check: " + b, file=sys.stderr)
+    print(f"check: {runs} runs of {', '.join(asked) or '?'}"
+          + (f"; skipped: {m['skipped']}" if m.get("skipped") else "")
+          + (f": {len(bad)} FAILED" if bad else ": all passed"), file=sys.stderr)
+    sys.exit(1 if bad else 0)
+
+
 def report(args):
     recs = []
     with open(args.inp) as f:
@@ -397,9 +550,13 @@ def report(args):
             ladder[srv][n] = min(pick, key=lambda x: x["p99"]) if pick else None
     reps = max((len(v) for byn in ladder_all.values() for v in byn.values()), default=1)
     ns = sorted({n for s in ladder.values() for n in s})
+    shown = shown_servers(m, recs)
+    redis_on = H2REDIS in shown
 
     L = []
-    L.append("# Fan-out benchmark: mod_h2chat vs the seed (Node.js) vs nginx+nchan")
+    L.append("# Fan-out benchmark: mod_h2chat"
+             + (" (shared-memory and Redis store)" if redis_on else "")
+             + " vs the seed (Node.js) vs nginx+nchan")
     L.append("")
     L.append("Generated by `bench/report.py` from `results.jsonl` (one JSON line per run, "
              "kept beside this file). Every figure below was measured in the same session, "
@@ -414,7 +571,13 @@ def report(args):
              f"open files hard limit {m.get('nofile_hard', '?')}, pid_max {m.get('pid_max', '?')}")
     L.append(f"- servers: Apache {m.get('apache', '?')} (mpm_event, mod_http2) + mod_h2chat; "
              f"nginx {m.get('nginx', '?')} + nchan {m.get('nchan', '?')} (2 workers); "
-             f"Node.js {m.get('node', '?')} (seed peer, one process); h2load {m.get('h2load', '?')}")
+             f"Node.js {m.get('node', '?')} (seed peer, one process); h2load {m.get('h2load', '?')}"
+             + (f"; mod_h2chat-redis: the same Apache with `H2ChatStore redis` and redis-server "
+                f"{m.get('redis', '?')} (see [Redis store vs shm](#redis-store-vs-shm))"
+                if redis_on else ""))
+    if m.get("skipped"):
+        L.append(f"- **not run: {m['skipped']}** (the peers' directory `{m.get('peers', '?')}` "
+                 "is missing, or node/nginx is not installed)")
     L.append(f"- command: `{m.get('cmd', '?')}` (nice {m.get('nice', '?')} for the script, "
              "the servers and the client)"
              + "".join(f"; then `{x.get('cmd', '?')}` on {x.get('date', '?')}, appended"
@@ -422,7 +585,7 @@ def report(args):
     builds = []
     for r in recs:
         b = r.get("module")
-        if r.get("server") == H2CHAT and b and b != "-" and b not in builds:
+        if r.get("server") in (H2CHAT, H2REDIS) and b and b != "-" and b not in builds:
             builds.append(b)
     L.append(f"- repository at `{m.get('git_head', '?')}`; mod_h2chat.so sha256 "
              + (", ".join(f"`{b}…`" for b in builds) if builds else f"`{m.get('module_sha_start', '?')}…`")
@@ -460,7 +623,7 @@ def report(args):
         L.append(f"### N = {n:,}")
         L.append("")
         rows = []
-        for s in SERVERS:
+        for s in shown:
             r = ladder.get(s, {}).get(n)
             if r is None:
                 rows.append([s] + ["not run" if n not in ladder.get(s, {}) else "failed"] + ["–"] * 11)
@@ -497,7 +660,7 @@ def report(args):
             L.append("Ratios: " + "; ".join(ratios) + ".")
             L.append("")
         notes = []
-        for s in SERVERS:
+        for s in shown:
             r = ladder.get(s, {}).get(n)
             if r and (r["lost"] or r["failed"] or r["timed_out"] or r["rc"] not in (0, None)):
                 notes.append(f"{s}: client exit {r['rc']}, lost {r['lost']}, failed {r['failed']}"
@@ -518,7 +681,7 @@ def report(args):
              "so a high figure there is a shared machine, not necessarily a disturbed run.")
     L.append("")
     if args.svg:
-        err = plot_svg(ladder, args.svg)
+        err = plot_svg({s: ladder.get(s, {}) for s in shown}, args.svg)
         if err:
             L.append(f"(p99 plot: {err})")
         else:
@@ -545,7 +708,7 @@ def report(args):
              + ".")
     L.append("")
     rows = []
-    for s in SERVERS:
+    for s in shown:
         ok_rates = []
         for r in sus.get(s, []):
             c = r.get("client") or {}
@@ -575,10 +738,12 @@ def report(args):
                  "for the cores and comes close to its own limit, so the figure is a lower bound "
                  "of what the server alone could do.")
         L.append("")
-    L.append("Highest sustained rate: " + "; ".join(
-        f"{s} **{fmt(best[s], 0)} msg/s**" + (" (top of the search)" if top_rate and best[s] >= top_rate else "")
-        for s in SERVERS if s in best and sus.get(s)) + ".")
-    L.append("")
+    if any(sus.get(s) for s in shown):
+        L.append("Highest sustained rate: " + "; ".join(
+            f"{s} **{fmt(best[s], 0)} msg/s**"
+            + (" (top of the search)" if top_rate and best[s] >= top_rate else "")
+            for s in shown if s in best and sus.get(s)) + ".")
+        L.append("")
 
     # ---- h2load
     hl_all = {}
@@ -599,7 +764,8 @@ def report(args):
              + ". h2load's req/s counts the requests that succeeded.")
     L.append("")
     rows = []
-    for key in [(H2CHAT, "post"), (H2CHAT, "static"), (SEED, "post"), (NCHAN, "post")]:
+    for key in [(H2CHAT, "post"), (H2CHAT, "static"), (H2REDIS, "post"), (SEED, "post"),
+                (NCHAN, "post")]:
         r = hl.get(key)
         if not r:
             continue
@@ -622,9 +788,17 @@ def report(args):
                  "and req/s is the rate of the 10,000 that ran.")
         L.append("")
 
+    # ---- Redis store vs shm
+    if redis_on:
+        L.extend(redis_section(m, ns, ladder, sus, best, hl))
+
     # ---- targets
     L.append("## Targets of the issue")
     L.append("")
+    if redis_on:
+        L.append("The targets are about mod_h2chat with its default store (shared memory) "
+                 "against the peers; the Redis store's cost is in the section above.")
+        L.append("")
     rows = []
     for n in ns:
         h = ladder.get(H2CHAT, {}).get(n)
@@ -760,6 +934,8 @@ def main():
     a = sub.add_parser("perfagg")
     a.add_argument("--pids", required=True)
     a.add_argument("--out", required=True)
+    a = sub.add_parser("check")
+    a.add_argument("--in", dest="inp", required=True)
     a = sub.add_parser("report")
     a.add_argument("--in", dest="inp", required=True)
     a.add_argument("--out", required=True)
@@ -767,7 +943,8 @@ def main():
     a.add_argument("--notes")
     a.add_argument("--profile")
     args = ap.parse_args()
-    {"meta": meta, "record": record, "perfagg": perfagg, "report": report}[args.what](args)
+    {"meta": meta, "record": record, "perfagg": perfagg, "report": report,
+     "check": check}[args.what](args)
 
 
 if __name__ == "__main__":

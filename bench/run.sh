@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# bench/run.sh: the fan-out benchmark of mod_h2chat against its peers (the
-# seed Node.js server and nginx+nchan), all on loopback, one server at a time,
-# with bench/h2c-fanout as the load client. See bench/README.md.
+# bench/run.sh: the fan-out benchmark of mod_h2chat (shm store, and Redis
+# store with a redis-server of its own) against its peers (the seed Node.js
+# server and nginx+nchan), all on loopback, one server at a time, with
+# bench/h2c-fanout as the load client. See bench/README.md.
 #
 #   bench/run.sh                 full run: ladder N=1000,5000,10000 (K=5), the
 #                                sustained-rate search at N=5000, h2load POST
@@ -22,7 +23,10 @@
 #   P99_MAX_MS  p99 bound for "keeps up"                    1000
 #   H2LOAD_N    h2load requests (-c 10 -m 10)               20000 / 2000
 #   H2LOAD_REPS h2load runs per server (report: the median) 3 / 1
-#   SERVERS     which servers                               "h2chat seed nchan"
+#   SERVERS     which servers      "h2chat h2chat-redis seed nchan"
+#               (h2chat-redis: the same Apache with H2ChatStore redis and a
+#               redis-server started and stopped with it; seed and nchan are
+#               skipped, with a note, when PEERS is missing)
 #   PHASES      which parts            "ladder sustained h2load profile"
 #   APPEND=1    add to OUT/results.jsonl instead of starting it over
 #   PROFILE     perf profile of Apache (1000 subscribers)   1 / 0
@@ -34,6 +38,9 @@
 #   BENCH_NICE  nice value of the script, servers, client   0
 #   PORT        Apache h2c+HTTP/1.1 port                    18201
 #   SEED_PORT   seed peer h2c port                          18202
+#   REDIS_PORT  redis-server of h2chat-redis (loopback)     18204
+#   PEERS       the peers' directory     ../shared/peers or /work/shared/peers
+#   CHECK=1     exit 1 when a run of the smoke failed        0 / 1 (SMOKE=1)
 # nchan's ports are fixed by its config: 18102 (h2c), 18103 (HTTP/1.1).
 #
 # Limits kept: every run holds at most 12,000 streams (each held h2 stream
@@ -45,7 +52,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cmdline="$0${*:+ $*}"
-for v in SMOKE LADDER K RATE SUSTAIN_N RATES KCAP P99_MAX_MS H2LOAD_N SERVERS PHASES APPEND PROFILE OUT H2LOAD_REPS LADDER_REPS SUSTAIN_TRIES BENCH_NICE QUIET_WAIT QUIET_BUDGET; do
+for v in SMOKE LADDER K RATE SUSTAIN_N RATES KCAP P99_MAX_MS H2LOAD_N SERVERS PHASES APPEND PROFILE OUT H2LOAD_REPS LADDER_REPS SUSTAIN_TRIES BENCH_NICE QUIET_WAIT QUIET_BUDGET CHECK; do
     [ -n "${!v:-}" ] && cmdline="$v='${!v}' $cmdline"
 done
 
@@ -63,19 +70,46 @@ if [ $small = 1 ]; then
     SUSTAIN_N=${SUSTAIN_N:-$maxn}; RATES=${RATES:-"10 20"}; KCAP=${KCAP:-10}
     H2LOAD_N=${H2LOAD_N:-2000}; PROFILE=${PROFILE:-0}; OUT=${OUT:-build/bench/smoke}
     H2LOAD_REPS=${H2LOAD_REPS:-1}; LADDER_REPS=${LADDER_REPS:-1}; SUSTAIN_TRIES=${SUSTAIN_TRIES:-1}
-    PAUSE=${PAUSE:-0.2}; QUIET_WAIT=${QUIET_WAIT:-0}
+    PAUSE=${PAUSE:-0.2}; QUIET_WAIT=${QUIET_WAIT:-0}; CHECK=${CHECK:-1}
 else
     SUSTAIN_N=${SUSTAIN_N:-5000}; RATES=${RATES:-"5 10 20 50 100 200"}; KCAP=${KCAP:-1000}
     H2LOAD_N=${H2LOAD_N:-20000}; PROFILE=${PROFILE:-1}; OUT=${OUT:-bench}
     H2LOAD_REPS=${H2LOAD_REPS:-3}; LADDER_REPS=${LADDER_REPS:-2}; SUSTAIN_TRIES=${SUSTAIN_TRIES:-2}
-    PAUSE=${PAUSE:-2}; QUIET_WAIT=${QUIET_WAIT:-60}
+    PAUSE=${PAUSE:-2}; QUIET_WAIT=${QUIET_WAIT:-60}; CHECK=${CHECK:-0}
 fi
 K=${K:-5}
 RATE=${RATE:-10}
 P99_MAX_MS=${P99_MAX_MS:-1000}
 QUIET_MAX=${QUIET_MAX:-15}
 quiet_budget=${QUIET_BUDGET:-3600}
-SERVERS=${SERVERS:-"h2chat seed nchan"}
+SERVERS=${SERVERS:-"h2chat h2chat-redis seed nchan"}
+for name in $SERVERS; do
+    case $name in h2chat | h2chat-redis | seed | nchan) ;;
+    *) echo "unknown server in SERVERS: $name (h2chat h2chat-redis seed nchan)" >&2; exit 2 ;;
+    esac
+done
+# The peers live outside the repository (a fresh clone has none of them):
+# without them the run measures mod_h2chat alone and says so.
+if [ -z "${PEERS:-}" ]; then
+    PEERS=/work/shared/peers
+    [ -d "$root/../shared/peers" ] && PEERS=$(cd "$root/../shared/peers" && pwd)
+fi
+skipped=""
+for name in $SERVERS; do
+    case $name in
+    seed) [ -f "$PEERS/seed-node/server.mjs" ] && command -v node > /dev/null ||
+        skipped="$skipped seed" ;;
+    nchan) [ -f "$PEERS/nchan/nginx.conf" ] && command -v nginx > /dev/null ||
+        skipped="$skipped nchan" ;;
+    esac
+done
+if [ -n "$skipped" ]; then
+    kept=""
+    for name in $SERVERS; do [[ " $skipped " == *" $name "* ]] || kept="$kept $name"; done
+    SERVERS=${kept# }
+    skipped=${skipped# }
+    echo "peers skipped: $skipped (no $PEERS, or node/nginx missing); running: $SERVERS" >&2
+fi
 PHASES=${PHASES:-"ladder sustained h2load profile"}
 phase_on() { [[ " $PHASES " == *" $1 "* ]]; }
 phase_on ladder || LADDER_REPS=0
@@ -84,6 +118,7 @@ phase_on h2load && h2load_servers=$SERVERS || h2load_servers=""
 phase_on profile || PROFILE=0
 PORT=${PORT:-18201}
 SEED_PORT=${SEED_PORT:-18202}
+REDIS_PORT=${REDIS_PORT:-18204}
 NCHAN_PORT=18102
 HARD_MAX_N=12000
 for n in $maxn $SUSTAIN_N; do
@@ -112,20 +147,28 @@ hz=$(getconf CLK_TCK)
 # --- build ------------------------------------------------------------------
 log "building the client"
 cc -O2 -Wall -Wextra -Werror -o "$fanout" bench/h2c-fanout.c -lnghttp2 -lssl -lcrypto -lm
+if [[ " $SERVERS " == *" h2chat-redis "* ]] && [ ! -x /usr/bin/redis-server ]; then
+    echo "h2chat-redis needs /usr/bin/redis-server (tools/deps.sh bench installs it)" >&2
+    exit 2
+fi
 if [ ! -f .libs/mod_h2chat.so ]; then
     log "building the module"
     timeout 600 make -f Makefile.apxs
 fi
 
 # --- process helpers -----------------------------------------------------------
-tree_pids() { # PID and all its descendants
-    local p=$1 c
-    echo "$p"
-    for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree_pids "$c"; done
+tree_pids() { # PID... and all their descendants
+    local p c
+    for p in "$@"; do
+        echo "$p"
+        for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree_pids "$c"; done
+    done
 }
-tree_pss() { # sum of Pss (KiB) over the tree
+# The tree_* helpers sum over the trees of all their arguments: a server is
+# its master (cur_pid) and, for h2chat-redis, its redis-server (redis_pid).
+tree_pss() { # sum of Pss (KiB) over the trees
     local s=0 p v
-    for p in $(tree_pids "$1"); do
+    for p in $(tree_pids "$@"); do
         v=$(awk '/^Pss:/ {print $2; exit}' /proc/"$p"/smaps_rollup 2>/dev/null || true)
         s=$((s + ${v:-0}))
     done
@@ -133,7 +176,7 @@ tree_pss() { # sum of Pss (KiB) over the tree
 }
 tree_threads() {
     local s=0 p v
-    for p in $(tree_pids "$1"); do
+    for p in $(tree_pids "$@"); do
         v=$(awk '/^Threads:/ {print $2}' /proc/"$p"/status 2>/dev/null || true)
         s=$((s + ${v:-0}))
     done
@@ -141,7 +184,7 @@ tree_threads() {
 }
 tree_ctxsw() { # voluntary and involuntary context switches over every thread
     local p
-    for p in $(tree_pids "$1"); do
+    for p in $(tree_pids "$@"); do
         cat /proc/"$p"/task/*/status 2>/dev/null
     done | awk '/^voluntary_ctxt_switches/ {v+=$2} /^nonvoluntary_ctxt_switches/ {n+=$2}
                 END {printf "%d %d\n", v, n}'
@@ -150,9 +193,12 @@ cpu_busy_ticks() { # all CPUs: user nice system steal (irq and softirq time is n
     # charged to any task: loopback TCP is mostly softirq, of the servers and the client)
     awk '/^cpu / {print $2 + $3 + $4 + $9}' /proc/stat
 }
-tree_cpu_ticks() { # utime + stime of the tree (all threads, also exited ones)
+sched_ns() { # CPU time (ns, schedstat) of PID's threads that exist now
+    cat /proc/"$1"/task/*/schedstat 2> /dev/null | awk '{s += $1} END {printf "%d\n", s}'
+}
+tree_cpu_ticks() { # utime + stime of the trees (all threads, also exited ones)
     local s=0 p v
-    for p in $(tree_pids "$1"); do
+    for p in $(tree_pids "$@"); do
         v=$(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || true)
         s=$((s + ${v:-0}))
     done
@@ -161,10 +207,10 @@ tree_cpu_ticks() { # utime + stime of the tree (all threads, also exited ones)
 other_load() { # % of one core used over ~1 s by everything but the current server
     local b0 b1 s0=0 s1=0 t0 t1
     t0=$(date +%s%N); b0=$(cpu_busy_ticks)
-    [ -n "$cur_pid" ] && s0=$(tree_cpu_ticks "$cur_pid")
+    [ -n "$cur_pid" ] && s0=$(tree_cpu_ticks "$cur_pid" ${redis_pid:+"$redis_pid"})
     sleep 1
     t1=$(date +%s%N); b1=$(cpu_busy_ticks)
-    [ -n "$cur_pid" ] && s1=$(tree_cpu_ticks "$cur_pid")
+    [ -n "$cur_pid" ] && s1=$(tree_cpu_ticks "$cur_pid" ${redis_pid:+"$redis_pid"})
     echo $(((b1 - b0 - (s1 - s0)) * 100 * 1000000000 / hz / (t1 - t0)))
 }
 # Other work on this machine (a test suite, a fuzzer) takes the cores the
@@ -210,10 +256,45 @@ wait_port() { # PORT SECONDS
 }
 
 cur_pid=""   # the server now running (its master), stopped on exit
+redis_pid="" # the redis-server of h2chat-redis, stopped with it (and on exit)
 module_sha="" # sha256 (12 hex) of the mod_h2chat.so the running Apache loaded
 cur_name=""
+redis_starts=0
+stop_redis() {
+    [ -n "$redis_pid" ] || return 0
+    local p=$redis_pid i
+    redis_pid=""
+    kill -TERM "$p" 2>/dev/null || true # no persistence configured: exits at once
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$p" 2>/dev/null; then
+        log "redis-server (pid $p) did not stop within 10 s: SIGKILL"
+        kill -KILL "$p" 2>/dev/null || true
+    fi
+    wait "$p" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        port_busy "$REDIS_PORT" || break
+        sleep 0.1
+    done
+}
+starting_pid() { # a daemon whose start was cut short (Ctrl-C) before cur_pid was set
+    local f p
+    case $cur_name in
+    h2chat | h2chat-redis) f=$run/apache/httpd.pid ;;
+    nchan) f=$run/nchan/nginx.pid ;;
+    *) return 0 ;;
+    esac
+    p=$(cat "$f" 2> /dev/null) || return 0
+    # only ours: the pid files are removed before each start
+    [[ "$p" =~ ^[0-9]+$ ]] && tr '\0' ' ' < /proc/"$p"/cmdline 2> /dev/null | grep -qF "$run" &&
+        echo "$p"
+    return 0
+}
 stop_server() {
-    [ -n "$cur_pid" ] || return 0
+    [ -n "$cur_pid" ] || cur_pid=$(starting_pid)
+    [ -n "$cur_pid" ] || { stop_redis; cur_name=""; return 0; }
     local p=$cur_pid i
     cur_pid=""
     kill -TERM "$p" 2>/dev/null || true
@@ -232,6 +313,8 @@ stop_server() {
         port_busy "$(server_port "$cur_name")" || break
         sleep 0.1
     done
+    stop_redis # after Apache: its children hold connections to it
+    cur_name=""
 }
 on_exit() {
     local rc=$?
@@ -241,12 +324,18 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT TERM HUP
 
-mod_tag() { [ "$1" = h2chat ] && echo "$module_sha" || echo "-"; }
+is_h2chat() { [ "$1" = h2chat ] || [ "$1" = h2chat-redis ]; }
+mod_tag() { is_h2chat "$1" && echo "$module_sha" || echo "-"; }
 server_port() {
-    case $1 in h2chat) echo "$PORT" ;; seed) echo "$SEED_PORT" ;; nchan) echo "$NCHAN_PORT" ;; esac
+    case $1 in h2chat | h2chat-redis) echo "$PORT" ;; seed) echo "$SEED_PORT" ;;
+    nchan) echo "$NCHAN_PORT" ;; esac
 }
 server_label() {
-    case $1 in h2chat) echo mod_h2chat ;; seed) echo seed-node ;; nchan) echo nchan ;; esac
+    case $1 in h2chat) echo mod_h2chat ;; h2chat-redis) echo mod_h2chat-redis ;;
+    seed) echo seed-node ;; nchan) echo nchan ;; esac
+}
+status_field() { # NAME: a field of Apache's server-status?auto
+    curl -s -m 2 "http://127.0.0.1:$PORT/server-status?auto" | awk -v k="$1:" '$1 == k {print $2}'
 }
 
 # Apache's sizing follows the largest N of this run (see bench/httpd.conf.in).
@@ -259,23 +348,28 @@ threads=$(( (size_n * 12 / 10 + children - 1) / children + 32 ))
 maxworkers=$((children * threads))
 maxsubs=$((size_n * 11 / 10 + 10))
 
-start_h2chat() {
-    local r="$run/apache" i
+start_h2chat() { # [-DBENCH_REDIS]
+    local r="$run/apache" i key="-"
     mkdir -p "$r/htdocs"
     printf 'hello, h2load\n' > "$r/htdocs/tiny.txt"
+    # a fresh stream key per start (the redis-server is fresh too): ids and
+    # history start over, as with a fresh shared-memory segment
+    [ $# -gt 0 ] && key="h2chat-bench-$$-$redis_starts"
     sed -e "s|@ROOT@|$root|g" -e "s|@RUN@|$r|g" -e "s|@PORT@|$PORT|g" \
         -e "s|@TLS_PORT@|$((PORT + 10))|g" -e "s|@CHILDREN@|$children|g" \
         -e "s|@THREADS@|$threads|g" -e "s|@MAXWORKERS@|$maxworkers|g" \
-        -e "s|@MAXSUBS@|$maxsubs|g" bench/httpd.conf.in > "$r/httpd.conf"
+        -e "s|@MAXSUBS@|$maxsubs|g" -e "s|@REDIS_PORT@|$REDIS_PORT|g" \
+        -e "s|@REDIS_KEY@|$key|g" bench/httpd.conf.in > "$r/httpd.conf"
     # www-data must reach the module and the document root
     chmod o+rx "$root" "$root/.libs" "$root/build" "$root/build/bench" "$run" "$r" "$r/htdocs"
     chmod o+r "$root/.libs/mod_h2chat.so" "$r/htdocs/tiny.txt"
     rm -f "$r/httpd.pid"
     # which build of the module this server loads (the repository may be rebuilt meanwhile)
     module_sha=$(sha256sum "$root/.libs/mod_h2chat.so" | cut -c1-12)
-    timeout 30 /usr/sbin/apache2 -t -f "$r/httpd.conf" 2>/dev/null
-    timeout 60 /usr/sbin/apache2 -f "$r/httpd.conf" -k start
+    timeout 30 /usr/sbin/apache2 "$@" -t -f "$r/httpd.conf" 2>/dev/null || return 1
+    timeout 60 /usr/sbin/apache2 "$@" -f "$r/httpd.conf" -k start || return 1
     for ((i = 0; i < 100; i++)); do [ -s "$r/httpd.pid" ] && break; sleep 0.1; done
+    [ -s "$r/httpd.pid" ] || return 1
     cur_pid=$(cat "$r/httpd.pid")
     # all children up with all their threads
     for ((i = 0; i < 300; i++)); do
@@ -283,8 +377,45 @@ start_h2chat() {
         sleep 0.1
     done
 }
+redis_ping() { # the redis-server on REDIS_PORT answers (redis-cli: Debian's redis-tools)
+    [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2> /dev/null)" = PONG ]
+}
+start_redis() {
+    local r="$run/redis" i
+    mkdir -p "$r"
+    rm -f "$r/dump.rdb"
+    redis_starts=$((redis_starts + 1))
+    # no persistence: an empty Redis per server start, like a fresh segment.
+    # Its own session (setsid execs it: $! is redis-server), as Apache and
+    # nginx daemonize: a Ctrl-C reaches the script, whose trap stops Apache
+    # first and Redis after it, not redis-server before its clients.
+    setsid /usr/bin/redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$r" --daemonize no --loglevel warning --logfile "$r/redis.log" \
+        < /dev/null > /dev/null 2>&1 &
+    redis_pid=$!
+    for ((i = 0; i < 100; i++)); do
+        redis_ping && return 0
+        kill -0 "$redis_pid" 2> /dev/null || break
+        sleep 0.1
+    done
+    log "redis-server did not answer on $REDIS_PORT (see $r/redis.log)"
+    stop_redis
+    return 1
+}
+start_h2chat-redis() {
+    local i
+    start_redis || return 1
+    start_h2chat -DBENCH_REDIS || return 1
+    # the reader thread is connected and following the stream
+    for ((i = 0; i < 100; i++)); do
+        [ "$(status_field H2ChatRedis)" = up ] && return 0
+        sleep 0.1
+    done
+    log "mod_h2chat does not report H2ChatRedis: up within 10 s"
+    return 1
+}
 start_seed() {
-    node /work/shared/peers/seed-node/server.mjs "$SEED_PORT" \
+    node "$PEERS/seed-node/server.mjs" "$SEED_PORT" \
         > "$run/seed.log" 2>&1 &
     cur_pid=$!
 }
@@ -292,7 +423,7 @@ start_nchan() {
     local r="$run/nchan" i
     mkdir -p "$r/tmp" "$r/logs"
     rm -f "$r/nginx.pid"
-    timeout 30 nginx -p "$r" -c /work/shared/peers/nchan/nginx.conf \
+    timeout 30 nginx -p "$r" -c "$PEERS/nchan/nginx.conf" \
         -e "$r/error.log"
     for ((i = 0; i < 100; i++)); do [ -s "$r/nginx.pid" ] && break; sleep 0.1; done
     cur_pid=$(cat "$r/nginx.pid")
@@ -304,8 +435,16 @@ start_server() { # NAME
         log "port $port is busy: not starting $1"
         return 1
     fi
+    if [ "$1" = h2chat-redis ] && port_busy "$REDIS_PORT"; then
+        log "port $REDIS_PORT is busy: not starting $1"
+        return 1
+    fi
     cur_name=$1
-    "start_$1"
+    if ! "start_$1"; then
+        log "$1 did not start"
+        stop_server
+        return 1
+    fi
     if ! wait_port "$port" 30; then
         log "$1 did not listen on $port within 30 s"
         stop_server
@@ -316,7 +455,7 @@ start_server() { # NAME
 
 client_args() { # NAME -> the subscriber/publisher options for that server
     case $1 in
-    h2chat) echo "--url http://127.0.0.1:$PORT/msgs --proto h2c" ;;
+    h2chat | h2chat-redis) echo "--url http://127.0.0.1:$PORT/msgs --proto h2c" ;;
     seed) echo "--url http://127.0.0.1:$SEED_PORT/msgs --proto h2c" ;;
     nchan) echo "--url http://127.0.0.1:$NCHAN_PORT/msgs --proto h2c --sse" ;;
     esac
@@ -325,31 +464,45 @@ client_args() { # NAME -> the subscriber/publisher options for that server
 # One client run against the running server; appends a record. Prints the
 # client's exit status.
 run_client() { # NAME PHASE N K RATE
-    local name=$1 phase=$2 n=$3 k=$4 rate=$5 t pss threads cs0 cs1 rc=0 cmd b0 b1 s0 s1 w0 w1
+    local name=$1 phase=$2 n=$3 k=$4 rate=$5 t pss nthreads cs0 cs1 rc=0 cmd b0 b1 s0 s1 w0 w1
+    local rpss r0 redis_opt="" extra=()
     t=$((60 + n / 100 + (k + rate - 1) / rate * 2))
     wait_quiet
     # Apache adds an h2 worker thread per held stream (its MPM threads exist
     # already); leave the rest of the machine a few thousand threads.
-    if [ "$name" = h2chat ] && ! thread_room "$n"; then
+    if is_h2chat "$name" && ! thread_room "$n"; then
         log "  not enough threads left on this machine for N=$n: run skipped"
         record --server "$(server_label "$name")" --phase "$phase" --rc 98 --cmd "skipped: threads" \
             --set "n=$n" --set "rate=$rate" < /dev/null
         echo 98
         return
     fi
-    pss=$(tree_pss "$cur_pid")
-    threads=$(tree_threads "$cur_pid")
-    cs0=$(tree_ctxsw "$cur_pid")
+    # h2chat-redis: redis-server is part of the server; every figure (the
+    # client's --pid sampling too) covers both trees, and its own part is
+    # recorded beside them (redis_*)
+    if [ -n "$redis_pid" ]; then
+        redis_opt=" --pid $redis_pid"
+        rpss=$(tree_pss "$redis_pid")
+        r0=$(sched_ns "$redis_pid")
+    fi
+    pss=$(tree_pss "$cur_pid" ${redis_pid:+"$redis_pid"})
+    nthreads=$(tree_threads "$cur_pid" ${redis_pid:+"$redis_pid"})
+    cs0=$(tree_ctxsw "$cur_pid" ${redis_pid:+"$redis_pid"})
     # shellcheck disable=SC2046
-    cmd="bench/h2c-fanout $(client_args "$name") -n $n -k $k --rate $rate --pid $cur_pid --timeout $t --drain 15 --json-only"
-    b0=$(cpu_busy_ticks); s0=$(tree_cpu_ticks "$cur_pid"); w0=$(date +%s%N)
+    cmd="bench/h2c-fanout $(client_args "$name") -n $n -k $k --rate $rate --pid $cur_pid$redis_opt --timeout $t --drain 15 --json-only"
+    b0=$(cpu_busy_ticks); s0=$(tree_cpu_ticks "$cur_pid" ${redis_pid:+"$redis_pid"}); w0=$(date +%s%N)
     # shellcheck disable=SC2086
     timeout -k 5 $((t + 30)) $cmd > "$run/client.json" 2> "$run/client.err" || rc=$?
-    b1=$(cpu_busy_ticks); s1=$(tree_cpu_ticks "$cur_pid"); w1=$(date +%s%N)
-    cs1=$(tree_ctxsw "$cur_pid")
+    b1=$(cpu_busy_ticks); s1=$(tree_cpu_ticks "$cur_pid" ${redis_pid:+"$redis_pid"}); w1=$(date +%s%N)
+    cs1=$(tree_ctxsw "$cur_pid" ${redis_pid:+"$redis_pid"})
+    if [ -n "$redis_pid" ]; then
+        extra=(--set "redis_pss_kib_idle=$rpss" --set "redis_pss_kib_end=$(tree_pss "$redis_pid")"
+            --set "redis_sched_s_run=$(($(sched_ns "$redis_pid") - r0))/1000000000")
+    fi
     grep -v '^\[' "$run/client.err" >&2 || true
     record --server "$(server_label "$name")" --phase "$phase" --rc "$rc" --cmd "$cmd" \
-        --set "pss_kib_idle=$pss" --set "threads_idle=$threads" \
+        "${extra[@]}" \
+        --set "pss_kib_idle=$pss" --set "threads_idle=$nthreads" \
         --set "ctxsw_before=$cs0" --set "ctxsw_after=$cs1" \
         --set "apache_children=$children" --set "apache_threads_per_child=$threads" \
         --set "wall_s=$(((w1 - w0) / 1000000))e-3" --set "sys_busy_s=$((b1 - b0))/$hz" \
@@ -376,13 +529,19 @@ sys.exit(0 if ok else 1)' "$P99_MAX_MS"
 }
 
 h2load_run() { # NAME PHASE URL [h2load options...]
-    local name=$1 phase=$2 url=$3 rc=0 cmd
+    local name=$1 phase=$2 url=$3 rc=0 cmd s0 s1 r0=0 extra=()
     shift 3
     cmd="h2load -n $H2LOAD_N -c 10 -m 10$(printf ' %q' "$@") $url"
+    # the server's CPU over the run (with its redis-server, and that apart)
+    s0=$(tree_cpu_ticks "$cur_pid" ${redis_pid:+"$redis_pid"})
+    [ -n "$redis_pid" ] && r0=$(sched_ns "$redis_pid")
     # shellcheck disable=SC2086
     timeout -k 5 180 h2load -n "$H2LOAD_N" -c 10 -m 10 "$@" "$url" > "$run/h2load.out" 2>&1 || rc=$?
+    s1=$(tree_cpu_ticks "$cur_pid" ${redis_pid:+"$redis_pid"})
+    [ -n "$redis_pid" ] && extra=(--set "redis_sched_s_run=$(($(sched_ns "$redis_pid") - r0))/1000000000")
     record --server "$(server_label "$name")" --phase "$phase" --rc "$rc" --cmd "$cmd" \
-        --set "module=$(mod_tag "$name")" --h2load < "$run/h2load.out"
+        --set "module=$(mod_tag "$name")" --set "server_cpu_s_run=$((s1 - s0))/$hz" \
+        "${extra[@]}" --h2load < "$run/h2load.out"
     tail -1 "$results" | /usr/bin/python3 -c '
 import json, sys
 d = json.loads(sys.stdin.read())
@@ -400,6 +559,7 @@ print("  %s %s: rc=%s %s req/s, %s succeeded, %s failed, %s 2xx" % (d["server"],
     --set "nice=$(ps -o ni= -p $$ | tr -d ' ')" \
     --set "git_head=$(git -C "$root" rev-parse --short HEAD 2> /dev/null || echo -)" \
     --set "module_sha_start=$(sha256sum .libs/mod_h2chat.so | cut -c1-12)" \
+    --set "servers=$SERVERS" --set "skipped=$skipped" --set "peers=$PEERS" \
     >> "$results"
 log "results: $results; Apache sized for $size_n held streams: $children children x $threads threads"
 
@@ -470,9 +630,6 @@ done
 # The samples of the Apache tree are picked by pid afterwards (report.py
 # perfagg); perf stat counts the whole machine (client too), so Apache's own
 # CPU and context switches over the window come from /proc.
-status_field() { # NAME: a number from server-status?auto
-    curl -s -m 2 "http://127.0.0.1:$PORT/server-status?auto" | awk -v k="$1:" '$1 == k {print $2}'
-}
 if [ "$PROFILE" = 1 ] && [[ " $SERVERS " == *" h2chat "* ]] && command -v perf > /dev/null; then
     log "profile: mod_h2chat, 1000 subscribers, 100 messages at 20/s, perf stat + perf record"
     prof="$OUT/profile"
@@ -553,3 +710,8 @@ log "writing $OUT/RESULTS.md"
     --svg "$OUT/p99.svg" --notes "$root/bench/where-the-time-goes.md" \
     --profile "$OUT/profile"
 log "done: $OUT/RESULTS.md"
+[ -z "$skipped" ] || log "peers skipped: $skipped (no $PEERS): only $SERVERS measured"
+# the smoke's verdict (CI): every server started and delivered everything
+if [ "$CHECK" = 1 ]; then
+    /usr/bin/python3 bench/report.py check --in "$results"
+fi
