@@ -98,16 +98,24 @@ def _expected_kill(srv, line):
 
 @pytest.fixture(autouse=True)
 def no_crash(request):
-    """Fails a test if a child crashed while it ran."""
-    if 'server' not in request.fixturenames:
+    """Fails a test if a child crashed while it ran: in the module's
+    `server`, or in any of its `nodes` (a module with several servers, as
+    t/test_redis.py), so a crash is charged to the test it happened in."""
+    if 'server' in request.fixturenames:
+        servers = [request.getfixturevalue('server')]
+    elif 'nodes' in request.fixturenames:
+        servers = list(request.getfixturevalue('nodes'))
+    else:
         yield
         return
-    srv = request.getfixturevalue('server')
-    mark = srv.errlog_mark()
+    marks = [srv.errlog_mark() for srv in servers]
     yield
-    srv.close_subscribers()
-    crashes = [line for line in srv.errlog_since(mark).splitlines()
-               if CRASH_RE.search(line) and not _expected_kill(srv, line)]
+    crashes, cores = [], []
+    for srv, mark in zip(servers, marks):
+        srv.close_subscribers()
+        crashes += [f'{srv.name}: {line}' for line in srv.errlog_since(mark).splitlines()
+                    if CRASH_RE.search(line) and not _expected_kill(srv, line)]
+        cores += srv.cores()
     if crashes:
         pytest.fail('a child crashed during the test:\n' + '\n'.join(crashes[:10]) +
-                    ''.join(f'\ncore: {c}' for c in srv.cores()))
+                    ''.join(f'\ncore: {c}' for c in cores))
