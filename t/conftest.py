@@ -11,6 +11,7 @@ configured by optional module attributes:
 Server roots, configs and logs stay in t/run/<module>/ for inspection.
 """
 
+import fcntl
 import os
 import re
 import shutil
@@ -25,6 +26,21 @@ def pytest_configure(config):
         raise pytest.UsageError('needs /usr/sbin/apache2 and curl')
 
 
+def _lock_worktree():
+    """One run at a time per worktree: a second run's stop_leftovers() and
+    wipe of t/run/ would stop the first run's servers and delete their
+    roots under it (its tests then fail or error at setup). An flock on
+    t/ itself: the kernel drops it when this process ends, however it ends."""
+    fd = os.open(env.REPO / 't', os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        pytest.exit(f'another test run is using {env.RUN_DIR} (same worktree): '
+                    'wait for it or run from another worktree', 2)
+    return fd
+
+
 @pytest.fixture(scope='session')
 def module_so():
     if os.geteuid() != 0:
@@ -33,6 +49,7 @@ def module_so():
         so = env.ensure_module()
     except RuntimeError as e:
         pytest.exit(str(e), 2)
+    _lock_worktree()  # its fd (not inherited by the servers) stays open
     env.stop_leftovers()
     if env.RUN_DIR.exists():
         shutil.rmtree(env.RUN_DIR)
@@ -81,16 +98,24 @@ def _expected_kill(srv, line):
 
 @pytest.fixture(autouse=True)
 def no_crash(request):
-    """Fails a test if a child crashed while it ran."""
-    if 'server' not in request.fixturenames:
+    """Fails a test if a child crashed while it ran: in the module's
+    `server`, or in any of its `nodes` (a module with several servers, as
+    t/test_redis.py), so a crash is charged to the test it happened in."""
+    if 'server' in request.fixturenames:
+        servers = [request.getfixturevalue('server')]
+    elif 'nodes' in request.fixturenames:
+        servers = list(request.getfixturevalue('nodes'))
+    else:
         yield
         return
-    srv = request.getfixturevalue('server')
-    mark = srv.errlog_mark()
+    marks = [srv.errlog_mark() for srv in servers]
     yield
-    srv.close_subscribers()
-    crashes = [line for line in srv.errlog_since(mark).splitlines()
-               if CRASH_RE.search(line) and not _expected_kill(srv, line)]
+    crashes, cores = [], []
+    for srv, mark in zip(servers, marks):
+        srv.close_subscribers()
+        crashes += [f'{srv.name}: {line}' for line in srv.errlog_since(mark).splitlines()
+                    if CRASH_RE.search(line) and not _expected_kill(srv, line)]
+        cores += srv.cores()
     if crashes:
         pytest.fail('a child crashed during the test:\n' + '\n'.join(crashes[:10]) +
-                    ''.join(f'\ncore: {c}' for c in srv.cores()))
+                    ''.join(f'\ncore: {c}' for c in cores))

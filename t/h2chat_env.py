@@ -56,10 +56,27 @@ def wait_until(pred, timeout, interval=0.05):
         time.sleep(interval)
 
 
+# Ports free_port() handed out in this process: a server configured but not
+# started yet holds no socket, so the kernel may offer its port again.
+_ports_given = set()
+
+# A server's bind failed because the port was taken meanwhile (httpd's
+# AH00072, Redis's own message): start() picks new ports and tries again.
+BIND_RETRIES = 3
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    """A loopback port nothing is bound to now and that this process has not
+    handed out before. Nothing holds it until the server binds it, so
+    another process (say a second worktree's run) may take it first: the
+    servers' start() retry with new ports when their bind fails."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def ensure_module():
@@ -682,8 +699,6 @@ class H2ChatServer:
         self.access_log = self.root / 'access.log'
         self.port = free_port()
         self.tls_port = free_port()
-        while self.tls_port == self.port:
-            self.tls_port = free_port()
         self.cert, self.key = cert if cert else make_cert(self.root)
         self.extra_conf = extra_conf
         self.mpm = {'StartServers': 3, 'ServerLimit': 4, 'ThreadsPerChild': 32,
@@ -819,11 +834,17 @@ SSLSessionCache "shmcb:{r}/run/ssl_scache(512000)"
         return _children_of(pid) if pid else []
 
     def start(self):
-        self.write_conf()
-        res = self._ctl('start')
-        if res.returncode != 0:
-            raise RuntimeError(f'apache2 -k start failed ({res.returncode}):\n'
-                               f'{res.stdout}{res.stderr}\n{self.errlog_text()[-3000:]}')
+        for attempt in range(BIND_RETRIES):
+            self.write_conf()
+            res = self._ctl('start')
+            if res.returncode == 0:
+                break
+            if 'AH00072' not in res.stdout + res.stderr or attempt == BIND_RETRIES - 1:
+                raise RuntimeError(f'apache2 -k start failed ({res.returncode}):\n'
+                                   f'{res.stdout}{res.stderr}\n{self.errlog_text()[-3000:]}')
+            # a port was taken after free_port(): tests read self.port
+            # only once the server runs, so new ones are fine
+            self.port, self.tls_port = free_port(), free_port()
         self.started = True
         ok = wait_until(self._answers, 15, 0.1)
         if not ok:
@@ -1086,27 +1107,52 @@ class RedisServer:
     def __init__(self, name):
         self.dir = RUN_DIR / name
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.log = self.dir / 'redis.log'
         self.port = free_port()
         self.proc = None
+        self.started_once = False
 
     @property
     def url(self):
         return f'redis://127.0.0.1:{self.port}'
 
     def start(self):
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, '--port', str(self.port), '--bind', '127.0.0.1',
-             '--save', '', '--appendonly', 'no', '--dir', str(self.dir),
-             '--dbfilename', 'dump.rdb', '--daemonize', 'no', '--loglevel', 'warning',
-             '--logfile', str(self.dir / 'redis.log')],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_until(lambda: self.command('PING') == b'+PONG', 10, 0.05):
+        """Starts redis-server and waits until it answers. The first start
+        tries new ports if its port was taken after free_port(); a restart
+        keeps its port (the nodes are configured with it) and fails if
+        another process took it meanwhile."""
+        for attempt in range(BIND_RETRIES):
+            mark = self.log.stat().st_size if self.log.exists() else 0
+            self.proc = subprocess.Popen(
+                [REDIS_SERVER, '--port', str(self.port), '--bind', '127.0.0.1',
+                 '--save', '', '--appendonly', 'no', '--dir', str(self.dir),
+                 '--dbfilename', 'dump.rdb', '--daemonize', 'no', '--loglevel', 'warning',
+                 '--logfile', str(self.log)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if wait_until(self._answers, 10, 0.05):
+                self.started_once = True
+                return self
             self.stop(save=False)
-            raise RuntimeError('redis-server does not answer')
-        return self
+            with open(self.log, 'rb') as f:
+                f.seek(mark)
+                log = f.read().decode('utf-8', 'replace')
+            if ('Address already in use' not in log or self.started_once
+                    or attempt == BIND_RETRIES - 1):
+                raise RuntimeError(f'redis-server on port {self.port} does not answer:\n'
+                                   + log[-2000:])
+            self.port = free_port()
 
-    def command(self, *args, timeout=2):
-        """One command in RESP; returns the raw first reply line, or None."""
+    def _answers(self):
+        """Our own process answers on the port, not a server that had the
+        port before ours started (ours then fails to bind and exits)."""
+        if self.proc.poll() is not None:
+            return False
+        m = re.search(rb'\bprocess_id:(\d+)', self.reply('INFO', 'server') or b'')
+        return bool(m) and int(m.group(1)) == self.proc.pid
+
+    def reply(self, *args, timeout=2):
+        """One command in RESP; returns its raw reply (a bulk reply whole),
+        or None."""
         payload = f'*{len(args)}\r\n'.encode()
         for a in args:
             a = str(a).encode()
@@ -1114,9 +1160,23 @@ class RedisServer:
         try:
             with socket.create_connection(('127.0.0.1', self.port), timeout=timeout) as s:
                 s.sendall(payload)
-                return s.recv(65536).split(b'\r\n')[0]
-        except OSError:
+                data = s.recv(65536)
+                if data.startswith(b'$') and b'\r\n' in data:
+                    head = data.split(b'\r\n', 1)[0]
+                    need = len(head) + 2 + max(int(head[1:]), 0) + 2
+                    while len(data) < need:
+                        more = s.recv(65536)
+                        if not more:
+                            break
+                        data += more
+                return data
+        except (OSError, ValueError):
             return None
+
+    def command(self, *args, timeout=2):
+        """One command in RESP; returns the raw first reply line, or None."""
+        data = self.reply(*args, timeout=timeout)
+        return data.split(b'\r\n')[0] if data is not None else None
 
     def stop(self, save=False):
         if not self.proc:

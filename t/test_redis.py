@@ -22,6 +22,15 @@ def redis(cert):
     r.stop()
 
 
+def redis_up(node):
+    """The node's reader follows Redis; False also while the status page
+    does not answer yet (a slow start on a loaded machine)."""
+    try:
+        return node.h2chat_status().get('H2ChatRedis') == 'up'
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope='module')
 def nodes(redis, cert):
     conf = f"""
@@ -34,16 +43,16 @@ H2ChatHistory 200
         for s in servers:
             s.start()
         for s in servers:
-            assert env.wait_until(lambda: s.h2chat_status().get('H2ChatRedis') == 'up',
-                                  10), s.h2chat_status()
+            assert env.wait_until(lambda: redis_up(s), 10), s.errlog_tail()
         yield servers
     finally:
         for s in servers:
             s.stop()
+    # Also after the stop (conftest's no_crash covers each test). httpd does
+    # not log a child that exits on SIGKILL, so the take-over test's kill
+    # shows nowhere here; any crash line does.
     for s in servers:
-        # the take-over test kills the reader child on purpose
-        problems = [p for p in s.errlog_problems() if 'exit signal Killed' not in p]
-        assert not problems, problems
+        assert not s.errlog_problems(), (s.errlog_problems(), s.cores())
 
 
 def ids_of(sub):
@@ -101,14 +110,22 @@ def test_resume_on_the_other_node(nodes):
         again.close()
 
 
-@pytest.mark.skip(reason='passes, but after the kill -9 a sibling child sometimes '
-                  'segfaults in mod_mpm_event (apr_os_sock_get) when the node '
-                  'stops (httpd event MPM stop race; the harness now stops with graceful-stop, '
-                  'to be re-enabled once verified)')
 def test_reader_takes_over_when_its_child_dies(nodes):
+    """kill -9 of the child that runs the reader: once httpd has reaped it,
+    another child (a sibling, or the one httpd starts in its place) claims
+    the reader and delivery on that node goes on.
+
+    This test used to be skipped: a child sometimes segfaulted in
+    mod_mpm_event (apr_os_sock_get) when the nodes stopped. That is httpd's
+    ungraceful stop path (close_worker_sockets() on sockets whose ending
+    connections free them), not this kill: with `apache2 -k stop` it shows
+    on node b too, which nothing kills. The harness stops with
+    graceful-stop, which never takes that path; a crash still fails the
+    test (conftest's no_crash) and the fixture."""
     a, b = nodes
     reader = a.h2chat_status()['H2ChatRedisReader']
     assert reader in a.children()
+    a.expected_kills.add(reader)
     os.kill(reader, signal.SIGKILL)
     assert env.wait_until(
         lambda: a.h2chat_status()['H2ChatRedisReader'] not in (0, reader), 10), \
