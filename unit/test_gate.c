@@ -9,12 +9,12 @@
 
 static void test_interval(apr_pool_t *p) {
     (void)p;
-    CHECK(h2c_gate_interval(0, 5000, 40, 250000) == 0);          /* off */
-    CHECK(h2c_gate_interval(30000, 5000, 40, 250000) == 30000);  /* fixed */
-    CHECK(h2c_gate_interval(-1, 0, 40, 250000) == 0);            /* auto, idle */
-    CHECK(h2c_gate_interval(-1, 1000, 40, 250000) == 40000);     /* auto */
-    CHECK(h2c_gate_interval(-1, 5000, 40, 250000) == 200000);    /* auto */
-    CHECK(h2c_gate_interval(-1, 100000, 40, 250000) == 250000);  /* capped */
+    CHECK(h2c_gate_interval(0, 5000, 40, 250000) == 0);         /* off */
+    CHECK(h2c_gate_interval(30000, 5000, 40, 250000) == 30000); /* fixed */
+    CHECK(h2c_gate_interval(-1, 0, 40, 250000) == 0);           /* auto, idle */
+    CHECK(h2c_gate_interval(-1, 1000, 40, 250000) == 40000);    /* auto */
+    CHECK(h2c_gate_interval(-1, 5000, 40, 250000) == 200000);   /* auto */
+    CHECK(h2c_gate_interval(-1, 100000, 40, 250000) == 250000); /* capped */
 }
 
 /* A quiet gate wakes at once; a second publish within T defers to last + T;
