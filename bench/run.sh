@@ -36,6 +36,8 @@
 #               processes to drop below QUIET_MAX % of a core (15);
 #               QUIET_BUDGET (3600) bounds the waiting of the whole run
 #   BENCH_NICE  nice value of the script, servers, client   0
+#   COALESCE    off: mod_h2chat with H2ChatCoalesce off     auto
+#               (-DBENCH_COALESCE_OFF; default: the module's auto)
 #   PORT        Apache h2c+HTTP/1.1 port                    18201
 #   SEED_PORT   seed peer h2c port                          18202
 #   REDIS_PORT  redis-server of h2chat-redis (loopback)     18204
@@ -52,7 +54,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cmdline="$0${*:+ $*}"
-for v in SMOKE LADDER K RATE SUSTAIN_N RATES KCAP P99_MAX_MS H2LOAD_N SERVERS PHASES APPEND PROFILE OUT H2LOAD_REPS LADDER_REPS SUSTAIN_TRIES BENCH_NICE QUIET_WAIT QUIET_BUDGET CHECK; do
+for v in SMOKE LADDER K RATE SUSTAIN_N RATES KCAP P99_MAX_MS H2LOAD_N SERVERS PHASES APPEND PROFILE OUT H2LOAD_REPS LADDER_REPS SUSTAIN_TRIES BENCH_NICE QUIET_WAIT QUIET_BUDGET CHECK COALESCE; do
     [ -n "${!v:-}" ] && cmdline="$v='${!v}' $cmdline"
 done
 
@@ -350,11 +352,12 @@ maxsubs=$((size_n * 11 / 10 + 10))
 
 start_h2chat() { # [-DBENCH_REDIS]
     local r="$run/apache" i key="-"
+    [ "${COALESCE:-auto}" = off ] && set -- "$@" -DBENCH_COALESCE_OFF
     mkdir -p "$r/htdocs"
     printf 'hello, h2load\n' > "$r/htdocs/tiny.txt"
     # a fresh stream key per start (the redis-server is fresh too): ids and
     # history start over, as with a fresh shared-memory segment
-    [ $# -gt 0 ] && key="h2chat-bench-$$-$redis_starts"
+    [ "${1:-}" = -DBENCH_REDIS ] && key="h2chat-bench-$$-$redis_starts"
     sed -e "s|@ROOT@|$root|g" -e "s|@RUN@|$r|g" -e "s|@PORT@|$PORT|g" \
         -e "s|@TLS_PORT@|$((PORT + 10))|g" -e "s|@CHILDREN@|$children|g" \
         -e "s|@THREADS@|$threads|g" -e "s|@MAXWORKERS@|$maxworkers|g" \

@@ -15,11 +15,12 @@
 #include <apr_general.h>
 #include <stdint.h>
 
+#include "h2c_gate.h"
 #include "h2c_rate.h"
 #include "h2c_ring.h"
 
 #define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
-#define H2C_SEG_VERSION 3u
+#define H2C_SEG_VERSION 4u
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -48,6 +49,8 @@ typedef struct {
     uint64_t redis_last_id;      /* last stream id the reader fed to the ring */
     uint32_t redis_up;           /* the reader's link: 1 up, 0 down */
     uint32_t stalled_dropped;    /* streams dropped: client stopped reading */
+    uint32_t pad;
+    h2c_gate_t wake_gate; /* H2ChatCoalesce: the last wake-up, pending or not */
 } h2c_seg_shared_t;
 
 typedef struct {

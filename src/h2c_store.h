@@ -27,12 +27,18 @@ typedef struct {
 typedef void (*h2c_store_committed_fn)(void *ctx, uint64_t id, int64_t time_ms,
                                        const char *line, uint32_t len);
 
+/* Called after the lock is let go, to wake the ring's waiters; NULL: wake
+ * them all at once (H2ChatCoalesce off). */
+typedef void (*h2c_store_wake_fn)(void *ctx);
+
 struct h2c_store_t {
     const h2c_store_ops_t *ops;
     h2c_seg_t *seg;
     apr_global_mutex_t *lock;
     h2c_store_committed_fn committed; /* NULL: none */
     void *committed_ctx;
+    h2c_store_wake_fn wake; /* NULL: h2c_wait_wake_all on the ring */
+    void *wake_ctx;
     void *impl; /* the back end's own state (Redis: its connection pool) */
 };
 
@@ -44,5 +50,8 @@ static inline apr_status_t h2c_store_publish(h2c_store_t *store, const char *fie
                                              int64_t *time_ms) {
     return store->ops->publish(store, fields, flen, id, time_ms);
 }
+
+/* Wakes the ring's waiters after a commit, through `wake` if set. */
+void h2c_store_wake(h2c_store_t *store);
 
 #endif /* H2C_STORE_H */

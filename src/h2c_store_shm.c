@@ -30,8 +30,16 @@ static apr_status_t shm_publish(h2c_store_t *store, const char *fields, apr_size
     }
     h2c_seg_count_published(store->seg);
     apr_global_mutex_unlock(store->lock);
-    h2c_wait_wake_all(h2c_ring_seq(ring));
+    h2c_store_wake(store);
     return APR_SUCCESS;
+}
+
+void h2c_store_wake(h2c_store_t *store) {
+    if (store->wake) {
+        store->wake(store->wake_ctx);
+    } else {
+        h2c_wait_wake_all(h2c_ring_seq(&store->seg->ring));
+    }
 }
 
 static const h2c_store_ops_t shm_ops = {"shm", shm_publish};
@@ -42,5 +50,7 @@ void h2c_store_shm_init(h2c_store_t *store, h2c_seg_t *seg, apr_global_mutex_t *
     store->lock = lock;
     store->committed = NULL;
     store->committed_ctx = NULL;
+    store->wake = NULL;
+    store->wake_ctx = NULL;
     store->impl = NULL;
 }

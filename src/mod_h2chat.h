@@ -43,6 +43,7 @@ typedef struct {
     int redis_port;
     int redis_db;
     const char *redis_key;
+    int coalesce_ms; /* H2ChatCoalesce: -1 unset, -2 auto, 0 off */
 } h2chat_srv_conf_t;
 
 /* The process's view of the shared state. */
@@ -67,6 +68,7 @@ int h2chat_conf_heartbeat(const h2chat_dir_conf_t *dc);
 int h2chat_conf_history(server_rec *s);
 h2chat_sync_t h2chat_conf_journal_sync(server_rec *s);
 h2chat_store_kind_t h2chat_conf_store(server_rec *s);
+int64_t h2chat_conf_coalesce_us(server_rec *s); /* < 0 auto, 0 off */
 int h2chat_conf_origin_allowed(const h2chat_dir_conf_t *dc, const char *origin);
 int h2chat_conf_largest_max_bytes(void);
 void h2chat_conf_reset(void);
@@ -88,6 +90,11 @@ int h2chat_redis_check(server_rec *s);
 apr_status_t h2chat_redis_child_init(apr_pool_t *pchild, server_rec *s,
                                      h2c_store_t *store);
 void h2chat_redis_child_stopping(void);
+
+/* mod_h2chat_wake.c: H2ChatCoalesce, the wake-up gate and its waker. */
+apr_status_t h2chat_wake_child_init(apr_pool_t *pchild, server_rec *s,
+                                    h2c_store_t *store);
+void h2chat_wake_child_stopping(void);
 
 /* mod_h2chat_reply.c: a JSON body, a status and one tagged log line. */
 int h2chat_reply_error(request_rec *r, int status, h2c_refusal_t why, const char *tag,

@@ -55,6 +55,7 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     sc->journal_sync = sc->store = -1;
     sc->redis_host = sc->redis_key = NULL;
     sc->redis_port = sc->redis_db = 0;
+    sc->coalesce_ms = -1;
     return sc;
 }
 
@@ -65,6 +66,7 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
     sc->max_subscribers = MERGE(max_subscribers);
     sc->journal_sync = MERGE(journal_sync);
     sc->store = MERGE(store);
+    sc->coalesce_ms = MERGE(coalesce_ms);
     sc->journal_path = add->journal_path ? add->journal_path : base->journal_path;
     if (add->redis_host) {
         sc->redis_host = add->redis_host;
@@ -215,6 +217,12 @@ int h2chat_conf_origin_allowed(const h2chat_dir_conf_t *dc, const char *origin) 
     return 0;
 }
 
+int64_t h2chat_conf_coalesce_us(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return sc->coalesce_ms >= 0 ? (int64_t)sc->coalesce_ms * 1000 : -1;
+}
+
 static h2chat_srv_conf_t *srv_conf(cmd_parms *cmd) {
     return ap_get_module_config(cmd->server->module_config, &h2chat_module);
 }
@@ -231,6 +239,24 @@ static const char *set_max_subscribers(cmd_parms *cmd, void *dcv, const char *ar
 
     (void)dcv;
     return err ? err : parse_int(cmd, arg, 1, 10000000, &srv_conf(cmd)->max_subscribers);
+}
+
+static const char *set_coalesce(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "off")) {
+        srv_conf(cmd)->coalesce_ms = 0;
+        return NULL;
+    }
+    if (!strcasecmp(arg, "auto")) {
+        srv_conf(cmd)->coalesce_ms = -2;
+        return NULL;
+    }
+    return parse_int(cmd, arg, 1, 10000, &srv_conf(cmd)->coalesce_ms);
 }
 
 static const char *set_journal(cmd_parms *cmd, void *dcv, const char *arg) {
@@ -358,6 +384,9 @@ const command_rec h2chat_cmds[] = {
     AP_INIT_ITERATE("H2ChatAllowOrigin", add_origin, NULL, ACCESS_CONF,
                     "origins allowed to POST (default: any); requests without an "
                     "Origin header are not affected"),
+    AP_INIT_TAKE1("H2ChatCoalesce", set_coalesce, NULL, RSRC_CONF,
+                  "off, auto or the least milliseconds between two wake-ups of the held "
+                  "streams (default: auto)"),
     AP_INIT_TAKE1("H2ChatJournal", set_journal, NULL, RSRC_CONF,
                   "file that keeps the history across a full restart (default: none)"),
     AP_INIT_TAKE1("H2ChatJournalSync", set_journal_sync, NULL, RSRC_CONF,

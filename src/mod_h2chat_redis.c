@@ -46,6 +46,7 @@ typedef struct {
     int port, db;
     long history;
     h2c_seg_t *seg;
+    h2c_store_t *store; /* its wake-up after each batch (H2ChatCoalesce) */
     apr_global_mutex_t *lock;
     apr_thread_mutex_t *pool_lock;
     redisContext *idle[REDIS_POOL_MAX];
@@ -249,7 +250,7 @@ static int read_batch(h2chat_redis_t *rd, redisContext *c) {
         for (i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements; i++) {
             feed_entry(rd, entries->element[i]);
         }
-        h2c_wait_wake_all(h2c_ring_seq(&rd->seg->ring));
+        h2c_store_wake(rd->store);
     }
     freeReplyObject(reply);
     return ok;
@@ -382,6 +383,7 @@ apr_status_t h2chat_redis_child_init(apr_pool_t *pchild, server_rec *s,
     redis.id_key = apr_pstrcat(pchild, sc->redis_key, ":id", NULL);
     redis.history = h2chat_conf_history(s);
     redis.seg = store->seg;
+    redis.store = store;
     redis.lock = store->lock;
     redis.pid = (uint32_t)getpid();
     redis.line = apr_palloc(pchild, h2c_ring_max_len(&store->seg->ring));

@@ -180,6 +180,12 @@ void h2chat_shm_child_init(apr_pool_t *pchild, server_rec *s) {
         return;
     }
     h2c_store_shm_init(&state.store, &state.seg, retained->mutex);
+    rv = h2chat_wake_child_init(pchild, s, &state.store);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     H2C_TAG_CHILD_INIT ": cannot start the waker thread");
+        return;
+    }
     h2chat_journal_child_init(pchild, s, &state.store);
     rv = h2chat_redis_child_init(pchild, s, &state.store);
     if (rv != APR_SUCCESS) {
@@ -201,6 +207,7 @@ void h2chat_shm_child_stopping(apr_pool_t *pchild, int graceful) {
     }
     state.stopping = 1;
     h2chat_redis_child_stopping();
+    h2chat_wake_child_stopping();
     /* Bump the word so no waiter can sleep through this on an old value,
      * then wake them all: each sees `stopping` and ends its stream. Waiters
      * in other children wake, find nothing new and sleep again. */
