@@ -38,7 +38,6 @@ typedef struct {
     h2c_ring_t *ring;
     apr_bucket_brigade *bb; /* scratch, cleaned after each pass */
     int sse;
-    int fd;        /* HTTP/1.1 socket to poll, -1 for h2 */
     int tcp_fd;    /* the TCP socket the bytes leave by (h2: the session's), or -1 */
     uint64_t next; /* next id to send */
     apr_interval_time_t heartbeat;
@@ -154,10 +153,11 @@ static int client_gone(h2chat_sub_t *sub) {
     if (sub->r->connection->aborted) {
         return 1;
     }
-    if (sub->fd < 0) {
+    /* an h2 stream's socket is the whole session's: not ours to poll */
+    if (sub->tcp_fd < 0 || sub->r->connection->master) {
         return 0;
     }
-    pfd.fd = sub->fd;
+    pfd.fd = sub->tcp_fd;
     pfd.events = POLLRDHUP;
     pfd.revents = 0;
     return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
@@ -305,19 +305,15 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     sub.sse = sse;
     sub.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     sub.heartbeat = apr_time_from_sec(h2chat_conf_heartbeat(dc));
-    sub.fd = -1;
     sub.tcp_fd = -1;
     sub.check_due = apr_time_now() + H2C_ABORT_CHECK;
-    /* h2 streams run on a secondary connection: its socket is the shared
-     * one of the whole session, not ours to poll, but its send queue tells
-     * whether the client still reads (the session outlives its streams). */
+    /* h2 streams run on a secondary connection: the session's socket is
+     * the one whose send queue tells whether the client still reads (the
+     * session outlives its streams). */
     if (apr_os_sock_get(&fd, ap_get_conn_socket(r->connection->master
                                                     ? r->connection->master
                                                     : r->connection)) == APR_SUCCESS) {
         sub.tcp_fd = fd;
-        if (!r->connection->master) {
-            sub.fd = fd;
-        }
     }
     choose_start(&sub, resume > 0, since, h2chat_conf_snapshot(dc));
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,

@@ -225,6 +225,8 @@ class ResumingClient:
     it reconnects with the last id it has (`?since=` or `Last-Event-ID`).
     Reconnecting is done by `poll()` (see Supervisor)."""
 
+    WAIT_INTERVAL = 0.05
+
     def __init__(self, server, transport, mode, how, since, max_time=240, lean=False):
         assert how in ('since', 'last-event-id')
         self.server, self.transport, self.mode, self.how = server, transport, mode, how
@@ -239,9 +241,11 @@ class ResumingClient:
 
     def connect(self, last):
         kw = {'since': last} if self.how == 'since' else {'last_event_id': last}
-        self.streams.append(self.server.subscriber(self.transport, self.mode,
-                                                   max_time=self.max_time, lean=self.lean,
-                                                   **kw))
+        self.streams.append(self.open_stream(**kw))
+
+    def open_stream(self, **resume):
+        return self.server.subscriber(self.transport, self.mode, max_time=self.max_time,
+                                      lean=self.lean, **resume)
 
     @property
     def current(self):
@@ -288,7 +292,8 @@ class ResumingClient:
 
     def wait_ids(self, last, timeout):
         """Waits until the last message id seen is >= last."""
-        return env.wait_until(lambda: (self.last_id() or 0) >= last, timeout, 0.05)
+        return env.wait_until(lambda: (self.last_id() or 0) >= last, timeout,
+                              self.WAIT_INTERVAL)
 
     def close(self):
         self.stopped = True
@@ -583,41 +588,24 @@ class BulkSubscriber:
                 self.proc.wait(timeout=5)
 
 
-class ResumingBulk:
+class ResumingBulk(ResumingClient):
     """ResumingClient's behaviour (reconnect with the last id when the
     stream ends) on BulkSubscribers: for soak loads. Same interface as far
     as Supervisor and check_exactly_once go."""
 
+    WAIT_INTERVAL = 0.2  # reading the files is dearer than a Python reader
+
     def __init__(self, server, transport, mode, how, since, max_time=900):
-        self.server, self.transport, self.mode, self.how = server, transport, mode, how
-        self.first_since = since
-        self.max_time = max_time
-        self.streams = []
-        self.refused = 0
-        self.stopped = False
-        self._retry_at = 0.0
-        self.connect(since)
+        super().__init__(server, transport, mode, how, since, max_time=max_time)
 
-    def connect(self, last):
-        kw = {'since': last} if self.how == 'since' else {'last_event_id': last}
-        self.streams.append(BulkSubscriber(self.server, self.transport, self.mode,
-                                           max_time=self.max_time, **kw))
-
-    @property
-    def current(self):
-        return self.streams[-1]
-
-    @property
-    def reconnects(self):
-        return len(self.streams) - 1
+    def open_stream(self, **resume):
+        return BulkSubscriber(self.server, self.transport, self.mode, max_time=self.max_time,
+                              **resume)
 
     @property
     def messages(self):
         return [e for s in self.streams for e in s.events()
                 if e.get('type') == 'message' and 'id' in e]
-
-    def ids(self):
-        return [m['id'] for m in self.messages]
 
     def events_of(self, kind):
         return [e for s in self.streams for e in s.events() if e.get('type') == kind]
@@ -631,26 +619,6 @@ class ResumingBulk:
             if lid is not None:
                 return lid
         return self.first_since
-
-    def poll(self):
-        if self.stopped or not self.current.ended:
-            return False
-        now = time.monotonic()
-        if self.current.status != 200:
-            if now < self._retry_at:
-                return False
-            self.refused += 1
-            self._retry_at = now + 0.5
-        self.connect(self.last_id())
-        return True
-
-    def wait_ids(self, last, timeout):
-        return env.wait_until(lambda: (self.last_id() or 0) >= last, timeout, 0.2)
-
-    def close(self):
-        self.stopped = True
-        for s in self.streams:
-            s.close()
 
     def summary(self):
         ids = self.ids()
