@@ -20,7 +20,7 @@
 #include "h2c_ring.h"
 
 #define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
-#define H2C_SEG_VERSION 4u
+#define H2C_SEG_VERSION 5u
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -49,7 +49,8 @@ typedef struct {
     uint64_t redis_last_id;      /* last stream id the reader fed to the ring */
     uint32_t redis_up;           /* the reader's link: 1 up, 0 down */
     uint32_t stalled_dropped;    /* streams dropped: client stopped reading */
-    uint32_t pad;
+    uint32_t direct_seq;         /* bumped and woken on every commit, ungated:
+                                    H2ChatDirect loops wait on it */
     h2c_gate_t wake_gate; /* H2ChatCoalesce: the last wake-up, pending or not */
 } h2c_seg_shared_t;
 
