@@ -22,10 +22,11 @@ import subprocess
 import sys
 import tempfile
 
-SERVERS = ["mod_h2chat", "mod_h2chat-redis", "seed-node", "nchan"]
-H2CHAT, H2REDIS, SEED, NCHAN = SERVERS
+SERVERS = ["mod_h2chat-direct", "mod_h2chat", "mod_h2chat-redis", "seed-node", "nchan"]
+H2DIRECT, H2CHAT, H2REDIS, SEED, NCHAN = SERVERS
 # bench/run.sh's SERVERS names -> the labels of the records
-LABELS = {"h2chat": H2CHAT, "h2chat-redis": H2REDIS, "seed": SEED, "nchan": NCHAN}
+LABELS = {"h2chat-direct": H2DIRECT, "h2chat": H2CHAT, "h2chat-redis": H2REDIS, "seed": SEED,
+          "nchan": NCHAN}
 
 
 # ---------------------------------------------------------------- records

@@ -97,6 +97,7 @@ struct h2c_direct_t {
     int stop;
     uint32_t nconns, nstreams; /* read racily by server-status */
     int64_t now_us;
+    uint64_t delivered; /* the ring's last id at the last delivery pass */
     char buf[H2C_DIRECT_COALESCE];
 };
 
@@ -903,9 +904,16 @@ static void take_queue(h2c_direct_t *d) {
     }
 }
 
+/* A pass over every connection, only when the ring has news: the bell
+ * also rings for new connections. */
 static void deliver(h2c_direct_t *d) {
+    uint64_t last = h2c_ring_last_id(&d->env.seg->ring);
     conn_t *c, *nx;
 
+    if (last == d->delivered) {
+        return;
+    }
+    d->delivered = last;
     for (c = d->conns; c; c = nx) {
         nx = c->next;
         if (c->pend_off < c->pend_len) {
@@ -1031,6 +1039,7 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p, const h2c_direc
     ev.data.ptr = NULL;
     epoll_ctl(d->ep, EPOLL_CTL_ADD, d->evfd, &ev);
     d->now_us = mono_us();
+    d->delivered = h2c_ring_last_id(&env->seg->ring);
     *dp = d;
     return APR_SUCCESS;
 }
