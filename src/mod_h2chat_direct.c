@@ -32,7 +32,7 @@
 
 #define H2C_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define H2C_PREFACE_LEN (sizeof(H2C_PREFACE) - 1)
-#define H2C_PRE_MAX 65536 /* bytes httpd read ahead that go with the socket */
+#define H2C_PRE_MAX (4 * 1024 * 1024) /* bytes read ahead that go with the socket */
 
 typedef struct site_t {
     server_rec *s;
@@ -45,7 +45,8 @@ typedef struct {
     h2c_direct_t *d;
     apr_pool_t *pchild;
     apr_thread_t *loop, *watch;
-    apr_thread_mutex_t *lock; /* sites */
+    apr_thread_mutex_t *lock; /* sites and their pool */
+    apr_pool_t *sites_pool;   /* only under lock: worker threads add sites */
     site_t *sites;
     volatile int stop;
     int running;
@@ -81,10 +82,10 @@ static h2c_direct_site_t *site_for(conn_rec *c, const char *path) {
         r->method_number = M_GET;
         ap_location_walk(r);
         dc = ap_get_module_config(r->per_dir_config, &h2chat_module);
-        st = apr_pcalloc(direct.pchild, sizeof(*st));
+        st = apr_pcalloc(direct.sites_pool, sizeof(*st));
         st->s = c->base_server;
         st->dc = *dc;
-        st->site.path = apr_pstrdup(direct.pchild, path);
+        st->site.path = apr_pstrdup(direct.sites_pool, path);
         st->site.snapshot = (uint32_t)h2chat_conf_snapshot(dc);
         st->site.max_bytes = (uint32_t)h2chat_conf_max_bytes(dc);
         st->site.heartbeat_us = apr_time_from_sec(h2chat_conf_heartbeat(dc));
@@ -107,25 +108,44 @@ static h2c_direct_site_t *site_for(conn_rec *c, const char *path) {
     return &st->site;
 }
 
-/* The bytes httpd already read past the preface (it reads ahead). */
-static apr_size_t drain(conn_rec *c, char *buf, apr_size_t cap) {
+/* The bytes httpd already read past the preface (it reads ahead, in
+ * pieces of up to 8000 bytes): all of them, or NULL if there are more
+ * than H2C_PRE_MAX (the connection is then dropped: they cannot be put
+ * back). */
+static char *drain(conn_rec *c, apr_size_t *len) {
     apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
-    apr_size_t have = 0;
+    apr_size_t cap = 16384, n;
+    char *buf = apr_palloc(c->pool, cap), *bigger;
 
-    while (have < cap &&
-           ap_get_brigade(c->input_filters, bb, AP_MODE_READBYTES, APR_NONBLOCK_READ,
-                          (apr_off_t)(cap - have)) == APR_SUCCESS &&
+    *len = 0;
+    while (ap_get_brigade(c->input_filters, bb, AP_MODE_READBYTES, APR_NONBLOCK_READ,
+                          H2C_PRE_MAX) == APR_SUCCESS &&
            !APR_BRIGADE_EMPTY(bb)) {
-        apr_size_t n = cap - have;
+        apr_off_t have = 0;
 
-        if (apr_brigade_flatten(bb, buf + have, &n) != APR_SUCCESS || n == 0) {
+        apr_brigade_length(bb, 1, &have);
+        if (*len + (apr_size_t)have > H2C_PRE_MAX) {
+            buf = NULL;
             break;
         }
-        have += n;
+        if (*len + (apr_size_t)have > cap) {
+            while (cap < *len + (apr_size_t)have) {
+                cap *= 2;
+            }
+            bigger = apr_palloc(c->pool, cap);
+            memcpy(bigger, buf, *len);
+            buf = bigger;
+        }
+        n = cap - *len;
+        if (apr_brigade_flatten(bb, buf + *len, &n) != APR_SUCCESS) {
+            buf = NULL;
+            break;
+        }
+        *len += n;
         apr_brigade_cleanup(bb);
     }
     apr_brigade_destroy(bb);
-    return have;
+    return buf;
 }
 
 /* process_connection, before mod_http2: take h2c connections of an
@@ -158,8 +178,15 @@ int h2chat_direct_process_connection(conn_rec *c) {
                       H2C_TAG_DIRECT_CONN ": cannot take the connection over");
         return DECLINED;
     }
-    pre = apr_palloc(c->pool, H2C_PRE_MAX);
-    prelen = drain(c, pre, H2C_PRE_MAX);
+    if (!(pre = drain(c, &prelen))) {
+        ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c,
+                      H2C_TAG_DIRECT_CONN ": connection dropped: more than %d bytes sent "
+                                          "before the first answer",
+                      H2C_PRE_MAX);
+        close(nfd);
+        c->aborted = 1;
+        return DONE;
+    }
     fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
     h2c_direct_add(direct.d, nfd, c->client_ip, site_for(c, path), pre, prelen);
     /* httpd closes its copy without shutdown(): the loop's stays open */
@@ -237,16 +264,18 @@ void h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
     env.log = log_line;
     env.log_ctx = s;
     direct.pchild = pchild;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     if ((rv = apr_thread_mutex_create(&direct.lock, APR_THREAD_MUTEX_DEFAULT, pchild)) !=
             APR_SUCCESS ||
+        (rv = apr_pool_create(&direct.sites_pool, pchild)) != APR_SUCCESS ||
         (rv = h2c_direct_create(&direct.d, pchild, &env)) != APR_SUCCESS) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      H2C_TAG_DIRECT_LOOP ": H2ChatDirect loop could not be made; h2c "
                                          "connections go to mod_http2");
         return;
     }
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
     rv = apr_thread_create(&direct.loop, NULL, loop_main, direct.d, pchild);
     if (rv == APR_SUCCESS) {
         rv = apr_thread_create(&direct.watch, NULL, watch_main, NULL, pchild);

@@ -291,3 +291,80 @@ def test_graceful_restart_loses_nothing(server):
         assert ids == posted, (c.transport, c.mode, c.reconnects, ids, posted)
         assert c.reconnects >= 3
         c.close()
+
+
+def test_head(server):
+    conn = env.H2Connection(server.port)
+    try:
+        ok = conn.request('HEAD', '/msgs')
+        bad = conn.request('HEAD', '/msgs?since=abc')
+        r = conn.response(ok)
+        assert r.status == 200 and r.body == b'', r
+        assert r.headers.get('content-type') == 'application/x-ndjson; charset=utf-8'
+        r = conn.response(bad)
+        assert r.status == 400 and r.body == b'', r
+        # the connection is fine after both
+        sid = conn.get('/msgs')
+        assert conn.wait_status(sid) == 200
+        assert not conn.closed
+    finally:
+        conn.close()
+
+
+def test_answered_before_the_body(server):
+    """Only a POST to the chat waits for its body; over the limit by its
+    Content-Length it is refused at once, and anything else too."""
+    conn = env.H2Connection(server.port)
+    try:
+        body = b'{' * 70000  # over H2ChatMaxMessageBytes; more than one window
+        for path, status in [('/other', 404), ('/msgs', 413)]:
+            sid = conn.request('POST', path, {'content-type': 'application/json'}, body)
+            r = conn.response(sid, timeout=4)
+            assert r.status == status, (path, r)
+        sid = conn.request('PUT', '/msgs', {'content-type': 'application/json'}, body)
+        assert conn.response(sid, timeout=4).status == 405
+        sid = conn.get('/msgs')
+        assert conn.wait_status(sid) == 200
+    finally:
+        conn.close()
+
+
+def test_window_starved_stream_is_reset(server):
+    """A client that never opens its flow-control window: the stream has
+    messages it cannot send. It holds a subscriber slot only until
+    `Timeout` (5 s) passes without any of it moving."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+    mark = server.errlog_mark()
+    sock = socket.create_connection(('127.0.0.1', server.port))
+    h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    h2c.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    h2c.initiate_connection()
+    sid = h2c.get_next_available_stream_id()
+    h2c.send_headers(sid, [(':method', 'GET'), (':path', '/msgs?since=0'), (':scheme', 'http'),
+                           (':authority', 'localhost')], end_stream=True)
+    sock.sendall(h2c.data_to_send())
+    try:
+        assert server.wait_subscribers(1, timeout=5) == 1
+        server.post_msg('starve', 'x')
+        t0 = time.monotonic()
+        sock.settimeout(15)
+        reset = None
+        while reset is None and time.monotonic() - t0 < 15:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for ev in h2c.receive_data(data):
+                if isinstance(ev, h2.events.StreamReset) and ev.stream_id == sid:
+                    reset = time.monotonic() - t0
+            out = h2c.data_to_send()
+            if out:
+                sock.sendall(out)
+        assert reset is not None and 4 <= reset <= 9, reset
+        assert server.wait_subscribers(0, timeout=3) == 0
+        assert server.wait_errlog(r'H2C0024: stream \d+ of client .* reset', mark)
+    finally:
+        sock.close()
