@@ -525,6 +525,59 @@ def check(args):
     sys.exit(1 if bad else 0)
 
 
+def target_rows(mine, ns, ladder, sus, best, best_p99, hl, m, top_rate, p99_max):
+    """The issue's targets for one of mod_h2chat's servers (rows of the
+    targets table)."""
+    rows = []
+    for n in ns:
+        h = ladder.get(mine, {}).get(n)
+        for peer in (NCHAN, SEED):
+            p = ladder.get(peer, {}).get(n)
+            if h and p and h["p99"] is not None and p["p99"] is not None:
+                limit = 0.5 * p["p99"]
+                rows.append([mine, f"p99 ≤ 0.5 × {peer}'s (N = {n:,})",
+                             f"{h['p99']:,.1f} ms vs bound {limit:,.1f} ms "
+                             f"(ratio {h['p99'] / p['p99']:.2f}×)",
+                             verdict(h["p99"], limit)])
+    for peer in (NCHAN, SEED):
+        if sus.get(mine) and sus.get(peer):
+            limit = 2 * best[peer]
+            hb = best[mine]
+            note = ""
+            if top_rate and hb >= top_rate:
+                note = " (kept up with every rate tried: a lower bound)"
+            if top_rate and best[peer] >= top_rate:
+                v = ("**undetermined**: the peer kept up with every rate tried; "
+                     "extend RATES to separate them")
+            elif limit == 0:
+                v = "**met** (the peer kept up with no rate)" if hb > 0 else "n/a (neither kept up)"
+            else:
+                v = verdict(hb, limit, higher_is_better=True)
+            bp = best_p99.get(mine)
+            if hb and bp is not None and bp > 0.9 * p99_max:
+                note += (f" (marginal: at {hb:g} msg/s the p99 was {bp:,.0f} ms, "
+                         f"within 10 % of the {p99_max:g} ms bound)")
+            rows.append([mine, f"sustained rate ≥ 2 × {peer}'s (N = {m.get('sustain_n', '?')})",
+                         f"{hb:g} vs bound {limit:g} msg/s{note}", v])
+    for n in ns:
+        h = ladder.get(mine, {}).get(n)
+        p = ladder.get(NCHAN, {}).get(n)
+        if h and p and h.get("pss_per_sub") is not None and p.get("pss_per_sub") is not None:
+            rows.append([mine, f"memory per subscriber ≤ nchan's (N = {n:,})",
+                         f"{h['pss_per_sub']:,.1f} vs {p['pss_per_sub']:,.1f} KiB ΔPss "
+                         f"(total Pss/N {h['pss_total_per_sub']:,.1f} vs "
+                         f"{p['pss_total_per_sub']:,.1f})",
+                         verdict(h["pss_per_sub"], p["pss_per_sub"])])
+    post, static = hl.get((mine, "post")), hl.get((H2CHAT, "static"))
+    if post and static and post.get("req_per_s") and static.get("req_per_s"):
+        limit = 0.8 * static["req_per_s"]
+        rows.append([mine, "POST throughput ≥ 0.8 × Apache static",
+                     f"{post['req_per_s']:,.0f} vs bound {limit:,.0f} req/s "
+                     f"({post['req_per_s'] / static['req_per_s']:.2f}× static)",
+                     verdict(post["req_per_s"], limit, higher_is_better=True)])
+    return rows
+
+
 def report(args):
     recs = []
     with open(args.inp) as f:
@@ -575,7 +628,10 @@ def report(args):
              f"Node.js {m.get('node', '?')} (seed peer, one process); h2load {m.get('h2load', '?')}"
              + (f"; mod_h2chat-redis: the same Apache with `H2ChatStore redis` and redis-server "
                 f"{m.get('redis', '?')} (see [Redis store vs shm](#redis-store-vs-shm))"
-                if redis_on else ""))
+                if redis_on else "")
+             + ("; mod_h2chat-direct: the same Apache and module with `H2ChatDirect /msgs`: "
+                "h2c connections are served by the module's own HTTP/2 loop (one thread per "
+                "child, no mod_http2 on the held streams)" if H2DIRECT in shown else ""))
     if m.get("skipped"):
         L.append(f"- **not run: {m['skipped']}** (the peers' directory `{m.get('peers', '?')}` "
                  "is missing, or node/nginx is not installed)")
@@ -586,7 +642,7 @@ def report(args):
     builds = []
     for r in recs:
         b = r.get("module")
-        if r.get("server") in (H2CHAT, H2REDIS) and b and b != "-" and b not in builds:
+        if r.get("server") in (H2DIRECT, H2CHAT, H2REDIS) and b and b != "-" and b not in builds:
             builds.append(b)
     L.append(f"- repository at `{m.get('git_head', '?')}`; mod_h2chat.so sha256 "
              + (", ".join(f"`{b}…`" for b in builds) if builds else f"`{m.get('module_sha_start', '?')}…`")
@@ -595,7 +651,9 @@ def report(args):
     L.append(f"- Apache sizing (`bench/httpd.conf.in`): {m.get('apache_children', '?')} children × "
              f"{m.get('apache_threads_per_child', '?')} threads (`ThreadsPerChild` = `H2MaxWorkers`), "
              f"`H2ChatMaxSubscribers {m.get('apache_max_subscribers', '?')}`; each held h2 stream "
-             "keeps an h2 worker and an MPM thread")
+             "keeps an h2 worker and an MPM thread"
+             + ("; mod_h2chat-direct: 2 children × 64 threads (its held streams take no "
+                "thread)" if H2DIRECT in shown else ""))
     L.append(f"- ladder: N = {m.get('ladder', '?')}, K = {m.get('k', '?')} messages at "
              f"{m.get('rate', '?')} msg/s, one h2c connection per subscriber, a fresh server "
              "per N; mod_h2chat NDJSON, seed its JSON documents, nchan SSE (`--sse`)"
@@ -647,16 +705,17 @@ def report(args):
                            "ΔPss/sub KiB", "total Pss/sub KiB", "CPU µs/msg", "threads",
                            "ctx sw/sub", "others' CPU", "p99 of each pass"], rows))
         L.append("")
-        h = ladder.get(H2CHAT, {}).get(n)
         ratios = []
-        for peer in (SEED, NCHAN):
-            p = ladder.get(peer, {}).get(n)
-            if h and p:
-                rp = ratio(h["p99"], p["p99"])
-                rm = ratio(h.get("pss_per_sub"), p.get("pss_per_sub"))
-                rc = ratio(h["cpu_us"], p["cpu_us"])
-                ratios.append(f"mod_h2chat / {peer}: p99 {fmt(rp, 2)}×, memory per subscriber "
-                              f"{fmt(rm, 2)}×, CPU per message {fmt(rc, 2)}×")
+        for mine in (H2DIRECT, H2CHAT):
+            h = ladder.get(mine, {}).get(n)
+            for peer in (SEED, NCHAN):
+                p = ladder.get(peer, {}).get(n)
+                if h and p:
+                    rp = ratio(h["p99"], p["p99"])
+                    rm = ratio(h.get("pss_per_sub"), p.get("pss_per_sub"))
+                    rc = ratio(h["cpu_us"], p["cpu_us"])
+                    ratios.append(f"{mine} / {peer}: p99 {fmt(rp, 2)}×, memory per subscriber "
+                                  f"{fmt(rm, 2)}×, CPU per message {fmt(rc, 2)}×")
         if ratios:
             L.append("Ratios: " + "; ".join(ratios) + ".")
             L.append("")
@@ -765,8 +824,8 @@ def report(args):
              + ". h2load's req/s counts the requests that succeeded.")
     L.append("")
     rows = []
-    for key in [(H2CHAT, "post"), (H2CHAT, "static"), (H2REDIS, "post"), (SEED, "post"),
-                (NCHAN, "post")]:
+    for key in [(H2DIRECT, "post"), (H2CHAT, "post"), (H2CHAT, "static"), (H2REDIS, "post"),
+                (SEED, "post"), (NCHAN, "post")]:
         r = hl.get(key)
         if not r:
             continue
@@ -796,61 +855,21 @@ def report(args):
     # ---- targets
     L.append("## Targets of the issue")
     L.append("")
-    if redis_on:
-        L.append("The targets are about mod_h2chat with its default store (shared memory) "
-                 "against the peers; the Redis store's cost is in the section above.")
-        L.append("")
+    L.append("For mod_h2chat's two ways of serving the held h2c streams, each against the "
+             "peers: `H2ChatDirect` (the module's own HTTP/2 loop) and through mod_http2 "
+             "(the handler, as for TLS and HTTP/1.1 clients), both with the default store "
+             "(shared memory)"
+             + ("; the Redis store's cost is in the section above" if redis_on else "") + ".")
+    L.append("")
     rows = []
-    for n in ns:
-        h = ladder.get(H2CHAT, {}).get(n)
-        for peer in (NCHAN, SEED):
-            p = ladder.get(peer, {}).get(n)
-            if h and p and h["p99"] is not None and p["p99"] is not None:
-                limit = 0.5 * p["p99"]
-                rows.append([f"p99 ≤ 0.5 × {peer}'s (N = {n:,})",
-                             f"{h['p99']:,.1f} ms vs bound {limit:,.1f} ms "
-                             f"(ratio {h['p99'] / p['p99']:.2f}×)",
-                             verdict(h["p99"], limit)])
-    for peer in (NCHAN, SEED):
-        if sus.get(H2CHAT) and sus.get(peer):
-            limit = 2 * best[peer]
-            hb = best[H2CHAT]
-            note = ""
-            if top_rate and hb >= top_rate:
-                note = " (mod_h2chat kept up with every rate tried: a lower bound)"
-            if top_rate and best[peer] >= top_rate:
-                v = ("**undetermined**: the peer kept up with every rate tried; "
-                     "extend RATES to separate them")
-            elif limit == 0:
-                v = "**met** (the peer kept up with no rate)" if hb > 0 else "n/a (neither kept up)"
-            else:
-                v = verdict(hb, limit, higher_is_better=True)
-            bp = best_p99.get(H2CHAT)
-            if hb and bp is not None and bp > 0.9 * p99_max:
-                note += (f" (marginal: at {hb:g} msg/s mod_h2chat's p99 was {bp:,.0f} ms, "
-                         f"within 10 % of the {p99_max:g} ms bound)")
-            rows.append([f"sustained rate ≥ 2 × {peer}'s (N = {m.get('sustain_n', '?')})",
-                         f"{hb:g} vs bound {limit:g} msg/s{note}", v])
-    for n in ns:
-        h = ladder.get(H2CHAT, {}).get(n)
-        p = ladder.get(NCHAN, {}).get(n)
-        if h and p and h.get("pss_per_sub") is not None and p.get("pss_per_sub") is not None:
-            rows.append([f"memory per subscriber ≤ nchan's (N = {n:,})",
-                         f"{h['pss_per_sub']:,.1f} vs {p['pss_per_sub']:,.1f} KiB ΔPss "
-                         f"(total Pss/N {h['pss_total_per_sub']:,.1f} vs "
-                         f"{p['pss_total_per_sub']:,.1f})",
-                         verdict(h["pss_per_sub"], p["pss_per_sub"])])
-    post, static = hl.get((H2CHAT, "post")), hl.get((H2CHAT, "static"))
-    if post and static and post.get("req_per_s") and static.get("req_per_s"):
-        limit = 0.8 * static["req_per_s"]
-        rows.append(["POST throughput ≥ 0.8 × Apache static",
-                     f"{post['req_per_s']:,.0f} vs bound {limit:,.0f} req/s "
-                     f"({post['req_per_s'] / static['req_per_s']:.2f}× static)",
-                     verdict(post["req_per_s"], limit, higher_is_better=True)])
-    L.append(md_table(["target", "measured", "verdict"], rows))
+    for mine in (H2DIRECT, H2CHAT):
+        rows += target_rows(mine, ns, ladder, sus, best, best_p99, hl, m, top_rate, p99_max)
+    L.append(md_table(["mod_h2chat", "target", "measured", "verdict"], rows))
     L.append("")
     L.append("\"× the bound\": the measured value divided by the target's bound (≤ 1 is "
-             "needed for the ≤ targets, ≥ 1 for the ≥ targets).")
+             "needed for the ≤ targets, ≥ 1 for the ≥ targets). POST throughput is compared "
+             "with the same Apache serving a static file through mod_http2 (the mod_h2chat "
+             "server's run).")
     L.append("")
 
     # ---- where the time goes
