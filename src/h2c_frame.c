@@ -4,6 +4,18 @@
 
 #include "h2c_frame.h"
 
+apr_size_t h2c_frame_message_size(uint64_t id, uint32_t len, int sse) {
+    apr_size_t digits = 1;
+
+    if (!sse) {
+        return (apr_size_t)len + 1;
+    }
+    for (; id >= 10; id /= 10) {
+        digits++;
+    }
+    return sizeof("id: \ndata: ") - 1 + digits + len + 2;
+}
+
 apr_status_t h2c_frame_message(const h2c_ring_t *ring, uint64_t id, int sse, char *buf,
                                apr_size_t cap, apr_size_t *n) {
     char prefix[H2C_FRAME_OVERHEAD];

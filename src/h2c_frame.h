@@ -17,6 +17,9 @@
 /* Bytes message framing adds around a ring message, at most. */
 #define H2C_FRAME_OVERHEAD 40
 
+/* The exact size message `id` of `len` ring bytes takes framed. */
+apr_size_t h2c_frame_message_size(uint64_t id, uint32_t len, int sse);
+
 /* Frames message `id` from the ring into buf. APR_SUCCESS with *n bytes;
  * APR_ENOSPC if it needs more than cap (*n: what it needs); APR_NOTFOUND
  * if it left the ring (or was overwritten while read); APR_INCOMPLETE if

@@ -81,7 +81,9 @@ static apr_status_t put_message(h2chat_sub_t *sub, uint64_t id) {
     if ((rv = h2c_ring_peek_len(sub->ring, id, &len)) != APR_SUCCESS) {
         return rv;
     }
-    cap = len + H2C_FRAME_OVERHEAD;
+    /* the exact size: small ones come from the bucket allocator's free
+     * list, a rounded-up size would take a whole 8 KiB block each */
+    cap = h2c_frame_message_size(id, len, sub->sse);
     buf = apr_bucket_alloc(cap, ba);
     rv = h2c_frame_message(sub->ring, id, sub->sse, buf, cap, &n);
     if (rv != APR_SUCCESS) {

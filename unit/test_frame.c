@@ -43,6 +43,8 @@ static void test_message(apr_pool_t *p) {
     CHECK(h2c_frame_message(&ring, 1, 1, buf, 21, &n) == APR_ENOSPC);
     CHECK(n == 22 && buf[0] == '#');
     CHECK(h2c_frame_message(&ring, 1, 0, buf, 9, &n) == APR_SUCCESS && n == 9);
+    CHECK(h2c_frame_message_size(1, 8, 0) == 9 && h2c_frame_message_size(1, 8, 1) == 22);
+    CHECK(h2c_frame_message_size(12345, 8, 1) == 26);
 }
 
 static void test_evicted_and_skip(apr_pool_t *p) {
