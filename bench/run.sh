@@ -23,8 +23,10 @@
 #   P99_MAX_MS  p99 bound for "keeps up"                    1000
 #   H2LOAD_N    h2load requests (-c 10 -m 10)               20000 / 2000
 #   H2LOAD_REPS h2load runs per server (report: the median) 3 / 1
-#   SERVERS     which servers      "h2chat h2chat-redis seed nchan"
-#               (h2chat-redis: the same Apache with H2ChatStore redis and a
+#   SERVERS     which servers      "h2chat-direct h2chat h2chat-redis seed nchan"
+#               (h2chat-direct: the same Apache with H2ChatDirect /msgs, the
+#               h2c connections served by the module's own HTTP/2 loop;
+#               h2chat-redis: the same Apache with H2ChatStore redis and a
 #               redis-server started and stopped with it; seed and nchan are
 #               skipped, with a note, when PEERS is missing)
 #   PHASES      which parts            "ladder sustained h2load profile"
@@ -84,7 +86,7 @@ RATE=${RATE:-10}
 P99_MAX_MS=${P99_MAX_MS:-1000}
 QUIET_MAX=${QUIET_MAX:-15}
 quiet_budget=${QUIET_BUDGET:-3600}
-SERVERS=${SERVERS:-"h2chat h2chat-redis seed nchan"}
+SERVERS=${SERVERS:-"h2chat-direct h2chat h2chat-redis seed nchan"}
 for name in $SERVERS; do
     case $name in h2chat | h2chat-redis | h2chat-direct | seed | nchan) ;;
     *) echo "unknown server in SERVERS: $name (h2chat h2chat-redis h2chat-direct seed nchan)" >&2; exit 2 ;;

@@ -82,7 +82,7 @@ static void conn_close(conn_t *c) {
     if (c->next) {
         c->next->prev = c->prev;
     }
-    __atomic_sub_fetch(&d->nconns, 1, __ATOMIC_RELAXED);
+    h2c_seg_direct_count(d->env.seg, d->env.child_slot, -1, 0);
     c->dead = 1;
     c->q_next = d->dead;
     d->dead = c;
@@ -275,7 +275,7 @@ static int conn_start(h2c_direct_t *d, conn_t *c) {
         d->conns->prev = c;
     }
     d->conns = c;
-    __atomic_add_fetch(&d->nconns, 1, __ATOMIC_RELAXED);
+    h2c_seg_direct_count(d->env.seg, d->env.child_slot, 1, 0);
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = c;
     if (nghttp2_session_server_new2(&ngh, d->cbs, c, d->opt) != 0) {
@@ -697,9 +697,4 @@ void h2c_direct_stop(h2c_direct_t *d) {
     apr_thread_cond_broadcast(d->cond);
     apr_thread_mutex_unlock(d->lock);
     h2c_direct_ring(d);
-}
-
-void h2c_direct_counts(h2c_direct_t *d, uint32_t *conns, uint32_t *streams) {
-    *conns = __atomic_load_n(&d->nconns, __ATOMIC_RELAXED);
-    *streams = __atomic_load_n(&d->nstreams, __ATOMIC_RELAXED);
 }

@@ -78,7 +78,7 @@ void h2c_direct_wake(h2c_direct_t *d);
 /* From any thread: ask the loop to end (h2c_direct_run returns). */
 void h2c_direct_stop(h2c_direct_t *d);
 
-/* Connections and held streams the loop has now (server-status). */
-void h2c_direct_counts(h2c_direct_t *d, uint32_t *conns, uint32_t *streams);
+/* The loop's connections and held streams are counted in the segment's
+ * child table (h2c_seg_direct_totals), for server-status. */
 
 #endif /* H2C_DIRECT_H */

@@ -103,7 +103,6 @@ struct h2c_direct_t {
     job_t **jobs_in_tail;
     apr_thread_t *publisher;
     int stop;
-    uint32_t nconns, nstreams; /* atomics: read by server-status */
     int64_t now_us;
     uint64_t delivered; /* the ring's last id at the last delivery pass */
     char buf[H2C_DIRECT_COALESCE];

@@ -278,7 +278,7 @@ static void subscribe(strm_t *s, const char *args) {
     }
     s->kind = STRM_SUB;
     s->entered = 1;
-    __atomic_add_fetch(&d->nstreams, 1, __ATOMIC_RELAXED);
+    h2c_seg_direct_count(d->env.seg, d->env.child_slot, 0, 1);
     s->next = h2c_frame_start(&d->env.seg->ring, resume > 0, since, site->snapshot, &reset);
     if (reset) {
         sub_line(s, "reset", h2c_json_reset(d->scratch, h2c_ring_last_id(&d->env.seg->ring)));
@@ -559,7 +559,7 @@ void h2c_direct_strm_free(strm_t *s) {
     }
     if (s->entered) {
         h2c_seg_sub_leave(c->d->env.seg, c->d->env.child_slot);
-        __atomic_sub_fetch(&c->d->nstreams, 1, __ATOMIC_RELAXED);
+        h2c_seg_direct_count(c->d->env.seg, c->d->env.child_slot, 0, -1);
         h2c_direct_log(c->d, H2C_LOG_DEBUG, H2C_TAG_SUB_END,
                        "%s: subscriber ends after %" APR_UINT64_T_FMT
                        " messages (direct, client %s)",

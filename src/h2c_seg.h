@@ -55,8 +55,10 @@ typedef struct {
 } h2c_seg_shared_t;
 
 typedef struct {
-    uint32_t pid;  /* 0: free */
-    uint32_t held; /* subscribers held by that process now */
+    uint32_t pid;          /* 0: free */
+    uint32_t held;         /* subscribers held by that process now */
+    uint32_t direct_conns; /* H2ChatDirect: connections its loop serves */
+    uint32_t direct_held;  /* ... and of its held subscribers, those the loop's */
 } h2c_child_t;
 
 typedef struct {
@@ -89,6 +91,10 @@ uint32_t h2c_seg_child_count(const h2c_seg_t *seg);
 apr_status_t h2c_seg_sub_enter(h2c_seg_t *seg, uint32_t slot, uint32_t max);
 void h2c_seg_sub_leave(h2c_seg_t *seg, uint32_t slot);
 uint32_t h2c_seg_sub_total(const h2c_seg_t *seg);
+
+/* H2ChatDirect's share of a child's row (deltas), and the totals. */
+void h2c_seg_direct_count(h2c_seg_t *seg, uint32_t slot, int conns, int held);
+void h2c_seg_direct_totals(const h2c_seg_t *seg, uint32_t *conns, uint32_t *held);
 
 void h2c_seg_count_refusal(h2c_seg_t *seg, h2c_refusal_t why);
 uint64_t h2c_seg_refusals(const h2c_seg_t *seg, h2c_refusal_t why);

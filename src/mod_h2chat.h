@@ -102,7 +102,6 @@ void h2chat_wake_child_stopping(void);
 int h2chat_direct_process_connection(conn_rec *c);
 void h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s);
 void h2chat_direct_child_stopping(void);
-void h2chat_direct_counts(uint32_t *conns, uint32_t *streams);
 
 /* mod_h2chat_reply.c: a JSON body, a status and one tagged log line. */
 int h2chat_reply_error(request_rec *r, int status, h2c_refusal_t why, const char *tag,

@@ -300,10 +300,3 @@ void h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
 void h2chat_direct_child_stopping(void) {
     stop_threads();
 }
-
-void h2chat_direct_counts(uint32_t *conns, uint32_t *streams) {
-    *conns = *streams = 0;
-    if (direct.d) {
-        h2c_direct_counts(direct.d, conns, streams);
-    }
-}

@@ -53,6 +53,8 @@ def test_same_messages_on_both_paths(server):
     # the two h2c streams are the loop's, the others the handler's
     assert env.wait_until(lambda: direct_starts(server, mark) == 2, 5), \
         server.errlog_since(mark)
+    st = server.h2chat_status()
+    assert st['H2ChatDirectSubscribers'] == 2 and st['H2ChatDirectConnections'] >= 2, st
     assert subs[0].headers['content-type'] == 'application/x-ndjson; charset=utf-8'
     assert subs[1].headers['content-type'] == 'text/event-stream'
     assert subs[0].headers.get('x-h2chat-heartbeat') == '2'
@@ -74,6 +76,7 @@ def test_same_messages_on_both_paths(server):
     strip = lambda b: re.sub(rb': heartbeat\n\n', b'', b)
     assert strip(subs[1].body) == strip(subs[3].body)
     assert server.wait_subscribers(0, timeout=10) == 0
+    assert server.h2chat_status()['H2ChatDirectSubscribers'] == 0
 
 
 def test_errors(server):
