@@ -5,6 +5,7 @@
  * The work is in src/: mod_h2chat_*.c talk to httpd, h2c_*.c do not. */
 #include <httpd.h>
 #include <http_config.h>
+#include <http_connection.h>
 #include <http_protocol.h>
 #include <http_request.h>
 #include <mod_status.h>
@@ -31,12 +32,17 @@ static int h2chat_handler(request_rec *r) {
     }
 }
 
+static const char *const direct_after[] = {"mod_ssl.c", "mod_reqtimeout.c", NULL};
+
 static void h2chat_register_hooks(apr_pool_t *p) {
     (void)p;
     ap_hook_pre_config(h2chat_shm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(h2chat_shm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(h2chat_shm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(h2chat_shm_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+    /* H2ChatDirect: before mod_http2 (APR_HOOK_LAST) looks at the preface */
+    ap_hook_process_connection(h2chat_direct_process_connection, direct_after, NULL,
+                               APR_HOOK_MIDDLE);
     /* before mod_dir/default handler: the location is ours, whatever file
      * may or may not exist there */
     ap_hook_handler(h2chat_handler, NULL, NULL, APR_HOOK_FIRST);

@@ -23,8 +23,10 @@
 #   P99_MAX_MS  p99 bound for "keeps up"                    1000
 #   H2LOAD_N    h2load requests (-c 10 -m 10)               20000 / 2000
 #   H2LOAD_REPS h2load runs per server (report: the median) 3 / 1
-#   SERVERS     which servers      "h2chat h2chat-redis seed nchan"
-#               (h2chat-redis: the same Apache with H2ChatStore redis and a
+#   SERVERS     which servers      "h2chat-direct h2chat h2chat-redis seed nchan"
+#               (h2chat-direct: the same Apache with H2ChatDirect /msgs, the
+#               h2c connections served by the module's own HTTP/2 loop;
+#               h2chat-redis: the same Apache with H2ChatStore redis and a
 #               redis-server started and stopped with it; seed and nchan are
 #               skipped, with a note, when PEERS is missing)
 #   PHASES      which parts            "ladder sustained h2load profile"
@@ -84,10 +86,10 @@ RATE=${RATE:-10}
 P99_MAX_MS=${P99_MAX_MS:-1000}
 QUIET_MAX=${QUIET_MAX:-15}
 quiet_budget=${QUIET_BUDGET:-3600}
-SERVERS=${SERVERS:-"h2chat h2chat-redis seed nchan"}
+SERVERS=${SERVERS:-"h2chat-direct h2chat h2chat-redis seed nchan"}
 for name in $SERVERS; do
-    case $name in h2chat | h2chat-redis | seed | nchan) ;;
-    *) echo "unknown server in SERVERS: $name (h2chat h2chat-redis seed nchan)" >&2; exit 2 ;;
+    case $name in h2chat | h2chat-redis | h2chat-direct | seed | nchan) ;;
+    *) echo "unknown server in SERVERS: $name (h2chat h2chat-redis h2chat-direct seed nchan)" >&2; exit 2 ;;
     esac
 done
 # The peers live outside the repository (a fresh clone has none of them):
@@ -284,7 +286,7 @@ stop_redis() {
 starting_pid() { # a daemon whose start was cut short (Ctrl-C) before cur_pid was set
     local f p
     case $cur_name in
-    h2chat | h2chat-redis) f=$run/apache/httpd.pid ;;
+    h2chat | h2chat-redis | h2chat-direct) f=$run/apache/httpd.pid ;;
     nchan) f=$run/nchan/nginx.pid ;;
     *) return 0 ;;
     esac
@@ -326,14 +328,14 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT TERM HUP
 
-is_h2chat() { [ "$1" = h2chat ] || [ "$1" = h2chat-redis ]; }
+is_h2chat() { [ "$1" = h2chat ] || [ "$1" = h2chat-redis ] || [ "$1" = h2chat-direct ]; }
 mod_tag() { is_h2chat "$1" && echo "$module_sha" || echo "-"; }
 server_port() {
-    case $1 in h2chat | h2chat-redis) echo "$PORT" ;; seed) echo "$SEED_PORT" ;;
+    case $1 in h2chat | h2chat-redis | h2chat-direct) echo "$PORT" ;; seed) echo "$SEED_PORT" ;;
     nchan) echo "$NCHAN_PORT" ;; esac
 }
 server_label() {
-    case $1 in h2chat) echo mod_h2chat ;; h2chat-redis) echo mod_h2chat-redis ;;
+    case $1 in h2chat) echo mod_h2chat ;; h2chat-redis) echo mod_h2chat-redis ;; h2chat-direct) echo mod_h2chat-direct ;;
     seed) echo seed-node ;; nchan) echo nchan ;; esac
 }
 status_field() { # NAME: a field of Apache's server-status?auto
@@ -350,8 +352,11 @@ threads=$(( (size_n * 12 / 10 + children - 1) / children + 32 ))
 maxworkers=$((children * threads))
 maxsubs=$((size_n * 11 / 10 + 10))
 
-start_h2chat() { # [-DBENCH_REDIS]
-    local r="$run/apache" i key="-"
+start_h2chat() { # [-DBENCH_REDIS | -DBENCH_DIRECT]
+    local r="$run/apache" i key="-" ch=$children th=$threads
+    # H2ChatDirect: held streams take no MPM thread and no h2 worker; the
+    # MPM keeps a small pool for what else comes (the publisher, status)
+    [ "${1:-}" = -DBENCH_DIRECT ] && ch=2 && th=64
     [ "${COALESCE:-auto}" = off ] && set -- "$@" -DBENCH_COALESCE_OFF
     mkdir -p "$r/htdocs"
     printf 'hello, h2load\n' > "$r/htdocs/tiny.txt"
@@ -359,8 +364,8 @@ start_h2chat() { # [-DBENCH_REDIS]
     # history start over, as with a fresh shared-memory segment
     [ "${1:-}" = -DBENCH_REDIS ] && key="h2chat-bench-$$-$redis_starts"
     sed -e "s|@ROOT@|$root|g" -e "s|@RUN@|$r|g" -e "s|@PORT@|$PORT|g" \
-        -e "s|@TLS_PORT@|$((PORT + 10))|g" -e "s|@CHILDREN@|$children|g" \
-        -e "s|@THREADS@|$threads|g" -e "s|@MAXWORKERS@|$maxworkers|g" \
+        -e "s|@TLS_PORT@|$((PORT + 10))|g" -e "s|@CHILDREN@|$ch|g" \
+        -e "s|@THREADS@|$th|g" -e "s|@MAXWORKERS@|$((ch * th))|g" \
         -e "s|@MAXSUBS@|$maxsubs|g" -e "s|@REDIS_PORT@|$REDIS_PORT|g" \
         -e "s|@REDIS_KEY@|$key|g" bench/httpd.conf.in > "$r/httpd.conf"
     # www-data must reach the module and the document root
@@ -376,7 +381,7 @@ start_h2chat() { # [-DBENCH_REDIS]
     cur_pid=$(cat "$r/httpd.pid")
     # all children up with all their threads
     for ((i = 0; i < 300; i++)); do
-        [ "$(tree_threads "$cur_pid")" -ge $((children * threads)) ] && break
+        [ "$(tree_threads "$cur_pid")" -ge $((ch * th)) ] && break
         sleep 0.1
     done
 }
@@ -404,6 +409,9 @@ start_redis() {
     log "redis-server did not answer on $REDIS_PORT (see $r/redis.log)"
     stop_redis
     return 1
+}
+start_h2chat-direct() {
+    start_h2chat -DBENCH_DIRECT
 }
 start_h2chat-redis() {
     local i
@@ -458,7 +466,7 @@ start_server() { # NAME
 
 client_args() { # NAME -> the subscriber/publisher options for that server
     case $1 in
-    h2chat | h2chat-redis) echo "--url http://127.0.0.1:$PORT/msgs --proto h2c" ;;
+    h2chat | h2chat-redis | h2chat-direct) echo "--url http://127.0.0.1:$PORT/msgs --proto h2c" ;;
     seed) echo "--url http://127.0.0.1:$SEED_PORT/msgs --proto h2c" ;;
     nchan) echo "--url http://127.0.0.1:$NCHAN_PORT/msgs --proto h2c --sse" ;;
     esac

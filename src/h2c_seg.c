@@ -143,6 +143,12 @@ static int pid_gone(uint32_t pid) {
     return pid_zombie(pid);
 }
 
+static void clear_counts(h2c_child_t *row) {
+    __atomic_store_n(&row->held, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&row->direct_conns, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&row->direct_held, 0, __ATOMIC_RELEASE);
+}
+
 /* Frees the rows of children that died without leaving (kill -9, crash):
  * their held streams are gone with them. Returns how many. */
 static uint32_t reclaim_dead(h2c_seg_t *seg) {
@@ -153,7 +159,7 @@ static uint32_t reclaim_dead(h2c_seg_t *seg) {
         if (pid_gone(old) &&
             __atomic_compare_exchange_n(&seg->children[i].pid, &old, 0, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            __atomic_store_n(&seg->children[i].held, 0, __ATOMIC_RELEASE);
+            clear_counts(&seg->children[i]);
             freed++;
         }
     }
@@ -168,7 +174,7 @@ apr_status_t h2c_seg_child_claim(h2c_seg_t *seg, uint32_t pid, uint32_t *slot) {
         old = 0;
         if (__atomic_compare_exchange_n(&seg->children[i].pid, &old, pid, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            __atomic_store_n(&seg->children[i].held, 0, __ATOMIC_RELEASE);
+            clear_counts(&seg->children[i]);
             *slot = i;
             return APR_SUCCESS;
         }
@@ -177,7 +183,7 @@ apr_status_t h2c_seg_child_claim(h2c_seg_t *seg, uint32_t pid, uint32_t *slot) {
 }
 
 void h2c_seg_child_release(h2c_seg_t *seg, uint32_t slot) {
-    __atomic_store_n(&seg->children[slot].held, 0, __ATOMIC_RELEASE);
+    clear_counts(&seg->children[slot]);
     __atomic_store_n(&seg->children[slot].pid, 0, __ATOMIC_RELEASE);
 }
 
@@ -212,6 +218,23 @@ apr_status_t h2c_seg_sub_enter(h2c_seg_t *seg, uint32_t slot, uint32_t max) {
 
 void h2c_seg_sub_leave(h2c_seg_t *seg, uint32_t slot) {
     __atomic_sub_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
+}
+
+void h2c_seg_direct_count(h2c_seg_t *seg, uint32_t slot, int conns, int held) {
+    __atomic_add_fetch(&seg->children[slot].direct_conns, (uint32_t)conns, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&seg->children[slot].direct_held, (uint32_t)held, __ATOMIC_RELAXED);
+}
+
+void h2c_seg_direct_totals(const h2c_seg_t *seg, uint32_t *conns, uint32_t *held) {
+    uint32_t i;
+
+    *conns = *held = 0;
+    for (i = 0; i < seg->hdr->nchildren; i++) {
+        if (__atomic_load_n(&seg->children[i].pid, __ATOMIC_ACQUIRE)) {
+            *conns += __atomic_load_n(&seg->children[i].direct_conns, __ATOMIC_RELAXED);
+            *held += __atomic_load_n(&seg->children[i].direct_held, __ATOMIC_RELAXED);
+        }
+    }
 }
 
 void h2c_seg_count_refusal(h2c_seg_t *seg, h2c_refusal_t why) {

@@ -20,7 +20,7 @@
 #include "h2c_ring.h"
 
 #define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
-#define H2C_SEG_VERSION 4u
+#define H2C_SEG_VERSION 5u
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -49,13 +49,16 @@ typedef struct {
     uint64_t redis_last_id;      /* last stream id the reader fed to the ring */
     uint32_t redis_up;           /* the reader's link: 1 up, 0 down */
     uint32_t stalled_dropped;    /* streams dropped: client stopped reading */
-    uint32_t pad;
+    uint32_t direct_seq;         /* bumped and woken on every commit, ungated:
+                                    H2ChatDirect loops wait on it */
     h2c_gate_t wake_gate; /* H2ChatCoalesce: the last wake-up, pending or not */
 } h2c_seg_shared_t;
 
 typedef struct {
-    uint32_t pid;  /* 0: free */
-    uint32_t held; /* subscribers held by that process now */
+    uint32_t pid;          /* 0: free */
+    uint32_t held;         /* subscribers held by that process now */
+    uint32_t direct_conns; /* H2ChatDirect: connections its loop serves */
+    uint32_t direct_held;  /* ... and of its held subscribers, those the loop's */
 } h2c_child_t;
 
 typedef struct {
@@ -88,6 +91,10 @@ uint32_t h2c_seg_child_count(const h2c_seg_t *seg);
 apr_status_t h2c_seg_sub_enter(h2c_seg_t *seg, uint32_t slot, uint32_t max);
 void h2c_seg_sub_leave(h2c_seg_t *seg, uint32_t slot);
 uint32_t h2c_seg_sub_total(const h2c_seg_t *seg);
+
+/* H2ChatDirect's share of a child's row (deltas), and the totals. */
+void h2c_seg_direct_count(h2c_seg_t *seg, uint32_t slot, int conns, int held);
+void h2c_seg_direct_totals(const h2c_seg_t *seg, uint32_t *conns, uint32_t *held);
 
 void h2c_seg_count_refusal(h2c_seg_t *seg, h2c_refusal_t why);
 uint64_t h2c_seg_refusals(const h2c_seg_t *seg, h2c_refusal_t why);

@@ -35,6 +35,11 @@ static apr_status_t shm_publish(h2c_store_t *store, const char *fields, apr_size
 }
 
 void h2c_store_wake(h2c_store_t *store) {
+    volatile uint32_t *direct = &h2c_seg_shared(store->seg)->direct_seq;
+
+    /* H2ChatDirect loops (one waiter per child) batch by themselves: no gate */
+    __atomic_add_fetch(direct, 1, __ATOMIC_RELEASE);
+    h2c_wait_wake_all(direct);
     if (store->wake) {
         store->wake(store->wake_ctx);
     } else {

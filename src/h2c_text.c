@@ -1,5 +1,6 @@
 /* h2c_text: see h2c_text.h. */
 #include <string.h>
+#include <strings.h>
 
 #include "h2c_text.h"
 
@@ -133,4 +134,11 @@ int h2c_text_parse_resume(const char *args, const char *last_event_id, uint64_t 
         return 0;
     }
     return parse_id_n(v, vlen, since) == APR_SUCCESS ? 1 : -1;
+}
+
+int h2c_text_is_json_type(const char *ctype) {
+    apr_size_t n = sizeof("application/json") - 1;
+
+    return ctype && !strncasecmp(ctype, "application/json", n) &&
+           (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
 }

@@ -31,4 +31,8 @@ apr_status_t h2c_text_parse_id(const char *s, uint64_t *id);
  * when the one that counts is not a valid id. */
 int h2c_text_parse_resume(const char *args, const char *last_event_id, uint64_t *since);
 
+/* 1 if a Content-Type is application/json (any case, parameters such as
+ * charset allowed), else 0. */
+int h2c_text_is_json_type(const char *ctype);
+
 #endif /* H2C_TEXT_H */

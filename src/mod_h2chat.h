@@ -44,6 +44,7 @@ typedef struct {
     int redis_db;
     const char *redis_key;
     int coalesce_ms; /* H2ChatCoalesce: -1 unset, -2 auto, 0 off */
+    const char *direct_path; /* H2ChatDirect: NULL unset, "" off */
 } h2chat_srv_conf_t;
 
 /* The process's view of the shared state. */
@@ -69,6 +70,7 @@ int h2chat_conf_history(server_rec *s);
 h2chat_sync_t h2chat_conf_journal_sync(server_rec *s);
 h2chat_store_kind_t h2chat_conf_store(server_rec *s);
 int64_t h2chat_conf_coalesce_us(server_rec *s); /* < 0 auto, 0 off */
+const char *h2chat_conf_direct_path(server_rec *s); /* NULL: off */
 int h2chat_conf_origin_allowed(const h2chat_dir_conf_t *dc, const char *origin);
 int h2chat_conf_largest_max_bytes(void);
 void h2chat_conf_reset(void);
@@ -95,6 +97,11 @@ void h2chat_redis_child_stopping(void);
 apr_status_t h2chat_wake_child_init(apr_pool_t *pchild, server_rec *s,
                                     h2c_store_t *store);
 void h2chat_wake_child_stopping(void);
+
+/* mod_h2chat_direct.c: H2ChatDirect, the module's own HTTP/2 loop. */
+int h2chat_direct_process_connection(conn_rec *c);
+void h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s);
+void h2chat_direct_child_stopping(void);
 
 /* mod_h2chat_reply.c: a JSON body, a status and one tagged log line. */
 int h2chat_reply_error(request_rec *r, int status, h2c_refusal_t why, const char *tag,

@@ -56,6 +56,7 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     sc->redis_host = sc->redis_key = NULL;
     sc->redis_port = sc->redis_db = 0;
     sc->coalesce_ms = -1;
+    sc->direct_path = NULL;
     return sc;
 }
 
@@ -68,6 +69,7 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
     sc->store = MERGE(store);
     sc->coalesce_ms = MERGE(coalesce_ms);
     sc->journal_path = add->journal_path ? add->journal_path : base->journal_path;
+    sc->direct_path = add->direct_path ? add->direct_path : base->direct_path;
     if (add->redis_host) {
         sc->redis_host = add->redis_host;
         sc->redis_port = add->redis_port;
@@ -223,6 +225,12 @@ int64_t h2chat_conf_coalesce_us(server_rec *s) {
     return sc->coalesce_ms >= 0 ? (int64_t)sc->coalesce_ms * 1000 : -1;
 }
 
+const char *h2chat_conf_direct_path(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return sc->direct_path && *sc->direct_path ? sc->direct_path : NULL;
+}
+
 static h2chat_srv_conf_t *srv_conf(cmd_parms *cmd) {
     return ap_get_module_config(cmd->server->module_config, &h2chat_module);
 }
@@ -257,6 +265,25 @@ static const char *set_coalesce(cmd_parms *cmd, void *dcv, const char *arg) {
         return NULL;
     }
     return parse_int(cmd, arg, 1, 10000, &srv_conf(cmd)->coalesce_ms);
+}
+
+/* H2ChatDirect off | <path>: per listener (virtual host). */
+static const char *set_direct(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "off")) {
+        srv_conf(cmd)->direct_path = "";
+        return NULL;
+    }
+    if (arg[0] != '/' || strchr(arg, '?')) {
+        return "H2ChatDirect: give the chat's path (e.g. /msgs) or off";
+    }
+    srv_conf(cmd)->direct_path = arg;
+    return NULL;
 }
 
 static const char *set_journal(cmd_parms *cmd, void *dcv, const char *arg) {
@@ -387,6 +414,9 @@ const command_rec h2chat_cmds[] = {
     AP_INIT_TAKE1("H2ChatCoalesce", set_coalesce, NULL, RSRC_CONF,
                   "off, auto or the least milliseconds between two wake-ups of the held "
                   "streams (default: auto)"),
+    AP_INIT_TAKE1("H2ChatDirect", set_direct, NULL, RSRC_CONF,
+                  "off or the chat's path: h2c (prior knowledge) connections to this "
+                  "server are served by the module's own HTTP/2 loop (default off)"),
     AP_INIT_TAKE1("H2ChatJournal", set_journal, NULL, RSRC_CONF,
                   "file that keeps the history across a full restart (default: none)"),
     AP_INIT_TAKE1("H2ChatJournalSync", set_journal_sync, NULL, RSRC_CONF,

@@ -5,14 +5,7 @@
 #include <http_protocol.h>
 
 #include "h2c_json.h"
-
-/* application/json, any case, parameters (charset) allowed. */
-static int is_json(const char *ctype) {
-    apr_size_t n = sizeof("application/json") - 1;
-
-    return ctype && !strncasecmp(ctype, "application/json", n) &&
-           (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
-}
+#include "h2c_text.h"
 
 /* Reads the whole body into buf (cap bytes). APR_SUCCESS with *len, or
  * APR_ENOSPC as soon as it is longer than cap: never reads further. */
@@ -96,7 +89,7 @@ int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc) {
         return h2chat_reply_error(r, HTTP_FORBIDDEN, H2C_REFUSED_ORIGIN, H2C_TAG_ORIGIN,
                                   "this Origin may not post here");
     }
-    if (!is_json(apr_table_get(r->headers_in, "Content-Type"))) {
+    if (!h2c_text_is_json_type(apr_table_get(r->headers_in, "Content-Type"))) {
         return h2chat_reply_error(r, HTTP_UNSUPPORTED_MEDIA_TYPE, H2C_REFUSED_MEDIA_TYPE,
                                   H2C_TAG_MEDIA_TYPE,
                                   "Content-Type must be application/json");

@@ -196,6 +196,7 @@ void h2chat_shm_child_init(apr_pool_t *pchild, server_rec *s) {
     state.stopping = 0;
     state.usable = 1;
     apr_pool_cleanup_register(pchild, NULL, child_exit, apr_pool_cleanup_null);
+    h2chat_direct_child_init(pchild, s);
 }
 
 void h2chat_shm_child_stopping(apr_pool_t *pchild, int graceful) {
@@ -208,6 +209,7 @@ void h2chat_shm_child_stopping(apr_pool_t *pchild, int graceful) {
     state.stopping = 1;
     h2chat_redis_child_stopping();
     h2chat_wake_child_stopping();
+    h2chat_direct_child_stopping();
     /* Bump the word so no waiter can sleep through this on an old value,
      * then wake them all: each sees `stopping` and ends its stream. Waiters
      * in other children wake, find nothing new and sleep again. */

@@ -45,6 +45,13 @@ static void status_auto(request_rec *r, h2chat_state_t *st) {
         ap_rprintf(r, "H2ChatRedisReader: %u\n",
                    __atomic_load_n(&sh->reader_pid, __ATOMIC_ACQUIRE));
     }
+    {
+        uint32_t conns, held;
+
+        h2c_seg_direct_totals(seg, &conns, &held);
+        ap_rprintf(r, "H2ChatDirectConnections: %u\nH2ChatDirectSubscribers: %u\n", conns,
+                   held);
+    }
     ap_rprintf(r, "H2ChatDroppedStalled: %u\n",
                __atomic_load_n(&h2c_seg_shared(seg)->stalled_dropped, __ATOMIC_RELAXED));
     for (i = 0; i < H2C_REFUSED_MAX; i++) {
@@ -56,7 +63,7 @@ static void status_auto(request_rec *r, h2chat_state_t *st) {
 
 static void status_html(request_rec *r, h2chat_state_t *st) {
     h2c_seg_t *seg = &st->seg;
-    uint32_t i;
+    uint32_t i, dconns, dheld;
     int k;
 
     ap_rputs("<hr />\n<h2>mod_h2chat</h2>\n<table border=\"1\">\n", r);
@@ -78,6 +85,11 @@ static void status_html(request_rec *r, h2chat_state_t *st) {
                    (apr_uint64_t)__atomic_load_n(&sh->redis_last_id, __ATOMIC_ACQUIRE),
                    __atomic_load_n(&sh->reader_pid, __ATOMIC_ACQUIRE));
     }
+    h2c_seg_direct_totals(seg, &dconns, &dheld);
+    ap_rprintf(r,
+               "<tr><th>H2ChatDirect</th><td>%u connections, %u of the held "
+               "subscribers</td></tr>\n",
+               dconns, dheld);
     ap_rprintf(r, "<tr><th>dropped: client stopped reading</th><td>%u</td></tr>\n",
                __atomic_load_n(&h2c_seg_shared(seg)->stalled_dropped, __ATOMIC_RELAXED));
     for (k = 0; k < H2C_REFUSED_MAX; k++) {

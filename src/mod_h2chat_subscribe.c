@@ -24,6 +24,7 @@
 #include <http_core.h>
 #include <http_protocol.h>
 
+#include "h2c_frame.h"
 #include "h2c_json.h"
 #include "h2c_sock.h"
 #include "h2c_text.h"
@@ -56,56 +57,46 @@ static int wants_sse(request_rec *r) {
 
 /* A protocol line that is not a message: NDJSON line or SSE event. */
 static void put_event(h2chat_sub_t *sub, const char *event, const char *json) {
-    if (sub->sse) {
-        apr_brigade_printf(sub->bb, NULL, NULL, "event: %s\ndata: %s\n\n", event, json);
-    } else {
-        apr_brigade_printf(sub->bb, NULL, NULL, "%s\n", json);
-    }
+    apr_size_t n = h2c_frame_event(sub->sse, event, json, NULL, 0);
+    char *buf = apr_palloc(sub->r->pool, n + 1);
+
+    h2c_frame_event(sub->sse, event, json, buf, n + 1);
+    apr_brigade_write(sub->bb, NULL, NULL, buf, n);
 }
 
 static void put_heartbeat(h2chat_sub_t *sub) {
-    if (sub->sse) {
-        apr_brigade_puts(sub->bb, NULL, NULL, ": heartbeat\n\n");
-    } else {
-        put_event(sub, "heartbeat",
-                  h2c_json_heartbeat(sub->r->pool, (int64_t)(apr_time_now() / 1000)));
-    }
+    put_event(sub, "heartbeat",
+              h2c_json_heartbeat(sub->r->pool, (int64_t)(apr_time_now() / 1000)));
 }
 
 /* Appends message `id`, framed, as one heap bucket: the ring's bytes are
  * copied once, straight into the bucket. */
 static apr_status_t put_message(h2chat_sub_t *sub, uint64_t id) {
     apr_bucket_alloc_t *ba = sub->r->connection->bucket_alloc;
-    char prefix[48], *buf;
-    apr_size_t plen = 0, tlen = sub->sse ? 2 : 1;
+    apr_size_t cap, n;
     uint32_t len;
+    char *buf;
     apr_status_t rv;
 
     if ((rv = h2c_ring_peek_len(sub->ring, id, &len)) != APR_SUCCESS) {
         return rv;
     }
-    if (sub->sse) {
-        plen = (apr_size_t)apr_snprintf(
-            prefix, sizeof(prefix),
-            "id: %" APR_UINT64_T_FMT "\ndata: ", (apr_uint64_t)id);
-    }
-    buf = apr_bucket_alloc(plen + len + tlen, ba);
-    memcpy(buf, prefix, plen);
-    rv = h2c_ring_read(sub->ring, id, buf + plen, len, &len, NULL);
+    /* the exact size: small ones come from the bucket allocator's free
+     * list, a rounded-up size would take a whole 8 KiB block each */
+    cap = h2c_frame_message_size(id, len, sub->sse);
+    buf = apr_bucket_alloc(cap, ba);
+    rv = h2c_frame_message(sub->ring, id, sub->sse, buf, cap, &n);
     if (rv != APR_SUCCESS) {
         apr_bucket_free(buf);
-        return rv == APR_ENOSPC ? APR_NOTFOUND : rv; /* overwritten meanwhile */
+        return rv == APR_ENOSPC ? APR_NOTFOUND : rv; /* rewritten meanwhile */
     }
-    memcpy(buf + plen + len, "\n\n", tlen);
-    APR_BRIGADE_INSERT_TAIL(
-        sub->bb, apr_bucket_heap_create(buf, plen + len + tlen, apr_bucket_free, ba));
+    APR_BRIGADE_INSERT_TAIL(sub->bb, apr_bucket_heap_create(buf, n, apr_bucket_free, ba));
     return APR_SUCCESS;
 }
 
 /* Messages sub->next .. last_id that left the ring: say so, skip them. */
 static void put_gap(h2chat_sub_t *sub) {
-    uint64_t first = h2c_ring_first_id(sub->ring);
-    uint64_t resume = first > sub->next ? first : sub->next + 1;
+    uint64_t resume = h2c_frame_skip(sub->ring, sub->next);
 
     put_event(sub, "gap",
               h2c_json_gap(sub->r->pool, resume - sub->next, sub->next, resume - 1));
@@ -237,23 +228,13 @@ static apr_status_t leave(void *data) {
     return APR_SUCCESS;
 }
 
-/* Where a new stream starts: after `since` when resuming, else the
- * snapshot. An id from the future (the server's ids restarted) gets a
- * reset line and the snapshot. */
+/* Where a new stream starts (see h2c_frame_start). */
 static void choose_start(h2chat_sub_t *sub, int resume, uint64_t since, int snapshot) {
-    uint64_t last = h2c_ring_last_id(sub->ring);
-    uint64_t first = h2c_ring_first_id(sub->ring);
+    int reset;
 
-    if (resume && since <= last) {
-        sub->next = since + 1; /* evicted ones become a gap line */
-        return;
-    }
-    if (resume) {
-        put_event(sub, "reset", h2c_json_reset(sub->r->pool, last));
-    }
-    sub->next = last + 1 > (uint64_t)snapshot ? last + 1 - (uint64_t)snapshot : 1;
-    if (sub->next < first) {
-        sub->next = first;
+    sub->next = h2c_frame_start(sub->ring, resume, since, (uint32_t)snapshot, &reset);
+    if (reset) {
+        put_event(sub, "reset", h2c_json_reset(sub->r->pool, h2c_ring_last_id(sub->ring)));
     }
 }
 

@@ -42,4 +42,9 @@
 #define H2C_TAG_DELIVER "H2C0022"
 #define H2C_TAG_STALLED "H2C0024" /* held stream dropped: client stopped reading */
 
+/* H2ChatDirect: the module's own HTTP/2 loop */
+#define H2C_TAG_DIRECT_PATH "H2C0025" /* 404: a path the direct listener does not serve */
+#define H2C_TAG_DIRECT_CONN "H2C0026" /* a connection could not be taken over */
+#define H2C_TAG_DIRECT_LOOP "H2C0027" /* the loop started / could not start */
+
 #endif /* MOD_H2CHAT_TAGS_H */

@@ -2,7 +2,7 @@
 # Installs the Debian packages a target needs, only those missing (fast when
 # all are there). Usage: tools/deps.sh build|test|run|bench|fuzz
 set -euo pipefail
-build="apache2 apache2-dev libjansson-dev libapr1-dev libaprutil1-dev libhiredis-dev gcc make"
+build="apache2 apache2-dev libjansson-dev libapr1-dev libaprutil1-dev libhiredis-dev libnghttp2-dev gcc make"
 test="$build python3 python3-pytest python3-h2 curl openssl chromium fonts-noto-color-emoji redis-server"
 run="$build openssl"
 fuzz="$build clang libclang-rt-14-dev"

@@ -1,0 +1,700 @@
+/* h2c_direct: the loop, its connections and the public calls (see
+ * h2c_direct.h; the requests are in h2c_direct_req.c). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+
+#include "h2c_direct_int.h"
+#include "mod_h2chat_tags.h"
+
+#define H2C_DIRECT_READ 16384
+#define H2C_DIRECT_READS 4        /* reads per event: a flooding client waits its turn */
+#define H2C_DIRECT_TICK_MS 1000   /* heartbeats, stuck streams, stalled and idle looks */
+#define H2C_DIRECT_LOOK_US 2000000 /* the send-queue look, as the handler's */
+#define H2C_DIRECT_MAX_STREAMS 100
+
+static int64_t mono_us(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t h2c_direct_wall_ms(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void h2c_direct_log(h2c_direct_t *d, h2c_log_level_t level, const char *tag, const char *fmt,
+                    ...) {
+    char msg[512];
+    va_list ap;
+
+    if (!d->env.log) {
+        return;
+    }
+    va_start(ap, fmt);
+    apr_vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    d->env.log(d->env.log_ctx, level, tag, msg);
+}
+
+void h2c_direct_ring(h2c_direct_t *d) {
+    uint64_t one = 1;
+    ssize_t n = write(d->evfd, &one, sizeof(one));
+
+    (void)n; /* EAGAIN: the counter is already non-zero, the loop will look */
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+/* Closes at once; the memory goes at the end of the pass (conn_reap),
+ * since events of this epoll batch may still point at it. */
+static void conn_close(conn_t *c) {
+    h2c_direct_t *d = c->d;
+
+    if (c->dead) {
+        return;
+    }
+    while (c->streams) {
+        h2c_direct_strm_free(c->streams);
+    }
+    nghttp2_session_del(c->ngh); /* calls no callback */
+    c->ngh = NULL;
+    epoll_ctl(d->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        d->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    h2c_seg_direct_count(d->env.seg, d->env.child_slot, -1, 0);
+    c->dead = 1;
+    c->q_next = d->dead;
+    d->dead = c;
+}
+
+static void conn_reap(h2c_direct_t *d) {
+    conn_t *c;
+
+    while ((c = d->dead)) {
+        d->dead = c->q_next;
+        free(c->pend);
+        free(c->pre);
+        free(c);
+    }
+}
+
+static void arm_out(conn_t *c, int on) {
+    struct epoll_event ev;
+
+    if (c->want_out == on) {
+        return;
+    }
+    ev.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0);
+    ev.data.ptr = c;
+    epoll_ctl(c->d->ep, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = on;
+}
+
+/* Writes what the socket takes; 1 if all of it, 0 if some waits, -1 on a
+ * dead connection. */
+static int write_some(conn_t *c, const char *data, apr_size_t len, apr_size_t *done) {
+    *done = 0;
+    while (*done < len) {
+        ssize_t w = write(c->fd, data + *done, len - *done);
+
+        if (w > 0) {
+            *done += (apr_size_t)w;
+            c->active = c->d->now_us;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return 0;
+        } else {
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* Keeps what the socket did not take: have - done bytes of the gathering
+ * buffer, then `extra`. */
+static void keep_rest(conn_t *c, apr_size_t have, apr_size_t done, const uint8_t *extra,
+                      apr_size_t elen) {
+    apr_size_t rest = have - done + elen;
+    char *p = malloc(rest ? rest : 1);
+
+    if (!p) {
+        c->closing = 1;
+        return;
+    }
+    memcpy(p, c->d->buf + done, have - done);
+    if (elen) {
+        memcpy(p + have - done, extra, elen);
+    }
+    free(c->pend);
+    c->pend = p;
+    c->pend_len = rest;
+    c->pend_off = 0;
+    arm_out(c, 1);
+}
+
+/* Sends what nghttp2 has, gathered into few writes. What the socket does
+ * not take waits in c->pend, and nothing more is made for this connection
+ * until it drained: the backlog of a slow reader stays one buffer. Once it
+ * drained, its streams catch up. */
+static void conn_send(conn_t *c) {
+    h2c_direct_t *d = c->d;
+    apr_size_t have = 0, done;
+    int r;
+
+    if (c->closing) {
+        return;
+    }
+    if (c->pend_off < c->pend_len) {
+        r = write_some(c, c->pend + c->pend_off, c->pend_len - c->pend_off, &done);
+        c->pend_off += done;
+        if (r <= 0) {
+            c->closing = r < 0;
+            arm_out(c, 1);
+            return;
+        }
+        c->pend_off = c->pend_len = 0;
+        h2c_direct_resume(c, 0);
+    }
+    for (;;) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(c->ngh, &data);
+
+        if (n < 0) {
+            c->closing = 1;
+            return;
+        }
+        /* frames are at most 16 KiB + 9 here (SETTINGS_MAX_FRAME_SIZE is
+         * nghttp2's default), so one always fits an empty buffer */
+        if (n > 0 && have + (apr_size_t)n <= sizeof(d->buf)) {
+            memcpy(d->buf + have, data, (size_t)n);
+            have += (apr_size_t)n;
+            continue;
+        }
+        r = write_some(c, d->buf, have, &done);
+        if (r < 0) {
+            c->closing = 1;
+            return;
+        }
+        if (r == 0) {
+            keep_rest(c, have, done, data, n > 0 ? (apr_size_t)n : 0);
+            return;
+        }
+        if (n == 0) {
+            break;
+        }
+        memcpy(d->buf, data, (size_t)n); /* the chunk that did not fit */
+        have = (apr_size_t)n;
+    }
+    arm_out(c, 0);
+    if (!nghttp2_session_want_read(c->ngh) && !nghttp2_session_want_write(c->ngh)) {
+        c->closing = 1;
+    }
+}
+
+static void conn_recv(conn_t *c) {
+    uint8_t buf[H2C_DIRECT_READ];
+    int i;
+
+    for (i = 0; i < H2C_DIRECT_READS; i++) {
+        ssize_t n = read(c->fd, buf, sizeof(buf));
+
+        if (n > 0) {
+            c->active = c->d->now_us;
+            if (nghttp2_session_mem_recv(c->ngh, buf, (size_t)n) < 0) {
+                c->closing = 1;
+                return;
+            }
+            if ((size_t)n < sizeof(buf)) {
+                return;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        c->closing = 1; /* EOF or error: the client is gone */
+        return;
+    }
+}
+
+/* Streams waiting for messages take them now. all: also the ones whose
+ * only news is that they end. */
+void h2c_direct_resume(conn_t *c, int all) {
+    uint64_t last = h2c_ring_last_id(&c->d->env.seg->ring);
+    strm_t *s;
+
+    for (s = c->streams; s; s = s->lnext) {
+        if (s->kind == STRM_SUB && s->deferred &&
+            (all || s->ending || s->next <= last || s->out_off < s->out_len)) {
+            s->deferred = 0;
+            nghttp2_session_resume_data(c->ngh, s->id); /* calls nothing back */
+        }
+    }
+}
+
+/* 0 if the connection could not be set up (it is closed then). */
+static int conn_start(h2c_direct_t *d, conn_t *c) {
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2C_DIRECT_MAX_STREAMS},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 16384},
+    };
+    nghttp2_session *ngh = NULL;
+    struct epoll_event ev;
+    const char *why = NULL;
+
+    c->d = d;
+    c->active = d->now_us;
+    c->check_due = d->now_us + H2C_DIRECT_LOOK_US;
+    c->next = d->conns;
+    if (d->conns) {
+        d->conns->prev = c;
+    }
+    d->conns = c;
+    h2c_seg_direct_count(d->env.seg, d->env.child_slot, 1, 0);
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = c;
+    if (nghttp2_session_server_new2(&ngh, d->cbs, c, d->opt) != 0) {
+        why = "no memory for an HTTP/2 session";
+    } else if (c->ngh = ngh, epoll_ctl(d->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+        why = strerror(errno);
+    }
+    if (why) {
+        h2c_direct_log(d, H2C_LOG_ERR, H2C_TAG_DIRECT_CONN,
+                       "%s: connection from %s could not be taken: %s", H2C_TAG_DIRECT_CONN,
+                       c->peer, why);
+        conn_close(c);
+        return 0;
+    }
+    nghttp2_submit_settings(c->ngh, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    if (nghttp2_session_mem_recv(c->ngh, (const uint8_t *)c->pre, c->prelen) < 0) {
+        c->closing = 1;
+    }
+    free(c->pre);
+    c->pre = NULL;
+    if (!c->closing) {
+        conn_recv(c);
+    }
+    return 1;
+}
+
+/* Ends the connection politely: held streams end (their clients resume
+ * elsewhere with Last-Event-ID), GOAWAY, what the socket takes now, FIN.
+ * What the client sent meanwhile is read away so close() sends no RST
+ * that would overtake the last frames. */
+static void conn_finish(conn_t *c) {
+    char sink[4096];
+    strm_t *s;
+    int i;
+
+    if (c->ngh && !c->closing) {
+        for (s = c->streams; s; s = s->lnext) {
+            if (s->kind == STRM_SUB) {
+                s->ending = 1;
+            }
+        }
+        h2c_direct_resume(c, 1);
+        nghttp2_submit_goaway(c->ngh, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->ngh),
+                              NGHTTP2_NO_ERROR, NULL, 0);
+        conn_send(c);
+    }
+    shutdown(c->fd, SHUT_WR);
+    for (i = 0; i < 16 && read(c->fd, sink, sizeof(sink)) > 0; i++) {
+    }
+    conn_close(c);
+}
+
+/* A stream with something to send that moved nothing for `timeout` (the
+ * client's window keeps it back), or a request that never completes: it
+ * holds a subscriber slot and memory, so it is reset. */
+static int stream_stuck(conn_t *c, strm_t *s) {
+    h2c_direct_t *d = c->d;
+
+    /* a connection whose socket is full is the send-queue look's business:
+     * a slow reader that still takes bytes is left alone */
+    if (!h2c_direct_has_pending(s) || c->pend_off < c->pend_len) {
+        s->pending_since = 0;
+        return 0;
+    }
+    if (!s->pending_since) {
+        s->pending_since = d->now_us;
+    }
+    return d->now_us - (s->progress > s->pending_since ? s->progress : s->pending_since) >
+           c->site->timeout_us;
+}
+
+static void drop_stalled(conn_t *c, uint32_t queued) {
+    h2c_direct_t *d = c->d;
+
+    __atomic_add_fetch(&h2c_seg_shared(d->env.seg)->stalled_dropped, 1, __ATOMIC_RELAXED);
+    h2c_direct_log(d, H2C_LOG_INFO, H2C_TAG_STALLED,
+                   "%s: connection dropped: client %s acknowledged nothing for %" APR_INT64_T_FMT
+                   " s with %u bytes waiting (direct)",
+                   H2C_TAG_STALLED, c->peer, (d->now_us - c->stall.since) / 1000000, queued);
+    conn_close(c);
+}
+
+/* Once a second per connection: heartbeats due, stuck streams; every 2 s a
+ * look at the send queue (a reader that stopped) and at idleness. */
+static void conn_tick(conn_t *c) {
+    h2c_direct_t *d = c->d;
+    strm_t *s, *nx;
+    uint32_t queued;
+    uint64_t acked;
+
+    for (s = c->streams; s; s = nx) {
+        nx = s->lnext;
+        if (stream_stuck(c, s)) {
+            __atomic_add_fetch(&h2c_seg_shared(d->env.seg)->stalled_dropped, 1,
+                               __ATOMIC_RELAXED);
+            h2c_direct_log(d, H2C_LOG_INFO, H2C_TAG_STALLED,
+                           "%s: stream %d of client %s reset: nothing of it moved for "
+                           "%" APR_INT64_T_FMT " s (direct)",
+                           H2C_TAG_STALLED, s->id, c->peer, c->site->timeout_us / 1000000);
+            s->pending_since = 0;
+            s->progress = d->now_us; /* once: the reset goes out now */
+            nghttp2_submit_rst_stream(c->ngh, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+        } else if (s->kind == STRM_SUB && s->deferred && d->now_us >= s->heartbeat_due) {
+            h2c_direct_heartbeat(s);
+            s->deferred = 0;
+            nghttp2_session_resume_data(c->ngh, s->id);
+        }
+    }
+    if (d->now_us >= c->check_due) {
+        c->check_due = d->now_us + H2C_DIRECT_LOOK_US;
+        if (h2c_sock_queue(c->fd, &queued, &acked) == 0 &&
+            h2c_stall_update(&c->stall, queued, acked, d->now_us, c->site->timeout_us)) {
+            drop_stalled(c, queued);
+            return;
+        }
+        if (!c->streams && d->now_us - c->active > c->site->timeout_us) {
+            conn_finish(c); /* idle, nothing held: as KeepAliveTimeout */
+            return;
+        }
+    }
+    conn_send(c);
+    if (c->closing) {
+        conn_close(c);
+    }
+}
+
+static void tick(h2c_direct_t *d) {
+    conn_t *c, *nx;
+
+    for (c = d->conns; c; c = nx) {
+        nx = c->next;
+        conn_tick(c);
+    }
+}
+
+static void take_queue(h2c_direct_t *d) {
+    conn_t *q, *c;
+
+    apr_thread_mutex_lock(d->lock);
+    q = d->queue;
+    d->queue = NULL;
+    apr_thread_mutex_unlock(d->lock);
+    while ((c = q)) {
+        q = c->q_next;
+        c->q_next = NULL;
+        if (conn_start(d, c)) {
+            conn_send(c);
+            if (c->closing) {
+                conn_close(c);
+            }
+        }
+    }
+}
+
+/* Answers for the publishes the publisher thread finished. */
+static void take_published(h2c_direct_t *d) {
+    job_t *done, *job;
+
+    apr_thread_mutex_lock(d->lock);
+    done = d->jobs_out;
+    d->jobs_out = NULL;
+    apr_thread_mutex_unlock(d->lock);
+    while ((job = done)) {
+        conn_t *c = job->s ? job->s->c : NULL;
+
+        done = job->next;
+        h2c_direct_published(job);
+        if (c) {
+            conn_send(c);
+            if (c->closing) {
+                conn_close(c);
+            }
+        }
+    }
+}
+
+/* A pass over every connection, only when the ring has news: the bell
+ * also rings for new connections and finished publishes. */
+static void deliver(h2c_direct_t *d) {
+    uint64_t last = h2c_ring_last_id(&d->env.seg->ring);
+    conn_t *c, *nx;
+
+    if (last == d->delivered) {
+        return;
+    }
+    d->delivered = last;
+    for (c = d->conns; c; c = nx) {
+        nx = c->next;
+        if (c->pend_off < c->pend_len) {
+            continue; /* still draining: its streams catch up when it has */
+        }
+        h2c_direct_resume(c, 0);
+        conn_send(c);
+        if (c->closing) {
+            conn_close(c);
+        }
+    }
+}
+
+static int on_bell(h2c_direct_t *d) {
+    uint64_t v;
+    ssize_t r = read(d->evfd, &v, sizeof(v));
+    int stop;
+
+    (void)r;
+    apr_thread_mutex_lock(d->lock);
+    stop = d->stop;
+    apr_thread_mutex_unlock(d->lock);
+    take_queue(d);
+    take_published(d);
+    deliver(d);
+    return stop;
+}
+
+static void on_event(conn_t *c, uint32_t events) {
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        conn_recv(c);
+    }
+    conn_send(c);
+    if (c->closing) {
+        conn_close(c);
+    }
+}
+
+void h2c_direct_run(h2c_direct_t *d) {
+    struct epoll_event evs[256];
+    int64_t tick_due = mono_us() + H2C_DIRECT_TICK_MS * 1000;
+    int stop = 0, i, n;
+
+    while (!stop) {
+        n = epoll_wait(d->ep, evs, 256, H2C_DIRECT_TICK_MS);
+        d->now_us = mono_us();
+        apr_pool_clear(d->scratch);
+        for (i = 0; i < n; i++) {
+            conn_t *c = evs[i].data.ptr;
+
+            if (!c) {
+                stop = on_bell(d);
+            } else if (!c->dead) {
+                on_event(c, evs[i].events);
+            }
+        }
+        if (d->now_us >= tick_due) {
+            tick_due = d->now_us + H2C_DIRECT_TICK_MS * 1000;
+            tick(d);
+        }
+        conn_reap(d);
+    }
+    while (d->conns) {
+        conn_finish(d->conns);
+    }
+    take_queue(d); /* handed over while stopping: closed at once */
+    while (d->conns) {
+        conn_close(d->conns);
+    }
+    conn_reap(d);
+}
+
+/* ---- the publisher thread --------------------------------------------- */
+
+static void *APR_THREAD_FUNC publisher_main(apr_thread_t *thd, void *data) {
+    h2c_direct_t *d = data;
+    job_t *job;
+
+    (void)thd;
+    apr_thread_mutex_lock(d->lock);
+    for (;;) {
+        while (!d->jobs_in && !d->stop) {
+            apr_thread_cond_wait(d->cond, d->lock);
+        }
+        if (!d->jobs_in) {
+            break; /* stopping, nothing left */
+        }
+        job = d->jobs_in;
+        d->jobs_in = job->next;
+        if (!d->jobs_in) {
+            d->jobs_in_tail = &d->jobs_in;
+        }
+        apr_thread_mutex_unlock(d->lock);
+        job->rv = h2c_store_publish(d->env.store, job->fields, job->flen, &job->id,
+                                    &job->time_ms);
+        apr_thread_mutex_lock(d->lock);
+        job->next = d->jobs_out;
+        d->jobs_out = job;
+        h2c_direct_ring(d);
+    }
+    apr_thread_mutex_unlock(d->lock);
+    return NULL;
+}
+
+/* ---- the public calls ------------------------------------------------- */
+
+static void free_jobs(job_t *job) {
+    while (job) {
+        job_t *next = job->next;
+
+        free(job->fields);
+        free(job);
+        job = next;
+    }
+}
+
+static apr_status_t direct_cleanup(void *data) {
+    h2c_direct_t *d = data;
+    apr_status_t rv;
+    conn_t *c;
+
+    h2c_direct_stop(d);
+    if (d->publisher) {
+        apr_thread_join(&rv, d->publisher);
+        d->publisher = NULL;
+    }
+    while ((c = d->queue)) {
+        d->queue = c->q_next;
+        close(c->fd);
+        free(c->pre);
+        free(c);
+    }
+    free_jobs(d->jobs_in);
+    free_jobs(d->jobs_out);
+    nghttp2_session_callbacks_del(d->cbs);
+    nghttp2_option_del(d->opt);
+    close(d->ep);
+    close(d->evfd);
+    return APR_SUCCESS;
+}
+
+apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p, const h2c_direct_env_t *env) {
+    h2c_direct_t *d = apr_pcalloc(p, sizeof(*d));
+    struct epoll_event ev;
+    apr_status_t rv;
+
+    d->env = *env;
+    d->pool = p;
+    d->jobs_in_tail = &d->jobs_in;
+    d->ep = epoll_create1(EPOLL_CLOEXEC);
+    d->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (d->ep < 0 || d->evfd < 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+        if (d->ep >= 0) {
+            close(d->ep);
+        }
+        if (d->evfd >= 0) {
+            close(d->evfd);
+        }
+        return rv;
+    }
+    ev.events = EPOLLIN;
+    ev.data.ptr = NULL;
+    if (epoll_ctl(d->ep, EPOLL_CTL_ADD, d->evfd, &ev) != 0 ||
+        nghttp2_session_callbacks_new(&d->cbs) != 0 || nghttp2_option_new(&d->opt) != 0) {
+        rv = errno ? APR_FROM_OS_ERROR(errno) : APR_ENOMEM;
+        nghttp2_session_callbacks_del(d->cbs);
+        close(d->ep);
+        close(d->evfd);
+        return rv;
+    }
+    h2c_direct_callbacks(d->cbs);
+    if ((rv = apr_thread_mutex_create(&d->lock, APR_THREAD_MUTEX_DEFAULT, p)) != APR_SUCCESS ||
+        (rv = apr_thread_cond_create(&d->cond, p)) != APR_SUCCESS ||
+        (rv = apr_pool_create(&d->scratch, p)) != APR_SUCCESS) {
+        nghttp2_session_callbacks_del(d->cbs);
+        nghttp2_option_del(d->opt);
+        close(d->ep);
+        close(d->evfd);
+        return rv;
+    }
+    apr_pool_cleanup_register(p, d, direct_cleanup, apr_pool_cleanup_null);
+    if ((rv = apr_thread_create(&d->publisher, NULL, publisher_main, d, p)) != APR_SUCCESS) {
+        return rv; /* the cleanup frees the rest with the pool */
+    }
+    d->now_us = mono_us();
+    d->delivered = h2c_ring_last_id(&env->seg->ring);
+    *dp = d;
+    return APR_SUCCESS;
+}
+
+apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
+                            const h2c_direct_site_t *site, const char *pre,
+                            apr_size_t prelen) {
+    conn_t *c = calloc(1, sizeof(*c));
+    int stopped;
+
+    if (!c || !(c->pre = malloc(prelen ? prelen : 1))) {
+        free(c);
+        close(fd);
+        return APR_ENOMEM;
+    }
+    c->fd = fd;
+    c->site = site;
+    apr_cpystrn(c->peer, peer ? peer : "-", sizeof(c->peer));
+    memcpy(c->pre, pre, prelen);
+    c->prelen = prelen;
+    apr_thread_mutex_lock(d->lock);
+    stopped = d->stop;
+    if (!stopped) {
+        c->q_next = d->queue;
+        d->queue = c;
+    }
+    apr_thread_mutex_unlock(d->lock);
+    if (stopped) {
+        close(fd);
+        free(c->pre);
+        free(c);
+        return APR_EOF;
+    }
+    h2c_direct_ring(d);
+    return APR_SUCCESS;
+}
+
+void h2c_direct_wake(h2c_direct_t *d) {
+    h2c_direct_ring(d);
+}
+
+void h2c_direct_stop(h2c_direct_t *d) {
+    apr_thread_mutex_lock(d->lock);
+    d->stop = 1;
+    apr_thread_cond_broadcast(d->cond);
+    apr_thread_mutex_unlock(d->lock);
+    h2c_direct_ring(d);
+}

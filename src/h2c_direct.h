@@ -1,0 +1,84 @@
+/* h2c_direct: the module's own HTTP/2 loop for a chat listener (pure unit,
+ * no httpd headers; libnghttp2, the library mod_http2 is built on).
+ *
+ * Why: through mod_http2 every held stream keeps an h2 worker thread and
+ * its connection's MPM thread, and each delivery is handed from one to the
+ * other through a pipe: ~40-60 µs and ~140 KiB per subscriber, 2 threads
+ * (bench/RESULTS.md). Here one thread per child serves every connection it
+ * is given from one epoll loop, as nchan does inside nginx: a delivery is
+ * a ring read, a DATA frame and one write per connection; no thread per
+ * stream, no hand-over.
+ *
+ * The glue gives it connections that start with the h2c preface on a
+ * listener with `H2ChatDirect`; it answers the chat's GET (held stream)
+ * and POST (publish) with the same bytes, statuses, limits and counters as
+ * the handler, anything else 404. Slow readers never block the loop: a
+ * connection's unsent bytes wait in one buffer while the others go on, and
+ * its streams stop taking messages until it drains (the ring's gap lines
+ * cover what it missed); one that acknowledges nothing for `timeout_us` is
+ * dropped, as with the handler (H2C0024). */
+#ifndef H2C_DIRECT_H
+#define H2C_DIRECT_H
+
+#include <apr_errno.h>
+#include <apr_pools.h>
+#include <stdint.h>
+
+#include "h2c_seg.h"
+#include "h2c_store.h"
+
+typedef struct h2c_direct_t h2c_direct_t;
+
+typedef enum { H2C_LOG_ERR, H2C_LOG_WARN, H2C_LOG_INFO, H2C_LOG_DEBUG } h2c_log_level_t;
+
+/* What one listener's chat looks like (from its <Location>): fixed for the
+ * life of the child, owned by the caller. */
+typedef struct {
+    const char *path; /* the only path served, e.g. "/msgs" */
+    uint32_t snapshot;
+    uint32_t max_bytes;        /* largest POST body */
+    int64_t heartbeat_us;      /* a heartbeat line after this long without bytes */
+    int64_t timeout_us;        /* Timeout: stalled readers, idle connections */
+    uint32_t rate_interval_ms; /* H2ChatRateLimit; 0: none */
+    uint32_t rate_burst;
+    /* H2ChatAllowOrigin: 1 if a POST with this Origin (may be NULL) may
+     * publish; NULL callback: any */
+    int (*origin_ok)(const void *ctx, const char *origin);
+    const void *origin_ctx;
+} h2c_direct_site_t;
+
+/* The process's side: fixed at create. */
+typedef struct {
+    h2c_seg_t *seg;
+    h2c_store_t *store;
+    uint32_t child_slot;
+    uint32_t max_subscribers;
+    /* one line for the error log; `tag` is one of mod_h2chat_tags.h */
+    void (*log)(void *ctx, h2c_log_level_t level, const char *tag, const char *msg);
+    void *log_ctx;
+} h2c_direct_env_t;
+
+/* Makes the loop's state (epoll, eventfd) in pool p; nothing runs yet. */
+apr_status_t h2c_direct_create(h2c_direct_t **d, apr_pool_t *p, const h2c_direct_env_t *env);
+
+/* The loop: serves until h2c_direct_stop, then ends every stream (their
+ * clients resume with Last-Event-ID), says GOAWAY, closes, and returns. */
+void h2c_direct_run(h2c_direct_t *d);
+
+/* From any thread. Takes fd (a connected, non-blocking TCP socket) and the
+ * bytes already read from it (`pre`, starting with the h2c preface). The
+ * loop owns fd from here on, also on failure. */
+apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
+                            const h2c_direct_site_t *site, const char *pre,
+                            apr_size_t prelen);
+
+/* From any thread: new messages are in the ring. */
+void h2c_direct_wake(h2c_direct_t *d);
+
+/* From any thread: ask the loop to end (h2c_direct_run returns). */
+void h2c_direct_stop(h2c_direct_t *d);
+
+/* The loop's connections and held streams are counted in the segment's
+ * child table (h2c_seg_direct_totals), for server-status. */
+
+#endif /* H2C_DIRECT_H */

@@ -1,0 +1,125 @@
+/* h2c_direct internals, shared by its two files: h2c_direct.c (the loop,
+ * connections, the public calls) and h2c_direct_req.c (requests: the
+ * nghttp2 callbacks, subscribers, publishes, replies). Not for other units. */
+#ifndef H2C_DIRECT_INT_H
+#define H2C_DIRECT_INT_H
+
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
+#include <nghttp2/nghttp2.h>
+
+#include "h2c_direct.h"
+#include "h2c_sock.h"
+
+#define H2C_DIRECT_COALESCE 65536 /* frames gathered into one write */
+
+typedef struct conn_t conn_t;
+typedef struct strm_t strm_t;
+typedef struct job_t job_t;
+
+typedef enum {
+    STRM_NEW,   /* the request is coming in */
+    STRM_WAIT,  /* a publish is with the publisher thread */
+    STRM_SUB,   /* a held stream */
+    STRM_REPLY, /* a complete answer is going out */
+} strm_kind_t;
+
+struct strm_t {
+    conn_t *c;
+    int32_t id;
+    strm_kind_t kind;
+    strm_t *lprev, *lnext; /* the connection's streams */
+    /* the request */
+    char *method, *path, *ctype, *accept, *last_event_id, *origin;
+    int head;     /* HEAD: headers only */
+    int64_t clen; /* -1: not given */
+    char *body;
+    uint32_t body_len, body_cap;
+    int body_over;
+    job_t *job; /* STRM_WAIT: the publish in flight */
+    /* a reply's body, or a subscriber's protocol lines and split messages */
+    char *out;
+    apr_size_t out_len, out_off;
+    /* a subscriber */
+    uint64_t next; /* next message id to send */
+    int sse;
+    int entered;  /* counted in the segment */
+    int deferred; /* nghttp2 waits for resume_data */
+    int ending;   /* send what is pending, then end the stream */
+    uint64_t sent;
+    int64_t heartbeat_due;
+    /* stuck streams: something to send that the client's window keeps back,
+     * or a request that never completes */
+    int64_t progress;      /* last time bytes of it moved */
+    int64_t pending_since; /* 0: nothing waiting (as of the last tick) */
+};
+
+struct conn_t {
+    h2c_direct_t *d;
+    int fd;
+    nghttp2_session *ngh;
+    const h2c_direct_site_t *site;
+    char peer[64];
+    strm_t *streams;
+    conn_t *prev, *next;
+    char *pend; /* bytes nghttp2 made that the socket did not take yet */
+    apr_size_t pend_len, pend_off;
+    int want_out; /* EPOLLOUT armed */
+    int closing;
+    int dead;       /* closed; freed at the end of the loop pass */
+    int64_t active; /* last byte in or out (idle connections) */
+    int64_t check_due;
+    h2c_stall_t stall;
+    conn_t *q_next; /* queued by h2c_direct_add; the dead list */
+    char *pre;
+    apr_size_t prelen;
+};
+
+/* A POST for the publisher thread, and its answer. */
+struct job_t {
+    strm_t *s; /* NULL once the stream is gone: the answer is dropped */
+    char *fields;
+    apr_size_t flen;
+    apr_status_t rv;
+    uint64_t id;
+    int64_t time_ms;
+    job_t *next;
+};
+
+struct h2c_direct_t {
+    h2c_direct_env_t env;
+    apr_pool_t *pool;
+    apr_pool_t *scratch; /* cleared every loop pass */
+    int ep, evfd;
+    nghttp2_session_callbacks *cbs;
+    nghttp2_option *opt;
+    conn_t *conns;
+    conn_t *dead; /* closed this pass: epoll events may still name them */
+    apr_thread_mutex_t *lock; /* the queues and flags below */
+    apr_thread_cond_t *cond;  /* the publisher waits for jobs */
+    conn_t *queue;
+    job_t *jobs_in, *jobs_out; /* FIFO in (to the publisher), LIFO out */
+    job_t **jobs_in_tail;
+    apr_thread_t *publisher;
+    int stop;
+    int64_t now_us;
+    uint64_t delivered; /* the ring's last id at the last delivery pass */
+    char buf[H2C_DIRECT_COALESCE];
+};
+
+/* h2c_direct.c */
+void h2c_direct_log(h2c_direct_t *d, h2c_log_level_t level, const char *tag, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
+void h2c_direct_resume(conn_t *c, int all);
+void h2c_direct_ring(h2c_direct_t *d);
+int64_t h2c_direct_wall_ms(void);
+
+/* h2c_direct_req.c */
+void h2c_direct_callbacks(nghttp2_session_callbacks *cbs);
+void h2c_direct_strm_free(strm_t *s);
+void h2c_direct_published(job_t *job); /* on the loop: answer a finished job */
+void h2c_direct_heartbeat(strm_t *s);
+int h2c_direct_has_pending(const strm_t *s);
+
+#endif /* H2C_DIRECT_INT_H */

@@ -1,0 +1,598 @@
+/* h2c_direct_req: the requests of the direct loop (see h2c_direct.h) —
+ * nghttp2's request callbacks, subscribers, publishes and replies. Same
+ * statuses, bodies, counters and log tags as the handler's path. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "h2c_direct_int.h"
+#include "h2c_frame.h"
+#include "h2c_json.h"
+#include "h2c_rate.h"
+#include "h2c_text.h"
+#include "mod_h2chat_tags.h"
+
+#define H2C_DIRECT_HEADER_MAX 4096
+
+/* one header into nv[n++]: names and values are copied by nghttp2 */
+#define NV(k, v)                                                                         \
+    nv[n++] = (nghttp2_nv) {                                                             \
+        (uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NONE       \
+    }
+
+/* ---- replies ---------------------------------------------------------- */
+
+static int level_of(int status) {
+    if (status >= 500) {
+        return status == 503 ? H2C_LOG_WARN : H2C_LOG_ERR;
+    }
+    return H2C_LOG_INFO;
+}
+
+static ssize_t out_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t length,
+                        uint32_t *flags, nghttp2_data_source *src, void *user) {
+    strm_t *s = src->ptr;
+    apr_size_t n = s->out_len - s->out_off;
+
+    (void)ngh, (void)id, (void)user;
+    if (n > length) {
+        n = length;
+    }
+    memcpy(buf, s->out + s->out_off, n);
+    s->out_off += n;
+    s->progress = s->c->d->now_us;
+    if (s->out_off == s->out_len) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+    return (ssize_t)n;
+}
+
+/* Replaces the stream's pending bytes; 0 if out of memory. */
+static int set_out(strm_t *s, const char *data, apr_size_t len) {
+    char *p = malloc(len ? len : 1);
+
+    if (!p) {
+        return 0;
+    }
+    memcpy(p, data, len);
+    free(s->out);
+    s->out = p;
+    s->out_len = len;
+    s->out_off = 0;
+    return 1;
+}
+
+/* A complete answer: status, JSON body (none for HEAD) and headers. */
+static void reply(strm_t *s, int status, const char *json, const char *retry_after,
+                  const char *allow) {
+    char st[4];
+    nghttp2_nv nv[5];
+    size_t n = 0;
+    nghttp2_data_provider dp;
+    const char *body = apr_pstrcat(s->c->d->scratch, json, "\n", NULL);
+
+    apr_snprintf(st, sizeof(st), "%d", status);
+    NV(":status", st);
+    NV("content-type", "application/json");
+    NV("cache-control", "no-store");
+    if (retry_after) {
+        NV("retry-after", retry_after);
+    }
+    if (allow) {
+        NV("allow", allow);
+    }
+    s->kind = STRM_REPLY;
+    s->progress = s->c->d->now_us;
+    if (s->head || !set_out(s, body, strlen(body))) {
+        nghttp2_submit_response(s->c->ngh, s->id, nv, n, NULL);
+        return;
+    }
+    dp.source.ptr = s;
+    dp.read_callback = out_read;
+    nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);
+}
+
+/* Refusals: status, {"error":..} and one tagged log line, as the handler. */
+static void refuse(strm_t *s, int status, h2c_refusal_t why, const char *tag, const char *msg,
+                   const char *retry_after) {
+    h2c_direct_t *d = s->c->d;
+
+    h2c_direct_log(d, level_of(status), tag, "%s: %d %s (client %s, direct)", tag, status, msg,
+                   s->c->peer);
+    h2c_seg_count_refusal(d->env.seg, why);
+    if (status == 503 && !retry_after) {
+        retry_after = "5";
+    }
+    reply(s, status, h2c_json_error(d->scratch, msg), retry_after,
+          status == 405 ? "GET, POST" : NULL);
+}
+
+/* ---- subscribers ------------------------------------------------------ */
+
+/* Adds a protocol line after what is pending; 0 if out of memory. */
+static int sub_line(strm_t *s, const char *event, const char *json) {
+    apr_size_t n = h2c_frame_event(s->sse, event, json, NULL, 0), keep = s->out_len - s->out_off;
+    char *buf = malloc(keep + n + 1);
+
+    if (!buf) {
+        return 0;
+    }
+    if (keep) {
+        memcpy(buf, s->out + s->out_off, keep);
+    }
+    h2c_frame_event(s->sse, event, json, buf + keep, n + 1);
+    free(s->out);
+    s->out = buf;
+    s->out_len = keep + n;
+    s->out_off = 0;
+    return 1;
+}
+
+void h2c_direct_heartbeat(strm_t *s) {
+    sub_line(s, "heartbeat", h2c_json_heartbeat(s->c->d->scratch, h2c_direct_wall_ms()));
+}
+
+/* A message too big for the room left in this DATA frame goes through
+ * `out`, to be split across frames. 0 if it left the ring meanwhile. */
+static int sub_spill(strm_t *s, uint64_t id) {
+    h2c_ring_t *ring = &s->c->d->env.seg->ring;
+    uint32_t len;
+    apr_size_t n;
+    char *buf;
+
+    if (h2c_ring_peek_len(ring, id, &len) != APR_SUCCESS ||
+        !(buf = malloc(len + H2C_FRAME_OVERHEAD))) {
+        return 0;
+    }
+    if (h2c_frame_message(ring, id, s->sse, buf, len + H2C_FRAME_OVERHEAD, &n) !=
+        APR_SUCCESS) {
+        free(buf);
+        return 0;
+    }
+    free(s->out);
+    s->out = buf;
+    s->out_len = n;
+    s->out_off = 0;
+    return 1;
+}
+
+/* Messages from s->next on left the ring: a gap line, and go on after. */
+static void sub_gap(strm_t *s) {
+    h2c_direct_t *d = s->c->d;
+    uint64_t resume = h2c_frame_skip(&d->env.seg->ring, s->next);
+
+    sub_line(s, "gap", h2c_json_gap(d->scratch, resume - s->next, s->next, resume - 1));
+    s->next = resume;
+}
+
+int h2c_direct_has_pending(const strm_t *s) {
+    switch (s->kind) {
+    case STRM_NEW:
+        return 1; /* a request that is not complete yet */
+    case STRM_SUB:
+        return s->out_off < s->out_len || s->ending ||
+               s->next <= h2c_ring_last_id(&s->c->d->env.seg->ring);
+    case STRM_REPLY:
+        return s->out_off < s->out_len;
+    default:
+        return 0; /* STRM_WAIT: the publisher's turn */
+    }
+}
+
+/* nghttp2 asks for the next DATA frame's bytes: pending lines first, then
+ * every message the stream has not sent, straight from the ring. */
+static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t length,
+                        uint32_t *flags, nghttp2_data_source *src, void *user) {
+    strm_t *s = src->ptr;
+    h2c_ring_t *ring = &s->c->d->env.seg->ring;
+    uint64_t last = h2c_ring_last_id(ring);
+    apr_size_t n = 0, m;
+    int more = 1;
+
+    (void)ngh, (void)id, (void)user;
+    while (more) {
+        if (s->out_off < s->out_len) {
+            m = s->out_len - s->out_off;
+            m = m < length - n ? m : length - n;
+            memcpy(buf + n, s->out + s->out_off, m);
+            s->out_off += m;
+            n += m;
+            more = s->out_off == s->out_len;
+            continue;
+        }
+        if (s->ending) {
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            break;
+        }
+        if (s->next > last || n == length) {
+            break;
+        }
+        switch (h2c_frame_message(ring, s->next, s->sse, (char *)buf + n, length - n, &m)) {
+        case APR_SUCCESS:
+            n += m;
+            s->next++;
+            s->sent++;
+            break;
+        case APR_NOTFOUND:
+            sub_gap(s);
+            break;
+        case APR_ENOSPC:
+            if (n > 0) {
+                more = 0; /* the next frame takes it */
+            } else if (sub_spill(s, s->next)) {
+                s->next++;
+                s->sent++;
+            } else {
+                sub_gap(s); /* evicted while we looked */
+            }
+            break;
+        default:
+            more = 0; /* not committed yet: the next wake brings it */
+            break;
+        }
+    }
+    if (n == 0 && !(*flags & NGHTTP2_DATA_FLAG_EOF)) {
+        s->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    s->progress = s->c->d->now_us;
+    s->heartbeat_due = s->c->d->now_us + s->c->site->heartbeat_us;
+    return (ssize_t)n;
+}
+
+static void subscribe(strm_t *s, const char *args) {
+    h2c_direct_t *d = s->c->d;
+    const h2c_direct_site_t *site = s->c->site;
+    uint64_t since = 0;
+    int resume = h2c_text_parse_resume(args, s->last_event_id, &since), reset;
+    char hb[24];
+    nghttp2_nv nv[5];
+    size_t n = 0;
+    nghttp2_data_provider dp;
+
+    if (resume < 0) {
+        refuse(s, 400, H2C_REFUSED_INVALID, H2C_TAG_BAD_RESUME,
+               "since / Last-Event-ID must be a message id (decimal digits, at most "
+               "2^53-1)",
+               NULL);
+        return;
+    }
+    s->sse = s->accept && strstr(s->accept, "text/event-stream") != NULL;
+    if (!s->head && h2c_seg_sub_enter(d->env.seg, d->env.child_slot,
+                                      d->env.max_subscribers) != APR_SUCCESS) {
+        refuse(s, 503, H2C_REFUSED_CAP, H2C_TAG_CAP, "too many subscribers, retry later",
+               NULL);
+        return;
+    }
+    apr_snprintf(hb, sizeof(hb), "%" APR_INT64_T_FMT, site->heartbeat_us / 1000000);
+    NV(":status", "200");
+    NV("content-type", s->sse ? "text/event-stream" : "application/x-ndjson; charset=utf-8");
+    NV("cache-control", "no-cache, no-store");
+    NV("x-accel-buffering", "no");
+    NV("x-h2chat-heartbeat", hb);
+    if (s->head) {
+        s->kind = STRM_REPLY;
+        nghttp2_submit_response(s->c->ngh, s->id, nv, n, NULL);
+        return;
+    }
+    s->kind = STRM_SUB;
+    s->entered = 1;
+    h2c_seg_direct_count(d->env.seg, d->env.child_slot, 0, 1);
+    s->next = h2c_frame_start(&d->env.seg->ring, resume > 0, since, site->snapshot, &reset);
+    if (reset) {
+        sub_line(s, "reset", h2c_json_reset(d->scratch, h2c_ring_last_id(&d->env.seg->ring)));
+    }
+    s->heartbeat_due = d->now_us + site->heartbeat_us;
+    h2c_direct_log(d, H2C_LOG_DEBUG, H2C_TAG_SUB_START,
+                   "%s: subscriber starts at id %" APR_UINT64_T_FMT " (%s, direct, client %s)",
+                   H2C_TAG_SUB_START, (apr_uint64_t)s->next, s->sse ? "sse" : "ndjson",
+                   s->c->peer);
+    dp.source.ptr = s;
+    dp.read_callback = sub_read;
+    nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);
+}
+
+/* ---- publishers ------------------------------------------------------- */
+
+/* Checks a complete POST and hands it to the publisher thread: a store may
+ * block (the global lock, a journal's fdatasync, Redis), the loop never. */
+static void publish(strm_t *s) {
+    h2c_direct_t *d = s->c->d;
+    const h2c_direct_site_t *site = s->c->site;
+    char *fields, retry[24];
+    apr_size_t flen;
+    const char *why;
+    int64_t retry_ms;
+    job_t *job;
+
+    if (site->origin_ok && !site->origin_ok(site->origin_ctx, s->origin)) {
+        refuse(s, 403, H2C_REFUSED_ORIGIN, H2C_TAG_ORIGIN, "this Origin may not post here",
+               NULL);
+        return;
+    }
+    if (!h2c_text_is_json_type(s->ctype)) {
+        refuse(s, 415, H2C_REFUSED_MEDIA_TYPE, H2C_TAG_MEDIA_TYPE,
+               "Content-Type must be application/json", NULL);
+        return;
+    }
+    if (site->rate_interval_ms > 0) {
+        h2c_rate_limit_t limit = {site->rate_interval_ms, site->rate_burst};
+
+        if (h2c_rate_take(&d->env.seg->rate, &limit, s->c->peer, h2c_direct_wall_ms(),
+                          &retry_ms) != APR_SUCCESS) {
+            apr_snprintf(retry, sizeof(retry), "%d", (int)((retry_ms + 999) / 1000));
+            refuse(s, 429, H2C_REFUSED_RATE, H2C_TAG_RATE, "too many messages, slow down",
+                   retry);
+            return;
+        }
+    }
+    if (s->body_over || s->clen > (int64_t)site->max_bytes) {
+        refuse(s, 413, H2C_REFUSED_TOO_LARGE, H2C_TAG_TOO_LARGE,
+               apr_psprintf(d->scratch, "body over %u bytes", site->max_bytes), NULL);
+        return;
+    }
+    if (h2c_json_parse_post(s->body ? s->body : "", s->body_len, NULL, d->scratch, &fields,
+                            &flen, &why) != APR_SUCCESS) {
+        refuse(s, 400, H2C_REFUSED_INVALID, H2C_TAG_BAD_MESSAGE, why, NULL);
+        return;
+    }
+    if (!(job = calloc(1, sizeof(*job))) || !(job->fields = malloc(flen ? flen : 1))) {
+        free(job);
+        refuse(s, 503, H2C_REFUSED_UNAVAILABLE, H2C_TAG_PUBLISH, "out of memory", NULL);
+        return;
+    }
+    memcpy(job->fields, fields, flen);
+    job->flen = flen;
+    job->s = s;
+    s->job = job;
+    s->kind = STRM_WAIT;
+    apr_thread_mutex_lock(d->lock);
+    *d->jobs_in_tail = job;
+    d->jobs_in_tail = &job->next;
+    apr_thread_cond_signal(d->cond);
+    apr_thread_mutex_unlock(d->lock);
+}
+
+void h2c_direct_published(job_t *job) {
+    strm_t *s = job->s;
+
+    if (s) {
+        s->job = NULL;
+        if (job->rv != APR_SUCCESS) {
+            refuse(s, 503, H2C_REFUSED_UNAVAILABLE, H2C_TAG_PUBLISH,
+                   "chat store could not publish", NULL);
+        } else {
+            reply(s, 201, h2c_json_published(s->c->d->scratch, job->id, job->time_ms), NULL,
+                  NULL);
+        }
+    }
+    free(job->fields);
+    free(job);
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+static int path_is_ours(const strm_t *s, const char **args) {
+    const char *want = s->c->site->path, *q;
+    apr_size_t plen;
+
+    if (!s->path) {
+        return 0;
+    }
+    q = strchr(s->path, '?');
+    plen = q ? (apr_size_t)(q - s->path) : strlen(s->path);
+    *args = q ? q + 1 : NULL;
+    return plen == strlen(want) && !memcmp(s->path, want, plen);
+}
+
+/* A whole request is in (END_STREAM): answer it. */
+static void dispatch(strm_t *s) {
+    h2c_direct_t *d = s->c->d;
+    const char *args = NULL;
+
+    if (s->kind != STRM_NEW) {
+        return; /* answered early (a body over the limit) */
+    }
+    s->head = s->method && !strcmp(s->method, "HEAD");
+    if (!s->method || !path_is_ours(s, &args)) {
+        h2c_direct_log(d, H2C_LOG_INFO, H2C_TAG_DIRECT_PATH,
+                       "%s: 404 %s (client %s): this listener serves only %s",
+                       H2C_TAG_DIRECT_PATH, s->path ? s->path : "-", s->c->peer,
+                       s->c->site->path);
+        reply(s, 404,
+              h2c_json_error(d->scratch,
+                             apr_pstrcat(d->scratch,
+                                         "not found: this listener (H2ChatDirect) serves "
+                                         "only ",
+                                         s->c->site->path, NULL)),
+              NULL, NULL);
+    } else if (!strcmp(s->method, "GET") || s->head) {
+        subscribe(s, args);
+    } else if (!strcmp(s->method, "POST")) {
+        publish(s);
+    } else {
+        refuse(s, 405, H2C_REFUSED_METHOD, H2C_TAG_METHOD,
+               "method not allowed: use GET or POST", NULL);
+    }
+}
+
+/* ---- nghttp2 callbacks ------------------------------------------------ */
+
+static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame, void *user) {
+    conn_t *c = user;
+    strm_t *s;
+
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        return 0;
+    }
+    if (!(s = calloc(1, sizeof(*s)))) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* this stream is reset */
+    }
+    s->c = c;
+    s->id = frame->hd.stream_id;
+    s->clen = -1;
+    s->progress = c->d->now_us;
+    s->lnext = c->streams;
+    if (c->streams) {
+        c->streams->lprev = s;
+    }
+    c->streams = s;
+    nghttp2_session_set_stream_user_data(ngh, s->id, s);
+    return 0;
+}
+
+/* The request headers the chat looks at; the first of each counts. */
+static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user) {
+    strm_t *s = nghttp2_session_get_stream_user_data(ngh, frame->hd.stream_id);
+    char **slot = NULL, *v;
+
+    (void)flags, (void)user;
+    if (!s || frame->hd.type != NGHTTP2_HEADERS || valuelen > H2C_DIRECT_HEADER_MAX) {
+        return 0;
+    }
+#define IS(k) (namelen == sizeof(k) - 1 && !memcmp(name, k, namelen))
+    if (IS(":method")) {
+        slot = &s->method;
+    } else if (IS(":path")) {
+        slot = &s->path;
+    } else if (IS("content-type")) {
+        slot = &s->ctype;
+    } else if (IS("accept")) {
+        slot = &s->accept;
+    } else if (IS("last-event-id")) {
+        slot = &s->last_event_id;
+    } else if (IS("origin")) {
+        slot = &s->origin;
+    } else if (!IS("content-length")) {
+        return 0;
+    }
+#undef IS
+    if (!(v = malloc(valuelen + 1))) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    memcpy(v, value, valuelen);
+    v[valuelen] = '\0';
+    if (!slot) { /* content-length: nghttp2 checked it is digits */
+        s->clen = apr_atoi64(v);
+        free(v);
+    } else if (!*slot) {
+        *slot = v;
+    } else {
+        free(v);
+    }
+    return 0;
+}
+
+static int on_data(nghttp2_session *ngh, uint8_t flags, int32_t id, const uint8_t *data,
+                   size_t len, void *user) {
+    strm_t *s = nghttp2_session_get_stream_user_data(ngh, id);
+    uint32_t max, cap;
+    char *p;
+
+    (void)flags, (void)user;
+    if (!s || s->kind != STRM_NEW) {
+        return 0;
+    }
+    s->progress = s->c->d->now_us;
+    max = s->c->site->max_bytes;
+    if (s->body_over || len > max - s->body_len) {
+        s->body_over = 1; /* never kept: answered 413 at the end */
+        return 0;
+    }
+    if (s->body_len + len > s->body_cap) { /* grows as it comes, up to max */
+        cap = s->body_cap ? s->body_cap : 1024;
+        while (cap < s->body_len + len) {
+            cap *= 2;
+        }
+        cap = cap < max ? cap : max;
+        if (!(p = realloc(s->body, cap))) {
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+        s->body = p;
+        s->body_cap = cap;
+    }
+    memcpy(s->body + s->body_len, data, len);
+    s->body_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_frame(nghttp2_session *ngh, const nghttp2_frame *frame, void *user) {
+    conn_t *c = user;
+    const char *args;
+    strm_t *s;
+
+    switch (frame->hd.type) {
+    case NGHTTP2_WINDOW_UPDATE:
+        h2c_direct_resume(c, 0); /* a stream may have waited for window */
+        return 0;
+    case NGHTTP2_HEADERS:
+    case NGHTTP2_DATA:
+        break;
+    default:
+        return 0;
+    }
+    if (!(s = nghttp2_session_get_stream_user_data(ngh, frame->hd.stream_id))) {
+        return 0;
+    }
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        dispatch(s);
+    } else if (frame->hd.type == NGHTTP2_HEADERS && s->kind == STRM_NEW) {
+        /* a body follows: only a POST to the chat waits for it; anything
+         * else is answered now and its body dropped as it comes */
+        if (!s->method || strcmp(s->method, "POST") || !path_is_ours(s, &args)) {
+            dispatch(s);
+        } else if (s->clen > (int64_t)c->site->max_bytes) {
+            publish(s); /* refused by its declared length, before any byte of it */
+        }
+    }
+    return 0;
+}
+
+void h2c_direct_strm_free(strm_t *s) {
+    conn_t *c = s->c;
+
+    if (s->job) {
+        s->job->s = NULL; /* its answer is dropped when it comes back */
+    }
+    if (s->entered) {
+        h2c_seg_sub_leave(c->d->env.seg, c->d->env.child_slot);
+        h2c_seg_direct_count(c->d->env.seg, c->d->env.child_slot, 0, -1);
+        h2c_direct_log(c->d, H2C_LOG_DEBUG, H2C_TAG_SUB_END,
+                       "%s: subscriber ends after %" APR_UINT64_T_FMT
+                       " messages (direct, client %s)",
+                       H2C_TAG_SUB_END, (apr_uint64_t)s->sent, c->peer);
+    }
+    if (s->lprev) {
+        s->lprev->lnext = s->lnext;
+    } else {
+        c->streams = s->lnext;
+    }
+    if (s->lnext) {
+        s->lnext->lprev = s->lprev;
+    }
+    free(s->method), free(s->path), free(s->ctype), free(s->accept);
+    free(s->last_event_id), free(s->origin), free(s->body), free(s->out);
+    free(s);
+}
+
+static int on_close(nghttp2_session *ngh, int32_t id, uint32_t code, void *user) {
+    strm_t *s = nghttp2_session_get_stream_user_data(ngh, id);
+
+    (void)code, (void)user;
+    if (s) {
+        nghttp2_session_set_stream_user_data(ngh, id, NULL);
+        h2c_direct_strm_free(s);
+    }
+    return 0;
+}
+
+void h2c_direct_callbacks(nghttp2_session_callbacks *cbs) {
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_close);
+}

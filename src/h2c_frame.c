@@ -1,0 +1,78 @@
+/* h2c_frame: see h2c_frame.h. */
+#include <stdio.h>
+#include <string.h>
+
+#include "h2c_frame.h"
+
+apr_size_t h2c_frame_message_size(uint64_t id, uint32_t len, int sse) {
+    apr_size_t digits = 1;
+
+    if (!sse) {
+        return (apr_size_t)len + 1;
+    }
+    for (; id >= 10; id /= 10) {
+        digits++;
+    }
+    return sizeof("id: \ndata: ") - 1 + digits + len + 2;
+}
+
+apr_status_t h2c_frame_message(const h2c_ring_t *ring, uint64_t id, int sse, char *buf,
+                               apr_size_t cap, apr_size_t *n) {
+    char prefix[H2C_FRAME_OVERHEAD];
+    apr_size_t plen = 0, tlen = sse ? 2 : 1;
+    uint32_t len;
+    apr_status_t rv;
+
+    if ((rv = h2c_ring_peek_len(ring, id, &len)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (sse) {
+        plen = (apr_size_t)snprintf(prefix, sizeof(prefix), "id: %llu\ndata: ",
+                                    (unsigned long long)id);
+    }
+    *n = plen + len + tlen;
+    if (*n > cap) {
+        return APR_ENOSPC;
+    }
+    rv = h2c_ring_read(ring, id, buf + plen, cap - plen - tlen, &len, NULL);
+    if (rv != APR_SUCCESS) {
+        return rv == APR_ENOSPC ? APR_NOTFOUND : rv; /* overwritten meanwhile */
+    }
+    memcpy(buf, prefix, plen);
+    memcpy(buf + plen + len, "\n\n", tlen);
+    *n = plen + len + tlen;
+    return APR_SUCCESS;
+}
+
+apr_size_t h2c_frame_event(int sse, const char *event, const char *json, char *buf,
+                           apr_size_t cap) {
+    int n;
+
+    if (sse && !strcmp(event, "heartbeat")) {
+        n = snprintf(buf, cap, ": heartbeat\n\n");
+    } else if (sse) {
+        n = snprintf(buf, cap, "event: %s\ndata: %s\n\n", event, json);
+    } else {
+        n = snprintf(buf, cap, "%s\n", json);
+    }
+    return n < 0 ? 0 : (apr_size_t)n;
+}
+
+uint64_t h2c_frame_start(const h2c_ring_t *ring, int resume, uint64_t since,
+                         uint32_t snapshot, int *reset) {
+    uint64_t last = h2c_ring_last_id(ring), first = h2c_ring_first_id(ring), next;
+
+    *reset = 0;
+    if (resume && since <= last) {
+        return since + 1;
+    }
+    *reset = resume;
+    next = last + 1 > snapshot ? last + 1 - snapshot : 1;
+    return next < first ? first : next;
+}
+
+uint64_t h2c_frame_skip(const h2c_ring_t *ring, uint64_t next) {
+    uint64_t first = h2c_ring_first_id(ring);
+
+    return first > next ? first : next + 1;
+}

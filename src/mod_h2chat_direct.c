@@ -1,0 +1,302 @@
+/* mod_h2chat_direct: H2ChatDirect, the glue around h2c_direct.
+ *
+ * On a server (virtual host) with `H2ChatDirect /path`, a connection that
+ * opens with the HTTP/2 prior-knowledge preface is taken from httpd before
+ * mod_http2 sees it: its socket is duplicated, handed to this child's loop
+ * thread, and httpd's copy is closed without a shutdown (c->aborted), so
+ * the connection lives on in the loop alone. It then holds no MPM thread,
+ * no h2 worker and no httpd pool. Every other connection (TLS, HTTP/1.1,
+ * other virtual hosts) is httpd's as always.
+ *
+ * The loop answers the path with the settings of the <Location> that
+ * covers it, looked up once per virtual host. Access checks, auth and other
+ * modules' hooks do not run for these requests: see README. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "mod_h2chat.h"
+
+#include <apr_strings.h>
+#include <apr_thread_proc.h>
+#include <http_connection.h>
+#include <http_core.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <http_ssl.h>
+#include <util_filter.h>
+
+#include "h2c_direct.h"
+#include "h2c_wait.h"
+
+#define H2C_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define H2C_PREFACE_LEN (sizeof(H2C_PREFACE) - 1)
+#define H2C_PRE_MAX (4 * 1024 * 1024) /* bytes read ahead that go with the socket */
+
+typedef struct site_t {
+    server_rec *s;
+    h2c_direct_site_t site;
+    h2chat_dir_conf_t dc; /* a copy: origins live in the config pool */
+    struct site_t *next;
+} site_t;
+
+typedef struct {
+    h2c_direct_t *d;
+    apr_pool_t *pchild;
+    apr_thread_t *loop, *watch;
+    apr_thread_mutex_t *lock; /* sites and their pool */
+    apr_pool_t *sites_pool;   /* only under lock: worker threads add sites */
+    site_t *sites;
+    volatile int stop;
+    int running;
+} direct_t;
+
+static direct_t direct;
+
+static void log_line(void *ctx, h2c_log_level_t level, const char *tag, const char *msg) {
+    static const int levels[] = {APLOG_ERR, APLOG_WARNING, APLOG_INFO, APLOG_DEBUG};
+
+    (void)tag;
+    ap_log_error(APLOG_MARK, levels[level], 0, ctx, "%s", msg);
+}
+
+static int origin_ok(const void *ctx, const char *origin) {
+    return h2chat_conf_origin_allowed(ctx, origin);
+}
+
+/* The settings of the <Location> that covers `path` on server s, looked
+ * up through httpd's own location walk on a request made for it. */
+static h2c_direct_site_t *site_for(conn_rec *c, const char *path) {
+    site_t *st;
+    request_rec *r;
+    const h2chat_dir_conf_t *dc;
+
+    apr_thread_mutex_lock(direct.lock);
+    for (st = direct.sites; st && st->s != c->base_server; st = st->next) {
+    }
+    if (!st) {
+        r = ap_create_request(c);
+        r->uri = apr_pstrdup(r->pool, path);
+        r->method = "GET";
+        r->method_number = M_GET;
+        ap_location_walk(r);
+        dc = ap_get_module_config(r->per_dir_config, &h2chat_module);
+        st = apr_pcalloc(direct.sites_pool, sizeof(*st));
+        st->s = c->base_server;
+        st->dc = *dc;
+        st->site.path = apr_pstrdup(direct.sites_pool, path);
+        st->site.snapshot = (uint32_t)h2chat_conf_snapshot(dc);
+        st->site.max_bytes = (uint32_t)h2chat_conf_max_bytes(dc);
+        st->site.heartbeat_us = apr_time_from_sec(h2chat_conf_heartbeat(dc));
+        st->site.timeout_us = c->base_server->timeout;
+        st->site.rate_interval_ms = dc->rate_interval_ms > 0 ? (uint32_t)dc->rate_interval_ms : 0;
+        st->site.rate_burst = (uint32_t)dc->rate_burst;
+        st->site.origin_ok = dc->origins ? origin_ok : NULL;
+        st->site.origin_ctx = &st->dc;
+        if (dc->enabled != 1) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, c->base_server,
+                         H2C_TAG_CONFIG ": H2ChatDirect %s: no `H2Chat on` covers this path; "
+                                        "the direct listener serves it anyway",
+                         path);
+        }
+        st->next = direct.sites;
+        direct.sites = st;
+        apr_pool_destroy(r->pool);
+    }
+    apr_thread_mutex_unlock(direct.lock);
+    return &st->site;
+}
+
+/* The bytes httpd already read past the preface (it reads ahead, in
+ * pieces of up to 8000 bytes): all of them, or NULL if there are more
+ * than H2C_PRE_MAX (the connection is then dropped: they cannot be put
+ * back). */
+static char *drain(conn_rec *c, apr_size_t *len) {
+    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    apr_size_t cap = 16384, n;
+    char *buf = apr_palloc(c->pool, cap), *bigger;
+
+    *len = 0;
+    while (ap_get_brigade(c->input_filters, bb, AP_MODE_READBYTES, APR_NONBLOCK_READ,
+                          H2C_PRE_MAX) == APR_SUCCESS &&
+           !APR_BRIGADE_EMPTY(bb)) {
+        apr_off_t have = 0;
+
+        apr_brigade_length(bb, 1, &have);
+        if (*len + (apr_size_t)have > H2C_PRE_MAX) {
+            buf = NULL;
+            break;
+        }
+        if (*len + (apr_size_t)have > cap) {
+            while (cap < *len + (apr_size_t)have) {
+                cap *= 2;
+            }
+            bigger = apr_palloc(c->pool, cap);
+            memcpy(bigger, buf, *len);
+            buf = bigger;
+        }
+        n = cap - *len;
+        if (apr_brigade_flatten(bb, buf + *len, &n) != APR_SUCCESS) {
+            buf = NULL;
+            break;
+        }
+        *len += n;
+        apr_brigade_cleanup(bb);
+    }
+    apr_brigade_destroy(bb);
+    return buf;
+}
+
+/* process_connection, before mod_http2: take h2c connections of an
+ * H2ChatDirect server. DECLINED leaves the peeked bytes where httpd reads
+ * them next. */
+int h2chat_direct_process_connection(conn_rec *c) {
+    const char *path = h2chat_conf_direct_path(c->base_server);
+    apr_bucket_brigade *bb;
+    char peek[H2C_PREFACE_LEN], *pre;
+    apr_size_t n = sizeof(peek), prelen;
+    apr_os_sock_t fd;
+    int nfd;
+    apr_status_t rv;
+
+    if (!path || !direct.running || c->master || ap_ssl_conn_is_ssl(c)) {
+        return DECLINED;
+    }
+    bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    rv = ap_get_brigade(c->input_filters, bb, AP_MODE_SPECULATIVE, APR_BLOCK_READ,
+                        (apr_off_t)sizeof(peek));
+    if (rv != APR_SUCCESS || apr_brigade_flatten(bb, peek, &n) != APR_SUCCESS ||
+        n != sizeof(peek) || memcmp(peek, H2C_PREFACE, sizeof(peek))) {
+        apr_brigade_destroy(bb);
+        return DECLINED;
+    }
+    apr_brigade_destroy(bb);
+    if (apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS ||
+        (nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno), c,
+                      H2C_TAG_DIRECT_CONN ": cannot take the connection over");
+        return DECLINED;
+    }
+    if (!(pre = drain(c, &prelen))) {
+        ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c,
+                      H2C_TAG_DIRECT_CONN ": connection dropped: more than %d bytes sent "
+                                          "before the first answer",
+                      H2C_PRE_MAX);
+        close(nfd);
+        c->aborted = 1;
+        return DONE;
+    }
+    fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
+    h2c_direct_add(direct.d, nfd, c->client_ip, site_for(c, path), pre, prelen);
+    /* httpd closes its copy without shutdown(): the loop's stays open */
+    c->aborted = 1;
+    c->keepalive = AP_CONN_CLOSE;
+    return DONE;
+}
+
+static void *APR_THREAD_FUNC loop_main(apr_thread_t *thd, void *data) {
+    (void)thd;
+    h2c_direct_run(data);
+    return NULL;
+}
+
+/* Wakes the loop on every commit, in any child; ungated (h2c_store_wake). */
+static void *APR_THREAD_FUNC watch_main(apr_thread_t *thd, void *data) {
+    volatile uint32_t *word = &h2c_seg_shared(&h2chat_state()->seg)->direct_seq;
+    uint32_t seen = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+
+    (void)thd, (void)data;
+    while (!direct.stop) {
+        h2c_wait_change(word, seen, apr_time_from_sec(1));
+        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seen) {
+            seen = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+            h2c_direct_wake(direct.d);
+        }
+    }
+    return NULL;
+}
+
+static void stop_threads(void) {
+    apr_status_t rv;
+
+    if (!direct.running) {
+        return;
+    }
+    direct.running = 0;
+    direct.stop = 1;
+    h2c_direct_stop(direct.d);
+    apr_thread_join(&rv, direct.loop);
+    apr_thread_join(&rv, direct.watch);
+}
+
+static apr_status_t direct_child_exit(void *data) {
+    (void)data;
+    stop_threads();
+    return APR_SUCCESS;
+}
+
+static int any_direct(server_rec *s) {
+    for (; s; s = s->next) {
+        if (h2chat_conf_direct_path(s)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* After the store is up (mod_h2chat_shm). Threads start with every signal
+ * blocked, as the waker's. */
+void h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
+    h2chat_state_t *st = h2chat_state();
+    h2c_direct_env_t env;
+    sigset_t all, old;
+    apr_status_t rv;
+
+    memset(&direct, 0, sizeof(direct));
+    if (!any_direct(s)) {
+        return;
+    }
+    env.seg = &st->seg;
+    env.store = &st->store;
+    env.child_slot = st->child_slot;
+    env.max_subscribers = st->max_subscribers;
+    env.log = log_line;
+    env.log_ctx = s;
+    direct.pchild = pchild;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if ((rv = apr_thread_mutex_create(&direct.lock, APR_THREAD_MUTEX_DEFAULT, pchild)) !=
+            APR_SUCCESS ||
+        (rv = apr_pool_create(&direct.sites_pool, pchild)) != APR_SUCCESS ||
+        (rv = h2c_direct_create(&direct.d, pchild, &env)) != APR_SUCCESS) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     H2C_TAG_DIRECT_LOOP ": H2ChatDirect loop could not be made; h2c "
+                                         "connections go to mod_http2");
+        return;
+    }
+    rv = apr_thread_create(&direct.loop, NULL, loop_main, direct.d, pchild);
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_create(&direct.watch, NULL, watch_main, NULL, pchild);
+        if (rv != APR_SUCCESS) {
+            h2c_direct_stop(direct.d);
+            apr_thread_join(&rv, direct.loop);
+            rv = APR_EGENERAL;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     H2C_TAG_DIRECT_LOOP ": H2ChatDirect threads could not start; h2c "
+                                         "connections go to mod_http2");
+        return;
+    }
+    direct.running = 1;
+    apr_pool_pre_cleanup_register(pchild, NULL, direct_child_exit);
+}
+
+/* child_stopping: held streams end (clients resume elsewhere), GOAWAY. */
+void h2chat_direct_child_stopping(void) {
+    stop_threads();
+}
