@@ -610,7 +610,6 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p, const h2c_direc
     apr_status_t rv;
 
     d->env = *env;
-    d->pool = p;
     d->jobs_in_tail = &d->jobs_in;
     d->ep = epoll_create1(EPOLL_CLOEXEC);
     d->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -89,7 +89,6 @@ struct job_t {
 
 struct h2c_direct_t {
     h2c_direct_env_t env;
-    apr_pool_t *pool;
     apr_pool_t *scratch; /* cleared every loop pass */
     int ep, evfd;
     nghttp2_session_callbacks *cbs;

@@ -113,38 +113,22 @@ static h2c_direct_site_t *site_for(conn_rec *c, const char *path) {
  * than H2C_PRE_MAX (the connection is then dropped: they cannot be put
  * back). */
 static char *drain(conn_rec *c, apr_size_t *len) {
+    apr_bucket_brigade *all = apr_brigade_create(c->pool, c->bucket_alloc);
     apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
-    apr_size_t cap = 16384, n;
-    char *buf = apr_palloc(c->pool, cap), *bigger;
+    apr_off_t have = 0;
+    char *buf;
 
-    *len = 0;
     while (ap_get_brigade(c->input_filters, bb, AP_MODE_READBYTES, APR_NONBLOCK_READ,
                           H2C_PRE_MAX) == APR_SUCCESS &&
            !APR_BRIGADE_EMPTY(bb)) {
-        apr_off_t have = 0;
-
-        apr_brigade_length(bb, 1, &have);
-        if (*len + (apr_size_t)have > H2C_PRE_MAX) {
-            buf = NULL;
-            break;
+        APR_BRIGADE_CONCAT(all, bb);
+        if (apr_brigade_length(all, 1, &have) != APR_SUCCESS || have > H2C_PRE_MAX) {
+            return NULL;
         }
-        if (*len + (apr_size_t)have > cap) {
-            while (cap < *len + (apr_size_t)have) {
-                cap *= 2;
-            }
-            bigger = apr_palloc(c->pool, cap);
-            memcpy(bigger, buf, *len);
-            buf = bigger;
-        }
-        n = cap - *len;
-        if (apr_brigade_flatten(bb, buf + *len, &n) != APR_SUCCESS) {
-            buf = NULL;
-            break;
-        }
-        *len += n;
-        apr_brigade_cleanup(bb);
     }
-    apr_brigade_destroy(bb);
+    if (apr_brigade_pflatten(all, &buf, len, c->pool) != APR_SUCCESS) {
+        return NULL;
+    }
     return buf;
 }
 

@@ -42,8 +42,17 @@ static int64_t mono_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Streams a wake-up round costs: H2ChatDirect's are not woken one by one
+ * (their loop takes the news in one pass), so they do not count. */
+static uint32_t woken_streams(h2chat_waker_t *w) {
+    uint32_t total = h2c_seg_sub_total(w->seg), conns, direct;
+
+    h2c_seg_direct_totals(w->seg, &conns, &direct);
+    return total > direct ? total - direct : 0;
+}
+
 static int64_t interval_us(h2chat_waker_t *w) {
-    return h2c_gate_interval(w->conf_us, h2c_seg_sub_total(w->seg),
+    return h2c_gate_interval(w->conf_us, woken_streams(w),
                              H2CHAT_COALESCE_PER_STREAM_US, H2CHAT_COALESCE_MAX_US);
 }
 
