@@ -1,7 +1,6 @@
 /* h2c_direct: the loop, its connections and the public calls (see
  * h2c_direct.h; the requests are in h2c_direct_req.c). */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +13,7 @@
 #include <apr_strings.h>
 
 #include "h2c_direct_int.h"
-#include "mod_h2chat_tags.h"
+#include "h2c_tags.h"
 
 #define H2C_DIRECT_READ 16384
 #define H2C_DIRECT_READS 4        /* reads per event: a flooding client waits its turn */
@@ -34,20 +33,6 @@ int64_t h2c_direct_wall_ms(void) {
 
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void h2c_direct_log(h2c_direct_t *d, h2c_log_level_t level, const char *tag, const char *fmt,
-                    ...) {
-    char msg[512];
-    va_list ap;
-
-    if (!d->env.log) {
-        return;
-    }
-    va_start(ap, fmt);
-    apr_vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    d->env.log(d->env.log_ctx, level, tag, msg);
 }
 
 void h2c_direct_ring(h2c_direct_t *d) {
@@ -245,7 +230,7 @@ static void conn_recv(conn_t *c) {
 /* Streams waiting for messages take them now. all: also the ones whose
  * only news is that they end. */
 void h2c_direct_resume(conn_t *c, int all) {
-    uint64_t last = h2c_ring_last_id(&c->d->env.seg->ring);
+    uint64_t last = h2c_ring_last_id(c->d->ring);
     strm_t *s;
 
     for (s = c->streams; s; s = s->lnext) {
@@ -284,9 +269,7 @@ static int conn_start(h2c_direct_t *d, conn_t *c) {
         why = strerror(errno);
     }
     if (why) {
-        h2c_direct_log(d, H2C_LOG_ERR, H2C_TAG_DIRECT_CONN,
-                       "%s: connection from %s could not be taken: %s", H2C_TAG_DIRECT_CONN,
-                       c->peer, why);
+        h2c_log(H2C_LOG_ERR, H2C_TAG_DIRECT_CONN, "connection from %s could not be taken: %s", c->peer, why);
         conn_close(c);
         return 0;
     }
@@ -351,11 +334,10 @@ static int stream_stuck(conn_t *c, strm_t *s) {
 static void drop_stalled(conn_t *c, uint32_t queued) {
     h2c_direct_t *d = c->d;
 
-    __atomic_add_fetch(&h2c_seg_shared(d->env.seg)->stalled_dropped, 1, __ATOMIC_RELAXED);
-    h2c_direct_log(d, H2C_LOG_INFO, H2C_TAG_STALLED,
-                   "%s: connection dropped: client %s acknowledged nothing for %" APR_INT64_T_FMT
+    h2c_seg_count_stalled(d->env.seg);
+    h2c_log(H2C_LOG_INFO, H2C_TAG_STALLED, "connection dropped: client %s acknowledged nothing for %" APR_INT64_T_FMT
                    " s with %u bytes waiting (direct)",
-                   H2C_TAG_STALLED, c->peer, (d->now_us - c->stall.since) / 1000000, queued);
+                   c->peer, (d->now_us - c->stall.since) / 1000000, queued);
     conn_close(c);
 }
 
@@ -370,12 +352,10 @@ static void conn_tick(conn_t *c) {
     for (s = c->streams; s; s = nx) {
         nx = s->lnext;
         if (stream_stuck(c, s)) {
-            __atomic_add_fetch(&h2c_seg_shared(d->env.seg)->stalled_dropped, 1,
-                               __ATOMIC_RELAXED);
-            h2c_direct_log(d, H2C_LOG_INFO, H2C_TAG_STALLED,
-                           "%s: stream %d of client %s reset: nothing of it moved for "
+            h2c_seg_count_stalled(d->env.seg);
+            h2c_log(H2C_LOG_INFO, H2C_TAG_STALLED, "stream %d of client %s reset: nothing of it moved for "
                            "%" APR_INT64_T_FMT " s (direct)",
-                           H2C_TAG_STALLED, s->id, c->peer, c->site->timeout_us / 1000000);
+                           s->id, c->peer, c->site->timeout_us / 1000000);
             s->pending_since = 0;
             s->progress = d->now_us; /* once: the reset goes out now */
             nghttp2_submit_rst_stream(c->ngh, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
@@ -456,7 +436,7 @@ static void take_published(h2c_direct_t *d) {
 /* A pass over every connection, only when the ring has news: the bell
  * also rings for new connections and finished publishes. */
 static void deliver(h2c_direct_t *d) {
-    uint64_t last = h2c_ring_last_id(&d->env.seg->ring);
+    uint64_t last = h2c_ring_last_id(d->ring);
     conn_t *c, *nx;
 
     if (last == d->delivered) {
@@ -610,6 +590,7 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p, const h2c_direc
     apr_status_t rv;
 
     d->env = *env;
+    d->ring = h2c_store_history(env->store);
     d->jobs_in_tail = &d->jobs_in;
     d->ep = epoll_create1(EPOLL_CLOEXEC);
     d->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -648,7 +629,7 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p, const h2c_direc
         return rv; /* the cleanup frees the rest with the pool */
     }
     d->now_us = mono_us();
-    d->delivered = h2c_ring_last_id(&env->seg->ring);
+    d->delivered = h2c_ring_last_id(d->ring);
     *dp = d;
     return APR_SUCCESS;
 }

@@ -24,27 +24,18 @@
 #include <apr_pools.h>
 #include <stdint.h>
 
+#include "h2c_policy.h"
 #include "h2c_seg.h"
 #include "h2c_store.h"
 
 typedef struct h2c_direct_t h2c_direct_t;
 
-typedef enum { H2C_LOG_ERR, H2C_LOG_WARN, H2C_LOG_INFO, H2C_LOG_DEBUG } h2c_log_level_t;
-
 /* What one listener's chat looks like (from its <Location>): fixed for the
  * life of the child, owned by the caller. */
 typedef struct {
-    const char *path; /* the only path served, e.g. "/msgs" */
-    uint32_t snapshot;
-    uint32_t max_bytes;        /* largest POST body */
-    int64_t heartbeat_us;      /* a heartbeat line after this long without bytes */
-    int64_t timeout_us;        /* Timeout: stalled readers, idle connections */
-    uint32_t rate_interval_ms; /* H2ChatRateLimit; 0: none */
-    uint32_t rate_burst;
-    /* H2ChatAllowOrigin: 1 if a POST with this Origin (may be NULL) may
-     * publish; NULL callback: any */
-    int (*origin_ok)(const void *ctx, const char *origin);
-    const void *origin_ctx;
+    const char *path;       /* the only path served, e.g. "/msgs" */
+    h2c_policy_conf_t conf; /* its location's settings */
+    int64_t timeout_us;     /* Timeout: stalled readers, idle connections */
 } h2c_direct_site_t;
 
 /* The process's side: fixed at create. */
@@ -53,7 +44,7 @@ typedef struct {
     h2c_store_t *store;
     uint32_t child_slot;
     uint32_t max_subscribers;
-    /* one line for the error log; `tag` is one of mod_h2chat_tags.h */
+    /* one line for the error log; `tag` is one of h2c_tags.h */
     void (*log)(void *ctx, h2c_log_level_t level, const char *tag, const char *msg);
     void *log_ctx;
 } h2c_direct_env_t;

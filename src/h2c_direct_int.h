@@ -10,6 +10,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "h2c_direct.h"
+#include "h2c_log.h"
 #include "h2c_sock.h"
 
 #define H2C_DIRECT_COALESCE 65536 /* frames gathered into one write */
@@ -89,6 +90,7 @@ struct job_t {
 
 struct h2c_direct_t {
     h2c_direct_env_t env;
+    h2c_ring_t *ring; /* the history held streams read (the store's) */
     apr_pool_t *scratch; /* cleared every loop pass */
     int ep, evfd;
     nghttp2_session_callbacks *cbs;
@@ -108,8 +110,6 @@ struct h2c_direct_t {
 };
 
 /* h2c_direct.c */
-void h2c_direct_log(h2c_direct_t *d, h2c_log_level_t level, const char *tag, const char *fmt,
-                    ...) __attribute__((format(printf, 4, 5)));
 void h2c_direct_resume(conn_t *c, int all);
 void h2c_direct_ring(h2c_direct_t *d);
 int64_t h2c_direct_wall_ms(void);

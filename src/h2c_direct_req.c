@@ -9,9 +9,7 @@
 #include "h2c_direct_int.h"
 #include "h2c_frame.h"
 #include "h2c_json.h"
-#include "h2c_rate.h"
-#include "h2c_text.h"
-#include "mod_h2chat_tags.h"
+#include "h2c_tags.h"
 
 #define H2C_DIRECT_HEADER_MAX 4096
 
@@ -23,11 +21,8 @@
 
 /* ---- replies ---------------------------------------------------------- */
 
-static int level_of(int status) {
-    if (status >= 500) {
-        return status == 503 ? H2C_LOG_WARN : H2C_LOG_ERR;
-    }
-    return H2C_LOG_INFO;
+static int64_t heartbeat_us(const conn_t *c) {
+    return (int64_t)c->site->conf.heartbeat_s * 1000000;
 }
 
 static ssize_t out_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t length,
@@ -93,19 +88,33 @@ static void reply(strm_t *s, int status, const char *json, const char *retry_aft
     nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);
 }
 
-/* Refusals: status, {"error":..} and one tagged log line, as the handler. */
-static void refuse(strm_t *s, int status, h2c_refusal_t why, const char *tag, const char *msg,
-                   const char *retry_after) {
+/* A refusal as the policy decided it: status, {"error":..}, its headers
+ * and one tagged log line, as the handler renders it. */
+static void refuse(strm_t *s, const h2c_verdict_t *v) {
+    const h2c_deny_info_t *info = h2c_policy_info(v->deny);
     h2c_direct_t *d = s->c->d;
+    char retry[24];
 
-    h2c_direct_log(d, level_of(status), tag, "%s: %d %s (client %s, direct)", tag, status, msg,
-                   s->c->peer);
-    h2c_seg_count_refusal(d->env.seg, why);
-    if (status == 503 && !retry_after) {
-        retry_after = "5";
+    h2c_log(info->level, info->tag, "%d %s (client %s, direct)", info->status, v->message,
+            s->c->peer);
+    if (info->counter < H2C_REFUSED_MAX) {
+        h2c_seg_count_refusal(d->env.seg, info->counter);
     }
-    reply(s, status, h2c_json_error(d->scratch, msg), retry_after,
-          status == 405 ? "GET, POST" : NULL);
+    apr_snprintf(retry, sizeof(retry), "%d", v->retry_after);
+    reply(s, info->status, h2c_json_error(d->scratch, v->message),
+          v->retry_after > 0 ? retry : NULL, info->allow);
+}
+
+/* The request as the policy reads it. */
+static void describe(const strm_t *s, const char *args, h2c_request_t *req) {
+    req->method = s->method;
+    req->args = args;
+    req->content_type = s->ctype;
+    req->accept = s->accept;
+    req->origin = s->origin;
+    req->last_event_id = s->last_event_id;
+    req->content_length = s->clen;
+    req->client = s->c->peer;
 }
 
 /* ---- subscribers ------------------------------------------------------ */
@@ -136,7 +145,7 @@ void h2c_direct_heartbeat(strm_t *s) {
 /* A message too big for the room left in this DATA frame goes through
  * `out`, to be split across frames. 0 if it left the ring meanwhile. */
 static int sub_spill(strm_t *s, uint64_t id) {
-    h2c_ring_t *ring = &s->c->d->env.seg->ring;
+    h2c_ring_t *ring = s->c->d->ring;
     uint32_t len;
     apr_size_t n;
     char *buf;
@@ -160,7 +169,7 @@ static int sub_spill(strm_t *s, uint64_t id) {
 /* Messages from s->next on left the ring: a gap line, and go on after. */
 static void sub_gap(strm_t *s) {
     h2c_direct_t *d = s->c->d;
-    uint64_t resume = h2c_frame_skip(&d->env.seg->ring, s->next);
+    uint64_t resume = h2c_frame_skip(d->ring, s->next);
 
     sub_line(s, "gap", h2c_json_gap(d->scratch, resume - s->next, s->next, resume - 1));
     s->next = resume;
@@ -172,7 +181,7 @@ int h2c_direct_has_pending(const strm_t *s) {
         return 1; /* a request that is not complete yet */
     case STRM_SUB:
         return s->out_off < s->out_len || s->ending ||
-               s->next <= h2c_ring_last_id(&s->c->d->env.seg->ring);
+               s->next <= h2c_ring_last_id(s->c->d->ring);
     case STRM_REPLY:
         return s->out_off < s->out_len;
     default:
@@ -185,7 +194,7 @@ int h2c_direct_has_pending(const strm_t *s) {
 static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t length,
                         uint32_t *flags, nghttp2_data_source *src, void *user) {
     strm_t *s = src->ptr;
-    h2c_ring_t *ring = &s->c->d->env.seg->ring;
+    h2c_ring_t *ring = s->c->d->ring;
     uint64_t last = h2c_ring_last_id(ring);
     apr_size_t n = 0, m;
     int more = 1;
@@ -237,37 +246,38 @@ static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t l
         return NGHTTP2_ERR_DEFERRED;
     }
     s->progress = s->c->d->now_us;
-    s->heartbeat_due = s->c->d->now_us + s->c->site->heartbeat_us;
+    s->heartbeat_due = s->c->d->now_us + heartbeat_us(s->c);
     return (ssize_t)n;
 }
 
 static void subscribe(strm_t *s, const char *args) {
     h2c_direct_t *d = s->c->d;
     const h2c_direct_site_t *site = s->c->site;
-    uint64_t since = 0;
-    int resume = h2c_text_parse_resume(args, s->last_event_id, &since), reset;
+    h2c_ring_t *ring = h2c_store_history(d->env.store);
+    h2c_subscription_t want;
+    h2c_request_t req;
+    h2c_verdict_t v;
+    int reset;
     char hb[24];
     nghttp2_nv nv[5];
     size_t n = 0;
     nghttp2_data_provider dp;
 
-    if (resume < 0) {
-        refuse(s, 400, H2C_REFUSED_INVALID, H2C_TAG_BAD_RESUME,
-               "since / Last-Event-ID must be a message id (decimal digits, at most "
-               "2^53-1)",
-               NULL);
+    describe(s, args, &req);
+    if (!h2c_policy_subscribe(&req, 1, &want, &v)) {
+        refuse(s, &v);
         return;
     }
-    s->sse = s->accept && strstr(s->accept, "text/event-stream") != NULL;
+    s->sse = want.sse;
     if (!s->head && h2c_seg_sub_enter(d->env.seg, d->env.child_slot,
                                       d->env.max_subscribers) != APR_SUCCESS) {
-        refuse(s, 503, H2C_REFUSED_CAP, H2C_TAG_CAP, "too many subscribers, retry later",
-               NULL);
+        h2c_policy_refuse(&v, H2C_DENY_CAP, NULL);
+        refuse(s, &v);
         return;
     }
-    apr_snprintf(hb, sizeof(hb), "%" APR_INT64_T_FMT, site->heartbeat_us / 1000000);
+    apr_snprintf(hb, sizeof(hb), "%u", site->conf.heartbeat_s);
     NV(":status", "200");
-    NV("content-type", s->sse ? "text/event-stream" : "application/x-ndjson; charset=utf-8");
+    NV("content-type", h2c_policy_stream_type(s->sse));
     NV("cache-control", "no-cache, no-store");
     NV("x-accel-buffering", "no");
     NV("x-h2chat-heartbeat", hb);
@@ -279,15 +289,14 @@ static void subscribe(strm_t *s, const char *args) {
     s->kind = STRM_SUB;
     s->entered = 1;
     h2c_seg_direct_count(d->env.seg, d->env.child_slot, 0, 1);
-    s->next = h2c_frame_start(&d->env.seg->ring, resume > 0, since, site->snapshot, &reset);
+    s->next = h2c_frame_start(ring, want.resume, want.since, site->conf.snapshot, &reset);
     if (reset) {
-        sub_line(s, "reset", h2c_json_reset(d->scratch, h2c_ring_last_id(&d->env.seg->ring)));
+        sub_line(s, "reset", h2c_json_reset(d->scratch, h2c_ring_last_id(ring)));
     }
-    s->heartbeat_due = d->now_us + site->heartbeat_us;
-    h2c_direct_log(d, H2C_LOG_DEBUG, H2C_TAG_SUB_START,
-                   "%s: subscriber starts at id %" APR_UINT64_T_FMT " (%s, direct, client %s)",
-                   H2C_TAG_SUB_START, (apr_uint64_t)s->next, s->sse ? "sse" : "ndjson",
-                   s->c->peer);
+    s->heartbeat_due = d->now_us + heartbeat_us(s->c);
+    h2c_log(H2C_LOG_DEBUG, H2C_TAG_SUB_START,
+            "subscriber starts at id %" APR_UINT64_T_FMT " (%s, direct, client %s)",
+            (apr_uint64_t)s->next, s->sse ? "sse" : "ndjson", s->c->peer);
     dp.source.ptr = s;
     dp.read_callback = sub_read;
     nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);
@@ -299,47 +308,25 @@ static void subscribe(strm_t *s, const char *args) {
  * block (the global lock, a journal's fdatasync, Redis), the loop never. */
 static void publish(strm_t *s) {
     h2c_direct_t *d = s->c->d;
-    const h2c_direct_site_t *site = s->c->site;
-    char *fields, retry[24];
+    const h2c_policy_conf_t *conf = &s->c->site->conf;
+    h2c_request_t req;
+    h2c_verdict_t v;
     apr_size_t flen;
-    const char *why;
-    int64_t retry_ms;
+    char *fields;
     job_t *job;
 
-    if (site->origin_ok && !site->origin_ok(site->origin_ctx, s->origin)) {
-        refuse(s, 403, H2C_REFUSED_ORIGIN, H2C_TAG_ORIGIN, "this Origin may not post here",
-               NULL);
-        return;
-    }
-    if (!h2c_text_is_json_type(s->ctype)) {
-        refuse(s, 415, H2C_REFUSED_MEDIA_TYPE, H2C_TAG_MEDIA_TYPE,
-               "Content-Type must be application/json", NULL);
-        return;
-    }
-    if (site->rate_interval_ms > 0) {
-        h2c_rate_limit_t limit = {site->rate_interval_ms, site->rate_burst};
-
-        if (h2c_rate_take(&d->env.seg->rate, &limit, s->c->peer, h2c_direct_wall_ms(),
-                          &retry_ms) != APR_SUCCESS) {
-            apr_snprintf(retry, sizeof(retry), "%d", (int)((retry_ms + 999) / 1000));
-            refuse(s, 429, H2C_REFUSED_RATE, H2C_TAG_RATE, "too many messages, slow down",
-                   retry);
-            return;
-        }
-    }
-    if (s->body_over || s->clen > (int64_t)site->max_bytes) {
-        refuse(s, 413, H2C_REFUSED_TOO_LARGE, H2C_TAG_TOO_LARGE,
-               apr_psprintf(d->scratch, "body over %u bytes", site->max_bytes), NULL);
-        return;
-    }
-    if (h2c_json_parse_post(s->body ? s->body : "", s->body_len, NULL, d->scratch, &fields,
-                            &flen, &why) != APR_SUCCESS) {
-        refuse(s, 400, H2C_REFUSED_INVALID, H2C_TAG_BAD_MESSAGE, why, NULL);
+    describe(s, NULL, &req);
+    if (!h2c_policy_publish_head(conf, &req, 1, &d->env.seg->rate, h2c_direct_wall_ms(),
+                                 d->scratch, &v) ||
+        !h2c_policy_publish_body(conf, s->body, s->body_len, s->body_over, NULL, d->scratch,
+                                 &fields, &flen, &v)) {
+        refuse(s, &v);
         return;
     }
     if (!(job = calloc(1, sizeof(*job))) || !(job->fields = malloc(flen ? flen : 1))) {
         free(job);
-        refuse(s, 503, H2C_REFUSED_UNAVAILABLE, H2C_TAG_PUBLISH, "out of memory", NULL);
+        h2c_policy_refuse(&v, H2C_DENY_PUBLISH, NULL);
+        refuse(s, &v);
         return;
     }
     memcpy(job->fields, fields, flen);
@@ -360,8 +347,10 @@ void h2c_direct_published(job_t *job) {
     if (s) {
         s->job = NULL;
         if (job->rv != APR_SUCCESS) {
-            refuse(s, 503, H2C_REFUSED_UNAVAILABLE, H2C_TAG_PUBLISH,
-                   "chat store could not publish", NULL);
+            h2c_verdict_t v;
+
+            h2c_policy_refuse(&v, H2C_DENY_PUBLISH, NULL);
+            refuse(s, &v);
         } else {
             reply(s, 201, h2c_json_published(s->c->d->scratch, job->id, job->time_ms), NULL,
                   NULL);
@@ -390,30 +379,26 @@ static int path_is_ours(const strm_t *s, const char **args) {
 static void dispatch(strm_t *s) {
     h2c_direct_t *d = s->c->d;
     const char *args = NULL;
+    h2c_verdict_t v;
 
     if (s->kind != STRM_NEW) {
         return; /* answered early (a body over the limit) */
     }
-    s->head = s->method && !strcmp(s->method, "HEAD");
     if (!s->method || !path_is_ours(s, &args)) {
-        h2c_direct_log(d, H2C_LOG_INFO, H2C_TAG_DIRECT_PATH,
-                       "%s: 404 %s (client %s): this listener serves only %s",
-                       H2C_TAG_DIRECT_PATH, s->path ? s->path : "-", s->c->peer,
-                       s->c->site->path);
-        reply(s, 404,
-              h2c_json_error(d->scratch,
-                             apr_pstrcat(d->scratch,
-                                         "not found: this listener (H2ChatDirect) serves "
-                                         "only ",
-                                         s->c->site->path, NULL)),
-              NULL, NULL);
-    } else if (!strcmp(s->method, "GET") || s->head) {
+        h2c_policy_not_found(&v, s->c->site->path, d->scratch);
+        refuse(s, &v);
+        return;
+    }
+    switch (h2c_policy_route(s->method, &s->head, &v)) {
+    case H2C_ROUTE_SUBSCRIBE:
         subscribe(s, args);
-    } else if (!strcmp(s->method, "POST")) {
+        break;
+    case H2C_ROUTE_PUBLISH:
         publish(s);
-    } else {
-        refuse(s, 405, H2C_REFUSED_METHOD, H2C_TAG_METHOD,
-               "method not allowed: use GET or POST", NULL);
+        break;
+    default:
+        refuse(s, &v);
+        break;
     }
 }
 
@@ -442,12 +427,13 @@ static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame, vo
     return 0;
 }
 
-/* The request headers the chat looks at; the first of each counts. */
+/* The request headers the chat looks at. */
 static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *user) {
     strm_t *s = nghttp2_session_get_stream_user_data(ngh, frame->hd.stream_id);
     char **slot = NULL, *v;
+    size_t have;
 
     (void)flags, (void)user;
     if (!s || frame->hd.type != NGHTTP2_HEADERS || valuelen > H2C_DIRECT_HEADER_MAX) {
@@ -470,18 +456,27 @@ static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame, const uin
         return 0;
     }
 #undef IS
-    if (!(v = malloc(valuelen + 1))) {
+    /* a repeated field is one value, joined with ", " as httpd and
+     * mod_http2 join it (RFC 9110 5.3): a second Origin or Content-Type is
+     * judged with the first, never dropped (pseudo-headers and
+     * content-length cannot repeat: nghttp2 refuses that) */
+    have = slot && *slot ? strlen(*slot) : 0;
+    if (!(v = malloc(have + 2 + valuelen + 1))) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    memcpy(v, value, valuelen);
-    v[valuelen] = '\0';
+    if (have) {
+        memcpy(v, *slot, have);
+        memcpy(v + have, ", ", 2);
+        have += 2;
+    }
+    memcpy(v + have, value, valuelen);
+    v[have + valuelen] = '\0';
     if (!slot) { /* content-length: nghttp2 checked it is digits */
         s->clen = apr_atoi64(v);
         free(v);
-    } else if (!*slot) {
-        *slot = v;
     } else {
-        free(v);
+        free(*slot);
+        *slot = v;
     }
     return 0;
 }
@@ -497,7 +492,7 @@ static int on_data(nghttp2_session *ngh, uint8_t flags, int32_t id, const uint8_
         return 0;
     }
     s->progress = s->c->d->now_us;
-    max = s->c->site->max_bytes;
+    max = s->c->site->conf.max_bytes;
     if (s->body_over || len > max - s->body_len) {
         s->body_over = 1; /* never kept: answered 413 at the end */
         return 0;
@@ -544,7 +539,7 @@ static int on_frame(nghttp2_session *ngh, const nghttp2_frame *frame, void *user
          * else is answered now and its body dropped as it comes */
         if (!s->method || strcmp(s->method, "POST") || !path_is_ours(s, &args)) {
             dispatch(s);
-        } else if (s->clen > (int64_t)c->site->max_bytes) {
+        } else if (s->clen > (int64_t)c->site->conf.max_bytes) {
             publish(s); /* refused by its declared length, before any byte of it */
         }
     }
@@ -560,10 +555,9 @@ void h2c_direct_strm_free(strm_t *s) {
     if (s->entered) {
         h2c_seg_sub_leave(c->d->env.seg, c->d->env.child_slot);
         h2c_seg_direct_count(c->d->env.seg, c->d->env.child_slot, 0, -1);
-        h2c_direct_log(c->d, H2C_LOG_DEBUG, H2C_TAG_SUB_END,
-                       "%s: subscriber ends after %" APR_UINT64_T_FMT
-                       " messages (direct, client %s)",
-                       H2C_TAG_SUB_END, (apr_uint64_t)s->sent, c->peer);
+        h2c_log(H2C_LOG_DEBUG, H2C_TAG_SUB_END,
+                "subscriber ends after %" APR_UINT64_T_FMT " messages (direct, client %s)",
+                (apr_uint64_t)s->sent, c->peer);
     }
     if (s->lprev) {
         s->lprev->lnext = s->lnext;

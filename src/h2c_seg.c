@@ -283,3 +283,44 @@ void h2c_seg_reader_release(h2c_seg_t *seg, uint32_t pid) {
 uint64_t h2c_seg_published(const h2c_seg_t *seg) {
     return __atomic_load_n(&seg->hdr->published, __ATOMIC_RELAXED);
 }
+
+void h2c_seg_child_row(const h2c_seg_t *seg, uint32_t i, h2c_child_t *out) {
+    const h2c_child_t *row = &seg->children[i];
+
+    out->pid = __atomic_load_n(&row->pid, __ATOMIC_ACQUIRE);
+    out->held = __atomic_load_n(&row->held, __ATOMIC_ACQUIRE);
+    out->direct_conns = __atomic_load_n(&row->direct_conns, __ATOMIC_RELAXED);
+    out->direct_held = __atomic_load_n(&row->direct_held, __ATOMIC_RELAXED);
+}
+
+void h2c_seg_count_stalled(h2c_seg_t *seg) {
+    __atomic_add_fetch(&seg->hdr->shared.stalled_dropped, 1, __ATOMIC_RELAXED);
+}
+
+uint32_t h2c_seg_stalled(const h2c_seg_t *seg) {
+    return __atomic_load_n(&seg->hdr->shared.stalled_dropped, __ATOMIC_RELAXED);
+}
+
+volatile uint32_t *h2c_seg_direct_seq(h2c_seg_t *seg) {
+    return &seg->hdr->shared.direct_seq;
+}
+
+int h2c_seg_redis_set_up(h2c_seg_t *seg, uint32_t up) {
+    return __atomic_exchange_n(&seg->hdr->shared.redis_up, up, __ATOMIC_ACQ_REL) != up;
+}
+
+uint32_t h2c_seg_redis_up(const h2c_seg_t *seg) {
+    return __atomic_load_n(&seg->hdr->shared.redis_up, __ATOMIC_ACQUIRE);
+}
+
+void h2c_seg_redis_set_last_id(h2c_seg_t *seg, uint64_t id) {
+    __atomic_store_n(&seg->hdr->shared.redis_last_id, id, __ATOMIC_RELEASE);
+}
+
+uint64_t h2c_seg_redis_last_id(const h2c_seg_t *seg) {
+    return __atomic_load_n(&seg->hdr->shared.redis_last_id, __ATOMIC_ACQUIRE);
+}
+
+uint32_t h2c_seg_reader_pid(const h2c_seg_t *seg) {
+    return __atomic_load_n(&seg->hdr->shared.reader_pid, __ATOMIC_ACQUIRE);
+}

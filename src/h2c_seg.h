@@ -96,6 +96,24 @@ uint32_t h2c_seg_sub_total(const h2c_seg_t *seg);
 void h2c_seg_direct_count(h2c_seg_t *seg, uint32_t slot, int conns, int held);
 void h2c_seg_direct_totals(const h2c_seg_t *seg, uint32_t *conns, uint32_t *held);
 
+/* A copy of child row i, read atomically word by word (pid 0: free). */
+void h2c_seg_child_row(const h2c_seg_t *seg, uint32_t i, h2c_child_t *out);
+
+/* Held streams dropped because their client stopped reading. */
+void h2c_seg_count_stalled(h2c_seg_t *seg);
+uint32_t h2c_seg_stalled(const h2c_seg_t *seg);
+
+/* Bumped and woken on every commit, past H2ChatCoalesce: the H2ChatDirect
+ * loops wait on it (h2c_wait). */
+volatile uint32_t *h2c_seg_direct_seq(h2c_seg_t *seg);
+
+/* The Redis store's words: its reader's link and the last id it fed. */
+int h2c_seg_redis_set_up(h2c_seg_t *seg, uint32_t up); /* 1 if it changed */
+uint32_t h2c_seg_redis_up(const h2c_seg_t *seg);
+void h2c_seg_redis_set_last_id(h2c_seg_t *seg, uint64_t id);
+uint64_t h2c_seg_redis_last_id(const h2c_seg_t *seg);
+uint32_t h2c_seg_reader_pid(const h2c_seg_t *seg);
+
 void h2c_seg_count_refusal(h2c_seg_t *seg, h2c_refusal_t why);
 uint64_t h2c_seg_refusals(const h2c_seg_t *seg, h2c_refusal_t why);
 void h2c_seg_count_published(h2c_seg_t *seg);

@@ -1,25 +1,58 @@
-/* h2c_store: where published messages go (pure unit, no httpd headers).
+/* h2c_store: who gives messages their ids and keeps the history (pure
+ * unit, no httpd headers).
  *
- * Subscribers always read the local shared-memory ring; a store decides how
- * a message gets there and who gives it its id. The shm store appends under
- * the global lock; a Redis store would append to Redis and let its reader
- * feed the ring. A table of functions, as nchan and mod_md do it. */
+ * A store is a table of operations, as nchan's memory and Redis stores or
+ * mod_md's storage back ends: open in each child, publish, read the
+ * history from an id, its lines for server-status, stop. Nothing outside a
+ * store asks which one it is.
+ *
+ * Subscribers always read the local shared-memory ring (the history view,
+ * h2c_store_history): the shm store appends to it under the global lock;
+ * the Redis store publishes to Redis and its reader feeds the ring through
+ * h2c_store_append_given. Rooms will pass a room to the history view and
+ * to publish; the operations stay the same. */
 #ifndef H2C_STORE_H
 #define H2C_STORE_H
 
 #include <apr_errno.h>
 #include <apr_global_mutex.h>
+#include <apr_pools.h>
 #include <stdint.h>
 
 #include "h2c_seg.h"
 
 typedef struct h2c_store_t h2c_store_t;
 
+/* A store's own lines for server-status: `H2Chat<name>: <value>`. */
+#define H2C_STORE_FIELDS 4
+typedef struct {
+    int n;
+    struct {
+        const char *name;
+        char value[32];
+    } field[H2C_STORE_FIELDS];
+} h2c_store_status_t;
+
 typedef struct {
     const char *name;
-    /* Publishes the encoded fields of one message; sets its id and time. */
+    /* In each child before it serves (connections, threads); may be NULL. */
+    apr_status_t (*open)(h2c_store_t *store, apr_pool_t *pchild);
+    /* Publishes the encoded fields of one message; sets its id and time.
+     * APR_ENOSPC: longer than the history's slots. */
     apr_status_t (*publish)(h2c_store_t *store, const char *fields, apr_size_t flen,
                             uint64_t *id, int64_t *time_ms);
+    /* Copies message `id` of the history into buf (cap bytes): as
+     * h2c_ring_read (APR_NOTFOUND: no longer held). */
+    apr_status_t (*read)(h2c_store_t *store, uint64_t id, char *buf, apr_size_t cap,
+                         uint32_t *len, int64_t *time_ms);
+    /* Adds its own lines to *out; may be NULL. */
+    void (*status)(h2c_store_t *store, h2c_store_status_t *out);
+    /* child_stopping: let go of what another child must take over (the
+     * Redis reader); may be NULL. Publishing still works afterwards. */
+    void (*stop)(h2c_store_t *store);
+    /* 1 if messages are committed in this process, in id order, under the
+     * global lock: the committed hook (a journal) sees every one. */
+    int commits_here;
 } h2c_store_ops_t;
 
 /* Called under the global lock after a message is committed to the ring,
@@ -43,7 +76,16 @@ struct h2c_store_t {
 };
 
 /* The shared-memory store: the segment's ring, serialised by `lock`. */
-void h2c_store_shm_init(h2c_store_t *store, h2c_seg_t *seg, apr_global_mutex_t *lock);
+extern const h2c_store_ops_t h2c_store_shm_ops;
+
+/* Sets a store up over the segment (lock may be NULL until children run:
+ * only h2c_store_restore may be called then). */
+void h2c_store_init(h2c_store_t *store, const h2c_store_ops_t *ops, h2c_seg_t *seg,
+                    apr_global_mutex_t *lock, void *impl);
+
+static inline apr_status_t h2c_store_open(h2c_store_t *store, apr_pool_t *pchild) {
+    return store->ops->open ? store->ops->open(store, pchild) : APR_SUCCESS;
+}
 
 static inline apr_status_t h2c_store_publish(h2c_store_t *store, const char *fields,
                                              apr_size_t flen, uint64_t *id,
@@ -51,7 +93,48 @@ static inline apr_status_t h2c_store_publish(h2c_store_t *store, const char *fie
     return store->ops->publish(store, fields, flen, id, time_ms);
 }
 
-/* Wakes the ring's waiters after a commit, through `wake` if set. */
+static inline apr_status_t h2c_store_read(h2c_store_t *store, uint64_t id, char *buf,
+                                          apr_size_t cap, uint32_t *len, int64_t *time_ms) {
+    return store->ops->read(store, id, buf, cap, len, time_ms);
+}
+
+static inline void h2c_store_stop(h2c_store_t *store) {
+    if (store->ops->stop) {
+        store->ops->stop(store);
+    }
+}
+
+/* The store's own server-status lines (none for shm). */
+void h2c_store_status(h2c_store_t *store, h2c_store_status_t *out);
+
+/* Follows every commit with `fn` (a journal): APR_ENOTIMPL if this store
+ * does not commit in this process. */
+apr_status_t h2c_store_follow(h2c_store_t *store, h2c_store_committed_fn fn, void *ctx);
+
+/* The history held streams read: the local ring. */
+h2c_ring_t *h2c_store_history(h2c_store_t *store);
+
+/* For stores: the history read from the local ring (the `read` op). */
+apr_status_t h2c_store_ring_read(h2c_store_t *store, uint64_t id, char *buf, apr_size_t cap,
+                                 uint32_t *len, int64_t *time_ms);
+
+/* For stores whose ids are given elsewhere (Redis): one message line into
+ * the local history, under the lock, counted as published; the waiters
+ * are not woken (h2c_store_wake, once per batch). APR_EINVAL if id is not
+ * above the last one. */
+apr_status_t h2c_store_append_given(h2c_store_t *store, uint64_t id, int64_t time_ms,
+                                    const char *line, uint32_t len);
+
+/* Before any child runs (a journal replayed into a new segment): as
+ * append_given without the lock, not counted as published. */
+apr_status_t h2c_store_restore(h2c_store_t *store, uint64_t id, int64_t time_ms,
+                               const char *line, uint32_t len);
+
+/* Wakes the history's waiters after commits, through `wake` if set. */
 void h2c_store_wake(h2c_store_t *store);
+
+/* Wakes every waiter at once, past H2ChatCoalesce: a child that stops
+ * ends its held streams. */
+void h2c_store_wake_now(h2c_store_t *store);
 
 #endif /* H2C_STORE_H */

@@ -39,3 +39,12 @@ apr_status_t h2c_wait_change(volatile uint32_t *word, uint32_t seen,
 void h2c_wait_wake_all(volatile uint32_t *word) {
     futex(word, FUTEX_WAKE, INT_MAX, NULL);
 }
+
+uint32_t h2c_wait_read(volatile uint32_t *word) {
+    return __atomic_load_n(word, __ATOMIC_ACQUIRE);
+}
+
+void h2c_wait_bump(volatile uint32_t *word) {
+    __atomic_add_fetch(word, 1, __ATOMIC_RELEASE);
+    h2c_wait_wake_all(word);
+}

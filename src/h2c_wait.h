@@ -17,4 +17,12 @@ apr_status_t h2c_wait_change(volatile uint32_t *word, uint32_t seen,
 /* Wakes every waiter on `word`, in every process. */
 void h2c_wait_wake_all(volatile uint32_t *word);
 
+/* The word's value now (acquire: what was written before it changed is
+ * seen), to pass to h2c_wait_change. */
+uint32_t h2c_wait_read(volatile uint32_t *word);
+
+/* Changes the word, then wakes every waiter: none can sleep through it on
+ * an old value. */
+void h2c_wait_bump(volatile uint32_t *word);
+
 #endif /* H2C_WAIT_H */

@@ -6,9 +6,11 @@
 #include <http_config.h>
 #include <http_log.h>
 
+#include "h2c_log.h"
+#include "h2c_policy.h"
 #include "h2c_seg.h"
 #include "h2c_store.h"
-#include "mod_h2chat_tags.h"
+#include "h2c_tags.h"
 
 /* APLOG_USE_MODULE for every glue unit: `LogLevel h2chat:debug` works. */
 APLOG_USE_MODULE(h2chat);
@@ -18,7 +20,6 @@ extern module AP_MODULE_DECLARE_DATA h2chat_module;
 #define H2CHAT_DEFAULT_SNAPSHOT 50
 #define H2CHAT_DEFAULT_MAX_BYTES 4096
 #define H2CHAT_DEFAULT_HEARTBEAT 20
-#define H2CHAT_RETRY_AFTER "5"
 
 typedef struct {
     int enabled;          /* -1 unset */
@@ -71,27 +72,26 @@ h2chat_sync_t h2chat_conf_journal_sync(server_rec *s);
 h2chat_store_kind_t h2chat_conf_store(server_rec *s);
 int64_t h2chat_conf_coalesce_us(server_rec *s); /* < 0 auto, 0 off */
 const char *h2chat_conf_direct_path(server_rec *s); /* NULL: off */
-int h2chat_conf_origin_allowed(const h2chat_dir_conf_t *dc, const char *origin);
+/* the location's settings as the request policy takes them */
+void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc);
 int h2chat_conf_largest_max_bytes(void);
 void h2chat_conf_reset(void);
 
-/* mod_h2chat_shm.c */
+/* mod_h2chat_shm.c: the segment and its lock; the process's state. */
 h2chat_state_t *h2chat_state(void);
-int h2chat_shm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp);
-int h2chat_shm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
-                           server_rec *s);
-void h2chat_shm_child_init(apr_pool_t *pchild, server_rec *s);
-void h2chat_shm_child_stopping(apr_pool_t *pchild, int graceful);
+int h2chat_shm_pre_config(apr_pool_t *pconf);
+apr_status_t h2chat_shm_post_config(server_rec *s, int *fresh);
+apr_status_t h2chat_shm_child_init(apr_pool_t *pchild, server_rec *s);
 
-/* mod_h2chat_journal.c: H2ChatJournal, the shm store's history on disk. */
-void h2chat_journal_post_config(server_rec *s, h2c_seg_t *seg, int fresh);
+/* mod_h2chat_store.c / _redis.c: H2ChatStore, set up over the segment. */
+apr_status_t h2chat_store_post_config(server_rec *s, apr_pool_t *pconf, h2c_store_t *store,
+                                      h2c_seg_t *seg);
+apr_status_t h2chat_redis_store(server_rec *s, apr_pool_t *pconf, h2c_store_t *store,
+                                h2c_seg_t *seg);
+
+/* mod_h2chat_journal.c: H2ChatJournal, the store's history on disk. */
+void h2chat_journal_post_config(server_rec *s, h2c_store_t *store, int fresh);
 void h2chat_journal_child_init(apr_pool_t *pchild, server_rec *s, h2c_store_t *store);
-
-/* mod_h2chat_redis.c: H2ChatStore redis. */
-int h2chat_redis_check(server_rec *s);
-apr_status_t h2chat_redis_child_init(apr_pool_t *pchild, server_rec *s,
-                                     h2c_store_t *store);
-void h2chat_redis_child_stopping(void);
 
 /* mod_h2chat_wake.c: H2ChatCoalesce, the wake-up gate and its waker. */
 apr_status_t h2chat_wake_child_init(apr_pool_t *pchild, server_rec *s,
@@ -100,13 +100,17 @@ void h2chat_wake_child_stopping(void);
 
 /* mod_h2chat_direct.c: H2ChatDirect, the module's own HTTP/2 loop. */
 int h2chat_direct_process_connection(conn_rec *c);
-void h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s);
+apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s);
 void h2chat_direct_child_stopping(void);
 
-/* mod_h2chat_reply.c: a JSON body, a status and one tagged log line. */
-int h2chat_reply_error(request_rec *r, int status, h2c_refusal_t why, const char *tag,
-                       const char *msg);
+/* mod_h2chat_reply.c: the handler's side of the request policy. */
+void h2chat_request_describe(request_rec *r, h2c_request_t *req);
+int h2chat_reply_refusal(request_rec *r, const h2c_verdict_t *v);
 void h2chat_reply_json(request_rec *r, int status, const char *json);
+
+/* mod_h2chat_log.c: pure units' lines into the error log. */
+int h2chat_log_level(h2c_log_level_t level);
+void h2chat_log_install(server_rec *s);
 
 /* mod_h2chat_subscribe.c / _publish.c / _status.c */
 int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc);

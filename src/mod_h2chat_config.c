@@ -96,6 +96,15 @@ int h2chat_conf_heartbeat(const h2chat_dir_conf_t *dc) {
     return dc->heartbeat != -1 ? dc->heartbeat : H2CHAT_DEFAULT_HEARTBEAT;
 }
 
+void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc) {
+    pc->snapshot = (uint32_t)h2chat_conf_snapshot(dc);
+    pc->max_bytes = (uint32_t)h2chat_conf_max_bytes(dc);
+    pc->heartbeat_s = (uint32_t)h2chat_conf_heartbeat(dc);
+    pc->rate_interval_ms = dc->rate_interval_ms > 0 ? (uint32_t)dc->rate_interval_ms : 0;
+    pc->rate_burst = dc->rate_burst > 0 ? (uint32_t)dc->rate_burst : 1;
+    pc->origins = dc->origins;
+}
+
 int h2chat_conf_history(server_rec *s) {
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
 
@@ -200,23 +209,6 @@ static const char *add_origin(cmd_parms *cmd, void *dcv, const char *origin) {
     }
     APR_ARRAY_PUSH(dc->origins, const char *) = origin;
     return NULL;
-}
-
-int h2chat_conf_origin_allowed(const h2chat_dir_conf_t *dc, const char *origin) {
-    int i;
-
-    /* no list, or no Origin header (not a browser's cross-site request) */
-    if (!dc->origins || !origin) {
-        return 1;
-    }
-    for (i = 0; i < dc->origins->nelts; i++) {
-        const char *o = APR_ARRAY_IDX(dc->origins, i, const char *);
-
-        if (!strcmp(o, "*") || !strcasecmp(o, origin)) {
-            return 1;
-        }
-    }
-    return 0;
 }
 
 int64_t h2chat_conf_coalesce_us(server_rec *s) {

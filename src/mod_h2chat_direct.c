@@ -37,7 +37,6 @@
 typedef struct site_t {
     server_rec *s;
     h2c_direct_site_t site;
-    h2chat_dir_conf_t dc; /* a copy: origins live in the config pool */
     struct site_t *next;
 } site_t;
 
@@ -53,17 +52,6 @@ typedef struct {
 } direct_t;
 
 static direct_t direct;
-
-static void log_line(void *ctx, h2c_log_level_t level, const char *tag, const char *msg) {
-    static const int levels[] = {APLOG_ERR, APLOG_WARNING, APLOG_INFO, APLOG_DEBUG};
-
-    (void)tag;
-    ap_log_error(APLOG_MARK, levels[level], 0, ctx, "%s", msg);
-}
-
-static int origin_ok(const void *ctx, const char *origin) {
-    return h2chat_conf_origin_allowed(ctx, origin);
-}
 
 /* The settings of the <Location> that covers `path` on server s, looked
  * up through httpd's own location walk on a request made for it. */
@@ -84,16 +72,10 @@ static h2c_direct_site_t *site_for(conn_rec *c, const char *path) {
         dc = ap_get_module_config(r->per_dir_config, &h2chat_module);
         st = apr_pcalloc(direct.sites_pool, sizeof(*st));
         st->s = c->base_server;
-        st->dc = *dc;
         st->site.path = apr_pstrdup(direct.sites_pool, path);
-        st->site.snapshot = (uint32_t)h2chat_conf_snapshot(dc);
-        st->site.max_bytes = (uint32_t)h2chat_conf_max_bytes(dc);
-        st->site.heartbeat_us = apr_time_from_sec(h2chat_conf_heartbeat(dc));
+        /* origins stay in the config pool, which outlives the child */
+        h2chat_conf_policy(dc, &st->site.conf);
         st->site.timeout_us = c->base_server->timeout;
-        st->site.rate_interval_ms = dc->rate_interval_ms > 0 ? (uint32_t)dc->rate_interval_ms : 0;
-        st->site.rate_burst = (uint32_t)dc->rate_burst;
-        st->site.origin_ok = dc->origins ? origin_ok : NULL;
-        st->site.origin_ctx = &st->dc;
         if (dc->enabled != 1) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, c->base_server,
                          H2C_TAG_CONFIG ": H2ChatDirect %s: no `H2Chat on` covers this path; "
@@ -187,14 +169,14 @@ static void *APR_THREAD_FUNC loop_main(apr_thread_t *thd, void *data) {
 
 /* Wakes the loop on every commit, in any child; ungated (h2c_store_wake). */
 static void *APR_THREAD_FUNC watch_main(apr_thread_t *thd, void *data) {
-    volatile uint32_t *word = &h2c_seg_shared(&h2chat_state()->seg)->direct_seq;
-    uint32_t seen = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    volatile uint32_t *word = h2c_seg_direct_seq(&h2chat_state()->seg);
+    uint32_t seen = h2c_wait_read(word), now;
 
     (void)thd, (void)data;
     while (!direct.stop) {
         h2c_wait_change(word, seen, apr_time_from_sec(1));
-        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seen) {
-            seen = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        if ((now = h2c_wait_read(word)) != seen) {
+            seen = now;
             h2c_direct_wake(direct.d);
         }
     }
@@ -229,9 +211,10 @@ static int any_direct(server_rec *s) {
     return 0;
 }
 
-/* After the store is up (mod_h2chat_shm). Threads start with every signal
- * blocked, as the waker's. */
-void h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
+/* Last in child_init, once the store is open. Threads start with every
+ * signal blocked, as the waker's. A loop that cannot start leaves h2c
+ * connections to mod_http2 (said in the log): not fatal for the child. */
+apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
     h2chat_state_t *st = h2chat_state();
     h2c_direct_env_t env;
     sigset_t all, old;
@@ -239,14 +222,12 @@ void h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
 
     memset(&direct, 0, sizeof(direct));
     if (!any_direct(s)) {
-        return;
+        return APR_SUCCESS;
     }
     env.seg = &st->seg;
     env.store = &st->store;
     env.child_slot = st->child_slot;
     env.max_subscribers = st->max_subscribers;
-    env.log = log_line;
-    env.log_ctx = s;
     direct.pchild = pchild;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -258,7 +239,7 @@ void h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      H2C_TAG_DIRECT_LOOP ": H2ChatDirect loop could not be made; h2c "
                                          "connections go to mod_http2");
-        return;
+        return rv;
     }
     rv = apr_thread_create(&direct.loop, NULL, loop_main, direct.d, pchild);
     if (rv == APR_SUCCESS) {
@@ -274,10 +255,11 @@ void h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      H2C_TAG_DIRECT_LOOP ": H2ChatDirect threads could not start; h2c "
                                          "connections go to mod_http2");
-        return;
+        return rv;
     }
     direct.running = 1;
     apr_pool_pre_cleanup_register(pchild, NULL, direct_child_exit);
+    return APR_SUCCESS;
 }
 
 /* child_stopping: held streams end (clients resume elsewhere), GOAWAY. */

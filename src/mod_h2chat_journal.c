@@ -36,7 +36,9 @@
 typedef struct {
     server_rec *s;
     const char *path;
+    const char *cpath; /* PATH.compact */
     h2chat_sync_t sync;
+    h2c_store_t *store;
     h2c_seg_t *seg;
     int fd;
     uint32_t gen; /* of the file fd is open on */
@@ -66,14 +68,14 @@ static int open_append(const char *path) {
 }
 
 typedef struct {
-    h2c_ring_t *ring;
+    h2c_store_t *store;
     uint64_t replayed, skipped;
 } replay_t;
 
 static int replay_one(void *ctx, const h2c_journal_rec_t *rec) {
     replay_t *rp = ctx;
 
-    if (h2c_ring_put(rp->ring, rec->id, rec->time_ms, rec->line, rec->len) ==
+    if (h2c_store_restore(rp->store, rec->id, rec->time_ms, rec->line, rec->len) ==
         APR_SUCCESS) {
         rp->replayed++;
     } else {
@@ -82,10 +84,10 @@ static int replay_one(void *ctx, const h2c_journal_rec_t *rec) {
     return 0;
 }
 
-/* Reads the file into the (new, empty) ring; cuts a bad tail off. */
-static void replay(server_rec *s, h2c_seg_t *seg, const char *path, int fd) {
-    h2c_seg_shared_t *sh = h2c_seg_shared(seg);
-    replay_t rp = {&seg->ring, 0, 0};
+/* Reads the file into the (new, empty) history; cuts a bad tail off. */
+static void replay(server_rec *s, h2c_store_t *store, const char *path, int fd) {
+    h2c_seg_shared_t *sh = h2c_seg_shared(store->seg);
+    replay_t rp = {store, 0, 0};
     apr_size_t good_end = 0;
     uint64_t count = 0;
     apr_status_t rv = APR_SUCCESS;
@@ -129,14 +131,21 @@ static void replay(server_rec *s, h2c_seg_t *seg, const char *path, int fd) {
                                         " messages replayed (%" APR_UINT64_T_FMT
                                         " skipped), last id %" APR_UINT64_T_FMT,
                  path, (apr_uint64_t)rp.replayed, (apr_uint64_t)rp.skipped,
-                 (apr_uint64_t)h2c_ring_last_id(&seg->ring));
+                 (apr_uint64_t)h2c_ring_last_id(h2c_store_history(store)));
 }
 
-void h2chat_journal_post_config(server_rec *s, h2c_seg_t *seg, int fresh) {
+void h2chat_journal_post_config(server_rec *s, h2c_store_t *store, int fresh) {
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
     int fd;
 
-    if (!sc->journal_path || h2chat_conf_store(s) != H2CHAT_STORE_SHM) {
+    if (!sc->journal_path) {
+        return;
+    }
+    if (!store->ops->commits_here) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                     H2C_TAG_CONFIG ": H2ChatJournal %s is not used: H2ChatStore %s keeps "
+                                    "the history itself",
+                     sc->journal_path, store->ops->name);
         return;
     }
     fd = open_append(sc->journal_path);
@@ -148,7 +157,7 @@ void h2chat_journal_post_config(server_rec *s, h2c_seg_t *seg, int fresh) {
         return;
     }
     if (fresh) {
-        replay(s, seg, sc->journal_path, fd);
+        replay(s, store, sc->journal_path, fd);
     }
     close(fd);
 }
@@ -188,26 +197,22 @@ static int write_all(int fd, const char *buf, apr_size_t n) {
     return 1;
 }
 
-/* Rewrites the journal as the ring's messages (the last H2ChatHistory),
- * under the global lock. */
+/* Rewrites the journal as the history's messages (the last
+ * H2ChatHistory), under the global lock. */
 static void compact(h2chat_journal_t *j) {
     h2c_seg_shared_t *sh = h2c_seg_shared(j->seg);
-    h2c_ring_t *ring = &j->seg->ring;
+    h2c_ring_t *ring = h2c_store_history(j->store);
     uint64_t id, last = h2c_ring_last_id(ring), n = 0;
-    const char *cpath;
-    int fd, ok = 1;
-    apr_pool_t *p;
+    int fd, ok;
 
-    apr_pool_create(&p, NULL);
-    cpath = compact_path(p, j->path);
-    fd = open(cpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    fd = open(j->cpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     ok = fd >= 0;
     for (id = h2c_ring_first_id(ring); ok && id <= last; id++) {
         uint32_t len;
         int64_t t;
         apr_size_t size;
 
-        if (h2c_ring_read(ring, id, j->line, h2c_ring_max_len(ring), &len, &t) !=
+        if (h2c_store_read(j->store, id, j->line, h2c_ring_max_len(ring), &len, &t) !=
             APR_SUCCESS) {
             continue; /* a gap */
         }
@@ -215,7 +220,7 @@ static void compact(h2chat_journal_t *j) {
         ok = size > 0 && write_all(fd, j->buf, size);
         n++;
     }
-    if (ok && (fdatasync(fd) != 0 || rename(cpath, j->path) != 0)) {
+    if (ok && (fdatasync(fd) != 0 || rename(j->cpath, j->path) != 0)) {
         ok = 0;
     }
     if (!ok) {
@@ -223,9 +228,9 @@ static void compact(h2chat_journal_t *j) {
                      H2C_TAG_JOURNAL_COMPACT ": cannot compact journal %s through %s "
                                              "(is its directory writable by the "
                                              "child user?); it keeps growing",
-                     j->path, cpath);
+                     j->path, j->cpath);
         if (fd >= 0) {
-            unlink(cpath);
+            unlink(j->cpath);
         }
         sh->journal_compact_at = sh->journal_records + j->keep;
     } else {
@@ -240,7 +245,6 @@ static void compact(h2chat_journal_t *j) {
     if (fd >= 0) {
         close(fd);
     }
-    apr_pool_destroy(p);
 }
 
 static void sync_file(h2chat_journal_t *j) {
@@ -299,22 +303,24 @@ static apr_status_t journal_close(void *data) {
 
 void h2chat_journal_child_init(apr_pool_t *pchild, server_rec *s, h2c_store_t *store) {
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+    h2c_ring_t *ring = h2c_store_history(store);
 
-    if (!sc->journal_path || h2chat_conf_store(s) != H2CHAT_STORE_SHM) {
-        return;
+    if (!sc->journal_path ||
+        h2c_store_follow(store, append_record, &journal) != APR_SUCCESS) {
+        return; /* said once in post_config */
     }
     journal.s = s;
     journal.path = sc->journal_path;
+    journal.cpath = compact_path(pchild, sc->journal_path);
     journal.sync = h2chat_conf_journal_sync(s);
+    journal.store = store;
     journal.seg = store->seg;
     journal.fd = -1;
     journal.gen = 0;
     journal.keep = (uint64_t)h2chat_conf_history(s);
-    journal.cap = h2c_journal_record_size(h2c_ring_max_len(&store->seg->ring));
+    journal.cap = h2c_journal_record_size(h2c_ring_max_len(ring));
     journal.buf = apr_palloc(pchild, journal.cap);
-    journal.line = apr_palloc(pchild, h2c_ring_max_len(&store->seg->ring));
+    journal.line = apr_palloc(pchild, h2c_ring_max_len(ring));
     journal.failed = 0;
-    store->committed = append_record;
-    store->committed_ctx = &journal;
     apr_pool_cleanup_register(pchild, &journal, journal_close, apr_pool_cleanup_null);
 }

@@ -45,9 +45,7 @@ typedef struct {
     const char *host, *key, *id_key;
     int port, db;
     long history;
-    h2c_seg_t *seg;
-    h2c_store_t *store; /* its wake-up after each batch (H2ChatCoalesce) */
-    apr_global_mutex_t *lock;
+    h2c_store_t *store;
     apr_thread_mutex_t *pool_lock;
     redisContext *idle[REDIS_POOL_MAX];
     int nidle;
@@ -131,7 +129,7 @@ static apr_status_t redis_publish(h2c_store_t *store, const char *fields, apr_si
     apr_status_t rv = APR_EGENERAL;
     int pooled;
 
-    if (flen + H2C_JSON_LINE_OVERHEAD > h2c_ring_max_len(&store->seg->ring)) {
+    if (flen + H2C_JSON_LINE_OVERHEAD > h2c_ring_max_len(h2c_store_history(store))) {
         return APR_ENOSPC;
     }
     if (!(c = pool_take(rd, &pooled))) {
@@ -169,8 +167,6 @@ static apr_status_t redis_publish(h2c_store_t *store, const char *fields, apr_si
     return rv;
 }
 
-static const h2c_store_ops_t redis_ops = {"redis", redis_publish};
-
 /* "<n>-1" -> n; 0 if it is not one of ours. */
 static uint64_t entry_id(const char *s) {
     char *end;
@@ -186,7 +182,7 @@ static void feed_entry(h2chat_redis_t *rd, const redisReply *e) {
     apr_size_t flen = 0, i, len;
     int64_t t = 0;
     uint64_t id;
-    h2c_ring_t *ring = &rd->seg->ring;
+    h2c_ring_t *ring = h2c_store_history(rd->store);
 
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
         e->element[0]->type != REDIS_REPLY_STRING ||
@@ -214,14 +210,9 @@ static void feed_entry(h2chat_redis_t *rd, const redisReply *e) {
     if (len == 0) {
         return; /* longer than this server's slots: a gap here */
     }
-    if (apr_global_mutex_lock(rd->lock) != APR_SUCCESS) {
-        return;
+    if (h2c_store_append_given(rd->store, id, t, rd->line, (uint32_t)len) == APR_SUCCESS) {
+        h2c_seg_redis_set_last_id(rd->store->seg, id);
     }
-    if (h2c_ring_put(ring, id, t, rd->line, (uint32_t)len) == APR_SUCCESS) {
-        h2c_seg_count_published(rd->seg);
-    }
-    apr_global_mutex_unlock(rd->lock);
-    __atomic_store_n(&h2c_seg_shared(rd->seg)->redis_last_id, id, __ATOMIC_RELEASE);
 }
 
 /* One XREAD: 1 if the link is fine (entries or a timeout), 0 if broken. */
@@ -232,7 +223,7 @@ static int read_batch(h2chat_redis_t *rd, redisContext *c) {
     int ok = 1;
 
     apr_snprintf(from, sizeof(from), "%" APR_UINT64_T_FMT "-1",
-                 (apr_uint64_t)h2c_ring_last_id(&rd->seg->ring));
+                 (apr_uint64_t)h2c_ring_last_id(h2c_store_history(rd->store)));
     reply = redisCommand(c, "XREAD COUNT %d BLOCK %d STREAMS %s %s", REDIS_BATCH,
                          REDIS_BLOCK_MS, rd->key, from);
     if (!reply) {
@@ -257,14 +248,12 @@ static int read_batch(h2chat_redis_t *rd, redisContext *c) {
 }
 
 static void set_link(h2chat_redis_t *rd, uint32_t up) {
-    uint32_t *word = &h2c_seg_shared(rd->seg)->redis_up;
-
-    if (__atomic_exchange_n(word, up, __ATOMIC_ACQ_REL) != up) {
+    if (h2c_seg_redis_set_up(rd->store->seg, up)) {
         ap_log_error(APLOG_MARK, up ? APLOG_NOTICE : APLOG_ERR, 0, rd->s,
                      H2C_TAG_REDIS_LINK ": redis://%s:%d is %s (stream %s, last id "
                                         "%" APR_UINT64_T_FMT ")",
                      rd->host, rd->port, up ? "up" : "down", rd->key,
-                     (apr_uint64_t)h2c_ring_last_id(&rd->seg->ring));
+                     (apr_uint64_t)h2c_ring_last_id(h2c_store_history(rd->store)));
     }
 }
 
@@ -281,7 +270,7 @@ static void *APR_THREAD_FUNC reader_main(apr_thread_t *thd, void *data) {
     int reading = 0;
 
     while (!rd->stop) {
-        if (h2c_seg_reader_claim(rd->seg, rd->pid) != APR_SUCCESS) {
+        if (h2c_seg_reader_claim(rd->store->seg, rd->pid) != APR_SUCCESS) {
             nap(rd, 500);
             continue;
         }
@@ -290,7 +279,7 @@ static void *APR_THREAD_FUNC reader_main(apr_thread_t *thd, void *data) {
             ap_log_error(APLOG_MARK, APLOG_INFO, 0, rd->s,
                          H2C_TAG_REDIS_READER ": this child follows stream %s from id "
                                               "%" APR_UINT64_T_FMT,
-                         rd->key, (apr_uint64_t)h2c_ring_last_id(&rd->seg->ring));
+                         rd->key, (apr_uint64_t)h2c_ring_last_id(h2c_store_history(rd->store)));
         }
         if (!c && !(c = connect_redis(rd, REDIS_BLOCK_MS + REDIS_TIMEOUT_MS))) {
             set_link(rd, 0);
@@ -310,7 +299,7 @@ static void *APR_THREAD_FUNC reader_main(apr_thread_t *thd, void *data) {
     if (c) {
         redisFree(c);
     }
-    h2c_seg_reader_release(rd->seg, rd->pid);
+    h2c_seg_reader_release(rd->store->seg, rd->pid);
     /* a plain return: apr_thread_exit() unwinds in a way ASan reports as
      * stack-use-after-scope; apr_thread_join() gets APR_SUCCESS either way */
     (void)thd;
@@ -334,45 +323,78 @@ static apr_status_t redis_child_exit(void *data) {
     return APR_SUCCESS;
 }
 
-/* child_stopping: the reader lets go at once, so a new child takes over. */
-void h2chat_redis_child_stopping(void) {
-    redis.stop = 1;
-}
-
-int h2chat_redis_check(server_rec *s) {
-    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
-
-    if (h2chat_conf_store(s) == H2CHAT_STORE_REDIS && !sc->redis_host) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
-                     H2C_TAG_CONFIG ": H2ChatStore redis needs H2ChatRedis "
-                                    "redis://host:port");
-        return 0;
-    }
-    return 1;
+/* The `stop` op (child_stopping): the reader lets go at once, so a new
+ * child takes over. */
+static void redis_stop(h2c_store_t *store) {
+    ((h2chat_redis_t *)store->impl)->stop = 1;
 }
 
 /* The reader is made in child_init, before the MPM blocks signals for its
  * threads: it must never take the parent's SIGTERM (the MPM's handler
  * would then tear the child down from this thread), so it starts with
  * every signal blocked. */
-static apr_status_t start_reader(apr_pool_t *pchild) {
+static apr_status_t start_reader(h2chat_redis_t *rd, apr_pool_t *pchild) {
     sigset_t all, old;
     apr_status_t rv;
 
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    rv = apr_thread_create(&redis.reader, NULL, reader_main, &redis, pchild);
+    rv = apr_thread_create(&rd->reader, NULL, reader_main, rd, pchild);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rv;
 }
 
-apr_status_t h2chat_redis_child_init(apr_pool_t *pchild, server_rec *s,
-                                     h2c_store_t *store) {
-    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+/* The `open` op, in each child: the connection pool and the reader. */
+static apr_status_t redis_open(h2c_store_t *store, apr_pool_t *pchild) {
+    h2chat_redis_t *rd = store->impl;
     apr_status_t rv;
 
-    if (h2chat_conf_store(s) != H2CHAT_STORE_REDIS) {
-        return APR_SUCCESS;
+    rd->nidle = 0;
+    rd->reader = NULL;
+    rd->stop = 0;
+    rd->pid = (uint32_t)getpid();
+    rd->line = apr_palloc(pchild, h2c_ring_max_len(h2c_store_history(store)));
+    if ((rv = apr_thread_mutex_create(&rd->pool_lock, APR_THREAD_MUTEX_DEFAULT, pchild)) !=
+        APR_SUCCESS) {
+        return rv;
+    }
+    /* a pre-cleanup: the reader is joined before its pool (a subpool of
+     * pchild) goes away */
+    apr_pool_pre_cleanup_register(pchild, rd, redis_child_exit);
+    return start_reader(rd, pchild);
+}
+
+/* The `status` op: H2ChatRedis (link), H2ChatRedisLastId, H2ChatRedisReader. */
+static void redis_status(h2c_store_t *store, h2c_store_status_t *out) {
+    const h2c_seg_t *seg = store->seg;
+
+    out->field[0].name = "Redis";
+    apr_cpystrn(out->field[0].value, h2c_seg_redis_up(seg) ? "up" : "down",
+                sizeof(out->field[0].value));
+    out->field[1].name = "RedisLastId";
+    apr_snprintf(out->field[1].value, sizeof(out->field[1].value), "%" APR_UINT64_T_FMT,
+                 (apr_uint64_t)h2c_seg_redis_last_id(seg));
+    out->field[2].name = "RedisReader";
+    apr_snprintf(out->field[2].value, sizeof(out->field[2].value), "%u",
+                 h2c_seg_reader_pid(seg));
+    out->n = 3;
+}
+
+static const h2c_store_ops_t redis_ops = {
+    "redis", redis_open, redis_publish, h2c_store_ring_read, redis_status, redis_stop, 0,
+};
+
+/* H2ChatStore redis: the store over the segment (post_config, in the
+ * parent; children inherit it and open it). APR_EINVAL without H2ChatRedis. */
+apr_status_t h2chat_redis_store(server_rec *s, apr_pool_t *pconf, h2c_store_t *store,
+                                h2c_seg_t *seg) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    if (!sc->redis_host) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     H2C_TAG_CONFIG ": H2ChatStore redis needs H2ChatRedis "
+                                    "redis://host:port");
+        return APR_EINVAL;
     }
     memset(&redis, 0, sizeof(redis));
     redis.s = s;
@@ -380,22 +402,9 @@ apr_status_t h2chat_redis_child_init(apr_pool_t *pchild, server_rec *s,
     redis.port = sc->redis_port;
     redis.db = sc->redis_db;
     redis.key = sc->redis_key;
-    redis.id_key = apr_pstrcat(pchild, sc->redis_key, ":id", NULL);
+    redis.id_key = apr_pstrcat(pconf, sc->redis_key, ":id", NULL);
     redis.history = h2chat_conf_history(s);
-    redis.seg = store->seg;
     redis.store = store;
-    redis.lock = store->lock;
-    redis.pid = (uint32_t)getpid();
-    redis.line = apr_palloc(pchild, h2c_ring_max_len(&store->seg->ring));
-    if ((rv = apr_thread_mutex_create(&redis.pool_lock, APR_THREAD_MUTEX_DEFAULT,
-                                      pchild)) != APR_SUCCESS) {
-        return rv;
-    }
-    store->ops = &redis_ops;
-    store->impl = &redis;
-    store->committed = NULL;
-    /* a pre-cleanup: the reader is joined before its pool (a subpool of
-     * pchild) goes away */
-    apr_pool_pre_cleanup_register(pchild, &redis, redis_child_exit);
-    return start_reader(pchild);
+    h2c_store_init(store, &redis_ops, seg, NULL, &redis);
+    return APR_SUCCESS;
 }

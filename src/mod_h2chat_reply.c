@@ -1,5 +1,6 @@
-/* mod_h2chat_reply: small JSON answers, and errors that say what went
- * wrong three ways: status, {"error":..} body, one tagged log line. */
+/* mod_h2chat_reply: the handler's side of the request policy (h2c_policy):
+ * a request described for it, its refusals rendered as a status, a JSON
+ * {"error":..} body, its headers and one tagged log line. */
 #include "mod_h2chat.h"
 
 #include <apr_strings.h>
@@ -15,14 +16,17 @@ void h2chat_reply_json(request_rec *r, int status, const char *json) {
     ap_rputc('\n', r);
 }
 
-/* Client mistakes log at info (a client must not be able to flood the log
- * at the default level); refusals for capacity at warn, our own failures at
- * error. */
-static int log_level(int status) {
-    if (status >= 500) {
-        return status == HTTP_SERVICE_UNAVAILABLE ? APLOG_WARNING : APLOG_ERR;
-    }
-    return APLOG_INFO;
+void h2chat_request_describe(request_rec *r, h2c_request_t *req) {
+    const char *clen = apr_table_get(r->headers_in, "Content-Length");
+
+    req->method = r->method;
+    req->args = r->args;
+    req->content_type = apr_table_get(r->headers_in, "Content-Type");
+    req->accept = apr_table_get(r->headers_in, "Accept");
+    req->origin = apr_table_get(r->headers_in, "Origin");
+    req->last_event_id = apr_table_get(r->headers_in, "Last-Event-ID");
+    req->content_length = clen ? (int64_t)apr_atoi64(clen) : -1;
+    req->client = r->useragent_ip;
 }
 
 /* Refused before the body was read. A small declared body is read and
@@ -59,22 +63,25 @@ static void drop_body(request_rec *r) {
     }
 }
 
-int h2chat_reply_error(request_rec *r, int status, h2c_refusal_t why, const char *tag,
-                       const char *msg) {
+int h2chat_reply_refusal(request_rec *r, const h2c_verdict_t *v) {
+    const h2c_deny_info_t *info = h2c_policy_info(v->deny);
     h2chat_state_t *st = h2chat_state();
 
-    ap_log_rerror(APLOG_MARK, log_level(status), 0, r, "%s: %d %s", tag, status, msg);
-    if (st->usable) {
-        h2c_seg_count_refusal(&st->seg, why);
+    ap_log_rerror(APLOG_MARK, h2chat_log_level(info->level), 0, r, "%s: %d %s", info->tag,
+                  info->status, v->message);
+    if (st->usable && info->counter < H2C_REFUSED_MAX) {
+        h2c_seg_count_refusal(&st->seg, info->counter);
     }
-    if (status == HTTP_SERVICE_UNAVAILABLE &&
-        !apr_table_get(r->err_headers_out, "Retry-After")) {
-        apr_table_setn(r->err_headers_out, "Retry-After", H2CHAT_RETRY_AFTER);
+    if (v->retry_after > 0) {
+        apr_table_setn(r->err_headers_out, "Retry-After", apr_itoa(r->pool, v->retry_after));
     }
-    if (status == HTTP_METHOD_NOT_ALLOWED || status == HTTP_UNSUPPORTED_MEDIA_TYPE ||
-        status == HTTP_FORBIDDEN || status == HTTP_TOO_MANY_REQUESTS) {
+    if (info->allow) {
+        r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST);
+        apr_table_setn(r->err_headers_out, "Allow", info->allow);
+    }
+    if (info->drop_body) {
         drop_body(r);
     }
-    h2chat_reply_json(r, status, h2c_json_error(r->pool, msg));
+    h2chat_reply_json(r, info->status, h2c_json_error(r->pool, v->message));
     return OK;
 }

@@ -1,5 +1,6 @@
 /* mod_h2chat_shm: the shared segment and its lock, across processes and
- * restarts.
+ * restarts, and the process's view of them (h2chat_state). It starts
+ * nothing else: mod_h2chat.c runs the lifecycle.
  *
  * Order as in mod_example_ipc: the mutex type is registered in pre_config
  * (admins pick the mechanism with `Mutex h2chat-shm ...`), post_config skips
@@ -19,7 +20,6 @@
 #include <util_mutex.h>
 
 #include "h2c_json.h"
-#include "h2c_wait.h"
 
 #define H2CHAT_MUTEX_TYPE "h2chat-shm"
 #define H2CHAT_RETAINED_KEY "mod_h2chat-retained"
@@ -37,9 +37,7 @@ h2chat_state_t *h2chat_state(void) {
     return &state;
 }
 
-int h2chat_shm_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp) {
-    (void)plog, (void)ptemp;
-    h2chat_conf_reset();
+int h2chat_shm_pre_config(apr_pool_t *pconf) {
     return ap_mutex_register(pconf, H2CHAT_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
 }
 
@@ -102,17 +100,13 @@ static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t cap
                         capacity, max_len, (int64_t)(apr_time_now() / 1000));
 }
 
-int h2chat_shm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
-                           server_rec *s) {
-    uint32_t max_len;
+/* The segment (kept across a graceful restart when it still fits) and the
+ * global lock. *fresh: the segment is new (a journal may refill it). */
+apr_status_t h2chat_shm_post_config(server_rec *s, int *fresh) {
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+    uint32_t max_len;
     apr_status_t rv;
-    int fresh;
 
-    (void)pconf, (void)plog, (void)ptemp;
-    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
-        return OK;
-    }
     state.usable = 0;
     retained = ap_retained_data_get(H2CHAT_RETAINED_KEY);
     if (!retained) {
@@ -120,22 +114,17 @@ int h2chat_shm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     }
     /* escaping can double the body's bytes; then type, id and time */
     max_len = (uint32_t)h2chat_conf_largest_max_bytes() * 2 + 2 * H2C_JSON_LINE_OVERHEAD;
-    if (!h2chat_redis_check(s)) {
-        return OK;
+    if ((rv = make_segment(s, child_table_size(), (uint32_t)h2chat_conf_history(s), max_len,
+                           fresh)) != APR_SUCCESS) {
+        return rv;
     }
-    if (make_segment(s, child_table_size(), (uint32_t)h2chat_conf_history(s), max_len,
-                     &fresh) != APR_SUCCESS) {
-        return OK; /* unusable: requests get 503, the rest of httpd runs */
-    }
-    /* a new segment starts from the journal; a kept one already has it all */
-    h2chat_journal_post_config(s, &state.seg, fresh);
     if (!retained->mutex) {
         rv = ap_global_mutex_create(&retained->mutex, NULL, H2CHAT_MUTEX_TYPE, NULL, s,
                                     s->process->pool, 0);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                          H2C_TAG_MUTEX_CREATE ": cannot create the global mutex");
-            return OK;
+            return rv;
         }
     }
     state.max_subscribers = sc->max_subscribers > 0 ? (uint32_t)sc->max_subscribers
@@ -143,77 +132,41 @@ int h2chat_shm_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                  H2C_TAG_CONFIG ": history %d, slot %u bytes, %u child rows, "
                                 "max subscribers %u",
-                 h2chat_conf_history(s), max_len, child_table_size(),
-                 state.max_subscribers);
-    state.usable = 1; /* for the parent; each child confirms in child_init */
-    return OK;
+                 h2chat_conf_history(s), max_len, child_table_size(), state.max_subscribers);
+    return APR_SUCCESS;
 }
 
 static apr_status_t child_exit(void *data) {
     (void)data;
-    if (state.usable) {
-        h2c_seg_child_release(&state.seg, state.child_slot);
-        state.usable = 0;
-    }
+    state.usable = 0;
+    h2c_seg_child_release(&state.seg, state.child_slot);
     return APR_SUCCESS;
 }
 
-void h2chat_shm_child_init(apr_pool_t *pchild, server_rec *s) {
+/* This child's lock handle and its row in the child table (given back when
+ * the child's pool goes). */
+apr_status_t h2chat_shm_child_init(apr_pool_t *pchild, server_rec *s) {
     apr_status_t rv;
 
-    if (!state.usable || !retained || !retained->mutex) {
-        state.usable = 0;
-        return;
-    }
     state.usable = 0;
+    state.stopping = 0;
+    if (!retained || !retained->mutex) {
+        return APR_EINIT;
+    }
     rv = apr_global_mutex_child_init(&retained->mutex,
                                      apr_global_mutex_lockfile(retained->mutex), pchild);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      H2C_TAG_CHILD_INIT ": cannot reopen the global mutex");
-        return;
+        return rv;
     }
     if (h2c_seg_child_claim(&state.seg, (uint32_t)getpid(), &state.child_slot) !=
         APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      H2C_TAG_CHILD_TABLE ": no free row in the child table");
-        return;
+        return APR_EAGAIN;
     }
-    h2c_store_shm_init(&state.store, &state.seg, retained->mutex);
-    rv = h2chat_wake_child_init(pchild, s, &state.store);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
-                     H2C_TAG_CHILD_INIT ": cannot start the waker thread");
-        return;
-    }
-    h2chat_journal_child_init(pchild, s, &state.store);
-    rv = h2chat_redis_child_init(pchild, s, &state.store);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
-                     H2C_TAG_CHILD_INIT ": cannot start the Redis store");
-        return;
-    }
-    state.stopping = 0;
-    state.usable = 1;
+    state.store.lock = retained->mutex;
     apr_pool_cleanup_register(pchild, NULL, child_exit, apr_pool_cleanup_null);
-    h2chat_direct_child_init(pchild, s);
-}
-
-void h2chat_shm_child_stopping(apr_pool_t *pchild, int graceful) {
-    volatile uint32_t *seq;
-
-    (void)pchild, (void)graceful;
-    if (!state.usable) {
-        return;
-    }
-    state.stopping = 1;
-    h2chat_redis_child_stopping();
-    h2chat_wake_child_stopping();
-    h2chat_direct_child_stopping();
-    /* Bump the word so no waiter can sleep through this on an old value,
-     * then wake them all: each sees `stopping` and ends its stream. Waiters
-     * in other children wake, find nothing new and sleep again. */
-    seq = h2c_ring_seq(&state.seg.ring);
-    __atomic_add_fetch(seq, 1, __ATOMIC_RELEASE);
-    h2c_wait_wake_all(seq);
+    return APR_SUCCESS;
 }

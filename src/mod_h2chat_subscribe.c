@@ -27,7 +27,6 @@
 #include "h2c_frame.h"
 #include "h2c_json.h"
 #include "h2c_sock.h"
-#include "h2c_text.h"
 #include "h2c_wait.h"
 
 #define H2C_ABORT_CHECK apr_time_from_sec(2)
@@ -37,7 +36,9 @@ typedef struct {
     request_rec *r;
     h2chat_state_t *st;
     h2c_ring_t *ring;
-    apr_bucket_brigade *bb; /* scratch, cleaned after each pass */
+    apr_bucket_brigade *bb; /* cleaned after each pass */
+    apr_pool_t *scratch;    /* protocol lines of one pass: cleared after it, so
+                               a held stream's memory does not grow with time */
     int sse;
     int tcp_fd;    /* the TCP socket the bytes leave by (h2: the session's), or -1 */
     uint64_t next; /* next id to send */
@@ -49,16 +50,10 @@ typedef struct {
     apr_uint64_t sent;
 } h2chat_sub_t;
 
-static int wants_sse(request_rec *r) {
-    const char *accept = apr_table_get(r->headers_in, "Accept");
-
-    return accept && ap_strcasestr(accept, "text/event-stream") != NULL;
-}
-
 /* A protocol line that is not a message: NDJSON line or SSE event. */
 static void put_event(h2chat_sub_t *sub, const char *event, const char *json) {
     apr_size_t n = h2c_frame_event(sub->sse, event, json, NULL, 0);
-    char *buf = apr_palloc(sub->r->pool, n + 1);
+    char *buf = apr_palloc(sub->scratch, n + 1);
 
     h2c_frame_event(sub->sse, event, json, buf, n + 1);
     apr_brigade_write(sub->bb, NULL, NULL, buf, n);
@@ -66,7 +61,7 @@ static void put_event(h2chat_sub_t *sub, const char *event, const char *json) {
 
 static void put_heartbeat(h2chat_sub_t *sub) {
     put_event(sub, "heartbeat",
-              h2c_json_heartbeat(sub->r->pool, (int64_t)(apr_time_now() / 1000)));
+              h2c_json_heartbeat(sub->scratch, (int64_t)(apr_time_now() / 1000)));
 }
 
 /* Appends message `id`, framed, as one heap bucket: the ring's bytes are
@@ -99,7 +94,7 @@ static void put_gap(h2chat_sub_t *sub) {
     uint64_t resume = h2c_frame_skip(sub->ring, sub->next);
 
     put_event(sub, "gap",
-              h2c_json_gap(sub->r->pool, resume - sub->next, sub->next, resume - 1));
+              h2c_json_gap(sub->scratch, resume - sub->next, sub->next, resume - 1));
     sub->next = resume;
 }
 
@@ -110,6 +105,7 @@ static apr_status_t flush(h2chat_sub_t *sub) {
                             apr_bucket_flush_create(sub->r->connection->bucket_alloc));
     rv = ap_pass_brigade(sub->r->output_filters, sub->bb);
     apr_brigade_cleanup(sub->bb);
+    apr_pool_clear(sub->scratch);
     sub->heartbeat_due = apr_time_now() + sub->heartbeat;
     if (rv == APR_SUCCESS && sub->r->connection->aborted) {
         rv = APR_ECONNABORTED;
@@ -166,7 +162,7 @@ static int client_stalled(h2chat_sub_t *sub, apr_time_t now) {
         return 0;
     }
     sub->stalled = 1;
-    __atomic_add_fetch(&h2c_seg_shared(&sub->st->seg)->stalled_dropped, 1, __ATOMIC_RELAXED);
+    h2c_seg_count_stalled(&sub->st->seg);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   H2C_TAG_STALLED ": subscriber dropped: its client acknowledged nothing "
                                   "for %" APR_TIME_T_FMT " s with %u bytes waiting",
@@ -184,7 +180,7 @@ static void hold(h2chat_sub_t *sub) {
     volatile uint32_t *seq = h2c_ring_seq(sub->ring);
 
     for (;;) {
-        uint32_t seen = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+        uint32_t seen = h2c_wait_read(seq);
         uint64_t last = h2c_ring_last_id(sub->ring);
         apr_time_t now, wake;
 
@@ -229,22 +225,21 @@ static apr_status_t leave(void *data) {
 }
 
 /* Where a new stream starts (see h2c_frame_start). */
-static void choose_start(h2chat_sub_t *sub, int resume, uint64_t since, int snapshot) {
+static void choose_start(h2chat_sub_t *sub, int resume, uint64_t since, uint32_t snapshot) {
     int reset;
 
-    sub->next = h2c_frame_start(sub->ring, resume, since, (uint32_t)snapshot, &reset);
+    sub->next = h2c_frame_start(sub->ring, resume, since, snapshot, &reset);
     if (reset) {
-        put_event(sub, "reset", h2c_json_reset(sub->r->pool, h2c_ring_last_id(sub->ring)));
+        put_event(sub, "reset", h2c_json_reset(sub->scratch, h2c_ring_last_id(sub->ring)));
     }
 }
 
-static void prepare_response(request_rec *r, int sse, int heartbeat) {
-    ap_set_content_type(r, sse ? "text/event-stream"
-                               : "application/x-ndjson; charset=utf-8");
+static void prepare_response(request_rec *r, int sse, uint32_t heartbeat) {
+    ap_set_content_type(r, h2c_policy_stream_type(sse));
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache, no-store");
     apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
     /* lets a client tell a quiet stream from a dead one */
-    apr_table_setn(r->headers_out, "X-H2Chat-Heartbeat", apr_itoa(r->pool, heartbeat));
+    apr_table_setn(r->headers_out, "X-H2Chat-Heartbeat", apr_itoa(r->pool, (int)heartbeat));
     /* compression would hold bytes back until a buffer fills */
     apr_table_setn(r->subprocess_env, "no-gzip", "1");
     r->no_local_copy = 1;
@@ -252,40 +247,37 @@ static void prepare_response(request_rec *r, int sse, int heartbeat) {
 
 int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     h2chat_state_t *st = h2chat_state();
+    h2c_policy_conf_t conf;
+    h2c_request_t req;
+    h2c_subscription_t want;
+    h2c_verdict_t v;
     h2chat_sub_t sub;
-    uint64_t since = 0;
-    int sse = wants_sse(r);
-    int resume = h2c_text_parse_resume(
-        r->args, apr_table_get(r->headers_in, "Last-Event-ID"), &since);
     apr_os_sock_t fd;
 
-    if (!st->usable) {
-        return h2chat_reply_error(r, HTTP_SERVICE_UNAVAILABLE, H2C_REFUSED_UNAVAILABLE,
-                                  H2C_TAG_UNAVAILABLE, "chat store unavailable");
+    h2chat_conf_policy(dc, &conf);
+    h2chat_request_describe(r, &req);
+    if (!h2c_policy_subscribe(&req, st->usable, &want, &v)) {
+        return h2chat_reply_refusal(r, &v);
     }
-    if (resume < 0) {
-        return h2chat_reply_error(r, HTTP_BAD_REQUEST, H2C_REFUSED_INVALID,
-                                  H2C_TAG_BAD_RESUME,
-                                  "since / Last-Event-ID must be a message id "
-                                  "(decimal digits, at most 2^53-1)");
-    }
-    prepare_response(r, sse, h2chat_conf_heartbeat(dc));
+    prepare_response(r, want.sse, conf.heartbeat_s);
     if (r->header_only) {
         return OK;
     }
     if (h2c_seg_sub_enter(&st->seg, st->child_slot, st->max_subscribers) != APR_SUCCESS) {
-        return h2chat_reply_error(r, HTTP_SERVICE_UNAVAILABLE, H2C_REFUSED_CAP,
-                                  H2C_TAG_CAP, "too many subscribers, retry later");
+        h2c_policy_refuse(&v, H2C_DENY_CAP, NULL);
+        return h2chat_reply_refusal(r, &v);
     }
     apr_pool_cleanup_register(r->pool, st, leave, apr_pool_cleanup_null);
 
     memset(&sub, 0, sizeof(sub));
     sub.r = r;
     sub.st = st;
-    sub.ring = &st->seg.ring;
-    sub.sse = sse;
+    sub.ring = h2c_store_history(&st->store);
+    sub.sse = want.sse;
     sub.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    sub.heartbeat = apr_time_from_sec(h2chat_conf_heartbeat(dc));
+    apr_pool_create(&sub.scratch, r->pool);
+    apr_pool_tag(sub.scratch, "h2chat_sub_scratch");
+    sub.heartbeat = apr_time_from_sec(conf.heartbeat_s);
     sub.tcp_fd = -1;
     sub.check_due = apr_time_now() + H2C_ABORT_CHECK;
     /* h2 streams run on a secondary connection: the session's socket is
@@ -296,7 +288,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
                                                     : r->connection)) == APR_SUCCESS) {
         sub.tcp_fd = fd;
     }
-    choose_start(&sub, resume > 0, since, h2chat_conf_snapshot(dc));
+    choose_start(&sub, want.resume, want.since, conf.snapshot);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                   H2C_TAG_SUB_START ": subscriber starts at id %" APR_UINT64_T_FMT
                                     " (%s)",

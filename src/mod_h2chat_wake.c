@@ -23,6 +23,7 @@
 #define H2CHAT_COALESCE_MAX_US 250000
 
 typedef struct {
+    h2c_store_t *store;
     h2c_seg_t *seg;
     int64_t conf_us; /* < 0 auto, > 0 fixed */
     apr_thread_mutex_t *lock;
@@ -61,7 +62,7 @@ static h2c_gate_t *gate(h2chat_waker_t *w) {
 }
 
 static void wake_all(h2chat_waker_t *w) {
-    h2c_wait_wake_all(h2c_ring_seq(&w->seg->ring));
+    h2c_wait_wake_all(h2c_ring_seq(h2c_store_history(w->store)));
 }
 
 /* The store's wake callback: after every commit (POST, Redis batch). */
@@ -158,6 +159,7 @@ apr_status_t h2chat_wake_child_init(apr_pool_t *pchild, server_rec *s,
     if (conf_us == 0) {
         return APR_SUCCESS; /* off: wake at once on every commit */
     }
+    waker.store = store;
     waker.seg = store->seg;
     waker.conf_us = conf_us;
     if ((rv = apr_thread_mutex_create(&waker.lock, APR_THREAD_MUTEX_DEFAULT, pchild)) !=

@@ -169,7 +169,7 @@ static void test_store_across_processes(apr_pool_t *p) {
     CHECK(mem != NULL);
     h2c_seg_init(&seg, mem, size, 2, CHILDREN * EACH, 256, 0);
     CHECK(apr_global_mutex_create(&lock, NULL, APR_LOCK_DEFAULT, p) == APR_SUCCESS);
-    h2c_store_shm_init(&store, &seg, lock);
+    h2c_store_init(&store, &h2c_store_shm_ops, &seg, lock, NULL);
 
     waiter = fork();
     if (waiter == 0) { /* sleeps until the first message, then exits 0 */
@@ -260,7 +260,7 @@ static void test_lock_survives_kill(apr_pool_t *p) {
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     h2c_seg_init(&seg, mem, size, 2, 8, 256, 0);
-    h2c_store_shm_init(&store, &seg, lock);
+    h2c_store_init(&store, &h2c_store_shm_ops, &seg, lock, NULL);
     alarm(10); /* a lock left held would hang here: fail loudly instead */
     rv = h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"t\"", 21, &id, &t);
     alarm(0);

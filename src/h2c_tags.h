@@ -1,7 +1,7 @@
-/* Every error-log tag mod_h2chat writes, in one place. A tag is stable:
+/* Every error-log tag mod_h2chat writes (glue and pure units), in one place. A tag is stable:
  * once released, its number keeps its meaning. */
-#ifndef MOD_H2CHAT_TAGS_H
-#define MOD_H2CHAT_TAGS_H
+#ifndef H2C_TAGS_H
+#define H2C_TAGS_H
 
 /* startup and processes */
 #define H2C_TAG_SHM_CREATE "H2C0001"   /* shared segment could not be made */
@@ -47,4 +47,4 @@
 #define H2C_TAG_DIRECT_CONN "H2C0026" /* a connection could not be taken over */
 #define H2C_TAG_DIRECT_LOOP "H2C0027" /* the loop started / could not start */
 
-#endif /* MOD_H2CHAT_TAGS_H */
+#endif /* H2C_TAGS_H */

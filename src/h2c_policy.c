@@ -1,0 +1,192 @@
+/* h2c_policy: see h2c_policy.h. */
+#include <string.h>
+#include <strings.h>
+
+#include <apr_strings.h>
+
+#include "h2c_json.h"
+#include "h2c_policy.h"
+#include "h2c_tags.h"
+#include "h2c_text.h"
+
+/* Seconds a client is asked to wait after a 503 (cap, store down). */
+#define H2C_POLICY_RETRY_S 5
+
+#define N H2C_REFUSED_MAX /* not counted */
+
+/* The refusal table: every refusal's status, tag and message, once. */
+static const h2c_deny_info_t table[H2C_DENY_MAX] = {
+    [H2C_DENY_NONE] = {0, NULL, NULL, H2C_LOG_INFO, N, 0, NULL, 0},
+    [H2C_DENY_UNAVAILABLE] = {503, H2C_TAG_UNAVAILABLE, "chat store unavailable",
+                              H2C_LOG_WARN, H2C_REFUSED_UNAVAILABLE, H2C_POLICY_RETRY_S,
+                              NULL, 0},
+    [H2C_DENY_PUBLISH] = {503, H2C_TAG_PUBLISH, "chat store could not publish", H2C_LOG_WARN,
+                          H2C_REFUSED_UNAVAILABLE, H2C_POLICY_RETRY_S, NULL, 0},
+    [H2C_DENY_METHOD] = {405, H2C_TAG_METHOD, "method not allowed: use GET or POST",
+                         H2C_LOG_INFO, H2C_REFUSED_METHOD, 0, "GET, POST", 1},
+    [H2C_DENY_ORIGIN] = {403, H2C_TAG_ORIGIN, "this Origin may not post here", H2C_LOG_INFO,
+                         H2C_REFUSED_ORIGIN, 0, NULL, 1},
+    [H2C_DENY_MEDIA_TYPE] = {415, H2C_TAG_MEDIA_TYPE, "Content-Type must be application/json",
+                             H2C_LOG_INFO, H2C_REFUSED_MEDIA_TYPE, 0, NULL, 1},
+    [H2C_DENY_RATE] = {429, H2C_TAG_RATE, "too many messages, slow down", H2C_LOG_INFO,
+                       H2C_REFUSED_RATE, -1, NULL, 1},
+    [H2C_DENY_TOO_LARGE] = {413, H2C_TAG_TOO_LARGE, NULL, H2C_LOG_INFO, H2C_REFUSED_TOO_LARGE,
+                            0, NULL, 0},
+    [H2C_DENY_READ_BODY] = {400, H2C_TAG_READ_BODY, "request body could not be read",
+                            H2C_LOG_INFO, H2C_REFUSED_INVALID, 0, NULL, 0},
+    [H2C_DENY_BAD_MESSAGE] = {400, H2C_TAG_BAD_MESSAGE, NULL, H2C_LOG_INFO, H2C_REFUSED_INVALID,
+                              0, NULL, 0},
+    [H2C_DENY_BAD_RESUME] = {400, H2C_TAG_BAD_RESUME,
+                             "since / Last-Event-ID must be a message id (decimal digits, at "
+                             "most 2^53-1)",
+                             H2C_LOG_INFO, H2C_REFUSED_INVALID, 0, NULL, 0},
+    [H2C_DENY_CAP] = {503, H2C_TAG_CAP, "too many subscribers, retry later", H2C_LOG_WARN,
+                      H2C_REFUSED_CAP, H2C_POLICY_RETRY_S, NULL, 0},
+    [H2C_DENY_NOT_FOUND] = {404, H2C_TAG_DIRECT_PATH, NULL, H2C_LOG_INFO, N, 0, NULL, 0},
+};
+
+#undef N
+
+const h2c_deny_info_t *h2c_policy_info(h2c_deny_t why) {
+    return &table[why < H2C_DENY_MAX ? why : H2C_DENY_NONE];
+}
+
+void h2c_policy_refuse(h2c_verdict_t *v, h2c_deny_t why, const char *message) {
+    const h2c_deny_info_t *info = h2c_policy_info(why);
+
+    v->deny = why;
+    v->message = message ? message : info->message;
+    v->retry_after = info->retry_after > 0 ? info->retry_after : 0;
+}
+
+h2c_route_t h2c_policy_route(const char *method, int *head, h2c_verdict_t *v) {
+    *head = method && !strcmp(method, "HEAD");
+    if (method && (*head || !strcmp(method, "GET"))) {
+        return H2C_ROUTE_SUBSCRIBE;
+    }
+    if (method && !strcmp(method, "POST")) {
+        return H2C_ROUTE_PUBLISH;
+    }
+    h2c_policy_refuse(v, H2C_DENY_METHOD, NULL);
+    return H2C_ROUTE_REFUSED;
+}
+
+int h2c_policy_wants_sse(const char *accept) {
+    static const char want[] = "text/event-stream";
+    apr_size_t n = sizeof(want) - 1;
+
+    for (; accept && *accept; accept++) {
+        if (!strncasecmp(accept, want, n)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+const char *h2c_policy_stream_type(int sse) {
+    return sse ? "text/event-stream" : "application/x-ndjson; charset=utf-8";
+}
+
+int h2c_policy_subscribe(const h2c_request_t *req, int usable, h2c_subscription_t *sub,
+                         h2c_verdict_t *v) {
+    int resume;
+
+    if (!usable) {
+        h2c_policy_refuse(v, H2C_DENY_UNAVAILABLE, NULL);
+        return 0;
+    }
+    resume = h2c_text_parse_resume(req->args, req->last_event_id, &sub->since);
+    if (resume < 0) {
+        h2c_policy_refuse(v, H2C_DENY_BAD_RESUME, NULL);
+        return 0;
+    }
+    sub->resume = resume > 0;
+    sub->sse = h2c_policy_wants_sse(req->accept);
+    v->deny = H2C_DENY_NONE;
+    return 1;
+}
+
+int h2c_policy_origin_allowed(const apr_array_header_t *origins, const char *origin) {
+    int i;
+
+    /* no list, or no Origin header (not a browser's cross-site request) */
+    if (!origins || !origin) {
+        return 1;
+    }
+    for (i = 0; i < origins->nelts; i++) {
+        const char *o = APR_ARRAY_IDX(origins, i, const char *);
+
+        if (!strcmp(o, "*") || !strcasecmp(o, origin)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void too_large(const h2c_policy_conf_t *conf, apr_pool_t *p, h2c_verdict_t *v) {
+    h2c_policy_refuse(v, H2C_DENY_TOO_LARGE,
+                      apr_psprintf(p, "body over %lu bytes", (unsigned long)conf->max_bytes));
+}
+
+/* H2ChatRateLimit, per client address across all children: Retry-After
+ * in whole seconds, at least 1. */
+static int rate_ok(const h2c_policy_conf_t *conf, const char *client, h2c_rate_t *rate,
+                   int64_t now_ms, h2c_verdict_t *v) {
+    h2c_rate_limit_t limit = {conf->rate_interval_ms, conf->rate_burst};
+    int64_t retry_ms;
+
+    if (!conf->rate_interval_ms ||
+        h2c_rate_take(rate, &limit, client ? client : "", now_ms, &retry_ms) == APR_SUCCESS) {
+        return 1;
+    }
+    h2c_policy_refuse(v, H2C_DENY_RATE, NULL);
+    v->retry_after = (int)((retry_ms + 999) / 1000);
+    if (v->retry_after < 1) {
+        v->retry_after = 1;
+    }
+    return 0;
+}
+
+int h2c_policy_publish_head(const h2c_policy_conf_t *conf, const h2c_request_t *req,
+                            int usable, h2c_rate_t *rate, int64_t now_ms, apr_pool_t *p,
+                            h2c_verdict_t *v) {
+    if (!usable) {
+        h2c_policy_refuse(v, H2C_DENY_UNAVAILABLE, NULL);
+    } else if (!h2c_policy_origin_allowed(conf->origins, req->origin)) {
+        h2c_policy_refuse(v, H2C_DENY_ORIGIN, NULL);
+    } else if (!h2c_text_is_json_type(req->content_type)) {
+        h2c_policy_refuse(v, H2C_DENY_MEDIA_TYPE, NULL);
+    } else if (!rate_ok(conf, req->client, rate, now_ms, v)) {
+        /* v set */
+    } else if (req->content_length > (int64_t)conf->max_bytes) {
+        too_large(conf, p, v); /* by its declared length: never read */
+    } else {
+        v->deny = H2C_DENY_NONE;
+        return 1;
+    }
+    return 0;
+}
+
+int h2c_policy_publish_body(const h2c_policy_conf_t *conf, const char *body, apr_size_t len,
+                            int over, const char *auth_user, apr_pool_t *p, char **fields,
+                            apr_size_t *flen, h2c_verdict_t *v) {
+    const char *why;
+
+    if (over || len > conf->max_bytes) {
+        too_large(conf, p, v);
+        return 0;
+    }
+    if (h2c_json_parse_post(body ? body : "", len, auth_user, p, fields, flen, &why) !=
+        APR_SUCCESS) {
+        h2c_policy_refuse(v, H2C_DENY_BAD_MESSAGE, why);
+        return 0;
+    }
+    v->deny = H2C_DENY_NONE;
+    return 1;
+}
+
+void h2c_policy_not_found(h2c_verdict_t *v, const char *served, apr_pool_t *p) {
+    h2c_policy_refuse(
+        v, H2C_DENY_NOT_FOUND,
+        apr_pstrcat(p, "not found: this listener (H2ChatDirect) serves only ", served, NULL));
+}

@@ -1,0 +1,136 @@
+/* h2c_policy: the rules of a chat request, once for every transport (pure
+ * unit, no httpd headers).
+ *
+ * The handler (requests through httpd: h2 via mod_http2, HTTP/1.1) and the
+ * direct loop (H2ChatDirect) each describe a request as an h2c_request_t,
+ * ask this unit, and only render what it decided: the route (subscribe or
+ * publish), the POST checks in their order, content negotiation, where a
+ * stream resumes, and every refusal as one row of one table (status, tag,
+ * message, log level, counter, Retry-After, Allow). A rule added later
+ * (rooms, presence, deletion) is added here, once. */
+#ifndef H2C_POLICY_H
+#define H2C_POLICY_H
+
+#include <apr_errno.h>
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <stdint.h>
+
+#include "h2c_log.h"
+#include "h2c_rate.h"
+#include "h2c_seg.h"
+
+/* Every way a chat request is refused. */
+typedef enum {
+    H2C_DENY_NONE = 0,
+    H2C_DENY_UNAVAILABLE, /* 503: the store is not usable in this process */
+    H2C_DENY_PUBLISH,     /* 503: the store could not publish */
+    H2C_DENY_METHOD,      /* 405 */
+    H2C_DENY_ORIGIN,      /* 403: Origin not in H2ChatAllowOrigin */
+    H2C_DENY_MEDIA_TYPE,  /* 415 */
+    H2C_DENY_RATE,        /* 429: over H2ChatRateLimit */
+    H2C_DENY_TOO_LARGE,   /* 413: body over H2ChatMaxMessageBytes */
+    H2C_DENY_READ_BODY,   /* 400: the body could not be read */
+    H2C_DENY_BAD_MESSAGE, /* 400: the body is not a valid message */
+    H2C_DENY_BAD_RESUME,  /* 400: since / Last-Event-ID is not an id */
+    H2C_DENY_CAP,         /* 503: H2ChatMaxSubscribers reached */
+    H2C_DENY_NOT_FOUND,   /* 404: a path the direct listener does not serve */
+    H2C_DENY_MAX
+} h2c_deny_t;
+
+/* One row of the refusal table. */
+typedef struct {
+    int status;
+    const char *tag;       /* h2c_tags.h */
+    const char *message;   /* the JSON error; NULL: the rule gives it */
+    h2c_log_level_t level; /* client mistakes at info, capacity at warn */
+    h2c_refusal_t counter; /* server-status; H2C_REFUSED_MAX: not counted */
+    int retry_after;       /* seconds for Retry-After; 0: none, -1: the rule's */
+    const char *allow;     /* Allow header, or NULL */
+    int drop_body;         /* refused before the body: read and drop a small one */
+} h2c_deny_info_t;
+
+/* What a transport renders: a refusal (deny != NONE) or "go on". */
+typedef struct {
+    h2c_deny_t deny;
+    const char *message; /* for the JSON body and the log */
+    int retry_after;     /* seconds; 0: no Retry-After */
+} h2c_verdict_t;
+
+/* A location's settings, defaults applied (from its <Location>). */
+typedef struct {
+    uint32_t snapshot;
+    uint32_t max_bytes;
+    uint32_t heartbeat_s;
+    uint32_t rate_interval_ms; /* H2ChatRateLimit; 0: off */
+    uint32_t rate_burst;
+    const apr_array_header_t *origins; /* H2ChatAllowOrigin (const char *); NULL: any */
+} h2c_policy_conf_t;
+
+/* The parts of a request the rules look at; NULL / -1 when absent. */
+typedef struct {
+    const char *method;
+    const char *args; /* query string */
+    const char *content_type;
+    const char *accept;
+    const char *origin;
+    const char *last_event_id;
+    int64_t content_length; /* -1: not given */
+    const char *client;     /* the address rate limits count by */
+} h2c_request_t;
+
+typedef enum { H2C_ROUTE_SUBSCRIBE, H2C_ROUTE_PUBLISH, H2C_ROUTE_REFUSED } h2c_route_t;
+
+/* Where a subscriber's stream starts and how it is framed. */
+typedef struct {
+    int sse;        /* text/event-stream, else NDJSON */
+    int resume;     /* since / Last-Event-ID given */
+    uint64_t since; /* ... and its value */
+    int head;       /* HEAD: the answer's headers only */
+} h2c_subscription_t;
+
+const h2c_deny_info_t *h2c_policy_info(h2c_deny_t why);
+
+/* Fills v with refusal `why`; message NULL: the table's. */
+void h2c_policy_refuse(h2c_verdict_t *v, h2c_deny_t why, const char *message);
+
+/* The route of a method: GET and HEAD subscribe (*head set for HEAD),
+ * POST publishes, anything else is refused (405) in v. */
+h2c_route_t h2c_policy_route(const char *method, int *head, h2c_verdict_t *v);
+
+/* A subscribe request: 1 with *sub set, or 0 with the refusal in v.
+ * `usable`: the store is usable in this process. */
+int h2c_policy_subscribe(const h2c_request_t *req, int usable, h2c_subscription_t *sub,
+                         h2c_verdict_t *v);
+
+/* A POST before its body, in this order: store usable, Origin, media
+ * type, rate limit (takes a token from `rate` at now_ms), declared length.
+ * 1 to read the body, or 0 with the refusal in v (p: its message). */
+int h2c_policy_publish_head(const h2c_policy_conf_t *conf, const h2c_request_t *req,
+                            int usable, h2c_rate_t *rate, int64_t now_ms, apr_pool_t *p,
+                            h2c_verdict_t *v);
+
+/* The body, once read (`over`: it was longer than conf->max_bytes, and
+ * only that much was kept). 1 with the message's encoded fields, or 0
+ * with the refusal in v. `auth_user` (may be NULL) is the user instead of
+ * the body's. */
+int h2c_policy_publish_body(const h2c_policy_conf_t *conf, const char *body, apr_size_t len,
+                            int over, const char *auth_user, apr_pool_t *p, char **fields,
+                            apr_size_t *flen, h2c_verdict_t *v);
+
+/* 1 if a POST with this Origin (may be NULL: not a browser's cross-site
+ * request) may publish. */
+int h2c_policy_origin_allowed(const apr_array_header_t *origins, const char *origin);
+
+/* Content negotiation: 1 if Accept asks for text/event-stream (media
+ * types compare case-insensitively, RFC 9110 8.3.1). */
+int h2c_policy_wants_sse(const char *accept);
+
+/* The response headers of a held stream: content type by framing. */
+const char *h2c_policy_stream_type(int sse);
+
+/* The refusal of a path the direct listener does not serve (`served`:
+ * the one it does). */
+void h2c_policy_not_found(h2c_verdict_t *v, const char *served, apr_pool_t *p);
+
+#endif /* H2C_POLICY_H */

@@ -1,0 +1,73 @@
+/* h2c_store: what every store shares (see h2c_store.h). */
+#include <string.h>
+
+#include "h2c_store.h"
+#include "h2c_wait.h"
+
+void h2c_store_init(h2c_store_t *store, const h2c_store_ops_t *ops, h2c_seg_t *seg,
+                    apr_global_mutex_t *lock, void *impl) {
+    memset(store, 0, sizeof(*store));
+    store->ops = ops;
+    store->seg = seg;
+    store->lock = lock;
+    store->impl = impl;
+}
+
+void h2c_store_status(h2c_store_t *store, h2c_store_status_t *out) {
+    out->n = 0;
+    if (store->ops->status) {
+        store->ops->status(store, out);
+    }
+}
+
+apr_status_t h2c_store_follow(h2c_store_t *store, h2c_store_committed_fn fn, void *ctx) {
+    if (!store->ops->commits_here) {
+        return APR_ENOTIMPL;
+    }
+    store->committed = fn;
+    store->committed_ctx = ctx;
+    return APR_SUCCESS;
+}
+
+h2c_ring_t *h2c_store_history(h2c_store_t *store) {
+    return &store->seg->ring;
+}
+
+apr_status_t h2c_store_ring_read(h2c_store_t *store, uint64_t id, char *buf, apr_size_t cap,
+                                 uint32_t *len, int64_t *time_ms) {
+    return h2c_ring_read(h2c_store_history(store), id, buf, cap, len, time_ms);
+}
+
+apr_status_t h2c_store_append_given(h2c_store_t *store, uint64_t id, int64_t time_ms,
+                                    const char *line, uint32_t len) {
+    apr_status_t rv;
+
+    if ((rv = apr_global_mutex_lock(store->lock)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = h2c_ring_put(h2c_store_history(store), id, time_ms, line, len);
+    if (rv == APR_SUCCESS) {
+        h2c_seg_count_published(store->seg);
+    }
+    apr_global_mutex_unlock(store->lock);
+    return rv;
+}
+
+apr_status_t h2c_store_restore(h2c_store_t *store, uint64_t id, int64_t time_ms,
+                               const char *line, uint32_t len) {
+    return h2c_ring_put(h2c_store_history(store), id, time_ms, line, len);
+}
+
+void h2c_store_wake(h2c_store_t *store) {
+    /* H2ChatDirect loops (one waiter per child) batch by themselves: no gate */
+    h2c_wait_bump(h2c_seg_direct_seq(store->seg));
+    if (store->wake) {
+        store->wake(store->wake_ctx);
+    } else {
+        h2c_wait_wake_all(h2c_ring_seq(h2c_store_history(store)));
+    }
+}
+
+void h2c_store_wake_now(h2c_store_t *store) {
+    h2c_wait_bump(h2c_ring_seq(h2c_store_history(store)));
+}

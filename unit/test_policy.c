@@ -1,0 +1,243 @@
+/* Unit tests of h2c_policy: routes, the POST checks and their order, the
+ * refusal table, negotiation and resume, as both transports get them. */
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "h2c_policy.h"
+#include "h2c_tags.h"
+#include "unit.h"
+
+static h2c_policy_conf_t conf_of(apr_array_header_t *origins) {
+    h2c_policy_conf_t c;
+
+    memset(&c, 0, sizeof(c));
+    c.snapshot = 50;
+    c.max_bytes = 64;
+    c.heartbeat_s = 20;
+    c.origins = origins;
+    return c;
+}
+
+static h2c_request_t post_req(void) {
+    h2c_request_t r;
+
+    memset(&r, 0, sizeof(r));
+    r.method = "POST";
+    r.content_type = "application/json";
+    r.content_length = -1;
+    r.client = "10.0.0.1";
+    return r;
+}
+
+static h2c_rate_t rate_table(apr_pool_t *p) {
+    h2c_rate_t rate;
+
+    rate.words = apr_pcalloc(p, H2C_RATE_BUCKETS * sizeof(uint64_t));
+    rate.epoch_ms = 0;
+    return rate;
+}
+
+/* Every refusal has a status, a tag, a message (or a rule that gives one)
+ * and a sane log level; 503s and 429 say when to come back. */
+static void test_table(apr_pool_t *p) {
+    int i;
+
+    (void)p;
+    for (i = 1; i < H2C_DENY_MAX; i++) {
+        const h2c_deny_info_t *info = h2c_policy_info((h2c_deny_t)i);
+
+        CHECK(info->status >= 400 && info->status < 600);
+        CHECK(info->tag && !strncmp(info->tag, "H2C00", 5));
+        CHECK(info->level <= H2C_LOG_INFO);
+        CHECK((info->status == 503 || info->status == 429) == (info->retry_after != 0));
+        CHECK((info->status == 405) == (info->allow != NULL));
+    }
+    CHECK(h2c_policy_info(H2C_DENY_METHOD)->drop_body);
+    CHECK(!strcmp(h2c_policy_info(H2C_DENY_METHOD)->allow, "GET, POST"));
+    CHECK(h2c_policy_info(H2C_DENY_CAP)->counter == H2C_REFUSED_CAP);
+    CHECK(h2c_policy_info(H2C_DENY_NOT_FOUND)->counter == H2C_REFUSED_MAX);
+    CHECK(h2c_policy_info(H2C_DENY_MAX) == h2c_policy_info(H2C_DENY_NONE));
+}
+
+static void test_route(apr_pool_t *p) {
+    h2c_verdict_t v;
+    int head;
+
+    (void)p;
+    CHECK(h2c_policy_route("GET", &head, &v) == H2C_ROUTE_SUBSCRIBE && !head);
+    CHECK(h2c_policy_route("HEAD", &head, &v) == H2C_ROUTE_SUBSCRIBE && head);
+    CHECK(h2c_policy_route("POST", &head, &v) == H2C_ROUTE_PUBLISH && !head);
+    CHECK(h2c_policy_route("PUT", &head, &v) == H2C_ROUTE_REFUSED);
+    CHECK(v.deny == H2C_DENY_METHOD && !strcmp(v.message, "method not allowed: use GET or POST"));
+    CHECK(h2c_policy_route("get", &head, &v) == H2C_ROUTE_REFUSED); /* methods are case-sensitive */
+    CHECK(h2c_policy_route(NULL, &head, &v) == H2C_ROUTE_REFUSED);
+}
+
+/* RFC 9110: media types compare case-insensitively. */
+static void test_negotiation(apr_pool_t *p) {
+    (void)p;
+    CHECK(h2c_policy_wants_sse("text/event-stream"));
+    CHECK(h2c_policy_wants_sse("TEXT/Event-Stream"));
+    CHECK(h2c_policy_wants_sse("application/json, text/event-stream;q=0.9"));
+    CHECK(!h2c_policy_wants_sse("application/x-ndjson"));
+    CHECK(!h2c_policy_wants_sse("text/event"));
+    CHECK(!h2c_policy_wants_sse(NULL));
+    CHECK(!strcmp(h2c_policy_stream_type(1), "text/event-stream"));
+    CHECK(!strcmp(h2c_policy_stream_type(0), "application/x-ndjson; charset=utf-8"));
+}
+
+static void test_subscribe(apr_pool_t *p) {
+    h2c_request_t r;
+    h2c_subscription_t sub;
+    h2c_verdict_t v;
+
+    (void)p;
+    memset(&r, 0, sizeof(r));
+    r.method = "GET";
+    CHECK(h2c_policy_subscribe(&r, 1, &sub, &v) && !sub.resume && !sub.sse);
+    r.accept = "Text/Event-Stream";
+    r.last_event_id = "17";
+    CHECK(h2c_policy_subscribe(&r, 1, &sub, &v) && sub.resume && sub.since == 17 && sub.sse);
+    r.args = "since=20";
+    CHECK(h2c_policy_subscribe(&r, 1, &sub, &v) && sub.since == 20); /* since= wins */
+    r.args = "since=x";
+    CHECK(!h2c_policy_subscribe(&r, 1, &sub, &v) && v.deny == H2C_DENY_BAD_RESUME);
+    CHECK(h2c_policy_info(v.deny)->status == 400 && v.retry_after == 0);
+    r.args = NULL;
+    CHECK(!h2c_policy_subscribe(&r, 0, &sub, &v) && v.deny == H2C_DENY_UNAVAILABLE);
+    CHECK(v.retry_after == 5 && h2c_policy_info(v.deny)->status == 503);
+}
+
+/* The POST checks come in one order: usable, Origin, media type, rate,
+ * declared length; the first that fails decides. */
+static void test_publish_head(apr_pool_t *p) {
+    apr_array_header_t *origins = apr_array_make(p, 1, sizeof(const char *));
+    h2c_policy_conf_t c;
+    h2c_rate_t rate = rate_table(p);
+    h2c_request_t r = post_req();
+    h2c_verdict_t v;
+
+    APR_ARRAY_PUSH(origins, const char *) = "https://chat.example";
+    c = conf_of(origins);
+    CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v) && v.deny == H2C_DENY_NONE);
+    r.origin = "https://CHAT.example"; /* origins compare case-insensitively */
+    CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v));
+    r.origin = "https://evil.example";
+    r.content_type = "text/plain";
+    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v) && v.deny == H2C_DENY_ORIGIN);
+    CHECK(!h2c_policy_publish_head(&c, &r, 0, &rate, 1000, p, &v) &&
+          v.deny == H2C_DENY_UNAVAILABLE);
+    r.origin = NULL; /* not a browser's cross-site request */
+    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v) &&
+          v.deny == H2C_DENY_MEDIA_TYPE);
+    CHECK(h2c_policy_info(v.deny)->status == 415 && h2c_policy_info(v.deny)->drop_body);
+    r.content_type = "Application/JSON; charset=utf-8";
+    r.content_length = 65;
+    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v) &&
+          v.deny == H2C_DENY_TOO_LARGE);
+    CHECK(!strcmp(v.message, "body over 64 bytes") && h2c_policy_info(v.deny)->status == 413);
+    r.content_length = 64;
+    CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v));
+}
+
+static void test_rate(apr_pool_t *p) {
+    h2c_policy_conf_t c = conf_of(NULL);
+    h2c_rate_t rate = rate_table(p);
+    h2c_request_t r = post_req();
+    h2c_verdict_t v;
+
+    c.rate_interval_ms = 2500, c.rate_burst = 2;
+    CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 100000, p, &v));
+    CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 100000, p, &v));
+    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 100000, p, &v) && v.deny == H2C_DENY_RATE);
+    CHECK(v.retry_after == 3); /* 2.5 s, rounded up to whole seconds */
+    CHECK(h2c_policy_info(v.deny)->status == 429);
+    r.client = "10.0.0.2"; /* per address */
+    CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 100000, p, &v));
+    r.client = "10.0.0.1";
+    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 100001, p, &v) && v.retry_after == 3);
+    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 102400, p, &v) && v.retry_after == 1);
+}
+
+static void test_publish_body(apr_pool_t *p) {
+    h2c_policy_conf_t c = conf_of(NULL);
+    h2c_verdict_t v;
+    char *fields;
+    apr_size_t flen;
+    const char *ok = "{\"user\":\"a\",\"text\":\"hi\"}";
+
+    CHECK(h2c_policy_publish_body(&c, ok, strlen(ok), 0, NULL, p, &fields, &flen, &v));
+    CHECK(flen == strlen("\"user\":\"a\",\"text\":\"hi\"") && !memcmp(fields, "\"user\":", 7));
+    CHECK(h2c_policy_publish_body(&c, ok, strlen(ok), 0, "bob", p, &fields, &flen, &v));
+    CHECK(strstr(fields, "\"bob\"") != NULL); /* the authenticated user wins */
+    CHECK(!h2c_policy_publish_body(&c, ok, strlen(ok), 1, NULL, p, &fields, &flen, &v));
+    CHECK(v.deny == H2C_DENY_TOO_LARGE && !strcmp(v.message, "body over 64 bytes"));
+    CHECK(!h2c_policy_publish_body(&c, "{\"user\":\"a\"}", 12, 0, NULL, p, &fields, &flen,
+                                   &v));
+    CHECK(v.deny == H2C_DENY_BAD_MESSAGE && !strcmp(v.message, "missing \"text\""));
+    CHECK(h2c_policy_info(v.deny)->status == 400 &&
+          !strcmp(h2c_policy_info(v.deny)->tag, H2C_TAG_BAD_MESSAGE));
+    CHECK(!h2c_policy_publish_body(&c, NULL, 0, 0, NULL, p, &fields, &flen, &v));
+    CHECK(v.deny == H2C_DENY_BAD_MESSAGE);
+}
+
+static void test_refuse_and_not_found(apr_pool_t *p) {
+    h2c_verdict_t v;
+
+    h2c_policy_refuse(&v, H2C_DENY_CAP, NULL);
+    CHECK(!strcmp(v.message, "too many subscribers, retry later") && v.retry_after == 5);
+    h2c_policy_refuse(&v, H2C_DENY_PUBLISH, "custom");
+    CHECK(!strcmp(v.message, "custom") && v.retry_after == 5);
+    h2c_policy_not_found(&v, "/msgs", p);
+    CHECK(v.deny == H2C_DENY_NOT_FOUND && h2c_policy_info(v.deny)->status == 404);
+    CHECK(!strcmp(v.message, "not found: this listener (H2ChatDirect) serves only /msgs"));
+}
+
+/* Pure units log through one callback, after a level check: a line below
+ * the level is never formatted. */
+static int lines;
+static char last[128];
+
+static int only_info(void *ctx, h2c_log_level_t level) {
+    (void)ctx;
+    return level <= H2C_LOG_INFO;
+}
+
+static void keep(void *ctx, h2c_log_level_t level, const char *line) {
+    (void)ctx, (void)level;
+    lines++;
+    apr_cpystrn(last, line, sizeof(last));
+}
+
+static void test_log(apr_pool_t *p) {
+    (void)p;
+    h2c_log(H2C_LOG_ERR, H2C_TAG_CAP, "nobody listens %d", 1); /* none installed */
+    h2c_log_set(keep, only_info, NULL);
+    CHECK(h2c_log_enabled(H2C_LOG_INFO) && !h2c_log_enabled(H2C_LOG_DEBUG));
+    h2c_log(H2C_LOG_DEBUG, H2C_TAG_SUB_START, "%s", "dropped");
+    CHECK(lines == 0);
+    h2c_log(H2C_LOG_WARN, H2C_TAG_CAP, "%d %s", 503, "full");
+    CHECK(lines == 1 && !strcmp(last, "H2C0015: 503 full"));
+    h2c_log_set(NULL, NULL, NULL);
+    CHECK(!h2c_log_enabled(H2C_LOG_ERR));
+}
+
+int main(void) {
+    apr_pool_t *p;
+
+    apr_initialize();
+    apr_pool_create(&p, NULL);
+    RUN(test_table, p);
+    RUN(test_route, p);
+    RUN(test_negotiation, p);
+    RUN(test_subscribe, p);
+    RUN(test_publish_head, p);
+    RUN(test_rate, p);
+    RUN(test_publish_body, p);
+    RUN(test_refuse_and_not_found, p);
+    RUN(test_log, p);
+    apr_pool_destroy(p);
+    apr_terminate();
+    return unit_finish("test_policy");
+}
