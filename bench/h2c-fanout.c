@@ -41,7 +41,7 @@
 #include <openssl/ssl.h>
 
 #define MAX_HEADERS 16
-#define MAX_PIDS 4 /* --pid roots: a server and its helpers (e.g. its Redis) */
+#define MAX_PIDS 4           /* --pid roots: a server and its helpers (e.g. its Redis) */
 #define PEND_MAX (4u << 20)  /* bound on one unfinished object / line */
 #define OUT_HIGH (64u << 10) /* stop pulling from nghttp2 above this */
 #define H1_LINE_MAX 16384
@@ -54,8 +54,14 @@ enum fmt { FMT_JSON, FMT_SSE };
 enum phase { PH_CONNECT, PH_SETTLE, PH_PUBLISH, PH_DONE };
 enum reason { R_CONNECT, R_TLS, R_TIMEOUT, R_EOF, R_ERROR, R_END, R_SHUTDOWN };
 enum h1st {
-    H1_STATUS, H1_HEADERS, H1_BODY_CL, H1_CHUNK_SIZE, H1_CHUNK_DATA,
-    H1_CHUNK_CRLF, H1_TRAILERS, H1_BODY_EOF
+    H1_STATUS,
+    H1_HEADERS,
+    H1_BODY_CL,
+    H1_CHUNK_SIZE,
+    H1_CHUNK_DATA,
+    H1_CHUNK_CRLF,
+    H1_TRAILERS,
+    H1_BODY_EOF
 };
 
 struct buf {
@@ -129,15 +135,24 @@ static struct opts {
     const char *headers[MAX_HEADERS];
     int nheaders;
 } O = {
-    .proto = -1, .pub_proto = -1, .n = 100, .k = 5, .rate = 10, .timeout = 60,
-    .connect_rate = 2000, .flt = 10, .settle = 0.2, .drain = 0, .spc = 1,
+    .proto = -1,
+    .pub_proto = -1,
+    .n = 100,
+    .k = 5,
+    .rate = 10,
+    .timeout = 60,
+    .connect_rate = 2000,
+    .flt = 10,
+    .settle = 0.2,
+    .drain = 0,
+    .spc = 1,
     .max_pending = 500,
 };
 
 static struct stats {
-    long conns, ready, fail_connect, fail_tls, fail_status, status_503,
-        fail_timeout, fail_reset, closed, conn_closed, goaways, live_incomplete,
-        delivered, dups, ooo, ignored, overflow, published, pub_done;
+    long conns, ready, fail_connect, fail_tls, fail_status, status_503, fail_timeout,
+        fail_reset, closed, conn_closed, goaways, live_incomplete, delivered, dups, ooo,
+        ignored, overflow, published, pub_done;
     int64_t conn_err_first;
 } S;
 
@@ -165,23 +180,19 @@ static bool tty;
 
 /* ---------- small helpers ---------- */
 
-static int64_t mono_us(void)
-{
+static int64_t mono_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int64_t real_us(void)
-{
+static int64_t real_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-__attribute__((format(printf, 1, 2), noreturn)) static void
-die(const char *fmt, ...)
-{
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "h2c-fanout: ");
@@ -191,16 +202,14 @@ die(const char *fmt, ...)
     exit(2);
 }
 
-static void *xcalloc(size_t n, size_t sz)
-{
+static void *xcalloc(size_t n, size_t sz) {
     void *p = calloc(n ? n : 1, sz ? sz : 1);
     if (!p)
         die("%s", "out of memory");
     return p;
 }
 
-static int buf_add(struct buf *b, const void *d, size_t n)
-{
+static int buf_add(struct buf *b, const void *d, size_t n) {
     if (b->len + n > b->cap) {
         size_t nc = b->cap ? b->cap : 256;
         while (nc < b->len + n)
@@ -216,8 +225,7 @@ static int buf_add(struct buf *b, const void *d, size_t n)
     return 0;
 }
 
-static void buf_free(struct buf *b)
-{
+static void buf_free(struct buf *b) {
     free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
@@ -225,8 +233,7 @@ static void buf_free(struct buf *b)
 
 /* ---------- URL ---------- */
 
-static bool is_loopback(const struct sockaddr_storage *sa)
-{
+static bool is_loopback(const struct sockaddr_storage *sa) {
     if (sa->ss_family == AF_INET) {
         const struct sockaddr_in *s = (const struct sockaddr_in *)sa;
         return (ntohl(s->sin_addr.s_addr) >> 24) == 127;
@@ -240,8 +247,7 @@ static bool is_loopback(const struct sockaddr_storage *sa)
 
 /* Parses http(s)://host[:port]/path; host must be a loopback literal or
  * "localhost" (no DNS: all traffic stays on this machine). */
-static void parse_url(const char *url, struct target *t)
-{
+static void parse_url(const char *url, struct target *t) {
     const char *p;
     if (!strncmp(url, "http://", 7)) {
         t->tls = false;
@@ -300,8 +306,7 @@ static void parse_url(const char *url, struct target *t)
 
 /* ---------- delivery accounting ---------- */
 
-static void lat_push(int64_t us)
-{
+static void lat_push(int64_t us) {
     if (nlat == caplat) {
         size_t nc = caplat ? caplat * 2 : 65536;
         uint32_t *np = realloc(lat, nc * sizeof(*lat));
@@ -319,8 +324,7 @@ static void lat_push(int64_t us)
 
 /* doc: the text was found in a whole-history document (seed format), where
  * repeats are expected and order is the server's history order. */
-static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t now)
-{
+static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t now) {
     if (seq < 0 || seq >= O.k || send_us < run_start_us) {
         if (!doc) /* history documents repeat old texts on every write */
             S.ignored++;
@@ -347,8 +351,7 @@ static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t now)
         S.live_incomplete--;
 }
 
-static const char *skip_ws(const char *p, const char *e)
-{
+static const char *skip_ws(const char *p, const char *e) {
     while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
         p++;
     return p;
@@ -356,9 +359,7 @@ static const char *skip_ws(const char *p, const char *e)
 
 /* Returns the start of the value of "key" (after the colon) or NULL.  Not a
  * JSON parser: good enough for flat objects whose strings carry no quotes. */
-static const char *find_key(const char *p, const char *e, const char *key,
-                            size_t klen)
-{
+static const char *find_key(const char *p, const char *e, const char *key, size_t klen) {
     const char *start = p;
     while (p < e) {
         const char *q = memmem(p, (size_t)(e - p), key, klen);
@@ -375,9 +376,7 @@ static const char *find_key(const char *p, const char *e, const char *key,
 }
 
 /* Reads "<seq> <send_us>" from the value of the next "text" key. */
-static const char *parse_text(const char *p, const char *e, long *seq,
-                              int64_t *us)
-{
+static const char *parse_text(const char *p, const char *e, long *seq, int64_t *us) {
     const char *v = find_key(p, e, "\"text\"", 6);
     *seq = -1;
     if (!v)
@@ -408,8 +407,7 @@ bad:
 
 /* One complete JSON value: an NDJSON line, an SSE event's data, or a seed
  * history document {"msg":[...]}. */
-static void handle_object(sub_t *s, const char *p, size_t n, int64_t now)
-{
+static void handle_object(sub_t *s, const char *p, size_t n, int64_t now) {
     const char *e = p + n, *q = skip_ws(p, e);
     long seq;
     int64_t us;
@@ -430,8 +428,7 @@ static void handle_object(sub_t *s, const char *p, size_t n, int64_t now)
 
 /* Brace-depth scanner: finds complete top-level objects in a byte stream,
  * whether separated by newlines (NDJSON) or simply concatenated (seed). */
-static void json_feed(sub_t *s, const char *d, size_t n, int64_t now)
-{
+static void json_feed(sub_t *s, const char *d, size_t n, int64_t now) {
     size_t start = 0;
     bool here = false; /* current object began in this chunk */
     for (size_t i = 0; i < n; i++) {
@@ -482,8 +479,7 @@ static void json_feed(sub_t *s, const char *d, size_t n, int64_t now)
     }
 }
 
-static void sse_line(sub_t *s, const char *l, size_t n, int64_t now)
-{
+static void sse_line(sub_t *s, const char *l, size_t n, int64_t now) {
     if (n == 0) {
         if (s->ev.len)
             handle_object(s, s->ev.p, s->ev.len, now);
@@ -508,8 +504,7 @@ static void sse_line(sub_t *s, const char *l, size_t n, int64_t now)
     }
 }
 
-static void sse_feed(sub_t *s, const char *d, size_t n, int64_t now)
-{
+static void sse_feed(sub_t *s, const char *d, size_t n, int64_t now) {
     while (n) {
         const char *nl = memchr(d, '\n', n);
         if (!nl) {
@@ -537,8 +532,7 @@ static void sse_feed(sub_t *s, const char *d, size_t n, int64_t now)
     }
 }
 
-static void feed_body(sub_t *s, const char *d, size_t n)
-{
+static void feed_body(sub_t *s, const char *d, size_t n) {
     if (s->state != SUB_READY)
         return;
     int64_t now = real_us();
@@ -550,8 +544,7 @@ static void feed_body(sub_t *s, const char *d, size_t n)
 
 /* ---------- subscriber state ---------- */
 
-static void sub_unpend(sub_t *s)
-{
+static void sub_unpend(sub_t *s) {
     conn_t *c = s->c;
     if (c && --c->npending == 0 && c->counted_pending) {
         c->counted_pending = false;
@@ -559,8 +552,7 @@ static void sub_unpend(sub_t *s)
     }
 }
 
-static void sub_ready(sub_t *s)
-{
+static void sub_ready(sub_t *s) {
     s->state = SUB_READY;
     S.ready++;
     if (s->c)
@@ -570,15 +562,13 @@ static void sub_ready(sub_t *s)
     sub_unpend(s);
 }
 
-static void sub_fail(sub_t *s, long *counter)
-{
+static void sub_fail(sub_t *s, long *counter) {
     s->state = SUB_FAILED;
     (*counter)++;
     sub_unpend(s);
 }
 
-static void sub_closed(sub_t *s)
-{
+static void sub_closed(sub_t *s) {
     if (s->state != SUB_READY)
         return;
     s->state = SUB_CLOSED;
@@ -589,8 +579,7 @@ static void sub_closed(sub_t *s)
         S.live_incomplete--;
 }
 
-static void sub_check_status(sub_t *s)
-{
+static void sub_check_status(sub_t *s) {
     if (s->status == 200) {
         sub_ready(s);
     } else {
@@ -602,8 +591,7 @@ static void sub_check_status(sub_t *s)
 
 /* ---------- connections ---------- */
 
-static void conn_set_events(conn_t *c)
-{
+static void conn_set_events(conn_t *c) {
     uint32_t m = EPOLLIN;
     if (c->state == CS_CONNECTING || c->ssl_want_write || c->out.len > c->ooff)
         m |= EPOLLOUT;
@@ -614,18 +602,16 @@ static void conn_set_events(conn_t *c)
     c->evmask = m;
 }
 
-static void conn_close(conn_t *c, int reason)
-{
+static void conn_close(conn_t *c, int reason) {
     for (int i = 0; i < c->nsubs; i++) {
         sub_t *s = &c->subs[i];
         if (s->state == SUB_PENDING) {
             if (c->state != CS_ACTIVE)
-                sub_fail(s, reason == R_TLS ? &S.fail_tls
+                sub_fail(s, reason == R_TLS       ? &S.fail_tls
                             : reason == R_TIMEOUT ? &S.fail_timeout
                                                   : &S.fail_connect);
             else
-                sub_fail(s, reason == R_TIMEOUT ? &S.fail_timeout
-                                                : &S.fail_reset);
+                sub_fail(s, reason == R_TIMEOUT ? &S.fail_timeout : &S.fail_reset);
         } else if (s->state == SUB_READY) {
             sub_closed(s);
         }
@@ -639,8 +625,7 @@ static void conn_close(conn_t *c, int reason)
             S.pub_done++; /* its response will never come */
         else if (c->proto == P_H2)
             S.pub_done += c->nopen;
-    }
-    else if (c->idx >= 0)
+    } else if (c->idx >= 0)
         conns[c->idx] = NULL;
     if (c->h2)
         nghttp2_session_del(c->h2);
@@ -657,8 +642,7 @@ static void conn_close(conn_t *c, int reason)
 }
 
 /* Pulls frames from nghttp2 into the output buffer, then writes. */
-static int conn_flush(conn_t *c)
-{
+static int conn_flush(conn_t *c) {
     if (c->h2) {
         while (c->out.len - c->ooff < OUT_HIGH) {
             const uint8_t *data;
@@ -714,14 +698,12 @@ static int conn_flush(conn_t *c)
 
 /* ---------- HTTP/1.1 ---------- */
 
-static int h1_send_get(conn_t *c)
-{
+static int h1_send_get(conn_t *c) {
     char req[4096];
     int n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: h2c-fanout\r\n"
                      "Accept: %s\r\n",
-                     c->t->path, c->t->authority,
-                     O.sse ? "text/event-stream" : "*/*");
+                     c->t->path, c->t->authority, O.sse ? "text/event-stream" : "*/*");
     if (n < 0 || (size_t)n >= sizeof(req))
         return -1;
     buf_add(&c->out, req, (size_t)n);
@@ -733,8 +715,7 @@ static int h1_send_get(conn_t *c)
     return 0;
 }
 
-static int h1_send_post(conn_t *c, long seq)
-{
+static int h1_send_post(conn_t *c, long seq) {
     pubmsg_t *m = &msgs[seq];
     char req[4096];
     int n = snprintf(req, sizeof(req),
@@ -755,8 +736,7 @@ static int h1_send_post(conn_t *c, long seq)
 }
 
 /* A response ended.  Returns -1 if the connection is to be closed. */
-static int h1_response_done(conn_t *c)
-{
+static int h1_response_done(conn_t *c) {
     if (c->is_pub) {
         if (c->pub_seq >= 0) {
             msgs[c->pub_seq].status = c->h1status;
@@ -769,8 +749,7 @@ static int h1_response_done(conn_t *c)
     return -1; /* a subscriber's stream ended */
 }
 
-static int h1_headers_done(conn_t *c)
-{
+static int h1_headers_done(conn_t *c) {
     if (c->h1status >= 100 && c->h1status < 200) {
         c->h1st = H1_STATUS;
         return 0;
@@ -799,8 +778,7 @@ static int h1_headers_done(conn_t *c)
     return 0;
 }
 
-static bool hdr_is(const char *l, size_t n, const char *name, const char **v)
-{
+static bool hdr_is(const char *l, size_t n, const char *name, const char **v) {
     size_t k = strlen(name);
     if (n <= k || strncasecmp(l, name, k) || l[k] != ':')
         return false;
@@ -810,8 +788,7 @@ static bool hdr_is(const char *l, size_t n, const char *name, const char **v)
     return true;
 }
 
-static int h1_line(conn_t *c, char *l, size_t n)
-{
+static int h1_line(conn_t *c, char *l, size_t n) {
     const char *v;
     l[n] = 0;
     switch (c->h1st) {
@@ -855,14 +832,12 @@ static int h1_line(conn_t *c, char *l, size_t n)
     return -1;
 }
 
-static void h1_body(conn_t *c, const char *d, size_t n)
-{
+static void h1_body(conn_t *c, const char *d, size_t n) {
     if (!c->is_pub && c->nsubs)
         feed_body(&c->subs[0], d, n);
 }
 
-static int h1_feed(conn_t *c, const char *d, size_t n)
-{
+static int h1_feed(conn_t *c, const char *d, size_t n) {
     while (n) {
         size_t take;
         switch (c->h1st) {
@@ -909,16 +884,15 @@ static int h1_feed(conn_t *c, const char *d, size_t n)
 
 /* ---------- HTTP/2 ---------- */
 
-#define NV(NAME, VALUE, VLEN)                                                  \
-    {                                                                          \
-        (uint8_t *)(NAME), (uint8_t *)(VALUE), sizeof(NAME) - 1, (VLEN),       \
-            NGHTTP2_NV_FLAG_NONE                                               \
+#define NV(NAME, VALUE, VLEN)                                                            \
+    {                                                                                    \
+        (uint8_t *)(NAME), (uint8_t *)(VALUE), sizeof(NAME) - 1, (VLEN),                 \
+            NGHTTP2_NV_FLAG_NONE                                                         \
     }
 
-static int on_header(nghttp2_session *h2, const nghttp2_frame *f,
-                     const uint8_t *name, size_t nlen, const uint8_t *val,
-                     size_t vlen, uint8_t flags, void *ud)
-{
+static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name,
+                     size_t nlen, const uint8_t *val, size_t vlen, uint8_t flags,
+                     void *ud) {
     conn_t *c = ud;
     (void)flags;
     if (f->hd.type != NGHTTP2_HEADERS)
@@ -937,15 +911,13 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f,
     if (status)
         s->status = code;
     else if (nlen == 12 && !memcmp(name, "content-type", 12))
-        s->fmt = vlen >= 17 && !strncasecmp((const char *)val,
-                                            "text/event-stream", 17)
+        s->fmt = vlen >= 17 && !strncasecmp((const char *)val, "text/event-stream", 17)
                      ? FMT_SSE
                      : FMT_JSON;
     return 0;
 }
 
-static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *ud)
-{
+static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *ud) {
     conn_t *c = ud;
     if (f->hd.type == NGHTTP2_GOAWAY) {
         if (phase != PH_DONE)
@@ -965,9 +937,8 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *ud)
     return 0;
 }
 
-static int on_data(nghttp2_session *h2, uint8_t flags, int32_t sid,
-                   const uint8_t *d, size_t n, void *ud)
-{
+static int on_data(nghttp2_session *h2, uint8_t flags, int32_t sid, const uint8_t *d,
+                   size_t n, void *ud) {
     conn_t *c = ud;
     (void)flags;
     if (c->is_pub)
@@ -978,9 +949,7 @@ static int on_data(nghttp2_session *h2, uint8_t flags, int32_t sid,
     return 0;
 }
 
-static int on_stream_close(nghttp2_session *h2, int32_t sid, uint32_t err,
-                           void *ud)
-{
+static int on_stream_close(nghttp2_session *h2, int32_t sid, uint32_t err, void *ud) {
     conn_t *c = ud;
     (void)err;
     void *sd = nghttp2_session_get_stream_user_data(h2, sid);
@@ -998,10 +967,8 @@ static int on_stream_close(nghttp2_session *h2, int32_t sid, uint32_t err,
     return 0;
 }
 
-static ssize_t body_read(nghttp2_session *h2, int32_t sid, uint8_t *buf,
-                         size_t len, uint32_t *flags, nghttp2_data_source *src,
-                         void *ud)
-{
+static ssize_t body_read(nghttp2_session *h2, int32_t sid, uint8_t *buf, size_t len,
+                         uint32_t *flags, nghttp2_data_source *src, void *ud) {
     pubmsg_t *m = src->ptr;
     (void)h2, (void)sid, (void)ud;
     size_t n = (size_t)(m->len - m->off);
@@ -1016,9 +983,8 @@ static ssize_t body_read(nghttp2_session *h2, int32_t sid, uint8_t *buf,
 
 static nghttp2_session_callbacks *h2cbs;
 
-static int h2_submit(conn_t *c, const char *method, const char *ctype,
-                     const char *clen, nghttp2_data_provider *dp, void *sd)
-{
+static int h2_submit(conn_t *c, const char *method, const char *ctype, const char *clen,
+                     nghttp2_data_provider *dp, void *sd) {
     const struct target *t = c->t;
     const char *scheme = t->tls ? "https" : "http";
     const char *accept = O.sse ? "text/event-stream" : "*/*";
@@ -1045,8 +1011,8 @@ static int h2_submit(conn_t *c, const char *method, const char *ctype,
         const char *v = colon + 1;
         while (*v == ' ')
             v++;
-        nghttp2_nv x = {(uint8_t *)h, (uint8_t *)v, (size_t)(colon - h),
-                        strlen(v), NGHTTP2_NV_FLAG_NONE};
+        nghttp2_nv x = {(uint8_t *)h, (uint8_t *)v, (size_t)(colon - h), strlen(v),
+                        NGHTTP2_NV_FLAG_NONE};
         nv[nnv++] = x;
     }
     int32_t id = nghttp2_submit_request(c->h2, NULL, nv, nnv, dp, sd);
@@ -1056,8 +1022,7 @@ static int h2_submit(conn_t *c, const char *method, const char *ctype,
     return id;
 }
 
-static int h2_start(conn_t *c)
-{
+static int h2_start(conn_t *c) {
     if (nghttp2_session_client_new(&c->h2, h2cbs, c))
         return -1;
     nghttp2_settings_entry iv[] = {
@@ -1066,8 +1031,7 @@ static int h2_start(conn_t *c)
     };
     if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2))
         return -1;
-    nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
-                                          16 * H2_WINDOW);
+    nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 16 * H2_WINDOW);
     for (int i = 0; i < c->nsubs; i++) {
         int id = h2_submit(c, "GET", NULL, NULL, NULL, &c->subs[i]);
         if (id < 0)
@@ -1079,8 +1043,7 @@ static int h2_start(conn_t *c)
 
 /* ---------- connection life cycle ---------- */
 
-static int proto_start(conn_t *c)
-{
+static int proto_start(conn_t *c) {
     c->state = CS_ACTIVE;
     if (c->proto == P_H2)
         return h2_start(c);
@@ -1091,8 +1054,7 @@ static int proto_start(conn_t *c)
     return 0;
 }
 
-static int tls_handshake(conn_t *c)
-{
+static int tls_handshake(conn_t *c) {
     ERR_clear_error();
     int r = SSL_do_handshake(c->ssl);
     c->ssl_want_write = false;
@@ -1116,8 +1078,7 @@ static int tls_handshake(conn_t *c)
     return -1;
 }
 
-static int tls_start(conn_t *c)
-{
+static int tls_start(conn_t *c) {
     c->ssl = SSL_new(c->proto == P_H2 ? ctx_h2 : ctx_h1);
     if (!c->ssl || !SSL_set_fd(c->ssl, c->fd))
         return -1;
@@ -1131,8 +1092,7 @@ static int tls_start(conn_t *c)
 }
 
 static conn_t *conn_open(const struct target *t, int proto, sub_t *ss, int ns,
-                         bool is_pub)
-{
+                         bool is_pub) {
     conn_t *c = xcalloc(1, sizeof(*c));
     c->fd = -1;
     c->idx = -1;
@@ -1151,8 +1111,7 @@ static conn_t *conn_open(const struct target *t, int proto, sub_t *ss, int ns,
         c->counted_pending = true;
         pending_conns++;
     }
-    c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                   0);
+    c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         goto fail;
     int one = 1;
@@ -1173,8 +1132,7 @@ fail:
     return NULL;
 }
 
-static int conn_read(conn_t *c)
-{
+static int conn_read(conn_t *c) {
     static char rbuf[65536];
     for (int i = 0; c->ssl || i < 16; i++) {
         ssize_t n;
@@ -1221,8 +1179,7 @@ static int conn_read(conn_t *c)
     return 0;
 }
 
-static void conn_event(conn_t *c, uint32_t ev)
-{
+static void conn_event(conn_t *c, uint32_t ev) {
     int rv = 0, reason = R_ERROR;
     switch (c->state) {
     case CS_CONNECTING: {
@@ -1263,9 +1220,8 @@ static void conn_event(conn_t *c, uint32_t ev)
         if (rv == 0)
             rv = conn_flush(c);
         if (rv == 0 && c->proto == P_H2 && !c->is_pub) {
-            if (c->nopen == 0 ||
-                (!nghttp2_session_want_read(c->h2) &&
-                 !nghttp2_session_want_write(c->h2))) {
+            if (c->nopen == 0 || (!nghttp2_session_want_read(c->h2) &&
+                                  !nghttp2_session_want_write(c->h2))) {
                 rv = -1;
                 reason = R_END;
             }
@@ -1280,8 +1236,7 @@ static void conn_event(conn_t *c, uint32_t ev)
 
 /* ---------- publishing ---------- */
 
-static bool pub_can_send(void)
-{
+static bool pub_can_send(void) {
     if (!pub || pub->state != CS_ACTIVE)
         return false;
     if (pub->proto == P_H1)
@@ -1289,12 +1244,11 @@ static bool pub_can_send(void)
     return !nghttp2_session_check_request_allowed(pub->h2) ? false : true;
 }
 
-static void publish(long seq)
-{
+static void publish(long seq) {
     pubmsg_t *m = &msgs[seq];
     m->len = (uint16_t)snprintf(m->body, sizeof(m->body),
-                                "{\"user\":\"bench\",\"text\":\"%ld %lld\"}",
-                                seq, (long long)real_us());
+                                "{\"user\":\"bench\",\"text\":\"%ld %lld\"}", seq,
+                                (long long)real_us());
     m->off = 0;
     int rv;
     if (pub->proto == P_H2) {
@@ -1318,8 +1272,7 @@ static void publish(long seq)
 
 /* ---------- /proc sampling of the server's process tree ---------- */
 
-static long status_field(const char *path, const char *key)
-{
+static long status_field(const char *path, const char *key) {
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
@@ -1336,8 +1289,7 @@ static long status_field(const char *path, const char *key)
 }
 
 /* Reads ppid and utime+stime (ticks) from /proc/PID/stat. */
-static int read_stat(long pid, long *ppid, unsigned long long *ticks)
-{
+static int read_stat(long pid, long *ppid, unsigned long long *ticks) {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
@@ -1353,16 +1305,15 @@ static int read_stat(long pid, long *ppid, unsigned long long *ticks)
      * majflt cmajflt utime stime */
     char st;
     unsigned long long ut = 0, stt = 0;
-    if (sscanf(p + 2, "%c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-               &st, ppid, &ut, &stt) != 4)
+    if (sscanf(p + 2, "%c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &st, ppid,
+               &ut, &stt) != 4)
         return -1;
     *ticks = ut + stt;
     return 0;
 }
 
 /* Sum of the first field of /proc/PID/task/TID/schedstat (ns on CPU). */
-static double sched_time(long pid)
-{
+static double sched_time(long pid) {
     char path[96];
     snprintf(path, sizeof(path), "/proc/%ld/task", pid);
     DIR *d = opendir(path);
@@ -1373,8 +1324,7 @@ static double sched_time(long pid)
     while ((de = readdir(d))) {
         if (!isdigit((unsigned char)de->d_name[0]))
             continue;
-        snprintf(path, sizeof(path), "/proc/%ld/task/%.20s/schedstat", pid,
-                 de->d_name);
+        snprintf(path, sizeof(path), "/proc/%ld/task/%.20s/schedstat", pid, de->d_name);
         FILE *f = fopen(path, "r");
         unsigned long long ns = 0;
         if (f) {
@@ -1387,8 +1337,7 @@ static double sched_time(long pid)
     return s;
 }
 
-static bool is_root(long pid)
-{
+static bool is_root(long pid) {
     for (int i = 0; i < O.npids; i++)
         if (O.pids[i] == pid)
             return true;
@@ -1396,8 +1345,7 @@ static bool is_root(long pid)
 }
 
 /* Sums /proc figures over every --pid and all their descendants. */
-static int proc_tree(struct procstat *ps)
-{
+static int proc_tree(struct procstat *ps) {
     memset(ps, 0, sizeof(*ps));
     ps->pss_kib = 0;
     DIR *d = opendir("/proc");
@@ -1480,14 +1428,12 @@ static int proc_tree(struct procstat *ps)
 
 /* ---------- reporting ---------- */
 
-static int cmp_u32(const void *a, const void *b)
-{
+static int cmp_u32(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return x < y ? -1 : x > y;
 }
 
-static double pct_ms(double q)
-{
+static double pct_ms(double q) {
     if (!nlat)
         return -1;
     size_t i = (size_t)ceil(q * (double)nlat);
@@ -1498,8 +1444,7 @@ static double pct_ms(double q)
     return lat[i - 1] / 1000.0;
 }
 
-static void json_str(const char *s)
-{
+static void json_str(const char *s) {
     putchar('"');
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
@@ -1513,24 +1458,25 @@ static void json_str(const char *s)
     putchar('"');
 }
 
-static const char *proto_name(int p, bool tls)
-{
+static const char *proto_name(int p, bool tls) {
     return p == P_H1 ? (tls ? "h1s" : "h1") : (tls ? "h2" : "h2c");
 }
 
 /* ---------- options ---------- */
 
-static void usage(FILE *f)
-{
-    fprintf(f,
+static void usage(FILE *f) {
+    fprintf(
+        f,
         "usage: h2c-fanout --url http://127.0.0.1:PORT/msgs [options]\n"
         "  --url URL              subscribe URL (http:// or https://, loopback only)\n"
-        "  --proto h2|h2c|h1      subscriber transport (default: h2 for https, h2c for http)\n"
+        "  --proto h2|h2c|h1      subscriber transport (default: h2 for https, h2c for "
+        "http)\n"
         "  -n N                   subscribers (default 100)\n"
         "  -k K                   messages to publish (default 5)\n"
         "  --rate R               messages per second (default 10)\n"
         "  --sse                  send Accept: text/event-stream\n"
-        "  --pid PID              server master pid: sample RSS/threads/CPU of its tree;\n"
+        "  --pid PID              server master pid: sample RSS/threads/CPU of its "
+        "tree;\n"
         "                         repeatable: the sum over several trees\n"
         "  --timeout S            overall bound in seconds (default 60)\n"
         "  --json-only            no human output on stderr\n"
@@ -1546,8 +1492,7 @@ static void usage(FILE *f)
         "  -H, --header 'N: v'    extra request header (repeatable)\n");
 }
 
-static int parse_proto(const char *s)
-{
+static int parse_proto(const char *s) {
     if (!strcmp(s, "h2") || !strcmp(s, "h2c"))
         return P_H2;
     if (!strcmp(s, "h1") || !strcmp(s, "http/1.1"))
@@ -1555,8 +1500,7 @@ static int parse_proto(const char *s)
     die("unknown protocol: %s", s);
 }
 
-static double num(const char *s, double lo)
-{
+static double num(const char *s, double lo) {
     char *e;
     double v = strtod(s, &e);
     if (*s == 0 || *e || !(v >= lo) || v > 1e12)
@@ -1564,42 +1508,82 @@ static double num(const char *s, double lo)
     return v;
 }
 
-static void parse_opts(int argc, char **argv)
-{
-    static const struct option lo[] = {
-        {"url", 1, 0, 'u'}, {"proto", 1, 0, 'p'}, {"rate", 1, 0, 'r'},
-        {"sse", 0, 0, 's'}, {"pid", 1, 0, 'P'}, {"timeout", 1, 0, 't'},
-        {"json-only", 0, 0, 'j'}, {"publish-url", 1, 0, 'U'},
-        {"publish-proto", 1, 0, 'Q'}, {"connect-rate", 1, 0, 'c'},
-        {"first-line-timeout", 1, 0, 'f'}, {"streams-per-conn", 1, 0, 'S'},
-        {"max-pending", 1, 0, 'm'}, {"settle", 1, 0, 'w'},
-        {"drain", 1, 0, 'd'}, {"header", 1, 0, 'H'}, {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
+static void parse_opts(int argc, char **argv) {
+    static const struct option lo[] = {{"url", 1, 0, 'u'},
+                                       {"proto", 1, 0, 'p'},
+                                       {"rate", 1, 0, 'r'},
+                                       {"sse", 0, 0, 's'},
+                                       {"pid", 1, 0, 'P'},
+                                       {"timeout", 1, 0, 't'},
+                                       {"json-only", 0, 0, 'j'},
+                                       {"publish-url", 1, 0, 'U'},
+                                       {"publish-proto", 1, 0, 'Q'},
+                                       {"connect-rate", 1, 0, 'c'},
+                                       {"first-line-timeout", 1, 0, 'f'},
+                                       {"streams-per-conn", 1, 0, 'S'},
+                                       {"max-pending", 1, 0, 'm'},
+                                       {"settle", 1, 0, 'w'},
+                                       {"drain", 1, 0, 'd'},
+                                       {"header", 1, 0, 'H'},
+                                       {"help", 0, 0, 'h'},
+                                       {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "n:k:H:h", lo, NULL)) != -1) {
         switch (ch) {
-        case 'u': O.url = optarg; break;
-        case 'U': O.pub_url = optarg; break;
-        case 'p': O.proto = parse_proto(optarg); break;
-        case 'Q': O.pub_proto = parse_proto(optarg); break;
-        case 'n': O.n = (long)num(optarg, 1); break;
-        case 'k': O.k = (long)num(optarg, 0); break;
-        case 'r': O.rate = num(optarg, 0.001); break;
-        case 's': O.sse = true; break;
+        case 'u':
+            O.url = optarg;
+            break;
+        case 'U':
+            O.pub_url = optarg;
+            break;
+        case 'p':
+            O.proto = parse_proto(optarg);
+            break;
+        case 'Q':
+            O.pub_proto = parse_proto(optarg);
+            break;
+        case 'n':
+            O.n = (long)num(optarg, 1);
+            break;
+        case 'k':
+            O.k = (long)num(optarg, 0);
+            break;
+        case 'r':
+            O.rate = num(optarg, 0.001);
+            break;
+        case 's':
+            O.sse = true;
+            break;
         case 'P':
             if (O.npids == MAX_PIDS)
                 die("too many --pid (at most %d)", MAX_PIDS);
             O.pids[O.npids++] = (long)num(optarg, 1);
             O.pid = O.pids[0];
             break;
-        case 't': O.timeout = num(optarg, 0.1); break;
-        case 'j': O.json_only = true; break;
-        case 'c': O.connect_rate = num(optarg, 0.001); break;
-        case 'f': O.flt = num(optarg, 0.01); break;
-        case 'S': O.spc = (int)num(optarg, 1); break;
-        case 'm': O.max_pending = (int)num(optarg, 1); break;
-        case 'w': O.settle = num(optarg, 0); break;
-        case 'd': O.drain = num(optarg, 0); break;
+        case 't':
+            O.timeout = num(optarg, 0.1);
+            break;
+        case 'j':
+            O.json_only = true;
+            break;
+        case 'c':
+            O.connect_rate = num(optarg, 0.001);
+            break;
+        case 'f':
+            O.flt = num(optarg, 0.01);
+            break;
+        case 'S':
+            O.spc = (int)num(optarg, 1);
+            break;
+        case 'm':
+            O.max_pending = (int)num(optarg, 1);
+            break;
+        case 'w':
+            O.settle = num(optarg, 0);
+            break;
+        case 'd':
+            O.drain = num(optarg, 0);
+            break;
         case 'H': {
             char *colon = strchr(optarg, ':');
             if (!colon || colon == optarg || O.nheaders == MAX_HEADERS)
@@ -1609,8 +1593,12 @@ static void parse_opts(int argc, char **argv)
             O.headers[O.nheaders++] = optarg;
             break;
         }
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); exit(2);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
         }
     }
     if (!O.url || optind != argc) {
@@ -1629,8 +1617,7 @@ static void parse_opts(int argc, char **argv)
         O.spc = 1;
 }
 
-static SSL_CTX *make_ctx(const unsigned char *alpn, unsigned alen)
-{
+static SSL_CTX *make_ctx(const unsigned char *alpn, unsigned alen) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx)
         die("%s", "SSL_CTX_new failed");
@@ -1644,23 +1631,20 @@ static SSL_CTX *make_ctx(const unsigned char *alpn, unsigned alen)
     return ctx;
 }
 
-static void raise_nofile(long need)
-{
+static void raise_nofile(long need) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
         if ((rlim_t)need > rl.rlim_cur)
-            fprintf(stderr,
-                    "h2c-fanout: warning: need ~%ld descriptors, limit is %llu\n",
+            fprintf(stderr, "h2c-fanout: warning: need ~%ld descriptors, limit is %llu\n",
                     need, (unsigned long long)rl.rlim_cur);
     }
 }
 
 /* ---------- main loop ---------- */
 
-static void sweep_timeouts(int64_t now)
-{
+static void sweep_timeouts(int64_t now) {
     int64_t lim = (int64_t)(O.flt * 1e6);
     for (long i = 0; i < next_conn; i++) {
         conn_t *c = conns[i];
@@ -1675,8 +1659,8 @@ static void sweep_timeouts(int64_t now)
             if (s->state != SUB_PENDING)
                 continue;
             if (c->h2 && s->stream_id > 0)
-                nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE,
-                                          s->stream_id, NGHTTP2_CANCEL);
+                nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->stream_id,
+                                          NGHTTP2_CANCEL);
             sub_fail(s, &S.fail_timeout);
         }
         if (conn_flush(c))
@@ -1686,29 +1670,27 @@ static void sweep_timeouts(int64_t now)
     }
 }
 
-static long failed(void)
-{
-    return S.fail_connect + S.fail_tls + S.fail_status + S.fail_timeout +
-           S.fail_reset;
+static long failed(void) {
+    return S.fail_connect + S.fail_tls + S.fail_status + S.fail_timeout + S.fail_reset;
 }
 
-static void progress(int64_t now, int64_t t0, bool final)
-{
+static void progress(int64_t now, int64_t t0, bool final) {
     if (O.json_only)
         return;
     double el = (double)(now - t0) / 1e6;
     if (phase <= PH_SETTLE)
-        fprintf(stderr, "%s[%6.1fs] connecting: %ld/%ld conns opened, %ld/%ld ready, %ld failed%s",
-                tty ? "\r" : "", el, next_conn, nconns, S.ready, O.n, failed(),
-                tty && !final ? "   " : "\n");
+        fprintf(
+            stderr,
+            "%s[%6.1fs] connecting: %ld/%ld conns opened, %ld/%ld ready, %ld failed%s",
+            tty ? "\r" : "", el, next_conn, nconns, S.ready, O.n, failed(),
+            tty && !final ? "   " : "\n");
     else
         fprintf(stderr, "%s[%6.1fs] publishing: %ld/%ld sent, %ld/%ld delivered%s",
                 tty ? "\r" : "", el, next_seq, O.k, S.delivered, S.ready * O.k,
                 tty && !final ? "   " : "\n");
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     parse_opts(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     tty = isatty(2);
@@ -1720,8 +1702,7 @@ int main(int argc, char **argv)
     struct procstat ps_idle = {0}, ps_conn = {0}, ps_pub0 = {0}, ps_end = {0};
     bool have_ps = O.pid && proc_tree(&ps_idle) == 0;
     if (O.pid && !have_ps)
-        fprintf(stderr, "h2c-fanout: warning: cannot read /proc for pid %ld\n",
-                O.pid);
+        fprintf(stderr, "h2c-fanout: warning: cannot read /proc for pid %ld\n", O.pid);
 
     if (T.tls || PT.tls) {
         ctx_h2 = make_ctx((const unsigned char *)"\x02h2", 3);
@@ -1731,8 +1712,7 @@ int main(int argc, char **argv)
     nghttp2_session_callbacks_set_on_header_callback(h2cbs, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(h2cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h2cbs, on_data);
-    nghttp2_session_callbacks_set_on_stream_close_callback(h2cbs,
-                                                           on_stream_close);
+    nghttp2_session_callbacks_set_on_stream_close_callback(h2cbs, on_stream_close);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("%s", "epoll_create1 failed");
@@ -1763,8 +1743,7 @@ int main(int argc, char **argv)
             while (next_conn < nconns && next_conn < allowed &&
                    pending_conns < O.max_pending) {
                 long i = next_conn++;
-                int ns = (int)((O.n - i * O.spc) < O.spc ? O.n - i * O.spc
-                                                         : O.spc);
+                int ns = (int)((O.n - i * O.spc) < O.spc ? O.n - i * O.spc : O.spc);
                 conn_t *c = conn_open(&T, O.proto, &subs[i * O.spc], ns, false);
                 if (c) {
                     c->idx = (int)i;
@@ -1784,8 +1763,7 @@ int main(int argc, char **argv)
                 }
             }
         }
-        if (phase >= PH_SETTLE && !pub && next_seq < O.k &&
-            now >= pub_retry) {
+        if (phase >= PH_SETTLE && !pub && next_seq < O.k && now >= pub_retry) {
             pub_retry = now + 100000; /* do not spin on a refused publisher */
             pub = conn_open(&PT, O.pub_proto, NULL, 0, true);
         }
@@ -1805,8 +1783,7 @@ int main(int argc, char **argv)
             }
             /* done: everything delivered and every POST answered, or no
              * subscriber left that could still receive anything */
-            if (S.live_incomplete <= 0 &&
-                (next_seq < O.k || S.pub_done >= S.published))
+            if (S.live_incomplete <= 0 && (next_seq < O.k || S.pub_done >= S.published))
                 break;
             if (next_seq == O.k && O.drain > 0 &&
                 now - t_last_pub > (int64_t)(O.drain * 1e6))
@@ -1823,8 +1800,7 @@ int main(int argc, char **argv)
 
         /* sleep until the next thing we must do */
         int64_t wake = next_sweep < deadline ? next_sweep : deadline;
-        if (phase == PH_CONNECT && next_conn < nconns &&
-            pending_conns < O.max_pending) {
+        if (phase == PH_CONNECT && next_conn < nconns && pending_conns < O.max_pending) {
             int64_t t = t0 + (int64_t)((double)next_conn * 1e6 / O.connect_rate);
             if (t < wake)
                 wake = t;
@@ -1878,8 +1854,7 @@ int main(int argc, char **argv)
     double connect_s = (double)(t_conn_done - t0) / 1e6;
     double publish_s = published_phase ? (double)(t_end - t_pub0) / 1e6 : 0;
     double cpu_s = published_phase && O.pid ? ps_end.cpu_s - ps_pub0.cpu_s : -1;
-    double sched_s =
-        published_phase && O.pid ? ps_end.sched_s - ps_pub0.sched_s : -1;
+    double sched_s = published_phase && O.pid ? ps_end.sched_s - ps_pub0.sched_s : -1;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double client_cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
@@ -1894,12 +1869,11 @@ int main(int argc, char **argv)
                 "  published %ld (ok %ld, error %ld)\n"
                 "  delivered %ld/%ld, lost %ld, dups %ld, out-of-order %ld, "
                 "closed %ld, goaways %ld, ignored %ld\n",
-                O.url, proto_name(O.proto, T.tls), O.sse ? " sse" : "", O.n,
-                O.k, nconns, O.spc, O.rate, S.ready, failed(), S.fail_connect,
-                S.fail_tls, S.fail_status, S.status_503, S.fail_timeout,
-                S.fail_reset, unanswered, S.published, pub_ok, pub_err,
-                S.delivered,
-                expected, lost, S.dups, S.ooo, S.closed, S.goaways, S.ignored);
+                O.url, proto_name(O.proto, T.tls), O.sse ? " sse" : "", O.n, O.k, nconns,
+                O.spc, O.rate, S.ready, failed(), S.fail_connect, S.fail_tls,
+                S.fail_status, S.status_503, S.fail_timeout, S.fail_reset, unanswered,
+                S.published, pub_ok, pub_err, S.delivered, expected, lost, S.dups, S.ooo,
+                S.closed, S.goaways, S.ignored);
         if (S.conn_err_first)
             fprintf(stderr, "  first connect error: %s\n",
                     strerror((int)S.conn_err_first));
@@ -1917,8 +1891,7 @@ int main(int argc, char **argv)
                     "us/delivery; %.4fs (schedstat) = %.1f us/delivery\n",
                     O.pid, ps_end.nprocs, ps_idle.rss_kib, ps_conn.rss_kib,
                     ps_end.rss_kib, ps_end.threads, cpu_s,
-                    S.delivered ? cpu_s * 1e6 / (double)S.delivered : -1,
-                    sched_s,
+                    S.delivered ? cpu_s * 1e6 / (double)S.delivered : -1, sched_s,
                     S.delivered ? sched_s * 1e6 / (double)S.delivered : -1);
     }
 
@@ -1938,13 +1911,12 @@ int main(int argc, char **argv)
            "\"connect_s\":%.3f,\"publish_s\":%.3f,\"timed_out\":%s,"
            "\"client_cpu_s\":%.3f",
            proto_name(O.proto, T.tls), proto_name(O.pub_proto, PT.tls),
-           O.sse ? "true" : "false", O.n, O.k, O.spc, nconns, O.rate, S.ready,
-           failed(), S.fail_connect, S.fail_tls, S.fail_status, S.status_503,
-           S.fail_timeout, S.fail_reset, unanswered, S.published, pub_ok,
-           pub_err,
-           expected, S.delivered, lost, S.dups, S.ooo, S.closed, S.conn_closed,
-           S.goaways, S.ignored, p50, p90, p99, pmax, mean, elapsed, connect_s,
-           publish_s, timed_out ? "true" : "false", client_cpu);
+           O.sse ? "true" : "false", O.n, O.k, O.spc, nconns, O.rate, S.ready, failed(),
+           S.fail_connect, S.fail_tls, S.fail_status, S.status_503, S.fail_timeout,
+           S.fail_reset, unanswered, S.published, pub_ok, pub_err, expected, S.delivered,
+           lost, S.dups, S.ooo, S.closed, S.conn_closed, S.goaways, S.ignored, p50, p90,
+           p99, pmax, mean, elapsed, connect_s, publish_s, timed_out ? "true" : "false",
+           client_cpu);
     if (O.pid)
         printf(",\"server_pid\":%ld,\"server_procs\":%d,"
                "\"server_rss_kib_idle\":%ld,\"server_rss_kib_connected\":%ld,"
@@ -1954,15 +1926,11 @@ int main(int argc, char **argv)
                "\"server_cpu_us_per_msg\":%.2f,"
                "\"server_sched_s_publish\":%.6f,"
                "\"server_sched_us_per_msg\":%.2f",
-               O.pid, ps_end.nprocs, ps_idle.rss_kib, ps_conn.rss_kib,
-               ps_end.rss_kib, ps_conn.pss_kib, ps_end.pss_kib,
-               ps_conn.threads, ps_end.threads, cpu_s,
-               S.delivered && cpu_s >= 0 ? cpu_s * 1e6 / (double)S.delivered
-                                         : -1.0,
+               O.pid, ps_end.nprocs, ps_idle.rss_kib, ps_conn.rss_kib, ps_end.rss_kib,
+               ps_conn.pss_kib, ps_end.pss_kib, ps_conn.threads, ps_end.threads, cpu_s,
+               S.delivered && cpu_s >= 0 ? cpu_s * 1e6 / (double)S.delivered : -1.0,
                sched_s,
-               S.delivered && sched_s >= 0
-                   ? sched_s * 1e6 / (double)S.delivered
-                   : -1.0);
+               S.delivered && sched_s >= 0 ? sched_s * 1e6 / (double)S.delivered : -1.0);
     printf("}\n");
     fflush(stdout);
 
@@ -1986,6 +1954,5 @@ int main(int argc, char **argv)
     free(msgs);
     free(lat);
     close(epfd);
-    return (lost == 0 && failed() == 0 && !timed_out && O.k == S.published) ? 0
-                                                                             : 1;
+    return (lost == 0 && failed() == 0 && !timed_out && O.k == S.published) ? 0 : 1;
 }

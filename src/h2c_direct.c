@@ -16,8 +16,8 @@
 #include "h2c_tags.h"
 
 #define H2C_DIRECT_READ 16384
-#define H2C_DIRECT_READS 4        /* reads per event: a flooding client waits its turn */
-#define H2C_DIRECT_TICK_MS 1000   /* heartbeats, stuck streams, stalled and idle looks */
+#define H2C_DIRECT_READS 4         /* reads per event: a flooding client waits its turn */
+#define H2C_DIRECT_TICK_MS 1000    /* heartbeats, stuck streams, stalled and idle looks */
 #define H2C_DIRECT_LOOK_US 2000000 /* the send-queue look, as the handler's */
 #define H2C_DIRECT_MAX_STREAMS 100
 
@@ -269,7 +269,8 @@ static int conn_start(h2c_direct_t *d, conn_t *c) {
         why = strerror(errno);
     }
     if (why) {
-        h2c_log(H2C_LOG_ERR, H2C_TAG_DIRECT_CONN, "connection from %s could not be taken: %s", c->peer, why);
+        h2c_log(H2C_LOG_ERR, H2C_TAG_DIRECT_CONN,
+                "connection from %s could not be taken: %s", c->peer, why);
         conn_close(c);
         return 0;
     }
@@ -335,9 +336,10 @@ static void drop_stalled(conn_t *c, uint32_t queued) {
     h2c_direct_t *d = c->d;
 
     h2c_seg_count_stalled(d->env.seg);
-    h2c_log(H2C_LOG_INFO, H2C_TAG_STALLED, "connection dropped: client %s acknowledged nothing for %" APR_INT64_T_FMT
-                   " s with %u bytes waiting (direct)",
-                   c->peer, (d->now_us - c->stall.since) / 1000000, queued);
+    h2c_log(H2C_LOG_INFO, H2C_TAG_STALLED,
+            "connection dropped: client %s acknowledged nothing for %" APR_INT64_T_FMT
+            " s with %u bytes waiting (direct)",
+            c->peer, (d->now_us - c->stall.since) / 1000000, queued);
     conn_close(c);
 }
 
@@ -353,9 +355,10 @@ static void conn_tick(conn_t *c) {
         nx = s->lnext;
         if (stream_stuck(c, s)) {
             h2c_seg_count_stalled(d->env.seg);
-            h2c_log(H2C_LOG_INFO, H2C_TAG_STALLED, "stream %d of client %s reset: nothing of it moved for "
-                           "%" APR_INT64_T_FMT " s (direct)",
-                           s->id, c->peer, c->site->timeout_us / 1000000);
+            h2c_log(H2C_LOG_INFO, H2C_TAG_STALLED,
+                    "stream %d of client %s reset: nothing of it moved for "
+                    "%" APR_INT64_T_FMT " s (direct)",
+                    s->id, c->peer, c->site->timeout_us / 1000000);
             s->pending_since = 0;
             s->progress = d->now_us; /* once: the reset goes out now */
             nghttp2_submit_rst_stream(c->ngh, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
@@ -584,7 +587,8 @@ static apr_status_t direct_cleanup(void *data) {
     return APR_SUCCESS;
 }
 
-apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p, const h2c_direct_env_t *env) {
+apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p,
+                               const h2c_direct_env_t *env) {
     h2c_direct_t *d = apr_pcalloc(p, sizeof(*d));
     struct epoll_event ev;
     apr_status_t rv;
@@ -615,7 +619,8 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p, const h2c_direc
         return rv;
     }
     h2c_direct_callbacks(d->cbs);
-    if ((rv = apr_thread_mutex_create(&d->lock, APR_THREAD_MUTEX_DEFAULT, p)) != APR_SUCCESS ||
+    if ((rv = apr_thread_mutex_create(&d->lock, APR_THREAD_MUTEX_DEFAULT, p)) !=
+            APR_SUCCESS ||
         (rv = apr_thread_cond_create(&d->cond, p)) != APR_SUCCESS ||
         (rv = apr_pool_create(&d->scratch, p)) != APR_SUCCESS) {
         nghttp2_session_callbacks_del(d->cbs);
@@ -625,7 +630,8 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p, const h2c_direc
         return rv;
     }
     apr_pool_cleanup_register(p, d, direct_cleanup, apr_pool_cleanup_null);
-    if ((rv = apr_thread_create(&d->publisher, NULL, publisher_main, d, p)) != APR_SUCCESS) {
+    if ((rv = apr_thread_create(&d->publisher, NULL, publisher_main, d, p)) !=
+        APR_SUCCESS) {
         return rv; /* the cleanup frees the rest with the pool */
     }
     d->now_us = mono_us();

@@ -50,7 +50,8 @@ typedef struct {
 } h2c_direct_env_t;
 
 /* Makes the loop's state (epoll, eventfd) in pool p; nothing runs yet. */
-apr_status_t h2c_direct_create(h2c_direct_t **d, apr_pool_t *p, const h2c_direct_env_t *env);
+apr_status_t h2c_direct_create(h2c_direct_t **d, apr_pool_t *p,
+                               const h2c_direct_env_t *env);
 
 /* The loop: serves until h2c_direct_stop, then ends every stream (their
  * clients resume with Last-Event-ID), says GOAWAY, closes, and returns. */

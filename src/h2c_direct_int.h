@@ -90,13 +90,13 @@ struct job_t {
 
 struct h2c_direct_t {
     h2c_direct_env_t env;
-    h2c_ring_t *ring; /* the history held streams read (the store's) */
+    h2c_ring_t *ring;    /* the history held streams read (the store's) */
     apr_pool_t *scratch; /* cleared every loop pass */
     int ep, evfd;
     nghttp2_session_callbacks *cbs;
     nghttp2_option *opt;
     conn_t *conns;
-    conn_t *dead; /* closed this pass: epoll events may still name them */
+    conn_t *dead;             /* closed this pass: epoll events may still name them */
     apr_thread_mutex_t *lock; /* the queues and flags below */
     apr_thread_cond_t *cond;  /* the publisher waits for jobs */
     conn_t *queue;

@@ -121,7 +121,8 @@ static void describe(const strm_t *s, const char *args, h2c_request_t *req) {
 
 /* Adds a protocol line after what is pending; 0 if out of memory. */
 static int sub_line(strm_t *s, const char *event, const char *json) {
-    apr_size_t n = h2c_frame_event(s->sse, event, json, NULL, 0), keep = s->out_len - s->out_off;
+    apr_size_t n = h2c_frame_event(s->sse, event, json, NULL, 0),
+               keep = s->out_len - s->out_off;
     char *buf = malloc(keep + n + 1);
 
     if (!buf) {
@@ -217,7 +218,8 @@ static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t l
         if (s->next > last || n == length) {
             break;
         }
-        switch (h2c_frame_message(ring, s->next, s->sse, (char *)buf + n, length - n, &m)) {
+        switch (
+            h2c_frame_message(ring, s->next, s->sse, (char *)buf + n, length - n, &m)) {
         case APR_SUCCESS:
             n += m;
             s->next++;
@@ -318,8 +320,8 @@ static void publish(strm_t *s) {
     describe(s, NULL, &req);
     if (!h2c_policy_publish_head(conf, &req, 1, &d->env.seg->rate, h2c_direct_wall_ms(),
                                  d->scratch, &v) ||
-        !h2c_policy_publish_body(conf, s->body, s->body_len, s->body_over, NULL, d->scratch,
-                                 &fields, &flen, &v)) {
+        !h2c_policy_publish_body(conf, s->body, s->body_len, s->body_over, NULL,
+                                 d->scratch, &fields, &flen, &v)) {
         refuse(s, &v);
         return;
     }
@@ -352,8 +354,8 @@ void h2c_direct_published(job_t *job) {
             h2c_policy_refuse(&v, H2C_DENY_PUBLISH, NULL);
             refuse(s, &v);
         } else {
-            reply(s, 201, h2c_json_published(s->c->d->scratch, job->id, job->time_ms), NULL,
-                  NULL);
+            reply(s, 201, h2c_json_published(s->c->d->scratch, job->id, job->time_ms),
+                  NULL, NULL);
         }
     }
     free(job->fields);
@@ -404,7 +406,8 @@ static void dispatch(strm_t *s) {
 
 /* ---- nghttp2 callbacks ------------------------------------------------ */
 
-static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame, void *user) {
+static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame,
+                            void *user) {
     conn_t *c = user;
     strm_t *s;
 
@@ -428,9 +431,9 @@ static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame, vo
 }
 
 /* The request headers the chat looks at. */
-static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *user) {
+static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame,
+                     const uint8_t *name, size_t namelen, const uint8_t *value,
+                     size_t valuelen, uint8_t flags, void *user) {
     strm_t *s = nghttp2_session_get_stream_user_data(ngh, frame->hd.stream_id);
     char **slot = NULL, *v;
     size_t have;
@@ -556,7 +559,8 @@ void h2c_direct_strm_free(strm_t *s) {
         h2c_seg_sub_leave(c->d->env.seg, c->d->env.child_slot);
         h2c_seg_direct_count(c->d->env.seg, c->d->env.child_slot, 0, -1);
         h2c_log(H2C_LOG_DEBUG, H2C_TAG_SUB_END,
-                "subscriber ends after %" APR_UINT64_T_FMT " messages (direct, client %s)",
+                "subscriber ends after %" APR_UINT64_T_FMT
+                " messages (direct, client %s)",
                 (apr_uint64_t)s->sent, c->peer);
     }
     if (s->lprev) {

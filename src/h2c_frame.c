@@ -27,8 +27,8 @@ apr_status_t h2c_frame_message(const h2c_ring_t *ring, uint64_t id, int sse, cha
         return rv;
     }
     if (sse) {
-        plen = (apr_size_t)snprintf(prefix, sizeof(prefix), "id: %llu\ndata: ",
-                                    (unsigned long long)id);
+        plen = (apr_size_t)snprintf(prefix, sizeof(prefix),
+                                    "id: %llu\ndata: ", (unsigned long long)id);
     }
     *n = plen + len + tlen;
     if (*n > cap) {

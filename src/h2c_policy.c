@@ -20,26 +20,29 @@ static const h2c_deny_info_t table[H2C_DENY_MAX] = {
     [H2C_DENY_UNAVAILABLE] = {503, H2C_TAG_UNAVAILABLE, "chat store unavailable",
                               H2C_LOG_WARN, H2C_REFUSED_UNAVAILABLE, H2C_POLICY_RETRY_S,
                               NULL, 0},
-    [H2C_DENY_PUBLISH] = {503, H2C_TAG_PUBLISH, "chat store could not publish", H2C_LOG_WARN,
-                          H2C_REFUSED_UNAVAILABLE, H2C_POLICY_RETRY_S, NULL, 0},
+    [H2C_DENY_PUBLISH] = {503, H2C_TAG_PUBLISH, "chat store could not publish",
+                          H2C_LOG_WARN, H2C_REFUSED_UNAVAILABLE, H2C_POLICY_RETRY_S, NULL,
+                          0},
     [H2C_DENY_METHOD] = {405, H2C_TAG_METHOD, "method not allowed: use GET or POST",
                          H2C_LOG_INFO, H2C_REFUSED_METHOD, 0, "GET, POST", 1},
-    [H2C_DENY_ORIGIN] = {403, H2C_TAG_ORIGIN, "this Origin may not post here", H2C_LOG_INFO,
-                         H2C_REFUSED_ORIGIN, 0, NULL, 1},
-    [H2C_DENY_MEDIA_TYPE] = {415, H2C_TAG_MEDIA_TYPE, "Content-Type must be application/json",
-                             H2C_LOG_INFO, H2C_REFUSED_MEDIA_TYPE, 0, NULL, 1},
+    [H2C_DENY_ORIGIN] = {403, H2C_TAG_ORIGIN, "this Origin may not post here",
+                         H2C_LOG_INFO, H2C_REFUSED_ORIGIN, 0, NULL, 1},
+    [H2C_DENY_MEDIA_TYPE] = {415, H2C_TAG_MEDIA_TYPE,
+                             "Content-Type must be application/json", H2C_LOG_INFO,
+                             H2C_REFUSED_MEDIA_TYPE, 0, NULL, 1},
     [H2C_DENY_RATE] = {429, H2C_TAG_RATE, "too many messages, slow down", H2C_LOG_INFO,
                        H2C_REFUSED_RATE, -1, NULL, 1},
-    [H2C_DENY_TOO_LARGE] = {413, H2C_TAG_TOO_LARGE, NULL, H2C_LOG_INFO, H2C_REFUSED_TOO_LARGE,
-                            0, NULL, 0},
+    [H2C_DENY_TOO_LARGE] = {413, H2C_TAG_TOO_LARGE, NULL, H2C_LOG_INFO,
+                            H2C_REFUSED_TOO_LARGE, 0, NULL, 0},
     [H2C_DENY_READ_BODY] = {400, H2C_TAG_READ_BODY, "request body could not be read",
                             H2C_LOG_INFO, H2C_REFUSED_INVALID, 0, NULL, 0},
-    [H2C_DENY_BAD_MESSAGE] = {400, H2C_TAG_BAD_MESSAGE, NULL, H2C_LOG_INFO, H2C_REFUSED_INVALID,
-                              0, NULL, 0},
-    [H2C_DENY_BAD_RESUME] = {400, H2C_TAG_BAD_RESUME,
-                             "since / Last-Event-ID must be a message id (decimal digits, at "
-                             "most 2^53-1)",
-                             H2C_LOG_INFO, H2C_REFUSED_INVALID, 0, NULL, 0},
+    [H2C_DENY_BAD_MESSAGE] = {400, H2C_TAG_BAD_MESSAGE, NULL, H2C_LOG_INFO,
+                              H2C_REFUSED_INVALID, 0, NULL, 0},
+    [H2C_DENY_BAD_RESUME] =
+        {400, H2C_TAG_BAD_RESUME,
+         "since / Last-Event-ID must be a message id (decimal digits, at "
+         "most 2^53-1)",
+         H2C_LOG_INFO, H2C_REFUSED_INVALID, 0, NULL, 0},
     [H2C_DENY_CAP] = {503, H2C_TAG_CAP, "too many subscribers, retry later", H2C_LOG_WARN,
                       H2C_REFUSED_CAP, H2C_POLICY_RETRY_S, NULL, 0},
     [H2C_DENY_NOT_FOUND] = {404, H2C_TAG_DIRECT_PATH, NULL, H2C_LOG_INFO, N, 0, NULL, 0},
@@ -124,8 +127,9 @@ int h2c_policy_origin_allowed(const apr_array_header_t *origins, const char *ori
 }
 
 static void too_large(const h2c_policy_conf_t *conf, apr_pool_t *p, h2c_verdict_t *v) {
-    h2c_policy_refuse(v, H2C_DENY_TOO_LARGE,
-                      apr_psprintf(p, "body over %lu bytes", (unsigned long)conf->max_bytes));
+    h2c_policy_refuse(
+        v, H2C_DENY_TOO_LARGE,
+        apr_psprintf(p, "body over %lu bytes", (unsigned long)conf->max_bytes));
 }
 
 /* H2ChatRateLimit, per client address across all children: Retry-After
@@ -135,8 +139,8 @@ static int rate_ok(const h2c_policy_conf_t *conf, const char *client, h2c_rate_t
     h2c_rate_limit_t limit = {conf->rate_interval_ms, conf->rate_burst};
     int64_t retry_ms;
 
-    if (!conf->rate_interval_ms ||
-        h2c_rate_take(rate, &limit, client ? client : "", now_ms, &retry_ms) == APR_SUCCESS) {
+    if (!conf->rate_interval_ms || h2c_rate_take(rate, &limit, client ? client : "",
+                                                 now_ms, &retry_ms) == APR_SUCCESS) {
         return 1;
     }
     h2c_policy_refuse(v, H2C_DENY_RATE, NULL);
@@ -167,9 +171,10 @@ int h2c_policy_publish_head(const h2c_policy_conf_t *conf, const h2c_request_t *
     return 0;
 }
 
-int h2c_policy_publish_body(const h2c_policy_conf_t *conf, const char *body, apr_size_t len,
-                            int over, const char *auth_user, apr_pool_t *p, char **fields,
-                            apr_size_t *flen, h2c_verdict_t *v) {
+int h2c_policy_publish_body(const h2c_policy_conf_t *conf, const char *body,
+                            apr_size_t len, int over, const char *auth_user,
+                            apr_pool_t *p, char **fields, apr_size_t *flen,
+                            h2c_verdict_t *v) {
     const char *why;
 
     if (over || len > conf->max_bytes) {
@@ -186,7 +191,8 @@ int h2c_policy_publish_body(const h2c_policy_conf_t *conf, const char *body, apr
 }
 
 void h2c_policy_not_found(h2c_verdict_t *v, const char *served, apr_pool_t *p) {
-    h2c_policy_refuse(
-        v, H2C_DENY_NOT_FOUND,
-        apr_pstrcat(p, "not found: this listener (H2ChatDirect) serves only ", served, NULL));
+    h2c_policy_refuse(v, H2C_DENY_NOT_FOUND,
+                      apr_pstrcat(p,
+                                  "not found: this listener (H2ChatDirect) serves only ",
+                                  served, NULL));
 }

@@ -114,9 +114,10 @@ int h2c_policy_publish_head(const h2c_policy_conf_t *conf, const h2c_request_t *
  * only that much was kept). 1 with the message's encoded fields, or 0
  * with the refusal in v. `auth_user` (may be NULL) is the user instead of
  * the body's. */
-int h2c_policy_publish_body(const h2c_policy_conf_t *conf, const char *body, apr_size_t len,
-                            int over, const char *auth_user, apr_pool_t *p, char **fields,
-                            apr_size_t *flen, h2c_verdict_t *v);
+int h2c_policy_publish_body(const h2c_policy_conf_t *conf, const char *body,
+                            apr_size_t len, int over, const char *auth_user,
+                            apr_pool_t *p, char **fields, apr_size_t *flen,
+                            h2c_verdict_t *v);
 
 /* 1 if a POST with this Origin (may be NULL: not a browser's cross-site
  * request) may publish. */

@@ -209,7 +209,8 @@ apr_status_t h2c_seg_sub_enter(h2c_seg_t *seg, uint32_t slot, uint32_t max) {
     /* Before refusing: streams of a child that was killed still count
      * until its row is freed, which otherwise waits for its replacement's
      * child_init; its clients are reconnecting right now. */
-    if (h2c_seg_sub_total(seg) > max && (!reclaim_dead(seg) || h2c_seg_sub_total(seg) > max)) {
+    if (h2c_seg_sub_total(seg) > max &&
+        (!reclaim_dead(seg) || h2c_seg_sub_total(seg) > max)) {
         __atomic_sub_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
         return APR_EBUSY;
     }
@@ -221,8 +222,10 @@ void h2c_seg_sub_leave(h2c_seg_t *seg, uint32_t slot) {
 }
 
 void h2c_seg_direct_count(h2c_seg_t *seg, uint32_t slot, int conns, int held) {
-    __atomic_add_fetch(&seg->children[slot].direct_conns, (uint32_t)conns, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&seg->children[slot].direct_held, (uint32_t)held, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&seg->children[slot].direct_conns, (uint32_t)conns,
+                       __ATOMIC_RELAXED);
+    __atomic_add_fetch(&seg->children[slot].direct_held, (uint32_t)held,
+                       __ATOMIC_RELAXED);
 }
 
 void h2c_seg_direct_totals(const h2c_seg_t *seg, uint32_t *conns, uint32_t *held) {

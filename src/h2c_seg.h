@@ -51,7 +51,7 @@ typedef struct {
     uint32_t stalled_dropped;    /* streams dropped: client stopped reading */
     uint32_t direct_seq;         /* bumped and woken on every commit, ungated:
                                     H2ChatDirect loops wait on it */
-    h2c_gate_t wake_gate; /* H2ChatCoalesce: the last wake-up, pending or not */
+    h2c_gate_t wake_gate;        /* H2ChatCoalesce: the last wake-up, pending or not */
 } h2c_seg_shared_t;
 
 typedef struct {

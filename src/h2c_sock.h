@@ -14,8 +14,8 @@
 #include <stdint.h>
 
 typedef struct {
-    uint64_t acked;    /* bytes the peer had acknowledged at the last look */
-    int64_t since;     /* when the queue was first seen not moving; 0: moving */
+    uint64_t acked; /* bytes the peer had acknowledged at the last look */
+    int64_t since;  /* when the queue was first seen not moving; 0: moving */
 } h2c_stall_t;
 
 /* Bytes in the send queue (unsent + unacknowledged) and bytes acknowledged

@@ -20,8 +20,8 @@ typedef struct {
     uint32_t direct_conns, direct_held; /* H2ChatDirect's share */
     uint32_t stalled_dropped;
     uint64_t refused[H2C_REFUSED_MAX];
-    uint32_t nchildren;     /* live rows in children[] */
-    h2c_child_t *children;  /* in p */
+    uint32_t nchildren;       /* live rows in children[] */
+    h2c_child_t *children;    /* in p */
     h2c_store_status_t store; /* the store's own lines */
 } h2c_stats_t;
 

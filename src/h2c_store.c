@@ -33,8 +33,8 @@ h2c_ring_t *h2c_store_history(h2c_store_t *store) {
     return &store->seg->ring;
 }
 
-apr_status_t h2c_store_ring_read(h2c_store_t *store, uint64_t id, char *buf, apr_size_t cap,
-                                 uint32_t *len, int64_t *time_ms) {
+apr_status_t h2c_store_ring_read(h2c_store_t *store, uint64_t id, char *buf,
+                                 apr_size_t cap, uint32_t *len, int64_t *time_ms) {
     return h2c_ring_read(h2c_store_history(store), id, buf, cap, len, time_ms);
 }
 

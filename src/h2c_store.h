@@ -94,7 +94,8 @@ static inline apr_status_t h2c_store_publish(h2c_store_t *store, const char *fie
 }
 
 static inline apr_status_t h2c_store_read(h2c_store_t *store, uint64_t id, char *buf,
-                                          apr_size_t cap, uint32_t *len, int64_t *time_ms) {
+                                          apr_size_t cap, uint32_t *len,
+                                          int64_t *time_ms) {
     return store->ops->read(store, id, buf, cap, len, time_ms);
 }
 
@@ -115,8 +116,8 @@ apr_status_t h2c_store_follow(h2c_store_t *store, h2c_store_committed_fn fn, voi
 h2c_ring_t *h2c_store_history(h2c_store_t *store);
 
 /* For stores: the history read from the local ring (the `read` op). */
-apr_status_t h2c_store_ring_read(h2c_store_t *store, uint64_t id, char *buf, apr_size_t cap,
-                                 uint32_t *len, int64_t *time_ms);
+apr_status_t h2c_store_ring_read(h2c_store_t *store, uint64_t id, char *buf,
+                                 apr_size_t cap, uint32_t *len, int64_t *time_ms);
 
 /* For stores whose ids are given elsewhere (Redis): one message line into
  * the local history, under the lock, counted as published; the waiters

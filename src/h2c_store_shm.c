@@ -22,7 +22,8 @@ static apr_status_t shm_publish(h2c_store_t *store, const char *fields, apr_size
      * The message is encoded straight into its slot: once, for everyone. */
     h2c_ring_reserve(ring, id, &slot);
     *time_ms = (int64_t)(apr_time_now() / 1000);
-    len = h2c_json_format_message(slot, h2c_ring_max_len(ring), *id, *time_ms, fields, flen);
+    len = h2c_json_format_message(slot, h2c_ring_max_len(ring), *id, *time_ms, fields,
+                                  flen);
     h2c_ring_commit(ring, *id, *time_ms, (uint32_t)len);
     if (store->committed) {
         store->committed(store->committed_ctx, *id, *time_ms, slot, (uint32_t)len);

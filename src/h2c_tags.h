@@ -1,5 +1,5 @@
-/* Every error-log tag mod_h2chat writes (glue and pure units), in one place. A tag is stable:
- * once released, its number keeps its meaning. */
+/* Every error-log tag mod_h2chat writes (glue and pure units), in one place. A tag is
+ * stable: once released, its number keeps its meaning. */
 #ifndef H2C_TAGS_H
 #define H2C_TAGS_H
 
@@ -43,7 +43,7 @@
 #define H2C_TAG_STALLED "H2C0024" /* held stream dropped: client stopped reading */
 
 /* H2ChatDirect: the module's own HTTP/2 loop */
-#define H2C_TAG_DIRECT_PATH "H2C0025" /* 404: a path the direct listener does not serve */
+#define H2C_TAG_DIRECT_PATH "H2C0025" /* 404: not the direct listener's path */
 #define H2C_TAG_DIRECT_CONN "H2C0026" /* a connection could not be taken over */
 #define H2C_TAG_DIRECT_LOOP "H2C0027" /* the loop started / could not start */
 

@@ -44,7 +44,7 @@ typedef struct {
     int redis_port;
     int redis_db;
     const char *redis_key;
-    int coalesce_ms; /* H2ChatCoalesce: -1 unset, -2 auto, 0 off */
+    int coalesce_ms;         /* H2ChatCoalesce: -1 unset, -2 auto, 0 off */
     const char *direct_path; /* H2ChatDirect: NULL unset, "" off */
 } h2chat_srv_conf_t;
 
@@ -70,7 +70,7 @@ int h2chat_conf_heartbeat(const h2chat_dir_conf_t *dc);
 int h2chat_conf_history(server_rec *s);
 h2chat_sync_t h2chat_conf_journal_sync(server_rec *s);
 h2chat_store_kind_t h2chat_conf_store(server_rec *s);
-int64_t h2chat_conf_coalesce_us(server_rec *s); /* < 0 auto, 0 off */
+int64_t h2chat_conf_coalesce_us(server_rec *s);     /* < 0 auto, 0 off */
 const char *h2chat_conf_direct_path(server_rec *s); /* NULL: off */
 /* the location's settings as the request policy takes them */
 void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc);
@@ -84,8 +84,8 @@ apr_status_t h2chat_shm_post_config(server_rec *s, int *fresh);
 apr_status_t h2chat_shm_child_init(apr_pool_t *pchild, server_rec *s);
 
 /* mod_h2chat_store.c / _redis.c: H2ChatStore, set up over the segment. */
-apr_status_t h2chat_store_post_config(server_rec *s, apr_pool_t *pconf, h2c_store_t *store,
-                                      h2c_seg_t *seg);
+apr_status_t h2chat_store_post_config(server_rec *s, apr_pool_t *pconf,
+                                      h2c_store_t *store, h2c_seg_t *seg);
 apr_status_t h2chat_redis_store(server_rec *s, apr_pool_t *pconf, h2c_store_t *store,
                                 h2c_seg_t *seg);
 

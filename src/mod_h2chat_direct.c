@@ -78,8 +78,9 @@ static h2c_direct_site_t *site_for(conn_rec *c, const char *path) {
         st->site.timeout_us = c->base_server->timeout;
         if (dc->enabled != 1) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, c->base_server,
-                         H2C_TAG_CONFIG ": H2ChatDirect %s: no `H2Chat on` covers this path; "
-                                        "the direct listener serves it anyway",
+                         H2C_TAG_CONFIG
+                         ": H2ChatDirect %s: no `H2Chat on` covers this path; "
+                         "the direct listener serves it anyway",
                          path);
         }
         st->next = direct.sites;

@@ -143,8 +143,9 @@ void h2chat_journal_post_config(server_rec *s, h2c_store_t *store, int fresh) {
     }
     if (!store->ops->commits_here) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
-                     H2C_TAG_CONFIG ": H2ChatJournal %s is not used: H2ChatStore %s keeps "
-                                    "the history itself",
+                     H2C_TAG_CONFIG
+                     ": H2ChatJournal %s is not used: H2ChatStore %s keeps "
+                     "the history itself",
                      sc->journal_path, store->ops->name);
         return;
     }

@@ -210,7 +210,8 @@ static void feed_entry(h2chat_redis_t *rd, const redisReply *e) {
     if (len == 0) {
         return; /* longer than this server's slots: a gap here */
     }
-    if (h2c_store_append_given(rd->store, id, t, rd->line, (uint32_t)len) == APR_SUCCESS) {
+    if (h2c_store_append_given(rd->store, id, t, rd->line, (uint32_t)len) ==
+        APR_SUCCESS) {
         h2c_seg_redis_set_last_id(rd->store->seg, id);
     }
 }
@@ -279,7 +280,8 @@ static void *APR_THREAD_FUNC reader_main(apr_thread_t *thd, void *data) {
             ap_log_error(APLOG_MARK, APLOG_INFO, 0, rd->s,
                          H2C_TAG_REDIS_READER ": this child follows stream %s from id "
                                               "%" APR_UINT64_T_FMT,
-                         rd->key, (apr_uint64_t)h2c_ring_last_id(h2c_store_history(rd->store)));
+                         rd->key,
+                         (apr_uint64_t)h2c_ring_last_id(h2c_store_history(rd->store)));
         }
         if (!c && !(c = connect_redis(rd, REDIS_BLOCK_MS + REDIS_TIMEOUT_MS))) {
             set_link(rd, 0);
@@ -354,8 +356,8 @@ static apr_status_t redis_open(h2c_store_t *store, apr_pool_t *pchild) {
     rd->stop = 0;
     rd->pid = (uint32_t)getpid();
     rd->line = apr_palloc(pchild, h2c_ring_max_len(h2c_store_history(store)));
-    if ((rv = apr_thread_mutex_create(&rd->pool_lock, APR_THREAD_MUTEX_DEFAULT, pchild)) !=
-        APR_SUCCESS) {
+    if ((rv = apr_thread_mutex_create(&rd->pool_lock, APR_THREAD_MUTEX_DEFAULT,
+                                      pchild)) != APR_SUCCESS) {
         return rv;
     }
     /* a pre-cleanup: the reader is joined before its pool (a subpool of

@@ -73,7 +73,8 @@ int h2chat_reply_refusal(request_rec *r, const h2c_verdict_t *v) {
         h2c_seg_count_refusal(&st->seg, info->counter);
     }
     if (v->retry_after > 0) {
-        apr_table_setn(r->err_headers_out, "Retry-After", apr_itoa(r->pool, v->retry_after));
+        apr_table_setn(r->err_headers_out, "Retry-After",
+                       apr_itoa(r->pool, v->retry_after));
     }
     if (info->allow) {
         r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST);

@@ -114,8 +114,8 @@ apr_status_t h2chat_shm_post_config(server_rec *s, int *fresh) {
     }
     /* escaping can double the body's bytes; then type, id and time */
     max_len = (uint32_t)h2chat_conf_largest_max_bytes() * 2 + 2 * H2C_JSON_LINE_OVERHEAD;
-    if ((rv = make_segment(s, child_table_size(), (uint32_t)h2chat_conf_history(s), max_len,
-                           fresh)) != APR_SUCCESS) {
+    if ((rv = make_segment(s, child_table_size(), (uint32_t)h2chat_conf_history(s),
+                           max_len, fresh)) != APR_SUCCESS) {
         return rv;
     }
     if (!retained->mutex) {
@@ -132,7 +132,8 @@ apr_status_t h2chat_shm_post_config(server_rec *s, int *fresh) {
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                  H2C_TAG_CONFIG ": history %d, slot %u bytes, %u child rows, "
                                 "max subscribers %u",
-                 h2chat_conf_history(s), max_len, child_table_size(), state.max_subscribers);
+                 h2chat_conf_history(s), max_len, child_table_size(),
+                 state.max_subscribers);
     return APR_SUCCESS;
 }
 

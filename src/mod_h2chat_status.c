@@ -27,11 +27,13 @@ static void status_auto(request_rec *r, const h2c_stats_t *st) {
     ap_rprintf(r, "H2ChatSubscribers: %u\n", st->subscribers);
     ap_rprintf(r, "H2ChatMaxSubscribers: %u\n", st->max_subscribers);
     ap_rprintf(r, "H2ChatSubscribersPerChild: %s\n", per_child(r, st));
-    ap_rprintf(r, "H2ChatPublished: %" APR_UINT64_T_FMT "\n", (apr_uint64_t)st->published);
+    ap_rprintf(r, "H2ChatPublished: %" APR_UINT64_T_FMT "\n",
+               (apr_uint64_t)st->published);
     ap_rprintf(r, "H2ChatLastId: %" APR_UINT64_T_FMT "\n", (apr_uint64_t)st->last_id);
     ap_rprintf(r, "H2ChatHistoryFill: %u/%u\n", st->history_count, st->history_capacity);
     for (i = 0; i < st->store.n; i++) {
-        ap_rprintf(r, "H2Chat%s: %s\n", st->store.field[i].name, st->store.field[i].value);
+        ap_rprintf(r, "H2Chat%s: %s\n", st->store.field[i].name,
+                   st->store.field[i].value);
     }
     ap_rprintf(r, "H2ChatDirectConnections: %u\nH2ChatDirectSubscribers: %u\n",
                st->direct_conns, st->direct_held);

@@ -2,8 +2,8 @@
  * kind to a store's table of operations (h2c_store.h). */
 #include "mod_h2chat.h"
 
-apr_status_t h2chat_store_post_config(server_rec *s, apr_pool_t *pconf, h2c_store_t *store,
-                                      h2c_seg_t *seg) {
+apr_status_t h2chat_store_post_config(server_rec *s, apr_pool_t *pconf,
+                                      h2c_store_t *store, h2c_seg_t *seg) {
     switch (h2chat_conf_store(s)) {
     case H2CHAT_STORE_REDIS:
         return h2chat_redis_store(s, pconf, store, seg);

@@ -225,12 +225,14 @@ static apr_status_t leave(void *data) {
 }
 
 /* Where a new stream starts (see h2c_frame_start). */
-static void choose_start(h2chat_sub_t *sub, int resume, uint64_t since, uint32_t snapshot) {
+static void choose_start(h2chat_sub_t *sub, int resume, uint64_t since,
+                         uint32_t snapshot) {
     int reset;
 
     sub->next = h2c_frame_start(sub->ring, resume, since, snapshot, &reset);
     if (reset) {
-        put_event(sub, "reset", h2c_json_reset(sub->scratch, h2c_ring_last_id(sub->ring)));
+        put_event(sub, "reset",
+                  h2c_json_reset(sub->scratch, h2c_ring_last_id(sub->ring)));
     }
 }
 
@@ -239,7 +241,8 @@ static void prepare_response(request_rec *r, int sse, uint32_t heartbeat) {
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache, no-store");
     apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
     /* lets a client tell a quiet stream from a dead one */
-    apr_table_setn(r->headers_out, "X-H2Chat-Heartbeat", apr_itoa(r->pool, (int)heartbeat));
+    apr_table_setn(r->headers_out, "X-H2Chat-Heartbeat",
+                   apr_itoa(r->pool, (int)heartbeat));
     /* compression would hold bytes back until a buffer fills */
     apr_table_setn(r->subprocess_env, "no-gzip", "1");
     r->no_local_copy = 1;
@@ -301,8 +304,8 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
         APLOG_MARK, APLOG_DEBUG, 0, r,
         H2C_TAG_SUB_END ": subscriber ends after %" APR_UINT64_T_FMT " messages (%s)",
         sub.sent,
-        st->stopping ? "child stopping"
+        st->stopping  ? "child stopping"
         : sub.stalled ? "client stopped reading"
-                     : (r->connection->aborted ? "client gone" : "write failed"));
+                      : (r->connection->aborted ? "client gone" : "write failed"));
     return OK;
 }

@@ -53,8 +53,8 @@ static uint32_t woken_streams(h2chat_waker_t *w) {
 }
 
 static int64_t interval_us(h2chat_waker_t *w) {
-    return h2c_gate_interval(w->conf_us, woken_streams(w),
-                             H2CHAT_COALESCE_PER_STREAM_US, H2CHAT_COALESCE_MAX_US);
+    return h2c_gate_interval(w->conf_us, woken_streams(w), H2CHAT_COALESCE_PER_STREAM_US,
+                             H2CHAT_COALESCE_MAX_US);
 }
 
 static h2c_gate_t *gate(h2chat_waker_t *w) {

@@ -38,8 +38,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     return 0;
 }
 
-static int on_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *d, size_t n,
-                    void *u) {
+static int on_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *d,
+                    size_t n, void *u) {
     client_t *c = u;
     size_t room;
 
@@ -75,7 +75,8 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *u) {
 }
 
 /* Moves bytes both ways for up to `ms`, or until cond(c) holds. */
-static void pump(nghttp2_session *s, int fd, client_t *c, int ms, int (*cond)(client_t *)) {
+static void pump(nghttp2_session *s, int fd, client_t *c, int ms,
+                 int (*cond)(client_t *)) {
     uint8_t buf[16384];
     int waited = 0;
 
@@ -175,7 +176,8 @@ static void test_loop(apr_pool_t *p) {
     site.conf.heartbeat_s = 60, site.timeout_us = 30000000;
     CHECK(h2c_direct_create(&d, p, &env) == APR_SUCCESS);
     CHECK(apr_thread_create(&thd, NULL, loop_main, d, p) == APR_SUCCESS);
-    CHECK(h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"first\"", 25, &id, &t) == 0);
+    CHECK(h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"first\"", 25, &id, &t) ==
+          0);
 
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
     fcntl(sv[0], F_SETFL, O_NONBLOCK);

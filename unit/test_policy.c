@@ -69,8 +69,10 @@ static void test_route(apr_pool_t *p) {
     CHECK(h2c_policy_route("HEAD", &head, &v) == H2C_ROUTE_SUBSCRIBE && head);
     CHECK(h2c_policy_route("POST", &head, &v) == H2C_ROUTE_PUBLISH && !head);
     CHECK(h2c_policy_route("PUT", &head, &v) == H2C_ROUTE_REFUSED);
-    CHECK(v.deny == H2C_DENY_METHOD && !strcmp(v.message, "method not allowed: use GET or POST"));
-    CHECK(h2c_policy_route("get", &head, &v) == H2C_ROUTE_REFUSED); /* methods are case-sensitive */
+    CHECK(v.deny == H2C_DENY_METHOD &&
+          !strcmp(v.message, "method not allowed: use GET or POST"));
+    CHECK(h2c_policy_route("get", &head, &v) ==
+          H2C_ROUTE_REFUSED); /* methods are case-sensitive */
     CHECK(h2c_policy_route(NULL, &head, &v) == H2C_ROUTE_REFUSED);
 }
 
@@ -98,7 +100,8 @@ static void test_subscribe(apr_pool_t *p) {
     CHECK(h2c_policy_subscribe(&r, 1, &sub, &v) && !sub.resume && !sub.sse);
     r.accept = "Text/Event-Stream";
     r.last_event_id = "17";
-    CHECK(h2c_policy_subscribe(&r, 1, &sub, &v) && sub.resume && sub.since == 17 && sub.sse);
+    CHECK(h2c_policy_subscribe(&r, 1, &sub, &v) && sub.resume && sub.since == 17 &&
+          sub.sse);
     r.args = "since=20";
     CHECK(h2c_policy_subscribe(&r, 1, &sub, &v) && sub.since == 20); /* since= wins */
     r.args = "since=x";
@@ -120,12 +123,14 @@ static void test_publish_head(apr_pool_t *p) {
 
     APR_ARRAY_PUSH(origins, const char *) = "https://chat.example";
     c = conf_of(origins);
-    CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v) && v.deny == H2C_DENY_NONE);
+    CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v) &&
+          v.deny == H2C_DENY_NONE);
     r.origin = "https://CHAT.example"; /* origins compare case-insensitively */
     CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v));
     r.origin = "https://evil.example";
     r.content_type = "text/plain";
-    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v) && v.deny == H2C_DENY_ORIGIN);
+    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v) &&
+          v.deny == H2C_DENY_ORIGIN);
     CHECK(!h2c_policy_publish_head(&c, &r, 0, &rate, 1000, p, &v) &&
           v.deny == H2C_DENY_UNAVAILABLE);
     r.origin = NULL; /* not a browser's cross-site request */
@@ -136,7 +141,8 @@ static void test_publish_head(apr_pool_t *p) {
     r.content_length = 65;
     CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v) &&
           v.deny == H2C_DENY_TOO_LARGE);
-    CHECK(!strcmp(v.message, "body over 64 bytes") && h2c_policy_info(v.deny)->status == 413);
+    CHECK(!strcmp(v.message, "body over 64 bytes") &&
+          h2c_policy_info(v.deny)->status == 413);
     r.content_length = 64;
     CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 1000, p, &v));
 }
@@ -150,14 +156,17 @@ static void test_rate(apr_pool_t *p) {
     c.rate_interval_ms = 2500, c.rate_burst = 2;
     CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 100000, p, &v));
     CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 100000, p, &v));
-    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 100000, p, &v) && v.deny == H2C_DENY_RATE);
+    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 100000, p, &v) &&
+          v.deny == H2C_DENY_RATE);
     CHECK(v.retry_after == 3); /* 2.5 s, rounded up to whole seconds */
     CHECK(h2c_policy_info(v.deny)->status == 429);
     r.client = "10.0.0.2"; /* per address */
     CHECK(h2c_policy_publish_head(&c, &r, 1, &rate, 100000, p, &v));
     r.client = "10.0.0.1";
-    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 100001, p, &v) && v.retry_after == 3);
-    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 102400, p, &v) && v.retry_after == 1);
+    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 100001, p, &v) &&
+          v.retry_after == 3);
+    CHECK(!h2c_policy_publish_head(&c, &r, 1, &rate, 102400, p, &v) &&
+          v.retry_after == 1);
 }
 
 static void test_publish_body(apr_pool_t *p) {
@@ -168,7 +177,8 @@ static void test_publish_body(apr_pool_t *p) {
     const char *ok = "{\"user\":\"a\",\"text\":\"hi\"}";
 
     CHECK(h2c_policy_publish_body(&c, ok, strlen(ok), 0, NULL, p, &fields, &flen, &v));
-    CHECK(flen == strlen("\"user\":\"a\",\"text\":\"hi\"") && !memcmp(fields, "\"user\":", 7));
+    CHECK(flen == strlen("\"user\":\"a\",\"text\":\"hi\"") &&
+          !memcmp(fields, "\"user\":", 7));
     CHECK(h2c_policy_publish_body(&c, ok, strlen(ok), 0, "bob", p, &fields, &flen, &v));
     CHECK(strstr(fields, "\"bob\"") != NULL); /* the authenticated user wins */
     CHECK(!h2c_policy_publish_body(&c, ok, strlen(ok), 1, NULL, p, &fields, &flen, &v));
@@ -191,7 +201,8 @@ static void test_refuse_and_not_found(apr_pool_t *p) {
     CHECK(!strcmp(v.message, "custom") && v.retry_after == 5);
     h2c_policy_not_found(&v, "/msgs", p);
     CHECK(v.deny == H2C_DENY_NOT_FOUND && h2c_policy_info(v.deny)->status == 404);
-    CHECK(!strcmp(v.message, "not found: this listener (H2ChatDirect) serves only /msgs"));
+    CHECK(
+        !strcmp(v.message, "not found: this listener (H2ChatDirect) serves only /msgs"));
 }
 
 /* Pure units log through one callback, after a level check: a line below

@@ -14,7 +14,7 @@ static void test_rule(apr_pool_t *p) {
     h2c_stall_t st = {0, 0};
 
     (void)p;
-    CHECK(h2c_stall_update(&st, 0, 100, 10, 5) == 0); /* nothing queued */
+    CHECK(h2c_stall_update(&st, 0, 100, 10, 5) == 0);  /* nothing queued */
     CHECK(h2c_stall_update(&st, 50, 100, 12, 5) == 0); /* first look without progress */
     CHECK(st.since == 12);
     CHECK(h2c_stall_update(&st, 60, 100, 16, 5) == 0); /* 4 < 5 */

@@ -21,7 +21,8 @@ typedef struct {
     apr_global_mutex_t *lock;
 } fixture_t;
 
-static void setup(fixture_t *f, apr_pool_t *p, const h2c_store_ops_t *ops, uint32_t capacity) {
+static void setup(fixture_t *f, apr_pool_t *p, const h2c_store_ops_t *ops,
+                  uint32_t capacity) {
     apr_size_t size = h2c_seg_size(4, capacity, 256);
 
     CHECK(h2c_seg_init(&f->seg, apr_pcalloc(p, size), size, 4, capacity, 256, 0) ==
@@ -35,7 +36,8 @@ typedef struct {
     int n;
 } seen_t;
 
-static void committed(void *ctx, uint64_t id, int64_t time_ms, const char *line, uint32_t len) {
+static void committed(void *ctx, uint64_t id, int64_t time_ms, const char *line,
+                      uint32_t len) {
     seen_t *s = ctx;
 
     (void)time_ms;
@@ -113,10 +115,13 @@ static void test_given_ids(apr_pool_t *p) {
     CHECK(h2c_store_append_given(&f.store, 5, 100, "{\"id\":5}", 8) == APR_EINVAL);
     CHECK(h2c_store_append_given(&f.store, 9, 101, "{\"id\":9}", 8) == APR_SUCCESS);
     CHECK(h2c_seg_published(&f.seg) == 2 && seen.n == 0);
-    CHECK(h2c_store_read(&f.store, 9, buf, sizeof(buf), &len, &t) == APR_SUCCESS && t == 101);
-    CHECK(h2c_store_read(&f.store, 7, buf, sizeof(buf), &len, &t) == APR_NOTFOUND); /* a gap */
+    CHECK(h2c_store_read(&f.store, 9, buf, sizeof(buf), &len, &t) == APR_SUCCESS &&
+          t == 101);
+    CHECK(h2c_store_read(&f.store, 7, buf, sizeof(buf), &len, &t) ==
+          APR_NOTFOUND); /* a gap */
     h2c_store_status(&f.store, &st);
-    CHECK(st.n == 1 && !strcmp(st.field[0].name, "Fake") && !strcmp(st.field[0].value, "up"));
+    CHECK(st.n == 1 && !strcmp(st.field[0].name, "Fake") &&
+          !strcmp(st.field[0].value, "up"));
     h2c_store_status(&(h2c_store_t){.ops = &h2c_store_shm_ops}, &st);
     CHECK(st.n == 0);
     apr_global_mutex_destroy(f.lock);
@@ -133,7 +138,8 @@ static void test_restore(apr_pool_t *p) {
     CHECK(h2c_store_restore(&f.store, 3, 1, "{\"id\":3}", 8) == APR_SUCCESS);
     CHECK(h2c_store_restore(&f.store, 4, 2, "{\"id\":4}", 8) == APR_SUCCESS);
     CHECK(h2c_seg_published(&f.seg) == 0);
-    CHECK(h2c_store_publish(&f.store, MSG, strlen(MSG), &id, &t) == APR_SUCCESS && id == 5);
+    CHECK(h2c_store_publish(&f.store, MSG, strlen(MSG), &id, &t) == APR_SUCCESS &&
+          id == 5);
     apr_global_mutex_destroy(f.lock);
 }
 
@@ -160,7 +166,8 @@ static void test_stats(apr_pool_t *p) {
     CHECK(h2c_store_publish(&f.store, MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
     h2c_stats_read(&st, &f.store, 10, p);
     CHECK(st.subscribers == 3 && st.max_subscribers == 10);
-    CHECK(st.nchildren == 2 && st.children[0].pid == (uint32_t)getpid() && st.children[0].held == 1);
+    CHECK(st.nchildren == 2 && st.children[0].pid == (uint32_t)getpid() &&
+          st.children[0].held == 1);
     CHECK(st.children[1].pid == (uint32_t)getppid() && st.children[1].held == 2);
     CHECK(st.direct_conns == 1 && st.direct_held == 1 && st.stalled_dropped == 1);
     CHECK(st.published == 1 && st.last_id == 1);
