@@ -493,6 +493,18 @@ class Subscriber:
 # Raw HTTP/2 client (python-h2), for stream-level behaviour curl cannot show:
 # several held streams on one connection, resetting one of them.
 
+def tls_h2(sock):
+    """Wraps a connected socket in TLS with ALPN h2 (the test certificate is
+    self-signed: not verified)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(['h2'])
+    sock = ctx.wrap_socket(sock, server_hostname='localhost')
+    assert sock.selected_alpn_protocol() == 'h2', sock.selected_alpn_protocol()
+    return sock
+
+
 class H2Connection:
     def __init__(self, port, host='127.0.0.1', tls=False):
         import h2.config
@@ -501,12 +513,7 @@ class H2Connection:
         self.tls = tls
         sock = socket.create_connection((host, port), timeout=10)
         if tls:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(['h2'])
-            sock = ctx.wrap_socket(sock, server_hostname='localhost')
-            assert sock.selected_alpn_protocol() == 'h2', sock.selected_alpn_protocol()
+            sock = tls_h2(sock)
         self.sock = sock
         self.conn = h2.connection.H2Connection(
             config=h2.config.H2Configuration(client_side=True, header_encoding='utf-8'))

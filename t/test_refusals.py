@@ -44,7 +44,6 @@ import http.client
 import json
 import re
 import socket
-import ssl
 import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -324,12 +323,7 @@ def h2_send(port, tls, source, method, path, headers, body, content_length):
                                     source_address=(source, 0))
     try:
         if tls:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(['h2'])
-            sock = ctx.wrap_socket(sock, server_hostname='localhost')
-            assert sock.selected_alpn_protocol() == 'h2'
+            sock = env.tls_h2(sock)
         conn = h2.connection.H2Connection(
             config=h2.config.H2Configuration(client_side=True, header_encoding='utf-8',
                                              validate_outbound_headers=False))
