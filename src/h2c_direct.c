@@ -560,6 +560,68 @@ void h2c_direct_run(h2c_direct_t *d) {
     conn_reap(d);
 }
 
+/* ---- one connection driven by hand (fuzz/fuzz_direct.c) --------------- */
+
+conn_t *h2c_direct_conn_open(h2c_direct_t *d, int fd, const h2c_direct_site_t *site) {
+    conn_t *c = calloc(1, sizeof(*c));
+
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    c->fd = fd;
+    c->site = site;
+    apr_cpystrn(c->peer, "127.0.0.1", sizeof(c->peer));
+    if (!conn_start(d, c)) {
+        conn_reap(d);
+        return NULL;
+    }
+    return c;
+}
+
+int h2c_direct_conn_input(conn_t *c, const uint8_t *data, apr_size_t len) {
+    ssize_t rv;
+
+    if (!c->dead && !c->goaway) {
+        c->active = c->d->now_us;
+        if ((rv = nghttp2_session_mem_recv(c->ngh, data, len)) < 0) {
+            recv_failed(c, rv);
+        } else {
+            h2c_direct_fed(c, len);
+        }
+        conn_send(c);
+        if (c->closing) {
+            conn_close(c);
+        }
+    }
+    return !c->dead;
+}
+
+void h2c_direct_settle(h2c_direct_t *d, int64_t later_us) {
+    int busy = 1;
+
+    while (busy) { /* the publisher finishes what it was given */
+        apr_thread_mutex_lock(d->lock);
+        busy = d->jobs_in || d->publishing;
+        apr_thread_mutex_unlock(d->lock);
+        if (busy) {
+            apr_thread_yield();
+        }
+    }
+    take_published(d);
+    deliver(d);
+    d->now_us += later_us;
+    tick(d);
+    apr_pool_clear(d->scratch); /* as each pass of the loop does */
+}
+
+void h2c_direct_conn_end(h2c_direct_t *d, conn_t *c) {
+    if (!c->dead) {
+        conn_close(c);
+    }
+    conn_reap(d);
+}
+
 /* ---- the publisher thread --------------------------------------------- */
 
 static void *APR_THREAD_FUNC publisher_main(apr_thread_t *thd, void *data) {
@@ -580,10 +642,12 @@ static void *APR_THREAD_FUNC publisher_main(apr_thread_t *thd, void *data) {
         if (!d->jobs_in) {
             d->jobs_in_tail = &d->jobs_in;
         }
+        d->publishing = 1;
         apr_thread_mutex_unlock(d->lock);
         job->rv = h2c_store_publish(d->env.store, job->fields, job->flen, &job->id,
                                     &job->time_ms);
         apr_thread_mutex_lock(d->lock);
+        d->publishing = 0;
         job->next = d->jobs_out;
         d->jobs_out = job;
         h2c_direct_ring(d);

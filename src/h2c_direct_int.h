@@ -111,6 +111,7 @@ struct h2c_direct_t {
     job_t *jobs_in, *jobs_out; /* FIFO in (to the publisher), LIFO out */
     job_t **jobs_in_tail;
     apr_thread_t *publisher;
+    int publishing; /* the publisher has a job in hand */
     int stop;
     int64_t now_us;
     uint64_t delivered;             /* the ring's last id at the last delivery pass */
@@ -123,6 +124,17 @@ struct h2c_direct_t {
 void h2c_direct_resume(conn_t *c, int all);
 void h2c_direct_ring(h2c_direct_t *d);
 int64_t h2c_direct_wall_ms(void);
+
+/* For fuzz/fuzz_direct.c: one connection driven by hand, without the loop
+ * thread. open: fd is a connected non-blocking socket (closed on failure);
+ * input: bytes as if read from it, answers written to it (0 once the
+ * connection closed); settle: the publishes given so far are answered,
+ * the clock moves by later_us and the once-a-second work runs; end: closes
+ * the connection if it is open and frees it. */
+conn_t *h2c_direct_conn_open(h2c_direct_t *d, int fd, const h2c_direct_site_t *site);
+int h2c_direct_conn_input(conn_t *c, const uint8_t *data, apr_size_t len);
+void h2c_direct_settle(h2c_direct_t *d, int64_t later_us);
+void h2c_direct_conn_end(h2c_direct_t *d, conn_t *c);
 
 /* h2c_direct_guard.c: what a hostile peer may cost */
 void h2c_direct_guard_callbacks(nghttp2_session_callbacks *cbs);
