@@ -460,8 +460,8 @@ static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame,
         return 0;
     }
 #define IS(k) (namelen == sizeof(k) - 1 && !memcmp(name, k, namelen))
-    switch (
-        h2c_policy_header(&s->c->site->limits, &s->hdr, IS(":path"), namelen, valuelen)) {
+    switch (h2c_policy_header(&s->c->site->limits, &s->hdr, namelen && name[0] == ':',
+                              namelen, valuelen)) {
     case H2C_HEADER_SKIP:
         return 0;
     case H2C_HEADER_RESET:

@@ -207,21 +207,24 @@ void h2c_policy_not_found(h2c_verdict_t *v, const char *served, apr_pool_t *p) {
 /* ---- request framing --------------------------------------------------- */
 
 h2c_header_action_t h2c_policy_header(const h2c_header_limits_t *lim,
-                                      h2c_header_count_t *cnt, int is_path,
+                                      h2c_header_count_t *cnt, int pseudo,
                                       apr_size_t namelen, apr_size_t valuelen) {
     if (cnt->deny != H2C_DENY_NONE) {
         return ++cnt->after > H2C_POLICY_HEADER_GRACE ? H2C_HEADER_RESET
                                                       : H2C_HEADER_SKIP;
     }
-    cnt->fields++;
+    /* as mod_http2: pseudo-headers are the request line (LimitRequestLine,
+     * 414), the others are header fields (LimitRequestFields, and
+     * LimitRequestFieldSize for "name: value") */
+    cnt->fields += !pseudo;
     /* saturating: a list of huge fields must not wrap the sum */
     cnt->bytes += (uint32_t)(namelen + valuelen + 32 < lim->max_list_bytes
                                  ? namelen + valuelen + 32
                                  : lim->max_list_bytes + 1);
-    if (is_path && valuelen > lim->max_line) {
+    if (pseudo && valuelen > lim->max_line) {
         cnt->deny = H2C_DENY_URI_TOO_LONG;
     } else if (cnt->fields > lim->max_fields ||
-               namelen + valuelen > lim->max_field_bytes ||
+               (!pseudo && namelen + 2 + valuelen > lim->max_field_bytes) ||
                cnt->bytes > lim->max_list_bytes) {
         cnt->deny = H2C_DENY_HEADERS;
     } else {

@@ -143,9 +143,9 @@ void h2c_policy_not_found(h2c_verdict_t *v, const char *served, apr_pool_t *p);
 /* httpd's limits (LimitRequestFields, LimitRequestFieldSize,
  * LimitRequestLine) and the header list size a server advertises. */
 typedef struct {
-    uint32_t max_fields;
-    uint32_t max_field_bytes; /* a name and its value */
-    uint32_t max_line;        /* the :path */
+    uint32_t max_fields;      /* not counting pseudo-headers */
+    uint32_t max_field_bytes; /* "name: value" */
+    uint32_t max_line;        /* each pseudo-header's value (the :path) */
     uint32_t max_list_bytes;  /* names + values + 32 per field (RFC 9113 6.5.2) */
 } h2c_header_limits_t;
 

@@ -237,13 +237,15 @@ static void test_log(apr_pool_t *p) {
 /* httpd's limits on a header list: 431 past them, 414 for the path, a
  * reset when a list goes on far past them. */
 static void test_header_limits(apr_pool_t *p) {
-    h2c_header_limits_t lim = {5, 100, 50, 400};
+    h2c_header_limits_t lim = {5, 100, 50, 600};
     h2c_header_count_t cnt;
     h2c_verdict_t v;
     int i;
 
     (void)p;
     memset(&cnt, 0, sizeof(cnt));
+    CHECK(h2c_policy_header(&lim, &cnt, 1, 5, 5) ==
+          H2C_HEADER_KEEP); /* pseudo: not a field */
     for (i = 0; i < 5; i++) {
         CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 10) == H2C_HEADER_KEEP);
     }
@@ -255,20 +257,24 @@ static void test_header_limits(apr_pool_t *p) {
         CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 10) == H2C_HEADER_SKIP);
     }
     CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 10) == H2C_HEADER_RESET);
-    memset(&cnt, 0, sizeof(cnt));
-    CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 97) == H2C_HEADER_SKIP); /* name + value */
+    memset(&cnt, 0, sizeof(cnt)); /* "name: value" is 4 + 2 + 94 = 100: fine */
+    CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 94) == H2C_HEADER_KEEP);
+    CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 95) == H2C_HEADER_SKIP);
     CHECK(cnt.deny == H2C_DENY_HEADERS);
-    memset(&cnt, 0, sizeof(cnt));
-    CHECK(h2c_policy_header(&lim, &cnt, 1, 5, 51) == H2C_HEADER_SKIP); /* :path */
+    memset(&cnt, 0, sizeof(cnt)); /* the path: LimitRequestLine only */
+    CHECK(h2c_policy_header(&lim, &cnt, 1, 5, 50) == H2C_HEADER_KEEP);
+    CHECK(h2c_policy_header(&lim, &cnt, 1, 5, 51) == H2C_HEADER_SKIP);
     CHECK(cnt.deny == H2C_DENY_URI_TOO_LONG && h2c_policy_info(cnt.deny)->status == 414);
     memset(&cnt, 0, sizeof(cnt));
-    for (i = 0; i < 4; i++) { /* 4 × (4 + 60 + 32) = 384 */
-        CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 60) == H2C_HEADER_KEEP);
+    for (i = 0; i < 5; i++) { /* 5 × (4 + 80 + 32) = 580 */
+        CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 80) == H2C_HEADER_KEEP);
     }
-    CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 60) == H2C_HEADER_SKIP); /* the list size */
+    lim.max_fields = 10;
+    CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 80) == H2C_HEADER_SKIP); /* the list size */
+    CHECK(cnt.deny == H2C_DENY_HEADERS);
     memset(&cnt, 0, sizeof(cnt));
     CHECK(h2c_policy_header(&lim, &cnt, 0, 4, (apr_size_t)1 << 40) == H2C_HEADER_SKIP);
-    CHECK(cnt.bytes == 401); /* saturates */
+    CHECK(cnt.bytes == 601); /* saturates */
 }
 
 static void test_target(apr_pool_t *p) {
