@@ -20,6 +20,7 @@
 #define H2C_DIRECT_TICK_MS 1000    /* heartbeats, stuck streams, stalled and idle looks */
 #define H2C_DIRECT_LOOK_US 2000000 /* the send-queue look, as the handler's */
 #define H2C_DIRECT_MAX_STREAMS 100
+#define H2C_DIRECT_GOAWAY_US 2000000 /* a terminated connection closes after this */
 
 static int64_t mono_us(void) {
     struct timespec ts;
@@ -44,6 +45,19 @@ void h2c_direct_ring(h2c_direct_t *d) {
 
 /* ---- connections ------------------------------------------------------ */
 
+/* FIN, then what the client sent meanwhile is read away (a little, without
+ * waiting), so that close() sends no RST that would overtake our last
+ * frames (a GOAWAY) in the client's receive path. */
+static void linger_close(int fd) {
+    char sink[4096];
+    int i;
+
+    shutdown(fd, SHUT_WR);
+    for (i = 0; i < 16 && read(fd, sink, sizeof(sink)) > 0; i++) {
+    }
+    close(fd);
+}
+
 /* Closes at once; the memory goes at the end of the pass (conn_reap),
  * since events of this epoll batch may still point at it. */
 static void conn_close(conn_t *c) {
@@ -58,7 +72,7 @@ static void conn_close(conn_t *c) {
     nghttp2_session_del(c->ngh); /* calls no callback */
     c->ngh = NULL;
     epoll_ctl(d->ep, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
+    linger_close(c->fd);
     if (c->prev) {
         c->prev->next = c->next;
     } else {
@@ -90,7 +104,8 @@ static void arm_out(conn_t *c, int on) {
     if (c->want_out == on) {
         return;
     }
-    ev.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0);
+    /* a terminated connection reads nothing more (h2c_direct_terminate) */
+    ev.events = (c->goaway ? 0 : EPOLLIN) | EPOLLRDHUP | (on ? EPOLLOUT : 0);
     ev.data.ptr = c;
     epoll_ctl(c->d->ep, EPOLL_CTL_MOD, c->fd, &ev);
     c->want_out = on;
@@ -198,19 +213,37 @@ static void conn_send(conn_t *c) {
     }
 }
 
+/* nghttp2's verdict on input it could not take: GOAWAY with the error
+ * that fits (it queues none itself for these), then close. */
+static void recv_failed(conn_t *c, ssize_t rv) {
+    uint32_t code = NGHTTP2_PROTOCOL_ERROR;
+
+    if (rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+        code = NGHTTP2_ENHANCE_YOUR_CALM;
+        h2c_seg_count_calm(c->d->env.seg);
+    } else if (rv == NGHTTP2_ERR_NOMEM || rv == NGHTTP2_ERR_CALLBACK_FAILURE) {
+        code = NGHTTP2_INTERNAL_ERROR;
+    }
+    h2c_log(H2C_LOG_INFO, H2C_TAG_PROTOCOL,
+            "connection from %s closed with GOAWAY(%u): %s (direct)", c->peer, code,
+            nghttp2_strerror((int)rv));
+    h2c_direct_terminate(c, code);
+}
+
 static void conn_recv(conn_t *c) {
     uint8_t buf[H2C_DIRECT_READ];
     int i;
 
-    for (i = 0; i < H2C_DIRECT_READS; i++) {
-        ssize_t n = read(c->fd, buf, sizeof(buf));
+    for (i = 0; i < H2C_DIRECT_READS && !c->goaway; i++) {
+        ssize_t n = read(c->fd, buf, sizeof(buf)), rv;
 
         if (n > 0) {
             c->active = c->d->now_us;
-            if (nghttp2_session_mem_recv(c->ngh, buf, (size_t)n) < 0) {
-                c->closing = 1;
+            if ((rv = nghttp2_session_mem_recv(c->ngh, buf, (size_t)n)) < 0) {
+                recv_failed(c, rv);
                 return;
             }
+            h2c_direct_fed(c, (apr_size_t)n);
             if ((size_t)n < sizeof(buf)) {
                 return;
             }
@@ -246,7 +279,7 @@ void h2c_direct_resume(conn_t *c, int all) {
 static int conn_start(h2c_direct_t *d, conn_t *c) {
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2C_DIRECT_MAX_STREAMS},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 16384},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->site->limits.max_list_bytes},
     };
     nghttp2_session *ngh = NULL;
     struct epoll_event ev;
@@ -254,6 +287,7 @@ static int conn_start(h2c_direct_t *d, conn_t *c) {
 
     c->d = d;
     c->active = d->now_us;
+    h2c_direct_guard_start(c);
     c->check_due = d->now_us + H2C_DIRECT_LOOK_US;
     c->next = d->conns;
     if (d->conns) {
@@ -287,15 +321,11 @@ static int conn_start(h2c_direct_t *d, conn_t *c) {
 }
 
 /* Ends the connection politely: held streams end (their clients resume
- * elsewhere with Last-Event-ID), GOAWAY, what the socket takes now, FIN.
- * What the client sent meanwhile is read away so close() sends no RST
- * that would overtake the last frames. */
+ * elsewhere with Last-Event-ID), GOAWAY, what the socket takes now, FIN. */
 static void conn_finish(conn_t *c) {
-    char sink[4096];
     strm_t *s;
-    int i;
 
-    if (c->ngh && !c->closing) {
+    if (c->ngh && !c->closing && !c->goaway) {
         for (s = c->streams; s; s = s->lnext) {
             if (s->kind == STRM_SUB) {
                 s->ending = 1;
@@ -306,9 +336,6 @@ static void conn_finish(conn_t *c) {
                               nghttp2_session_get_last_proc_stream_id(c->ngh),
                               NGHTTP2_NO_ERROR, NULL, 0);
         conn_send(c);
-    }
-    shutdown(c->fd, SHUT_WR);
-    for (i = 0; i < 16 && read(c->fd, sink, sizeof(sink)) > 0; i++) {
     }
     conn_close(c);
 }
@@ -367,6 +394,10 @@ static void conn_tick(conn_t *c) {
             s->deferred = 0;
             nghttp2_session_resume_data(c->ngh, s->id);
         }
+    }
+    if (c->goaway && d->now_us - c->goaway_at > H2C_DIRECT_GOAWAY_US) {
+        conn_close(c); /* its GOAWAY had its chance; the peer does not read */
+        return;
     }
     if (d->now_us >= c->check_due) {
         c->check_due = d->now_us + H2C_DIRECT_LOOK_US;
@@ -484,6 +515,16 @@ static void on_event(conn_t *c, uint32_t events) {
     }
 }
 
+/* The Date header of every answer (RFC 9110 6.6.1), made once a second. */
+static void update_date(h2c_direct_t *d) {
+    apr_time_t now = apr_time_now();
+
+    if (apr_time_sec(now) != d->date_sec) {
+        d->date_sec = apr_time_sec(now);
+        apr_rfc822_date(d->date, now);
+    }
+}
+
 void h2c_direct_run(h2c_direct_t *d) {
     struct epoll_event evs[256];
     int64_t tick_due = mono_us() + H2C_DIRECT_TICK_MS * 1000;
@@ -493,6 +534,7 @@ void h2c_direct_run(h2c_direct_t *d) {
         n = epoll_wait(d->ep, evs, 256, H2C_DIRECT_TICK_MS);
         d->now_us = mono_us();
         apr_pool_clear(d->scratch);
+        update_date(d);
         for (i = 0; i < n; i++) {
             conn_t *c = evs[i].data.ptr;
 
@@ -518,6 +560,68 @@ void h2c_direct_run(h2c_direct_t *d) {
     conn_reap(d);
 }
 
+/* ---- one connection driven by hand (fuzz/fuzz_direct.c) --------------- */
+
+conn_t *h2c_direct_conn_open(h2c_direct_t *d, int fd, const h2c_direct_site_t *site) {
+    conn_t *c = calloc(1, sizeof(*c));
+
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    c->fd = fd;
+    c->site = site;
+    apr_cpystrn(c->peer, "127.0.0.1", sizeof(c->peer));
+    if (!conn_start(d, c)) {
+        conn_reap(d);
+        return NULL;
+    }
+    return c;
+}
+
+int h2c_direct_conn_input(conn_t *c, const uint8_t *data, apr_size_t len) {
+    ssize_t rv;
+
+    if (!c->dead && !c->goaway) {
+        c->active = c->d->now_us;
+        if ((rv = nghttp2_session_mem_recv(c->ngh, data, len)) < 0) {
+            recv_failed(c, rv);
+        } else {
+            h2c_direct_fed(c, len);
+        }
+        conn_send(c);
+        if (c->closing) {
+            conn_close(c);
+        }
+    }
+    return !c->dead;
+}
+
+void h2c_direct_settle(h2c_direct_t *d, int64_t later_us) {
+    int busy = 1;
+
+    while (busy) { /* the publisher finishes what it was given */
+        apr_thread_mutex_lock(d->lock);
+        busy = d->jobs_in || d->publishing;
+        apr_thread_mutex_unlock(d->lock);
+        if (busy) {
+            apr_thread_yield();
+        }
+    }
+    take_published(d);
+    deliver(d);
+    d->now_us += later_us;
+    tick(d);
+    apr_pool_clear(d->scratch); /* as each pass of the loop does */
+}
+
+void h2c_direct_conn_end(h2c_direct_t *d, conn_t *c) {
+    if (!c->dead) {
+        conn_close(c);
+    }
+    conn_reap(d);
+}
+
 /* ---- the publisher thread --------------------------------------------- */
 
 static void *APR_THREAD_FUNC publisher_main(apr_thread_t *thd, void *data) {
@@ -538,10 +642,12 @@ static void *APR_THREAD_FUNC publisher_main(apr_thread_t *thd, void *data) {
         if (!d->jobs_in) {
             d->jobs_in_tail = &d->jobs_in;
         }
+        d->publishing = 1;
         apr_thread_mutex_unlock(d->lock);
         job->rv = h2c_store_publish(d->env.store, job->fields, job->flen, &job->id,
                                     &job->time_ms);
         apr_thread_mutex_lock(d->lock);
+        d->publishing = 0;
         job->next = d->jobs_out;
         d->jobs_out = job;
         h2c_direct_ring(d);
@@ -619,6 +725,7 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p,
         return rv;
     }
     h2c_direct_callbacks(d->cbs);
+    h2c_direct_guard_callbacks(d->cbs);
     if ((rv = apr_thread_mutex_create(&d->lock, APR_THREAD_MUTEX_DEFAULT, p)) !=
             APR_SUCCESS ||
         (rv = apr_thread_cond_create(&d->cond, p)) != APR_SUCCESS ||
@@ -635,6 +742,7 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p,
         return rv; /* the cleanup frees the rest with the pool */
     }
     d->now_us = mono_us();
+    update_date(d);
     d->delivered = h2c_ring_last_id(d->ring);
     *dp = d;
     return APR_SUCCESS;
@@ -654,7 +762,9 @@ apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
     c->fd = fd;
     c->site = site;
     apr_cpystrn(c->peer, peer ? peer : "-", sizeof(c->peer));
-    memcpy(c->pre, pre, prelen);
+    if (prelen) {
+        memcpy(c->pre, pre, prelen);
+    }
     c->prelen = prelen;
     apr_thread_mutex_lock(d->lock);
     stopped = d->stop;

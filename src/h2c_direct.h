@@ -33,9 +33,10 @@ typedef struct h2c_direct_t h2c_direct_t;
 /* What one listener's chat looks like (from its <Location>): fixed for the
  * life of the child, owned by the caller. */
 typedef struct {
-    const char *path;       /* the only path served, e.g. "/msgs" */
-    h2c_policy_conf_t conf; /* its location's settings */
-    int64_t timeout_us;     /* Timeout: stalled readers, idle connections */
+    const char *path;           /* the only path served, e.g. "/msgs" */
+    h2c_policy_conf_t conf;     /* its location's settings */
+    h2c_header_limits_t limits; /* the server's LimitRequest*, the header list */
+    int64_t timeout_us;         /* Timeout: stalled readers, idle connections */
 } h2c_direct_site_t;
 
 /* The process's side: fixed at create. */

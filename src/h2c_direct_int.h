@@ -5,10 +5,12 @@
 #define H2C_DIRECT_INT_H
 
 #include <apr_thread_cond.h>
+#include <apr_time.h>
 #include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
 #include <nghttp2/nghttp2.h>
 
+#include "h2c_budget.h"
 #include "h2c_direct.h"
 #include "h2c_log.h"
 #include "h2c_sock.h"
@@ -32,9 +34,10 @@ struct strm_t {
     strm_kind_t kind;
     strm_t *lprev, *lnext; /* the connection's streams */
     /* the request */
-    char *method, *path, *ctype, *accept, *last_event_id, *origin;
-    int head;     /* HEAD: headers only */
-    int64_t clen; /* -1: not given */
+    char *method, *scheme, *path, *ctype, *accept, *last_event_id, *origin;
+    h2c_header_count_t hdr; /* the header list against httpd's limits */
+    int head;               /* HEAD: headers only */
+    int64_t clen;           /* -1: not given */
     char *body;
     uint32_t body_len, body_cap;
     int body_over;
@@ -75,6 +78,11 @@ struct conn_t {
     conn_t *q_next; /* queued by h2c_direct_add; the dead list */
     char *pre;
     apr_size_t prelen;
+    /* work without progress (h2c_direct_guard.c) */
+    h2c_budget_t budget;
+    uint64_t fed, framed; /* bytes given to nghttp2; bytes of frames it showed us */
+    int goaway;           /* terminated: nothing more is read, GOAWAY goes out */
+    int64_t goaway_at;
 };
 
 /* A POST for the publisher thread, and its answer. */
@@ -103,9 +111,12 @@ struct h2c_direct_t {
     job_t *jobs_in, *jobs_out; /* FIFO in (to the publisher), LIFO out */
     job_t **jobs_in_tail;
     apr_thread_t *publisher;
+    int publishing; /* the publisher has a job in hand */
     int stop;
     int64_t now_us;
-    uint64_t delivered; /* the ring's last id at the last delivery pass */
+    uint64_t delivered;             /* the ring's last id at the last delivery pass */
+    char date[APR_RFC822_DATE_LEN]; /* the Date of answers, once a second */
+    int64_t date_sec;
     char buf[H2C_DIRECT_COALESCE];
 };
 
@@ -113,6 +124,29 @@ struct h2c_direct_t {
 void h2c_direct_resume(conn_t *c, int all);
 void h2c_direct_ring(h2c_direct_t *d);
 int64_t h2c_direct_wall_ms(void);
+
+/* For fuzz/fuzz_direct.c: one connection driven by hand, without the loop
+ * thread. open: fd is a connected non-blocking socket (closed on failure);
+ * input: bytes as if read from it, answers written to it (0 once the
+ * connection closed); settle: the publishes given so far are answered,
+ * the clock moves by later_us and the once-a-second work runs; end: closes
+ * the connection if it is open and frees it. */
+conn_t *h2c_direct_conn_open(h2c_direct_t *d, int fd, const h2c_direct_site_t *site);
+int h2c_direct_conn_input(conn_t *c, const uint8_t *data, apr_size_t len);
+void h2c_direct_settle(h2c_direct_t *d, int64_t later_us);
+void h2c_direct_conn_end(h2c_direct_t *d, conn_t *c);
+
+/* h2c_direct_guard.c: what a hostile peer may cost */
+void h2c_direct_guard_callbacks(nghttp2_session_callbacks *cbs);
+void h2c_direct_guard_start(conn_t *c);
+/* Takes `cost` from the connection's budget; 0 if it is spent: the
+ * connection is then terminated (GOAWAY ENHANCE_YOUR_CALM). */
+int h2c_direct_charge(conn_t *c, uint32_t cost, const char *what);
+/* After nghttp2 took n bytes: bytes no frame accounted for cost too. */
+void h2c_direct_fed(conn_t *c, apr_size_t n);
+/* Ends the connection with GOAWAY(code): nothing more is read, what is
+ * queued goes out, then it closes. */
+void h2c_direct_terminate(conn_t *c, uint32_t code);
 
 /* h2c_direct_req.c */
 void h2c_direct_callbacks(nghttp2_session_callbacks *cbs);

@@ -11,8 +11,6 @@
 #include "h2c_json.h"
 #include "h2c_tags.h"
 
-#define H2C_DIRECT_HEADER_MAX 4096
-
 /* one header into nv[n++]: names and values are copied by nghttp2 */
 #define NV(k, v)                                                                         \
     nv[n++] = (nghttp2_nv) {                                                             \
@@ -62,13 +60,14 @@ static int set_out(strm_t *s, const char *data, apr_size_t len) {
 static void reply(strm_t *s, int status, const char *json, const char *retry_after,
                   const char *allow) {
     char st[4];
-    nghttp2_nv nv[5];
+    nghttp2_nv nv[6];
     size_t n = 0;
     nghttp2_data_provider dp;
     const char *body = apr_pstrcat(s->c->d->scratch, json, "\n", NULL);
 
     apr_snprintf(st, sizeof(st), "%d", status);
     NV(":status", st);
+    NV("date", s->c->d->date);
     NV("content-type", "application/json");
     NV("cache-control", "no-store");
     if (retry_after) {
@@ -261,7 +260,7 @@ static void subscribe(strm_t *s, const char *args) {
     h2c_verdict_t v;
     int reset;
     char hb[24];
-    nghttp2_nv nv[5];
+    nghttp2_nv nv[6];
     size_t n = 0;
     nghttp2_data_provider dp;
 
@@ -279,6 +278,7 @@ static void subscribe(strm_t *s, const char *args) {
     }
     apr_snprintf(hb, sizeof(hb), "%u", site->conf.heartbeat_s);
     NV(":status", "200");
+    NV("date", d->date);
     NV("content-type", h2c_policy_stream_type(s->sse));
     NV("cache-control", "no-cache, no-store");
     NV("x-accel-buffering", "no");
@@ -364,30 +364,44 @@ void h2c_direct_published(job_t *job) {
 
 /* ---- dispatch --------------------------------------------------------- */
 
-static int path_is_ours(const strm_t *s, const char **args) {
-    const char *want = s->c->site->path, *q;
-    apr_size_t plen;
+/* The request's target as httpd reads it (h2c_policy_target) is this
+ * listener's path: 1 with *args, else 0 with the refusal (404 or 400). */
+static int target_is_ours(strm_t *s, const char **args, h2c_verdict_t *v) {
+    conn_t *c = s->c;
+    char *path;
 
-    if (!s->path) {
+    if (!h2c_policy_scheme_ok(s->scheme)) {
+        h2c_policy_refuse(v, H2C_DENY_BAD_REQUEST, "the :scheme must be http or https");
         return 0;
     }
-    q = strchr(s->path, '?');
-    plen = q ? (apr_size_t)(q - s->path) : strlen(s->path);
-    *args = q ? q + 1 : NULL;
-    return plen == strlen(want) && !memcmp(s->path, want, plen);
+    if (h2c_policy_target(s->path, c->d->scratch, &path, args, v)) {
+        if (!strcmp(path, c->site->path)) {
+            return 1;
+        }
+        v->deny = H2C_DENY_NOT_FOUND;
+    }
+    if (v->deny == H2C_DENY_NOT_FOUND) {
+        h2c_policy_not_found(v, c->site->path, c->d->scratch);
+    }
+    return 0;
 }
 
-/* A whole request is in (END_STREAM): answer it. */
+/* A whole request is in (END_STREAM), or one that need not wait for its
+ * body: answer it. */
 static void dispatch(strm_t *s) {
-    h2c_direct_t *d = s->c->d;
     const char *args = NULL;
     h2c_verdict_t v;
 
     if (s->kind != STRM_NEW) {
         return; /* answered early (a body over the limit) */
     }
-    if (!s->method || !path_is_ours(s, &args)) {
-        h2c_policy_not_found(&v, s->c->site->path, d->scratch);
+    if (s->hdr.deny != H2C_DENY_NONE) {
+        h2c_policy_header_refusal(&s->hdr, &v);
+        h2c_direct_charge(s->c, 10, "refused header lists");
+        refuse(s, &v);
+        return;
+    }
+    if (!target_is_ours(s, &args, &v)) {
         refuse(s, &v);
         return;
     }
@@ -430,7 +444,10 @@ static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame,
     return 0;
 }
 
-/* The request headers the chat looks at. */
+/* The request headers the chat looks at, each counted against httpd's
+ * limits first (h2c_policy_header): a list past them is answered 431/414
+ * at its end, or reset at once when it goes on far past them (an
+ * HPACK-amplified list costs the loop ~1 ms, not its whole length). */
 static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame,
                      const uint8_t *name, size_t namelen, const uint8_t *value,
                      size_t valuelen, uint8_t flags, void *user) {
@@ -439,12 +456,29 @@ static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame,
     size_t have;
 
     (void)flags, (void)user;
-    if (!s || frame->hd.type != NGHTTP2_HEADERS || valuelen > H2C_DIRECT_HEADER_MAX) {
+    if (!s || frame->hd.type != NGHTTP2_HEADERS) {
         return 0;
     }
 #define IS(k) (namelen == sizeof(k) - 1 && !memcmp(name, k, namelen))
+    switch (h2c_policy_header(&s->c->site->limits, &s->hdr, namelen && name[0] == ':',
+                              namelen, valuelen)) {
+    case H2C_HEADER_SKIP:
+        return 0;
+    case H2C_HEADER_RESET:
+        /* our code, then TEMPORAL: nghttp2 calls nothing more for this
+         * list (it still decodes it to keep the table in step) */
+        nghttp2_submit_rst_stream(ngh, NGHTTP2_FLAG_NONE, s->id,
+                                  NGHTTP2_ENHANCE_YOUR_CALM);
+        s->kind = STRM_REPLY;
+        h2c_direct_charge(s->c, 100, "header lists far over the limits");
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    default:
+        break;
+    }
     if (IS(":method")) {
         slot = &s->method;
+    } else if (IS(":scheme")) {
+        slot = &s->scheme;
     } else if (IS(":path")) {
         slot = &s->path;
     } else if (IS("content-type")) {
@@ -520,6 +554,7 @@ static int on_data(nghttp2_session *ngh, uint8_t flags, int32_t id, const uint8_
 static int on_frame(nghttp2_session *ngh, const nghttp2_frame *frame, void *user) {
     conn_t *c = user;
     const char *args;
+    h2c_verdict_t v;
     strm_t *s;
 
     switch (frame->hd.type) {
@@ -540,7 +575,8 @@ static int on_frame(nghttp2_session *ngh, const nghttp2_frame *frame, void *user
     } else if (frame->hd.type == NGHTTP2_HEADERS && s->kind == STRM_NEW) {
         /* a body follows: only a POST to the chat waits for it; anything
          * else is answered now and its body dropped as it comes */
-        if (!s->method || strcmp(s->method, "POST") || !path_is_ours(s, &args)) {
+        if (s->hdr.deny != H2C_DENY_NONE || !s->method || strcmp(s->method, "POST") ||
+            !target_is_ours(s, &args, &v)) {
             dispatch(s);
         } else if (s->clen > (int64_t)c->site->conf.max_bytes) {
             publish(s); /* refused by its declared length, before any byte of it */
@@ -571,7 +607,7 @@ void h2c_direct_strm_free(strm_t *s) {
     if (s->lnext) {
         s->lnext->lprev = s->lprev;
     }
-    free(s->method), free(s->path), free(s->ctype), free(s->accept);
+    free(s->method), free(s->scheme), free(s->path), free(s->ctype), free(s->accept);
     free(s->last_event_id), free(s->origin), free(s->body), free(s->out);
     free(s);
 }

@@ -46,6 +46,13 @@ static const h2c_deny_info_t table[H2C_DENY_MAX] = {
     [H2C_DENY_CAP] = {503, H2C_TAG_CAP, "too many subscribers, retry later", H2C_LOG_WARN,
                       H2C_REFUSED_CAP, H2C_POLICY_RETRY_S, NULL, 0},
     [H2C_DENY_NOT_FOUND] = {404, H2C_TAG_DIRECT_PATH, NULL, H2C_LOG_INFO, N, 0, NULL, 0},
+    [H2C_DENY_HEADERS] = {431, H2C_TAG_HEADERS_LARGE,
+                          "request header fields too large or too many", H2C_LOG_INFO,
+                          H2C_REFUSED_INVALID, 0, NULL, 0},
+    [H2C_DENY_URI_TOO_LONG] = {414, H2C_TAG_URI_LONG, "request path too long",
+                               H2C_LOG_INFO, H2C_REFUSED_INVALID, 0, NULL, 0},
+    [H2C_DENY_BAD_REQUEST] = {400, H2C_TAG_BAD_REQUEST, NULL, H2C_LOG_INFO,
+                              H2C_REFUSED_INVALID, 0, NULL, 0},
 };
 
 #undef N
@@ -195,4 +202,133 @@ void h2c_policy_not_found(h2c_verdict_t *v, const char *served, apr_pool_t *p) {
                       apr_pstrcat(p,
                                   "not found: this listener (H2ChatDirect) serves only ",
                                   served, NULL));
+}
+
+/* ---- request framing --------------------------------------------------- */
+
+h2c_header_action_t h2c_policy_header(const h2c_header_limits_t *lim,
+                                      h2c_header_count_t *cnt, int pseudo,
+                                      apr_size_t namelen, apr_size_t valuelen) {
+    if (cnt->deny != H2C_DENY_NONE) {
+        return ++cnt->after > H2C_POLICY_HEADER_GRACE ? H2C_HEADER_RESET
+                                                      : H2C_HEADER_SKIP;
+    }
+    /* as mod_http2: pseudo-headers are the request line (LimitRequestLine,
+     * 414), the others are header fields (LimitRequestFields, and
+     * LimitRequestFieldSize for "name: value") */
+    cnt->fields += !pseudo;
+    /* saturating: a list of huge fields must not wrap the sum */
+    cnt->bytes += (uint32_t)(namelen + valuelen + 32 < lim->max_list_bytes
+                                 ? namelen + valuelen + 32
+                                 : lim->max_list_bytes + 1);
+    if (pseudo && valuelen > lim->max_line) {
+        cnt->deny = H2C_DENY_URI_TOO_LONG;
+    } else if (cnt->fields > lim->max_fields ||
+               (!pseudo && namelen + 2 + valuelen > lim->max_field_bytes) ||
+               cnt->bytes > lim->max_list_bytes) {
+        cnt->deny = H2C_DENY_HEADERS;
+    } else {
+        return H2C_HEADER_KEEP;
+    }
+    return H2C_HEADER_SKIP;
+}
+
+void h2c_policy_header_refusal(const h2c_header_count_t *cnt, h2c_verdict_t *v) {
+    h2c_policy_refuse(v, cnt->deny, NULL);
+}
+
+int h2c_policy_scheme_ok(const char *scheme) {
+    return scheme && (!strcasecmp(scheme, "http") || !strcasecmp(scheme, "https"));
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* %-decodes n bytes of src into dst (which has room for n + 1): 0, or the
+ * refusal. */
+static h2c_deny_t unescape(const char *src, apr_size_t n, char *dst) {
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        int hi, lo;
+
+        if (src[i] != '%') {
+            *dst++ = src[i];
+            continue;
+        }
+        if (i + 2 >= n) {
+            return H2C_DENY_BAD_REQUEST; /* truncated */
+        }
+        if ((hi = hexval(src[i + 1])) < 0 || (lo = hexval(src[i + 2])) < 0) {
+            return H2C_DENY_BAD_REQUEST;
+        }
+        if (hi * 16 + lo == '/' || hi * 16 + lo == 0) {
+            return H2C_DENY_NOT_FOUND; /* as httpd with AllowEncodedSlashes Off */
+        }
+        *dst++ = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    *dst = '\0';
+    return H2C_DENY_NONE;
+}
+
+/* Resolves "." and ".." segments and merges repeated slashes in place, as
+ * httpd's ap_normalize_path with MergeSlashes On; ".." above the root
+ * stays at the root. */
+static void normalize(char *path) {
+    char *out = path, *in = path;
+
+    while (*in) {
+        if (in[0] == '/' && in[1] == '/') {
+            in++;
+        } else if (in[0] == '/' && in[1] == '.' && (in[2] == '/' || !in[2])) {
+            in += 2;
+            if (!*in) {
+                *out++ = '/';
+            }
+        } else if (in[0] == '/' && in[1] == '.' && in[2] == '.' &&
+                   (in[3] == '/' || !in[3])) {
+            in += 3;
+            while (out > path && *--out != '/') {
+            }
+            if (!*in) {
+                *out++ = '/';
+            }
+        } else {
+            *out++ = *in++;
+        }
+    }
+    if (out == path) {
+        *out++ = '/';
+    }
+    *out = '\0';
+}
+
+int h2c_policy_target(const char *target, apr_pool_t *p, char **path, const char **args,
+                      h2c_verdict_t *v) {
+    const char *q = target ? strchr(target, '?') : NULL;
+    apr_size_t n;
+    h2c_deny_t why;
+
+    if (!target || target[0] != '/') {
+        h2c_policy_refuse(v, H2C_DENY_BAD_REQUEST, "the request target must be a path");
+        return 0;
+    }
+    n = q ? (apr_size_t)(q - target) : strlen(target);
+    *path = apr_palloc(p, n + 1);
+    if ((why = unescape(target, n, *path)) != H2C_DENY_NONE) {
+        h2c_policy_refuse(v, why,
+                          why == H2C_DENY_BAD_REQUEST ? "bad %-escape in the request path"
+                                                      : "not found");
+        return 0;
+    }
+    normalize(*path);
+    *args = q ? q + 1 : NULL;
+    v->deny = H2C_DENY_NONE;
+    return 1;
 }

@@ -23,18 +23,21 @@
 /* Every way a chat request is refused. */
 typedef enum {
     H2C_DENY_NONE = 0,
-    H2C_DENY_UNAVAILABLE, /* 503: the store is not usable in this process */
-    H2C_DENY_PUBLISH,     /* 503: the store could not publish */
-    H2C_DENY_METHOD,      /* 405 */
-    H2C_DENY_ORIGIN,      /* 403: Origin not in H2ChatAllowOrigin */
-    H2C_DENY_MEDIA_TYPE,  /* 415 */
-    H2C_DENY_RATE,        /* 429: over H2ChatRateLimit */
-    H2C_DENY_TOO_LARGE,   /* 413: body over H2ChatMaxMessageBytes */
-    H2C_DENY_READ_BODY,   /* 400: the body could not be read */
-    H2C_DENY_BAD_MESSAGE, /* 400: the body is not a valid message */
-    H2C_DENY_BAD_RESUME,  /* 400: since / Last-Event-ID is not an id */
-    H2C_DENY_CAP,         /* 503: H2ChatMaxSubscribers reached */
-    H2C_DENY_NOT_FOUND,   /* 404: a path the direct listener does not serve */
+    H2C_DENY_UNAVAILABLE,  /* 503: the store is not usable in this process */
+    H2C_DENY_PUBLISH,      /* 503: the store could not publish */
+    H2C_DENY_METHOD,       /* 405 */
+    H2C_DENY_ORIGIN,       /* 403: Origin not in H2ChatAllowOrigin */
+    H2C_DENY_MEDIA_TYPE,   /* 415 */
+    H2C_DENY_RATE,         /* 429: over H2ChatRateLimit */
+    H2C_DENY_TOO_LARGE,    /* 413: body over H2ChatMaxMessageBytes */
+    H2C_DENY_READ_BODY,    /* 400: the body could not be read */
+    H2C_DENY_BAD_MESSAGE,  /* 400: the body is not a valid message */
+    H2C_DENY_BAD_RESUME,   /* 400: since / Last-Event-ID is not an id */
+    H2C_DENY_CAP,          /* 503: H2ChatMaxSubscribers reached */
+    H2C_DENY_NOT_FOUND,    /* 404: a path the direct listener does not serve */
+    H2C_DENY_HEADERS,      /* 431: too many header fields, or too large */
+    H2C_DENY_URI_TOO_LONG, /* 414: the path is over LimitRequestLine */
+    H2C_DENY_BAD_REQUEST,  /* 400: a request httpd would not take (scheme, escapes) */
     H2C_DENY_MAX
 } h2c_deny_t;
 
@@ -133,5 +136,55 @@ const char *h2c_policy_stream_type(int sse);
 /* The refusal of a path the direct listener does not serve (`served`:
  * the one it does). */
 void h2c_policy_not_found(h2c_verdict_t *v, const char *served, apr_pool_t *p);
+
+/* ---- request framing: what httpd checks before a request reaches a
+ * handler, for a transport that is not httpd (the direct loop) ---------- */
+
+/* httpd's limits (LimitRequestFields, LimitRequestFieldSize,
+ * LimitRequestLine) and the header list size a server advertises. */
+typedef struct {
+    uint32_t max_fields;      /* not counting pseudo-headers */
+    uint32_t max_field_bytes; /* "name: value" */
+    uint32_t max_line;        /* each pseudo-header's value (the :path) */
+    uint32_t max_list_bytes;  /* names + values + 32 per field (RFC 9113 6.5.2) */
+} h2c_header_limits_t;
+
+/* One request's header list as it comes in; zero it at the start. */
+typedef struct {
+    uint32_t fields;
+    uint32_t bytes;
+    uint32_t after;  /* fields seen after the first refusal */
+    h2c_deny_t deny; /* the first refusal, or H2C_DENY_NONE */
+} h2c_header_count_t;
+
+typedef enum {
+    H2C_HEADER_KEEP, /* within the limits: use it */
+    H2C_HEADER_SKIP, /* the list is refused already: ignore it, answer at its end */
+    H2C_HEADER_RESET /* far past the limits: stop decoding it, reset the stream */
+} h2c_header_action_t;
+
+/* Fields past a refusal that are still read cheaply so that the answer
+ * can be a 431 (as mod_http2 does); past that the stream is reset. */
+#define H2C_POLICY_HEADER_GRACE 100
+
+/* Counts one field (is_path: it is :path) against the limits. */
+h2c_header_action_t h2c_policy_header(const h2c_header_limits_t *lim,
+                                      h2c_header_count_t *cnt, int is_path,
+                                      apr_size_t namelen, apr_size_t valuelen);
+
+/* The refusal of a finished header list (deny set), in v. */
+void h2c_policy_header_refusal(const h2c_header_count_t *cnt, h2c_verdict_t *v);
+
+/* :scheme of a request on a listener: http or https (case-insensitive,
+ * RFC 3986), else 0. */
+int h2c_policy_scheme_ok(const char *scheme);
+
+/* A request target as httpd reads it: the path up to '?', %-decoded
+ * (a bad escape: 400; an encoded '/' or NUL: 404, as AllowEncodedSlashes
+ * Off), "." and ".." segments resolved and repeated slashes merged
+ * (MergeSlashes On). 1 with *path (in p) and *args (the query, or NULL),
+ * or 0 with the refusal in v. */
+int h2c_policy_target(const char *target, apr_pool_t *p, char **path, const char **args,
+                      h2c_verdict_t *v);
 
 #endif /* H2C_POLICY_H */

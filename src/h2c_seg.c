@@ -327,3 +327,11 @@ uint64_t h2c_seg_redis_last_id(const h2c_seg_t *seg) {
 uint32_t h2c_seg_reader_pid(const h2c_seg_t *seg) {
     return __atomic_load_n(&seg->hdr->shared.reader_pid, __ATOMIC_ACQUIRE);
 }
+
+void h2c_seg_count_calm(h2c_seg_t *seg) {
+    __atomic_add_fetch(&seg->hdr->shared.direct_calm, 1, __ATOMIC_RELAXED);
+}
+
+uint32_t h2c_seg_calm(const h2c_seg_t *seg) {
+    return __atomic_load_n(&seg->hdr->shared.direct_calm, __ATOMIC_RELAXED);
+}

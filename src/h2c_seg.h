@@ -20,7 +20,7 @@
 #include "h2c_ring.h"
 
 #define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
-#define H2C_SEG_VERSION 5u
+#define H2C_SEG_VERSION 6u
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -51,6 +51,7 @@ typedef struct {
     uint32_t stalled_dropped;    /* streams dropped: client stopped reading */
     uint32_t direct_seq;         /* bumped and woken on every commit, ungated:
                                     H2ChatDirect loops wait on it */
+    uint32_t direct_calm;        /* direct connections closed: ENHANCE_YOUR_CALM */
     h2c_gate_t wake_gate;        /* H2ChatCoalesce: the last wake-up, pending or not */
 } h2c_seg_shared_t;
 
@@ -98,6 +99,10 @@ void h2c_seg_direct_totals(const h2c_seg_t *seg, uint32_t *conns, uint32_t *held
 
 /* A copy of child row i, read atomically word by word (pid 0: free). */
 void h2c_seg_child_row(const h2c_seg_t *seg, uint32_t i, h2c_child_t *out);
+
+/* Direct-loop connections closed for work without progress. */
+void h2c_seg_count_calm(h2c_seg_t *seg);
+uint32_t h2c_seg_calm(const h2c_seg_t *seg);
 
 /* Held streams dropped because their client stopped reading. */
 void h2c_seg_count_stalled(h2c_seg_t *seg);

@@ -47,4 +47,11 @@
 #define H2C_TAG_DIRECT_CONN "H2C0026" /* a connection could not be taken over */
 #define H2C_TAG_DIRECT_LOOP "H2C0027" /* the loop started / could not start */
 
+/* request framing (the direct loop's own HTTP/2; the handler's is httpd's) */
+#define H2C_TAG_HEADERS_LARGE "H2C0050" /* 431: header fields too many or too large */
+#define H2C_TAG_URI_LONG "H2C0051"      /* 414: :path over LimitRequestLine */
+#define H2C_TAG_BAD_REQUEST "H2C0052"   /* 400: bad :scheme, bad %-escape in the path */
+#define H2C_TAG_CALM "H2C0053"          /* connection closed: work without progress */
+#define H2C_TAG_PROTOCOL "H2C0054"      /* connection closed: an HTTP/2 error */
+
 #endif /* H2C_TAGS_H */

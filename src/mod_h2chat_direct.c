@@ -12,6 +12,8 @@
  * covers it, looked up once per virtual host. Access checks, auth and other
  * modules' hooks do not run for these requests: see README. */
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -32,7 +34,12 @@
 
 #define H2C_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define H2C_PREFACE_LEN (sizeof(H2C_PREFACE) - 1)
-#define H2C_PRE_MAX (4 * 1024 * 1024) /* bytes read ahead that go with the socket */
+/* The first bytes of a connection are awaited at most this long (or
+ * Timeout, if shorter), as mod_reqtimeout's default first header read. */
+#define H2C_PEEK_WAIT_MAX apr_time_from_sec(20)
+#define H2C_PEEK_NAP apr_time_from_msec(10)
+/* SETTINGS_MAX_HEADER_LIST_SIZE the loop advertises and holds to */
+#define H2C_HEADER_LIST_MAX 16384
 
 typedef struct site_t {
     server_rec *s;
@@ -75,6 +82,11 @@ static h2c_direct_site_t *site_for(conn_rec *c, const char *path) {
         st->site.path = apr_pstrdup(direct.sites_pool, path);
         /* origins stay in the config pool, which outlives the child */
         h2chat_conf_policy(dc, &st->site.conf);
+        /* the limits httpd applies to requests (mod_http2 too) */
+        st->site.limits.max_fields = (uint32_t)c->base_server->limit_req_fields;
+        st->site.limits.max_field_bytes = (uint32_t)c->base_server->limit_req_fieldsize;
+        st->site.limits.max_line = (uint32_t)c->base_server->limit_req_line;
+        st->site.limits.max_list_bytes = H2C_HEADER_LIST_MAX;
         st->site.timeout_us = c->base_server->timeout;
         if (dc->enabled != 1) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, c->base_server,
@@ -91,71 +103,59 @@ static h2c_direct_site_t *site_for(conn_rec *c, const char *path) {
     return &st->site;
 }
 
-/* The bytes httpd already read past the preface (it reads ahead, in
- * pieces of up to 8000 bytes): all of them, or NULL if there are more
- * than H2C_PRE_MAX (the connection is then dropped: they cannot be put
- * back). */
-static char *drain(conn_rec *c, apr_size_t *len) {
-    apr_bucket_brigade *all = apr_brigade_create(c->pool, c->bucket_alloc);
-    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
-    apr_off_t have = 0;
-    char *buf;
+/* Waits (at most `wait`) until the socket's first bytes tell: 1 if they
+ * are the h2c preface, else 0. Only peeks (MSG_PEEK): httpd has read
+ * nothing yet and reads everything itself when it is not ours; when it
+ * is, the loop reads it all under its own budget, so no byte is ever
+ * buffered here, whatever the client sends. */
+static int peek_preface(int fd, apr_interval_time_t wait) {
+    apr_time_t until = apr_time_now() + wait;
+    char buf[H2C_PREFACE_LEN];
 
-    while (ap_get_brigade(c->input_filters, bb, AP_MODE_READBYTES, APR_NONBLOCK_READ,
-                          H2C_PRE_MAX) == APR_SUCCESS &&
-           !APR_BRIGADE_EMPTY(bb)) {
-        APR_BRIGADE_CONCAT(all, bb);
-        if (apr_brigade_length(all, 1, &have) != APR_SUCCESS || have > H2C_PRE_MAX) {
-            return NULL;
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+        apr_interval_time_t left = until - apr_time_now();
+        struct pollfd pfd = {fd, POLLIN, 0};
+
+        if (n > 0 && memcmp(buf, H2C_PREFACE, (size_t)n)) {
+            return 0; /* another protocol: httpd's */
+        }
+        if (n == (ssize_t)sizeof(buf)) {
+            return 1;
+        }
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || left <= 0) {
+            return 0; /* gone, or too slow: httpd deals with it */
+        }
+        if (n > 0) {
+            apr_sleep(H2C_PEEK_NAP); /* a preface in pieces: the socket stays readable */
+        } else {
+            poll(&pfd, 1, (int)(left / 1000) + 1);
         }
     }
-    if (apr_brigade_pflatten(all, &buf, len, c->pool) != APR_SUCCESS) {
-        return NULL;
-    }
-    return buf;
 }
 
 /* process_connection, before mod_http2: take h2c connections of an
- * H2ChatDirect server. DECLINED leaves the peeked bytes where httpd reads
- * them next. */
+ * H2ChatDirect server. DECLINED leaves every byte where httpd reads it. */
 int h2chat_direct_process_connection(conn_rec *c) {
     const char *path = h2chat_conf_direct_path(c->base_server);
-    apr_bucket_brigade *bb;
-    char peek[H2C_PREFACE_LEN], *pre;
-    apr_size_t n = sizeof(peek), prelen;
+    apr_interval_time_t wait = c->base_server->timeout;
     apr_os_sock_t fd;
     int nfd;
-    apr_status_t rv;
 
-    if (!path || !direct.running || c->master || ap_ssl_conn_is_ssl(c)) {
+    if (!path || !direct.running || c->master || ap_ssl_conn_is_ssl(c) ||
+        apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS) {
         return DECLINED;
     }
-    bb = apr_brigade_create(c->pool, c->bucket_alloc);
-    rv = ap_get_brigade(c->input_filters, bb, AP_MODE_SPECULATIVE, APR_BLOCK_READ,
-                        (apr_off_t)sizeof(peek));
-    if (rv != APR_SUCCESS || apr_brigade_flatten(bb, peek, &n) != APR_SUCCESS ||
-        n != sizeof(peek) || memcmp(peek, H2C_PREFACE, sizeof(peek))) {
-        apr_brigade_destroy(bb);
+    if (!peek_preface(fd, wait < H2C_PEEK_WAIT_MAX ? wait : H2C_PEEK_WAIT_MAX)) {
         return DECLINED;
     }
-    apr_brigade_destroy(bb);
-    if (apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS ||
-        (nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+    if ((nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
         ap_log_cerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno), c,
                       H2C_TAG_DIRECT_CONN ": cannot take the connection over");
         return DECLINED;
     }
-    if (!(pre = drain(c, &prelen))) {
-        ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c,
-                      H2C_TAG_DIRECT_CONN ": connection dropped: more than %d bytes sent "
-                                          "before the first answer",
-                      H2C_PRE_MAX);
-        close(nfd);
-        c->aborted = 1;
-        return DONE;
-    }
     fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
-    h2c_direct_add(direct.d, nfd, c->client_ip, site_for(c, path), pre, prelen);
+    h2c_direct_add(direct.d, nfd, c->client_ip, site_for(c, path), NULL, 0);
     /* httpd closes its copy without shutdown(): the loop's stays open */
     c->aborted = 1;
     c->keepalive = AP_CONN_CLOSE;

@@ -174,6 +174,7 @@ static void test_loop(apr_pool_t *p) {
     env.seg = &seg, env.store = &store, env.child_slot = slot, env.max_subscribers = 1;
     site.path = "/msgs", site.conf.snapshot = 5, site.conf.max_bytes = 100;
     site.conf.heartbeat_s = 60, site.timeout_us = 30000000;
+    site.limits = (h2c_header_limits_t){100, 8190, 8190, 16384};
     CHECK(h2c_direct_create(&d, p, &env) == APR_SUCCESS);
     CHECK(apr_thread_create(&thd, NULL, loop_main, d, p) == APR_SUCCESS);
     CHECK(h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"first\"", 25, &id, &t) ==

@@ -234,6 +234,92 @@ static void test_log(apr_pool_t *p) {
     CHECK(!h2c_log_enabled(H2C_LOG_ERR));
 }
 
+/* httpd's limits on a header list: 431 past them, 414 for the path, a
+ * reset when a list goes on far past them. */
+static void test_header_limits(apr_pool_t *p) {
+    h2c_header_limits_t lim = {5, 100, 50, 600};
+    h2c_header_count_t cnt;
+    h2c_verdict_t v;
+    int i;
+
+    (void)p;
+    memset(&cnt, 0, sizeof(cnt));
+    CHECK(h2c_policy_header(&lim, &cnt, 1, 5, 5) ==
+          H2C_HEADER_KEEP); /* pseudo: not a field */
+    for (i = 0; i < 5; i++) {
+        CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 10) == H2C_HEADER_KEEP);
+    }
+    CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 10) == H2C_HEADER_SKIP); /* 6 fields */
+    CHECK(cnt.deny == H2C_DENY_HEADERS);
+    h2c_policy_header_refusal(&cnt, &v);
+    CHECK(h2c_policy_info(v.deny)->status == 431 && v.message != NULL);
+    for (i = 0; i < H2C_POLICY_HEADER_GRACE; i++) {
+        CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 10) == H2C_HEADER_SKIP);
+    }
+    CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 10) == H2C_HEADER_RESET);
+    memset(&cnt, 0, sizeof(cnt)); /* "name: value" is 4 + 2 + 94 = 100: fine */
+    CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 94) == H2C_HEADER_KEEP);
+    CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 95) == H2C_HEADER_SKIP);
+    CHECK(cnt.deny == H2C_DENY_HEADERS);
+    memset(&cnt, 0, sizeof(cnt)); /* the path: LimitRequestLine only */
+    CHECK(h2c_policy_header(&lim, &cnt, 1, 5, 50) == H2C_HEADER_KEEP);
+    CHECK(h2c_policy_header(&lim, &cnt, 1, 5, 51) == H2C_HEADER_SKIP);
+    CHECK(cnt.deny == H2C_DENY_URI_TOO_LONG && h2c_policy_info(cnt.deny)->status == 414);
+    memset(&cnt, 0, sizeof(cnt));
+    for (i = 0; i < 5; i++) { /* 5 × (4 + 80 + 32) = 580 */
+        CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 80) == H2C_HEADER_KEEP);
+    }
+    lim.max_fields = 10;
+    CHECK(h2c_policy_header(&lim, &cnt, 0, 4, 80) == H2C_HEADER_SKIP); /* the list size */
+    CHECK(cnt.deny == H2C_DENY_HEADERS);
+    memset(&cnt, 0, sizeof(cnt));
+    CHECK(h2c_policy_header(&lim, &cnt, 0, 4, (apr_size_t)1 << 40) == H2C_HEADER_SKIP);
+    CHECK(cnt.bytes == 601); /* saturates */
+}
+
+static void test_target(apr_pool_t *p) {
+    static const struct {
+        const char *in, *path, *args;
+        int status; /* 0: fine */
+    } cases[] = {
+        {"/msgs", "/msgs", NULL, 0},
+        {"/msgs?since=3", "/msgs", "since=3", 0},
+        {"/ms%67s", "/msgs", NULL, 0},
+        {"/MS%67s", "/MSgs", NULL, 0},
+        {"//msgs", "/msgs", NULL, 0},
+        {"/a/../msgs", "/msgs", NULL, 0},
+        {"/./msgs/.", "/msgs/", NULL, 0},
+        {"/../../msgs", "/msgs", NULL, 0},
+        {"/msgs/..", "/", NULL, 0},
+        {"/msgs?a=%zz", "/msgs", "a=%zz", 0}, /* the query is not decoded */
+        {"/ms%2Fgs", NULL, NULL, 404},
+        {"/ms%00gs", NULL, NULL, 404},
+        {"/ms%zzgs", NULL, NULL, 400},
+        {"/msgs%", NULL, NULL, 400},
+        {"/msgs%4", NULL, NULL, 400},
+        {"msgs", NULL, NULL, 400},
+        {"*", NULL, NULL, 400},
+        {NULL, NULL, NULL, 400},
+    };
+    unsigned i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *path = NULL;
+        const char *args = NULL;
+        h2c_verdict_t v;
+        int ok = h2c_policy_target(cases[i].in, p, &path, &args, &v);
+
+        if (cases[i].status) {
+            CHECK(!ok && h2c_policy_info(v.deny)->status == cases[i].status && v.message);
+        } else {
+            CHECK(ok && !strcmp(path, cases[i].path));
+            CHECK(cases[i].args ? args && !strcmp(args, cases[i].args) : args == NULL);
+        }
+    }
+    CHECK(h2c_policy_scheme_ok("http") && h2c_policy_scheme_ok("HTTPS"));
+    CHECK(!h2c_policy_scheme_ok("ftp") && !h2c_policy_scheme_ok(NULL));
+}
+
 int main(void) {
     apr_pool_t *p;
 
@@ -248,6 +334,8 @@ int main(void) {
     RUN(test_publish_body, p);
     RUN(test_refuse_and_not_found, p);
     RUN(test_log, p);
+    RUN(test_header_limits, p);
+    RUN(test_target, p);
     apr_pool_destroy(p);
     apr_terminate();
     return unit_finish("test_policy");

@@ -1,0 +1,128 @@
+/* h2c_direct_guard: what one connection of the direct loop may make the
+ * loop do without progress. The loop is one thread per child: a peer that
+ * keeps it busy delays every other connection of that child.
+ *
+ * nghttp2 1.52 (with Debian's backports) limits some of it itself — the
+ * reset rate, SETTINGS entries, unsent PING/SETTINGS acknowledgements,
+ * CONTINUATION frames — but not WINDOW_UPDATE, empty DATA, PRIORITY, PING
+ * or SETTINGS floods, nor bytes it drops unseen (DATA on closed streams,
+ * unknown frame types). Each such frame takes a token from the
+ * connection's budget (h2c_budget), as do refused header lists; a peer
+ * that spends them all gets GOAWAY(ENHANCE_YOUR_CALM), one log line
+ * (H2C0053) and a server-status count, and is closed. */
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "h2c_direct_int.h"
+#include "h2c_tags.h"
+
+#define H2C_GUARD_BURST 1000   /* tokens a connection starts with */
+#define H2C_GUARD_RATE 100     /* tokens given back per second */
+#define H2C_GUARD_UNSEEN 16384 /* bytes no frame accounts for, per token */
+/* a window at least this big did not need a WINDOW_UPDATE (the default
+ * initial window is 65,535): one that moves nothing costs a token */
+#define H2C_GUARD_WINDOW_OK 65535
+
+void h2c_direct_guard_start(conn_t *c) {
+    h2c_budget_init(&c->budget, H2C_GUARD_BURST, c->d->now_us);
+}
+
+void h2c_direct_terminate(conn_t *c, uint32_t code) {
+    struct epoll_event ev;
+
+    if (c->goaway || !c->ngh) {
+        return;
+    }
+    c->goaway = 1;
+    c->goaway_at = c->d->now_us;
+    nghttp2_session_terminate_session(c->ngh, code);
+    /* nothing more is read: drop the interest, or a peer that keeps
+     * sending would wake the loop for nothing until the close */
+    ev.events = EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0);
+    ev.data.ptr = c;
+    epoll_ctl(c->d->ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+int h2c_direct_charge(conn_t *c, uint32_t cost, const char *what) {
+    h2c_direct_t *d = c->d;
+
+    if (c->goaway ||
+        h2c_budget_take(&c->budget, cost, d->now_us, H2C_GUARD_RATE, H2C_GUARD_BURST)) {
+        return !c->goaway;
+    }
+    h2c_seg_count_calm(d->env.seg);
+    h2c_log(H2C_LOG_INFO, H2C_TAG_CALM,
+            "connection from %s closed with GOAWAY(ENHANCE_YOUR_CALM): %s kept the loop "
+            "busy without progress (direct)",
+            c->peer, what);
+    h2c_direct_terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
+    return 0;
+}
+
+void h2c_direct_fed(conn_t *c, apr_size_t n) {
+    c->fed += n;
+    /* frames are counted whole when their header is read, so `framed`
+     * runs ahead of `fed` except for bytes nghttp2 dropped unseen */
+    if (c->fed > c->framed + H2C_GUARD_UNSEEN) {
+        uint64_t units = (c->fed - c->framed) / H2C_GUARD_UNSEEN;
+
+        c->framed += units * H2C_GUARD_UNSEEN;
+        h2c_direct_charge(c, (uint32_t)units, "data nghttp2 dropped unseen");
+    }
+}
+
+/* A WINDOW_UPDATE for a window that was not short: it moves nothing. */
+static int window_was_open(conn_t *c, int32_t stream_id) {
+    int32_t w = stream_id
+                    ? nghttp2_session_get_stream_remote_window_size(c->ngh, stream_id)
+                    : nghttp2_session_get_remote_window_size(c->ngh);
+
+    return w >= H2C_GUARD_WINDOW_OK;
+}
+
+/* Every frame's header, before nghttp2 acts on it. */
+static int on_begin_frame(nghttp2_session *ngh, const nghttp2_frame_hd *hd, void *user) {
+    conn_t *c = user;
+    const char *what = NULL;
+
+    (void)ngh;
+    c->framed += hd->length + 9;
+    switch (hd->type) {
+    case NGHTTP2_DATA:
+        if (hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM)) {
+            what = "empty DATA frames";
+        }
+        break;
+    case NGHTTP2_HEADERS:
+    case NGHTTP2_CONTINUATION:
+        break; /* header lists are counted by the request policy */
+    case NGHTTP2_WINDOW_UPDATE:
+        if (window_was_open(c, hd->stream_id)) {
+            what = "WINDOW_UPDATE frames";
+        }
+        break;
+    case NGHTTP2_PRIORITY:
+        what = "PRIORITY frames";
+        break;
+    case NGHTTP2_PING:
+        what = "PING frames";
+        break;
+    case NGHTTP2_SETTINGS:
+        what = "SETTINGS frames";
+        break;
+    case NGHTTP2_RST_STREAM:
+        what = "RST_STREAM frames";
+        break;
+    default:
+        what = "frames of no use to the chat";
+        break;
+    }
+    if (what && !h2c_direct_charge(c, 1, what)) {
+        return 0; /* terminated: nghttp2 ignores the rest of the input */
+    }
+    return 0;
+}
+
+void h2c_direct_guard_callbacks(nghttp2_session_callbacks *cbs) {
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
+}
