@@ -243,11 +243,15 @@ apr_status_t h2c_seg_sub_enter(h2c_seg_t *seg, uint32_t slot, uint32_t max) {
     __atomic_add_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
     /* Before refusing: streams of a child that was killed still count
      * until its row is freed, which otherwise waits for its replacement's
-     * child_init; its clients are reconnecting right now. */
-    if (h2c_seg_sub_total(seg) > max &&
-        (!reclaim_dead(seg) || h2c_seg_sub_total(seg) > max)) {
-        __atomic_sub_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
-        return APR_EBUSY;
+     * child_init; its clients are reconnecting right now. Look again also
+     * when this call freed nothing: a racing reconnect of the same dead
+     * child's clients may have freed (or be clearing) its row. */
+    if (h2c_seg_sub_total(seg) > max) {
+        reclaim_dead(seg);
+        if (h2c_seg_sub_total(seg) > max) {
+            __atomic_sub_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
+            return APR_EBUSY;
+        }
     }
     return APR_SUCCESS;
 }
@@ -295,10 +299,12 @@ apr_status_t h2c_seg_addr_enter(h2c_seg_t *seg, uint32_t slot, uint32_t bucket,
     if (!addr_count_up(count)) {
         return APR_EBUSY;
     }
-    if (h2c_seg_addr_total(seg, bucket) > max &&
-        (!reclaim_dead(seg) || h2c_seg_addr_total(seg, bucket) > max)) {
-        __atomic_sub_fetch(count, 1, __ATOMIC_ACQ_REL);
-        return APR_EBUSY;
+    if (h2c_seg_addr_total(seg, bucket) > max) {
+        reclaim_dead(seg);
+        if (h2c_seg_addr_total(seg, bucket) > max) {
+            __atomic_sub_fetch(count, 1, __ATOMIC_ACQ_REL);
+            return APR_EBUSY;
+        }
     }
     return APR_SUCCESS;
 }
