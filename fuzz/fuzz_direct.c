@@ -97,7 +97,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     env.seg = &seg;
     env.store = &store;
     env.child_slot = slot;
-    env.max_subscribers = 4;
+    env.limits.max_subscribers = 4;
+    env.limits.max_per_address = 2; /* the fuzzer also reaches this refusal */
     CHECK(h2c_direct_create(&d, pool, &env) == APR_SUCCESS);
     atexit(finish);
     return 0;

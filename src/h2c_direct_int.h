@@ -48,9 +48,10 @@ struct strm_t {
     /* a subscriber */
     uint64_t next; /* next message id to send */
     int sse;
-    int entered;  /* counted in the segment */
-    int deferred; /* nghttp2 waits for resume_data */
-    int ending;   /* send what is pending, then end the stream */
+    int entered;     /* counted in the segment ... */
+    h2c_hold_t hold; /* ... here (h2c_policy_hold) */
+    int deferred;    /* nghttp2 waits for resume_data */
+    int ending;      /* send what is pending, then end the stream */
     uint64_t sent;
     int64_t heartbeat_due;
     /* stuck streams: something to send that the client's window keeps back,

@@ -270,9 +270,9 @@ static void subscribe(strm_t *s, const char *args) {
         return;
     }
     s->sse = want.sse;
-    if (!s->head && h2c_seg_sub_enter(d->env.seg, d->env.child_slot,
-                                      d->env.max_subscribers) != APR_SUCCESS) {
-        h2c_policy_refuse(&v, H2C_DENY_CAP, NULL);
+    /* the caps, in the policy's order; the address is the connection's */
+    if (!s->head && !h2c_policy_hold(d->env.seg, d->env.child_slot, &d->env.limits,
+                                     s->c->peer, &s->hold, &v)) {
         refuse(s, &v);
         return;
     }
@@ -592,7 +592,7 @@ void h2c_direct_strm_free(strm_t *s) {
         s->job->s = NULL; /* its answer is dropped when it comes back */
     }
     if (s->entered) {
-        h2c_seg_sub_leave(c->d->env.seg, c->d->env.child_slot);
+        h2c_policy_release(&s->hold);
         h2c_seg_direct_count(c->d->env.seg, c->d->env.child_slot, 0, -1);
         h2c_log(H2C_LOG_DEBUG, H2C_TAG_SUB_END,
                 "subscriber ends after %" APR_UINT64_T_FMT

@@ -45,6 +45,9 @@ static const h2c_deny_info_t table[H2C_DENY_MAX] = {
          H2C_LOG_INFO, H2C_REFUSED_INVALID, 0, NULL, 0},
     [H2C_DENY_CAP] = {503, H2C_TAG_CAP, "too many subscribers, retry later", H2C_LOG_WARN,
                       H2C_REFUSED_CAP, H2C_POLICY_RETRY_S, NULL, 0},
+    [H2C_DENY_ADDRESS] = {503, H2C_TAG_ADDRESS,
+                          "too many subscribers from this address, retry later",
+                          H2C_LOG_WARN, H2C_REFUSED_ADDRESS, H2C_POLICY_RETRY_S, NULL, 0},
     [H2C_DENY_NOT_FOUND] = {404, H2C_TAG_DIRECT_PATH, NULL, H2C_LOG_INFO, N, 0, NULL, 0},
     [H2C_DENY_HEADERS] = {431, H2C_TAG_HEADERS_LARGE,
                           "request header fields too large or too many", H2C_LOG_INFO,
@@ -114,6 +117,42 @@ int h2c_policy_subscribe(const h2c_request_t *req, int usable, h2c_subscription_
     sub->sse = h2c_policy_wants_sse(req->accept);
     v->deny = H2C_DENY_NONE;
     return 1;
+}
+
+int h2c_policy_hold(h2c_seg_t *seg, uint32_t slot, const h2c_hold_limits_t *lim,
+                    const char *client, h2c_hold_t *hold, h2c_verdict_t *v) {
+    uint32_t bucket;
+
+    hold->seg = NULL;
+    hold->bucket = -1;
+    if (h2c_seg_sub_enter(seg, slot, lim->max_subscribers) != APR_SUCCESS) {
+        h2c_policy_refuse(v, H2C_DENY_CAP, NULL);
+        return 0;
+    }
+    if (lim->max_per_address) {
+        bucket = h2c_seg_addr_bucket(client);
+        if (h2c_seg_addr_enter(seg, slot, bucket, lim->max_per_address) != APR_SUCCESS) {
+            h2c_seg_sub_leave(seg, slot);
+            h2c_policy_refuse(v, H2C_DENY_ADDRESS, NULL);
+            return 0;
+        }
+        hold->bucket = (int32_t)bucket;
+    }
+    hold->seg = seg;
+    hold->slot = slot;
+    v->deny = H2C_DENY_NONE;
+    return 1;
+}
+
+void h2c_policy_release(h2c_hold_t *hold) {
+    if (!hold->seg) {
+        return;
+    }
+    if (hold->bucket >= 0) {
+        h2c_seg_addr_leave(hold->seg, hold->slot, (uint32_t)hold->bucket);
+    }
+    h2c_seg_sub_leave(hold->seg, hold->slot);
+    hold->seg = NULL;
 }
 
 int h2c_policy_origin_allowed(const apr_array_header_t *origins, const char *origin) {

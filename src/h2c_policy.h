@@ -34,6 +34,7 @@ typedef enum {
     H2C_DENY_BAD_MESSAGE,  /* 400: the body is not a valid message */
     H2C_DENY_BAD_RESUME,   /* 400: since / Last-Event-ID is not an id */
     H2C_DENY_CAP,          /* 503: H2ChatMaxSubscribers reached */
+    H2C_DENY_ADDRESS,      /* 503: H2ChatMaxSubscribersPerAddress reached */
     H2C_DENY_NOT_FOUND,    /* 404: a path the direct listener does not serve */
     H2C_DENY_HEADERS,      /* 431: too many header fields, or too large */
     H2C_DENY_URI_TOO_LONG, /* 414: the path is over LimitRequestLine */
@@ -84,6 +85,19 @@ typedef struct {
 
 typedef enum { H2C_ROUTE_SUBSCRIBE, H2C_ROUTE_PUBLISH, H2C_ROUTE_REFUSED } h2c_route_t;
 
+/* The limits on held streams (server config, the same for both paths). */
+typedef struct {
+    uint32_t max_subscribers; /* H2ChatMaxSubscribers: across all children */
+    uint32_t max_per_address; /* H2ChatMaxSubscribersPerAddress; 0: off */
+} h2c_hold_limits_t;
+
+/* Where a held stream is counted in the segment, for h2c_policy_release. */
+typedef struct {
+    h2c_seg_t *seg; /* NULL: nothing counted */
+    uint32_t slot;  /* the child's row */
+    int32_t bucket; /* its address's bucket; -1: not counted per address */
+} h2c_hold_t;
+
 /* Where a subscriber's stream starts and how it is framed. */
 typedef struct {
     int sse;        /* text/event-stream, else NDJSON */
@@ -105,6 +119,21 @@ h2c_route_t h2c_policy_route(const char *method, int *head, h2c_verdict_t *v);
  * `usable`: the store is usable in this process. */
 int h2c_policy_subscribe(const h2c_request_t *req, int usable, h2c_subscription_t *sub,
                          h2c_verdict_t *v);
+
+/* A subscriber that passed h2c_policy_subscribe and will hold a stream
+ * (not HEAD: it holds nothing) takes its place in the counts of child
+ * `slot`, in this order: the server-wide cap (H2ChatMaxSubscribers), then
+ * the cap of its address, `client` (H2ChatMaxSubscribersPerAddress). The
+ * cap comes first: when the server is full nobody gets in, whatever their
+ * address, and that is the answer (H2C0015, RefusedCap); the per-address
+ * refusal (H2C0028, RefusedAddress) then says only that this address holds
+ * its share of a server with room, so the two counters tell a server too
+ * small from an address that hogs it. 1 with *hold set (give it back with
+ * h2c_policy_release once the stream ends), or 0 with the refusal in v
+ * and nothing counted. */
+int h2c_policy_hold(h2c_seg_t *seg, uint32_t slot, const h2c_hold_limits_t *lim,
+                    const char *client, h2c_hold_t *hold, h2c_verdict_t *v);
+void h2c_policy_release(h2c_hold_t *hold); /* idempotent */
 
 /* A POST before its body, in this order: store usable, Origin, media
  * type, rate limit (takes a token from `rate` at now_ms), declared length.

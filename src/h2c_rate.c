@@ -6,7 +6,7 @@
 #define TAT_BITS 40
 #define TAT_MASK ((UINT64_C(1) << TAT_BITS) - 1)
 
-static uint32_t fnv1a(const char *s) {
+uint32_t h2c_rate_hash(const char *s) {
     uint32_t h = 2166136261u;
 
     while (*s) {
@@ -17,7 +17,7 @@ static uint32_t fnv1a(const char *s) {
 
 apr_status_t h2c_rate_take(h2c_rate_t *rate, const h2c_rate_limit_t *limit,
                            const char *addr, int64_t now_ms, int64_t *retry_ms) {
-    uint32_t h = fnv1a(addr);
+    uint32_t h = h2c_rate_hash(addr);
     uint64_t *word = &rate->words[h % H2C_RATE_BUCKETS];
     uint64_t key = (h >> 8) & 0xFFFFFFu; /* other bits than the index's */
     int64_t now = now_ms - rate->epoch_ms;

@@ -26,6 +26,10 @@ typedef struct {
     uint32_t burst;
 } h2c_rate_limit_t;
 
+/* The hash of a client address's text (32-bit FNV-1a): the one every
+ * per-address table of the segment buckets by. */
+uint32_t h2c_rate_hash(const char *addr);
+
 /* Takes one token for client `addr` at `now_ms`. APR_SUCCESS, or APR_EAGAIN
  * with *retry_ms saying when the next one is allowed. */
 apr_status_t h2c_rate_take(h2c_rate_t *rate, const h2c_rate_limit_t *limit,

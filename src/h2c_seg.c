@@ -17,6 +17,7 @@ struct h2c_seg_hdr_t {
     uint32_t max_len;
     uint32_t pad;
     uint64_t children_off;
+    uint64_t addr_off;
     uint64_t rate_off;
     uint64_t ring_off;
     int64_t rate_epoch_ms;
@@ -27,8 +28,18 @@ struct h2c_seg_hdr_t {
 
 #define ALIGN64(n) (((n) + 63u) & ~(apr_size_t)63u)
 
+/* The pid of a dead child's row while reclaim_dead clears it: neither free
+ * (a new child could claim it and count streams that the clearing then
+ * wipes) nor live (its counts do not count). */
+#define PID_CLEARING UINT32_MAX
+
+static int row_live(uint32_t pid) {
+    return pid != 0 && pid != PID_CLEARING;
+}
+
 static const char *const refusal_names[H2C_REFUSED_MAX] = {
-    "Cap", "TooLarge", "Invalid", "MediaType", "Method", "Unavailable", "Rate", "Origin"};
+    "Cap",         "TooLarge", "Invalid", "MediaType", "Method",
+    "Unavailable", "Rate",     "Origin",  "Address"};
 
 const char *h2c_seg_refusal_name(h2c_refusal_t why) {
     return why < H2C_REFUSED_MAX ? refusal_names[why] : "Unknown";
@@ -38,8 +49,13 @@ static apr_size_t children_off(void) {
     return ALIGN64(sizeof(h2c_seg_hdr_t));
 }
 
-static apr_size_t rate_off(uint32_t nchildren) {
+static apr_size_t addr_off(uint32_t nchildren) {
     return ALIGN64(children_off() + nchildren * sizeof(h2c_child_t));
+}
+
+static apr_size_t rate_off(uint32_t nchildren) {
+    return ALIGN64(addr_off(nchildren) +
+                   (apr_size_t)nchildren * H2C_SEG_ADDR_BUCKETS * sizeof(uint16_t));
 }
 
 static apr_size_t ring_off(uint32_t nchildren) {
@@ -72,9 +88,11 @@ apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t n
     seg->hdr->capacity = capacity;
     seg->hdr->max_len = max_len;
     seg->hdr->children_off = children_off();
+    seg->hdr->addr_off = addr_off(nchildren);
     seg->hdr->rate_off = rate_off(nchildren);
     seg->hdr->ring_off = ring_off(nchildren);
     seg->hdr->rate_epoch_ms = now_ms;
+    seg->addr = (uint16_t *)(void *)(base + addr_off(nchildren));
     seg->rate.words = (uint64_t *)(void *)(base + rate_off(nchildren));
     seg->rate.epoch_ms = now_ms;
     __atomic_store_n(&seg->hdr->magic, H2C_SEG_MAGIC, __ATOMIC_RELEASE);
@@ -89,6 +107,7 @@ apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
         __atomic_load_n(&hdr->magic, __ATOMIC_ACQUIRE) != H2C_SEG_MAGIC ||
         hdr->version != H2C_SEG_VERSION || hdr->size > size ||
         hdr->children_off != children_off() ||
+        hdr->addr_off != addr_off(hdr->nchildren) ||
         hdr->rate_off != rate_off(hdr->nchildren) ||
         hdr->ring_off != ring_off(hdr->nchildren) || hdr->ring_off > hdr->size) {
         return APR_EGENERAL;
@@ -99,6 +118,7 @@ apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
     }
     seg->hdr = hdr;
     seg->children = (h2c_child_t *)(void *)(base + hdr->children_off);
+    seg->addr = (uint16_t *)(void *)(base + hdr->addr_off);
     seg->rate.words = (uint64_t *)(void *)(base + hdr->rate_off);
     seg->rate.epoch_ms = hdr->rate_epoch_ms;
     return APR_SUCCESS;
@@ -133,7 +153,7 @@ static int pid_zombie(uint32_t pid) {
 }
 
 static int pid_gone(uint32_t pid) {
-    if (pid == 0) {
+    if (!row_live(pid)) {
         return 0;
     }
     /* EPERM means it exists but belongs to someone else: not gone. */
@@ -143,23 +163,38 @@ static int pid_gone(uint32_t pid) {
     return pid_zombie(pid);
 }
 
-static void clear_counts(h2c_child_t *row) {
+static uint16_t *addr_row(const h2c_seg_t *seg, uint32_t slot) {
+    return seg->addr + (apr_size_t)slot * H2C_SEG_ADDR_BUCKETS;
+}
+
+static void clear_counts(h2c_seg_t *seg, uint32_t slot) {
+    h2c_child_t *row = &seg->children[slot];
+    uint16_t *addr = addr_row(seg, slot);
+    uint32_t b;
+
     __atomic_store_n(&row->held, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&row->direct_conns, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&row->direct_held, 0, __ATOMIC_RELEASE);
+    /* before the row is free again (release, reclaim_dead), or by its new
+     * owner before it counts anything (claim) */
+    for (b = 0; b < H2C_SEG_ADDR_BUCKETS; b++) {
+        __atomic_store_n(&addr[b], 0, __ATOMIC_RELAXED);
+    }
 }
 
 /* Frees the rows of children that died without leaving (kill -9, crash):
- * their held streams are gone with them. Returns how many. */
+ * their held streams are gone with them. A row is marked PID_CLEARING
+ * while its counts are cleared, and free only after. Returns how many. */
 static uint32_t reclaim_dead(h2c_seg_t *seg) {
     uint32_t i, n = seg->hdr->nchildren, old, freed = 0;
 
     for (i = 0; i < n; i++) {
         old = __atomic_load_n(&seg->children[i].pid, __ATOMIC_ACQUIRE);
         if (pid_gone(old) &&
-            __atomic_compare_exchange_n(&seg->children[i].pid, &old, 0, 0,
+            __atomic_compare_exchange_n(&seg->children[i].pid, &old, PID_CLEARING, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            clear_counts(&seg->children[i]);
+            clear_counts(seg, i);
+            __atomic_store_n(&seg->children[i].pid, 0, __ATOMIC_RELEASE);
             freed++;
         }
     }
@@ -174,7 +209,7 @@ apr_status_t h2c_seg_child_claim(h2c_seg_t *seg, uint32_t pid, uint32_t *slot) {
         old = 0;
         if (__atomic_compare_exchange_n(&seg->children[i].pid, &old, pid, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            clear_counts(&seg->children[i]);
+            clear_counts(seg, i);
             *slot = i;
             return APR_SUCCESS;
         }
@@ -183,7 +218,7 @@ apr_status_t h2c_seg_child_claim(h2c_seg_t *seg, uint32_t pid, uint32_t *slot) {
 }
 
 void h2c_seg_child_release(h2c_seg_t *seg, uint32_t slot) {
-    clear_counts(&seg->children[slot]);
+    clear_counts(seg, slot);
     __atomic_store_n(&seg->children[slot].pid, 0, __ATOMIC_RELEASE);
 }
 
@@ -195,7 +230,7 @@ uint32_t h2c_seg_sub_total(const h2c_seg_t *seg) {
     uint32_t i, total = 0;
 
     for (i = 0; i < seg->hdr->nchildren; i++) {
-        if (__atomic_load_n(&seg->children[i].pid, __ATOMIC_ACQUIRE)) {
+        if (row_live(__atomic_load_n(&seg->children[i].pid, __ATOMIC_ACQUIRE))) {
             total += __atomic_load_n(&seg->children[i].held, __ATOMIC_ACQUIRE);
         }
     }
@@ -208,17 +243,75 @@ apr_status_t h2c_seg_sub_enter(h2c_seg_t *seg, uint32_t slot, uint32_t max) {
     __atomic_add_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
     /* Before refusing: streams of a child that was killed still count
      * until its row is freed, which otherwise waits for its replacement's
-     * child_init; its clients are reconnecting right now. */
-    if (h2c_seg_sub_total(seg) > max &&
-        (!reclaim_dead(seg) || h2c_seg_sub_total(seg) > max)) {
-        __atomic_sub_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
-        return APR_EBUSY;
+     * child_init; its clients are reconnecting right now. Look again also
+     * when this call freed nothing: a racing reconnect of the same dead
+     * child's clients may have freed (or be clearing) its row. */
+    if (h2c_seg_sub_total(seg) > max) {
+        reclaim_dead(seg);
+        if (h2c_seg_sub_total(seg) > max) {
+            __atomic_sub_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
+            return APR_EBUSY;
+        }
     }
     return APR_SUCCESS;
 }
 
 void h2c_seg_sub_leave(h2c_seg_t *seg, uint32_t slot) {
     __atomic_sub_fetch(&seg->children[slot].held, 1, __ATOMIC_ACQ_REL);
+}
+
+uint32_t h2c_seg_addr_bucket(const char *addr) {
+    return h2c_rate_hash(addr ? addr : "") % H2C_SEG_ADDR_BUCKETS;
+}
+
+uint32_t h2c_seg_addr_total(const h2c_seg_t *seg, uint32_t bucket) {
+    uint32_t i, total = 0;
+
+    bucket %= H2C_SEG_ADDR_BUCKETS;
+    for (i = 0; i < seg->hdr->nchildren; i++) {
+        if (row_live(__atomic_load_n(&seg->children[i].pid, __ATOMIC_ACQUIRE))) {
+            total += __atomic_load_n(&addr_row(seg, i)[bucket], __ATOMIC_ACQUIRE);
+        }
+    }
+    return total;
+}
+
+/* One more in this child's count of `bucket`, unless it is full. */
+static int addr_count_up(uint16_t *count) {
+    uint16_t old = __atomic_load_n(count, __ATOMIC_ACQUIRE);
+
+    do {
+        if (old == UINT16_MAX) {
+            return 0;
+        }
+    } while (!__atomic_compare_exchange_n(count, &old, (uint16_t)(old + 1), 0,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    return 1;
+}
+
+apr_status_t h2c_seg_addr_enter(h2c_seg_t *seg, uint32_t slot, uint32_t bucket,
+                                uint32_t max) {
+    uint16_t *count = &addr_row(seg, slot)[bucket % H2C_SEG_ADDR_BUCKETS];
+
+    /* as h2c_seg_sub_enter: count first, then check (racing entries may
+     * both be refused near the limit, never both let past it), and a
+     * killed child's streams stop counting before anyone is refused */
+    if (!addr_count_up(count)) {
+        return APR_EBUSY;
+    }
+    if (h2c_seg_addr_total(seg, bucket) > max) {
+        reclaim_dead(seg);
+        if (h2c_seg_addr_total(seg, bucket) > max) {
+            __atomic_sub_fetch(count, 1, __ATOMIC_ACQ_REL);
+            return APR_EBUSY;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+void h2c_seg_addr_leave(h2c_seg_t *seg, uint32_t slot, uint32_t bucket) {
+    __atomic_sub_fetch(&addr_row(seg, slot)[bucket % H2C_SEG_ADDR_BUCKETS], 1,
+                       __ATOMIC_ACQ_REL);
 }
 
 void h2c_seg_direct_count(h2c_seg_t *seg, uint32_t slot, int conns, int held) {
@@ -233,7 +326,7 @@ void h2c_seg_direct_totals(const h2c_seg_t *seg, uint32_t *conns, uint32_t *held
 
     *conns = *held = 0;
     for (i = 0; i < seg->hdr->nchildren; i++) {
-        if (__atomic_load_n(&seg->children[i].pid, __ATOMIC_ACQUIRE)) {
+        if (row_live(__atomic_load_n(&seg->children[i].pid, __ATOMIC_ACQUIRE))) {
             *conns += __atomic_load_n(&seg->children[i].direct_conns, __ATOMIC_RELAXED);
             *held += __atomic_load_n(&seg->children[i].direct_held, __ATOMIC_RELAXED);
         }
@@ -291,6 +384,9 @@ void h2c_seg_child_row(const h2c_seg_t *seg, uint32_t i, h2c_child_t *out) {
     const h2c_child_t *row = &seg->children[i];
 
     out->pid = __atomic_load_n(&row->pid, __ATOMIC_ACQUIRE);
+    if (!row_live(out->pid)) {
+        out->pid = 0; /* free, or being cleared */
+    }
     out->held = __atomic_load_n(&row->held, __ATOMIC_ACQUIRE);
     out->direct_conns = __atomic_load_n(&row->direct_conns, __ATOMIC_RELAXED);
     out->direct_held = __atomic_load_n(&row->direct_held, __ATOMIC_RELAXED);

@@ -1,13 +1,15 @@
 /* h2c_seg: the shared segment's layout (pure unit, no httpd headers).
  *
  *   header (magic, version, sizes, offsets) | counters | child table |
- *   rate table | ring
+ *   address table | rate table | ring
  *
  * Offsets, never pointers: each process builds its own h2c_seg_t view.
  * The child table counts held subscribers per child process; the total is
  * their sum, so a child that dies takes its count with it once its slot is
- * reclaimed (see h2c_seg_child_claim). Rooms will add rings and per-room
- * counts behind the same header. */
+ * reclaimed (see h2c_seg_child_claim). The address table does the same per
+ * client address (H2ChatMaxSubscribersPerAddress): one row of bucket counts
+ * per child row. Rooms will add rings and per-room counts behind the same
+ * header. */
 #ifndef H2C_SEG_H
 #define H2C_SEG_H
 
@@ -20,7 +22,7 @@
 #include "h2c_ring.h"
 
 #define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
-#define H2C_SEG_VERSION 6u
+#define H2C_SEG_VERSION 6u        /* 6: the address table, the calm counter */
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -32,6 +34,7 @@ typedef enum {
     H2C_REFUSED_UNAVAILABLE, /* store unusable */
     H2C_REFUSED_RATE,        /* over H2ChatRateLimit */
     H2C_REFUSED_ORIGIN,      /* Origin not in H2ChatAllowOrigin */
+    H2C_REFUSED_ADDRESS,     /* over H2ChatMaxSubscribersPerAddress */
     H2C_REFUSED_MAX
 } h2c_refusal_t;
 
@@ -62,9 +65,22 @@ typedef struct {
     uint32_t direct_held;  /* ... and of its held subscribers, those the loop's */
 } h2c_child_t;
 
+/* Held streams per client address (H2ChatMaxSubscribersPerAddress), shared
+ * by all children. Addresses are hashed (FNV-1a of the address text) into
+ * H2C_SEG_ADDR_BUCKETS buckets; two addresses of one bucket share a count.
+ * Each child row has a count per bucket of the streams that child holds
+ * (uint16_t, 8 KiB a row), and an address's count is the sum over the live
+ * rows: a child killed with -9 takes its counts with it when its row is
+ * reclaimed, exactly like `held`, with no list of its streams to replay.
+ * Summing costs one load per child row, once per stream (enter), never per
+ * message; a single shared count per bucket would be cheaper to read but
+ * could not drop a dead child's share. */
+#define H2C_SEG_ADDR_BUCKETS 4096u
+
 typedef struct {
     h2c_seg_hdr_t *hdr;
     h2c_child_t *children;
+    uint16_t *addr; /* nchildren rows of H2C_SEG_ADDR_BUCKETS counts */
     h2c_rate_t rate;
     h2c_ring_t ring;
 } h2c_seg_t;
@@ -92,6 +108,17 @@ uint32_t h2c_seg_child_count(const h2c_seg_t *seg);
 apr_status_t h2c_seg_sub_enter(h2c_seg_t *seg, uint32_t slot, uint32_t max);
 void h2c_seg_sub_leave(h2c_seg_t *seg, uint32_t slot);
 uint32_t h2c_seg_sub_total(const h2c_seg_t *seg);
+
+/* Per client address: the bucket of an address (its text, e.g.
+ * "192.0.2.7"); enter counts a stream of child `slot` in `bucket` unless
+ * the bucket's total over all children would pass `max` (APR_SUCCESS or
+ * APR_EBUSY; also EBUSY when this child already holds 65,535 there); leave
+ * undoes a successful enter. */
+uint32_t h2c_seg_addr_bucket(const char *addr);
+apr_status_t h2c_seg_addr_enter(h2c_seg_t *seg, uint32_t slot, uint32_t bucket,
+                                uint32_t max);
+void h2c_seg_addr_leave(h2c_seg_t *seg, uint32_t slot, uint32_t bucket);
+uint32_t h2c_seg_addr_total(const h2c_seg_t *seg, uint32_t bucket);
 
 /* H2ChatDirect's share of a child's row (deltas), and the totals. */
 void h2c_seg_direct_count(h2c_seg_t *seg, uint32_t slot, int conns, int held);

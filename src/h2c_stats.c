@@ -2,13 +2,14 @@
 #include "h2c_stats.h"
 
 void h2c_stats_read(h2c_stats_t *st, h2c_store_t *store, uint32_t max_subscribers,
-                    apr_pool_t *p) {
+                    uint32_t max_per_address, apr_pool_t *p) {
     h2c_seg_t *seg = store->seg;
     h2c_ring_t *ring = h2c_store_history(store);
     uint32_t i, rows = h2c_seg_child_count(seg);
     int k;
 
     st->max_subscribers = max_subscribers;
+    st->max_per_address = max_per_address;
     st->subscribers = st->direct_conns = st->direct_held = st->nchildren = 0;
     st->children = apr_palloc(p, rows * sizeof(*st->children));
     /* one pass over the child table: the totals and the rows agree */

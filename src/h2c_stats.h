@@ -14,6 +14,7 @@
 typedef struct {
     uint32_t subscribers; /* held streams, all children */
     uint32_t max_subscribers;
+    uint32_t max_per_address; /* 0: off */
     uint64_t published;
     uint64_t last_id;
     uint32_t history_count, history_capacity;
@@ -28,6 +29,6 @@ typedef struct {
 
 /* Reads the snapshot (children[] allocated from p). */
 void h2c_stats_read(h2c_stats_t *st, h2c_store_t *store, uint32_t max_subscribers,
-                    apr_pool_t *p);
+                    uint32_t max_per_address, apr_pool_t *p);
 
 #endif /* H2C_STATS_H */

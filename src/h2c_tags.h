@@ -35,6 +35,7 @@
 #define H2C_TAG_READ_BODY "H2C0018"   /* 400: body could not be read */
 #define H2C_TAG_RATE "H2C0019"        /* 429: over H2ChatRateLimit */
 #define H2C_TAG_ORIGIN "H2C0023"      /* 403: Origin not in H2ChatAllowOrigin */
+#define H2C_TAG_ADDRESS "H2C0028"     /* 503: H2ChatMaxSubscribersPerAddress */
 
 /* subscriber lifecycle (debug and trace) */
 #define H2C_TAG_SUB_START "H2C0020"

@@ -37,6 +37,7 @@ typedef enum { H2CHAT_STORE_SHM, H2CHAT_STORE_REDIS } h2chat_store_kind_t;
 typedef struct {
     int history;              /* -1 unset */
     int max_subscribers;      /* -1 unset: derived from the MPM */
+    int max_per_address;      /* -1 unset: half the cap; 0 off */
     const char *journal_path; /* H2ChatJournal; NULL: none */
     int journal_sync;         /* h2chat_sync_t, -1 unset */
     int store;                /* h2chat_store_kind_t, -1 unset */
@@ -52,10 +53,10 @@ typedef struct {
 typedef struct {
     h2c_seg_t seg;
     h2c_store_t store;
-    int usable;          /* attached and registered in this process */
-    uint32_t child_slot; /* this process's row in the child table */
-    uint32_t max_subscribers;
-    volatile int stopping; /* child_stopping ran: end held streams */
+    int usable;               /* attached and registered in this process */
+    uint32_t child_slot;      /* this process's row in the child table */
+    h2c_hold_limits_t limits; /* H2ChatMaxSubscribers[PerAddress], effective */
+    volatile int stopping;    /* child_stopping ran: end held streams */
 } h2chat_state_t;
 
 /* mod_h2chat_config.c */

@@ -50,7 +50,7 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     h2chat_srv_conf_t *sc = apr_palloc(p, sizeof(*sc));
 
     (void)s;
-    sc->history = sc->max_subscribers = -1;
+    sc->history = sc->max_subscribers = sc->max_per_address = -1;
     sc->journal_path = NULL;
     sc->journal_sync = sc->store = -1;
     sc->redis_host = sc->redis_key = NULL;
@@ -65,6 +65,7 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
 
     sc->history = MERGE(history);
     sc->max_subscribers = MERGE(max_subscribers);
+    sc->max_per_address = MERGE(max_per_address);
     sc->journal_sync = MERGE(journal_sync);
     sc->store = MERGE(store);
     sc->coalesce_ms = MERGE(coalesce_ms);
@@ -241,6 +242,21 @@ static const char *set_max_subscribers(cmd_parms *cmd, void *dcv, const char *ar
     return err ? err : parse_int(cmd, arg, 1, 10000000, &srv_conf(cmd)->max_subscribers);
 }
 
+/* H2ChatMaxSubscribersPerAddress N | off */
+static const char *set_max_per_address(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "off")) {
+        srv_conf(cmd)->max_per_address = 0;
+        return NULL;
+    }
+    return parse_int(cmd, arg, 1, 10000000, &srv_conf(cmd)->max_per_address);
+}
+
 static const char *set_coalesce(cmd_parms *cmd, void *dcv, const char *arg) {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
 
@@ -398,6 +414,9 @@ const command_rec h2chat_cmds[] = {
     AP_INIT_TAKE1("H2ChatMaxSubscribers", set_max_subscribers, NULL, RSRC_CONF,
                   "held streams allowed across all children (default: 3/4 of the "
                   "MPM's threads)"),
+    AP_INIT_TAKE1("H2ChatMaxSubscribersPerAddress", set_max_per_address, NULL, RSRC_CONF,
+                  "held streams allowed per client address across all children, or "
+                  "off (default: half of H2ChatMaxSubscribers)"),
     AP_INIT_TAKE12("H2ChatRateLimit", set_rate, NULL, ACCESS_CONF,
                    "messages per second per client address, and burst (default off)"),
     AP_INIT_ITERATE("H2ChatAllowOrigin", add_origin, NULL, ACCESS_CONF,

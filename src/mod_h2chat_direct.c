@@ -228,7 +228,7 @@ apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
     env.seg = &st->seg;
     env.store = &st->store;
     env.child_slot = st->child_slot;
-    env.max_subscribers = st->max_subscribers;
+    env.limits = st->limits;
     direct.pchild = pchild;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -63,16 +63,27 @@ static uint32_t default_max_subscribers(void) {
     return (uint32_t)(total * 3 / 4 > 0 ? total * 3 / 4 : 1);
 }
 
+/* H2ChatMaxSubscribersPerAddress when not set: half the cap, rounded up,
+ * so that one address (one client, or everyone behind one NAT or proxy
+ * that mod_remoteip does not see through) can never take every slot, and
+ * still has room for many tabs or devices. */
+static uint32_t default_max_per_address(uint32_t max_subscribers) {
+    return max_subscribers / 2 + max_subscribers % 2;
+}
+
 static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t capacity,
                                  uint32_t max_len, int *fresh) {
     apr_size_t size = h2c_seg_size(nchildren, capacity, max_len);
     apr_status_t rv;
+    int same_layout;
 
     *fresh = 0;
     if (retained->shm) {
-        if (h2c_seg_attach(&state.seg, apr_shm_baseaddr_get(retained->shm),
-                           apr_shm_size_get(retained->shm)) == APR_SUCCESS &&
-            h2c_seg_fits(&state.seg, nchildren, capacity, max_len)) {
+        /* attach fails on another layout (H2C_SEG_VERSION): a module of
+         * another version made the segment before this graceful restart */
+        same_layout = h2c_seg_attach(&state.seg, apr_shm_baseaddr_get(retained->shm),
+                                     apr_shm_size_get(retained->shm)) == APR_SUCCESS;
+        if (same_layout && h2c_seg_fits(&state.seg, nchildren, capacity, max_len)) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
                          H2C_TAG_SHM_REUSED ": restart keeps the segment: %u messages "
                                             "held, last id %" APR_UINT64_T_FMT,
@@ -80,10 +91,17 @@ static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t cap
                          (apr_uint64_t)h2c_ring_last_id(&state.seg.ring));
             return APR_SUCCESS;
         }
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     H2C_TAG_SHM_RESHAPED
-                     ": H2ChatHistory, H2ChatMaxMessageBytes or "
-                     "ServerLimit changed: history and ids start over");
+        if (same_layout) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         H2C_TAG_SHM_RESHAPED
+                         ": H2ChatHistory, H2ChatMaxMessageBytes or "
+                         "ServerLimit changed: history and ids start over");
+        } else {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         H2C_TAG_SHM_RESHAPED
+                         ": the shared segment has another layout (a module of another "
+                         "version made it): history and ids start over");
+        }
         /* Children of the old generation keep their own mapping. */
         apr_shm_destroy(retained->shm);
         retained->shm = NULL;
@@ -127,13 +145,18 @@ apr_status_t h2chat_shm_post_config(server_rec *s, int *fresh) {
             return rv;
         }
     }
-    state.max_subscribers = sc->max_subscribers > 0 ? (uint32_t)sc->max_subscribers
-                                                    : default_max_subscribers();
+    state.limits.max_subscribers = sc->max_subscribers > 0 ? (uint32_t)sc->max_subscribers
+                                                           : default_max_subscribers();
+    state.limits.max_per_address =
+        sc->max_per_address >= 0 ? (uint32_t)sc->max_per_address
+                                 : default_max_per_address(state.limits.max_subscribers);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
-                 H2C_TAG_CONFIG ": history %d, slot %u bytes, %u child rows, "
-                                "max subscribers %u",
+                 H2C_TAG_CONFIG ": history %d, slot %u bytes, %u child rows, segment "
+                                "%lu bytes, max subscribers %u, per address %u (0: off)",
                  h2chat_conf_history(s), max_len, child_table_size(),
-                 state.max_subscribers);
+                 (unsigned long)h2c_seg_size(child_table_size(),
+                                             (uint32_t)h2chat_conf_history(s), max_len),
+                 state.limits.max_subscribers, state.limits.max_per_address);
     return APR_SUCCESS;
 }
 

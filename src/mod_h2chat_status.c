@@ -21,11 +21,17 @@ static const char *per_child(request_rec *r, const h2c_stats_t *st) {
     return out;
 }
 
+/* H2ChatMaxSubscribersPerAddress: a number or off. */
+static const char *per_address(request_rec *r, const h2c_stats_t *st) {
+    return st->max_per_address ? apr_psprintf(r->pool, "%u", st->max_per_address) : "off";
+}
+
 static void status_auto(request_rec *r, const h2c_stats_t *st) {
     int i;
 
     ap_rprintf(r, "H2ChatSubscribers: %u\n", st->subscribers);
     ap_rprintf(r, "H2ChatMaxSubscribers: %u\n", st->max_subscribers);
+    ap_rprintf(r, "H2ChatMaxSubscribersPerAddress: %s\n", per_address(r, st));
     ap_rprintf(r, "H2ChatSubscribersPerChild: %s\n", per_child(r, st));
     ap_rprintf(r, "H2ChatPublished: %" APR_UINT64_T_FMT "\n",
                (apr_uint64_t)st->published);
@@ -52,6 +58,8 @@ static void status_html(request_rec *r, const h2c_stats_t *st) {
     ap_rputs("<hr />\n<h2>mod_h2chat</h2>\n<table border=\"1\">\n", r);
     ap_rprintf(r, "<tr><th>held subscribers</th><td>%u of at most %u</td></tr>\n",
                st->subscribers, st->max_subscribers);
+    ap_rprintf(r, "<tr><th>held subscribers per address</th><td>at most %s</td></tr>\n",
+               per_address(r, st));
     ap_rprintf(r, "<tr><th>messages published</th><td>%" APR_UINT64_T_FMT "</td></tr>\n",
                (apr_uint64_t)st->published);
     ap_rprintf(r, "<tr><th>last id</th><td>%" APR_UINT64_T_FMT "</td></tr>\n",
@@ -95,7 +103,8 @@ int h2chat_status_hook(request_rec *r, int flags) {
                  r);
         return OK;
     }
-    h2c_stats_read(&st, &state->store, state->max_subscribers, r->pool);
+    h2c_stats_read(&st, &state->store, state->limits.max_subscribers,
+                   state->limits.max_per_address, r->pool);
     if (flags & AP_STATUS_SHORT) {
         status_auto(r, &st);
     } else {

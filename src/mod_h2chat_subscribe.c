@@ -215,11 +215,11 @@ static void hold(h2chat_sub_t *sub) {
     }
 }
 
+/* The stream's places in the counts go back when its request ends; not
+ * once the child gave its row up (child_exit: usable is 0). */
 static apr_status_t leave(void *data) {
-    h2chat_state_t *st = data;
-
-    if (st->usable) {
-        h2c_seg_sub_leave(&st->seg, st->child_slot);
+    if (h2chat_state()->usable) {
+        h2c_policy_release(data);
     }
     return APR_SUCCESS;
 }
@@ -254,6 +254,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     h2c_request_t req;
     h2c_subscription_t want;
     h2c_verdict_t v;
+    h2c_hold_t *counted;
     h2chat_sub_t sub;
     apr_os_sock_t fd;
 
@@ -266,11 +267,14 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     if (r->header_only) {
         return OK;
     }
-    if (h2c_seg_sub_enter(&st->seg, st->child_slot, st->max_subscribers) != APR_SUCCESS) {
-        h2c_policy_refuse(&v, H2C_DENY_CAP, NULL);
+    /* the caps, in the policy's order; the address is mod_remoteip's
+     * client when it is configured (r->useragent_ip), as for the rate */
+    counted = apr_palloc(r->pool, sizeof(*counted));
+    if (!h2c_policy_hold(&st->seg, st->child_slot, &st->limits, req.client, counted,
+                         &v)) {
         return h2chat_reply_refusal(r, &v);
     }
-    apr_pool_cleanup_register(r->pool, st, leave, apr_pool_cleanup_null);
+    apr_pool_cleanup_register(r->pool, counted, leave, apr_pool_cleanup_null);
 
     memset(&sub, 0, sizeof(sub));
     sub.r = r;

@@ -239,14 +239,19 @@ class Subscriber:
     """A held GET /msgs in its own curl process (its own connection).
 
     transport: h2c | h2tls | h1 | h1tls; mode: ndjson | sse.
+    source: the loopback address to connect from (curl --interface), e.g.
+    127.0.0.2, for per-address limits; port: another port than the
+    server's main (h2c, h1) or TLS one (e.g. a second listener).
     A reader thread parses the stream: `events` holds every parsed item
     (dicts with a 'type': message, heartbeat, gap, reset, ...), `messages`
     only the chat messages, in arrival order."""
 
     def __init__(self, server, transport='h2c', mode='ndjson', since=None,
                  last_event_id=None, path='/msgs', user=None, extra_headers=None,
-                 max_time=240, lean=False):
+                 max_time=240, lean=False, source=None, port=None):
         self.server = server
+        self.source = source
+        self.port = port
         # lean: for long / large loads, keep only the first 4 KiB of the body
         # and, per message, no '_raw' and a crc32 of the text ('_text_crc')
         # instead of the text
@@ -279,10 +284,13 @@ class Subscriber:
         path = self.path
         if self.since is not None:
             path += ('&' if '?' in path else '?') + f'since={self.since}'
-        opts, url = curl_args(self.transport, self.server.port, self.server.tls_port, path)
+        opts, url = curl_args(self.transport, self.port or self.server.port,
+                              self.port or self.server.tls_port, path)
         # Headers are read from curl's -v trace on stderr: curl writes -i
         # headers to a buffered stdout that -N flushes only with body data.
         args = [CURL, '-s', '-v', '-N', '--max-time', str(self.max_time)] + opts
+        if self.source:
+            args += ['--interface', self.source]
         if self.mode == 'sse':
             args += ['-H', 'Accept: text/event-stream']
         if self.last_event_id is not None:

@@ -10,6 +10,12 @@ BAD = [
     ('H2ChatHistory lots', 'H2ChatHistory'),
     ('H2ChatHistory 99999999999', 'H2ChatHistory'),
     ('H2ChatMaxSubscribers -1', 'H2ChatMaxSubscribers'),
+    ('H2ChatMaxSubscribersPerAddress 0', 'H2ChatMaxSubscribersPerAddress'),
+    ('H2ChatMaxSubscribersPerAddress many', 'H2ChatMaxSubscribersPerAddress'),
+    ('<VirtualHost *:80>\n H2ChatMaxSubscribersPerAddress 5\n</VirtualHost>',
+     'H2ChatMaxSubscribersPerAddress'),
+    ('<Location /msgs>\n H2ChatMaxSubscribersPerAddress 6\n</Location>',
+     'H2ChatMaxSubscribersPerAddress'),
     ('<Location /msgs>\n H2ChatSnapshot -3\n</Location>', 'H2ChatSnapshot'),
     ('<Location /msgs>\n H2ChatMaxMessageBytes 4k\n</Location>', 'H2ChatMaxMessageBytes'),
     ('<Location /msgs>\n H2ChatMaxMessageBytes 2\n</Location>', 'H2ChatMaxMessageBytes'),
@@ -32,6 +38,7 @@ BAD = [
 GOOD = """
 H2ChatHistory 20
 H2ChatMaxSubscribers 7
+H2ChatMaxSubscribersPerAddress 3
 H2ChatJournal @ROOT@/chat.journal
 H2ChatJournalSync always
 H2ChatStore shm

@@ -69,6 +69,8 @@ MARK = b'"type":"heartbeat"'
 # graceful-stop: the parent kills it ~20 s later.
 COMMON_CONF = f"""
 H2ChatMaxSubscribers {N + 20}
+# N streams from 127.0.0.1 per server
+H2ChatMaxSubscribersPerAddress off
 H2MinWorkers 16
 <Location /msgs>
     H2ChatHeartbeat {HEARTBEAT}

@@ -7,7 +7,8 @@ rule about requests must give the same decision whatever carried the
 request (STYLE.md: "a rule about requests lives once, in a pure unit, and
 each transport only renders its decision"). This file is the acceptance
 test for that: one table of refusals (every 400 reason, 405, 413, 415, 403,
-429, 503 for the cap; a header field sent twice; which refusal wins when a
+429, 503 for the cap and for the per-address cap; a header field sent
+twice; which refusal wins when a
 request has several faults), each sent over the direct loop (h2c) and over
 the handler (h2 over TLS, HTTP/1.1), and for each the same status,
 `Retry-After` and `Allow` (present or not, and value), content type, JSON
@@ -31,7 +32,10 @@ a hash bucket of the rate table (h2c_rate.c: FNV-1a of the address modulo
 16384) that no other address of this module uses: the rate limit sits
 before the size and body checks, and with a burst of 1 every request from a
 fresh address passes it; the 429 case spends its address's one token
-first. Addresses also tie each error-log line to its request.
+first. Addresses also tie each error-log line to its request. Held streams
+that fill the caps come from their own addresses (HOLDERS), in per-address
+buckets (h2c_seg.c: FNV-1a modulo 4096) that no case's address uses, so
+that only the case's own address is ever at its per-address limit.
 
 Test ids: test_refusal[<case>-<transport>] checks one transport against
 the table; test_same_across_transports[<case>] shows, when transports
@@ -55,12 +59,14 @@ import h2chat_env as env
 
 MAX_BYTES = 256     # H2ChatMaxMessageBytes of /msgs
 CAP = 6             # H2ChatMaxSubscribers
+PER_ADDR = 3        # H2ChatMaxSubscribersPerAddress
 RATE_RETRY = '10'   # H2ChatRateLimit 0.1 1: one POST per 10 s, burst 1
 ORIGIN = 'https://chat.example'
 
 EXTRA_CONF = f"""
 H2ChatDirect /msgs
 H2ChatMaxSubscribers {CAP}
+H2ChatMaxSubscribersPerAddress {PER_ADDR}
 <Location /msgs>
     H2ChatMaxMessageBytes {MAX_BYTES}
     H2ChatRateLimit 0.1 1
@@ -136,7 +142,9 @@ class Case:
     headers: list = field(default_factory=lambda: [JSON_CT])
     body: Optional[bytes] = VALID
     send: str = 'curl'              # curl | declared (Content-Length) | unsized (none)
-    setup: Optional[str] = None     # rate: spend the token first | cap: fill the cap
+    setup: Optional[str] = None     # rate: spend the token first | cap: fill the cap |
+    #                                 address: the case's address at its limit |
+    #                                 cap-address: both
     retry_after: Optional[str] = None
     allow: Optional[str] = None
 
@@ -257,9 +265,11 @@ CASES = [
     # 503
     Case('503-cap', 503, 'H2C0015', 'too many subscribers, retry later', method='GET',
          headers=[], body=None, setup='cap', retry_after='5'),
+    Case('503-address', 503, 'H2C0028', 'too many subscribers from this address, retry later',
+         method='GET', headers=[], body=None, setup='address', retry_after='5'),
     # Which refusal wins when a request has several faults: method, then
     # (POST) Origin, media type, rate, size, body; (GET) resume point, then
-    # the cap.
+    # the cap, then the address's cap.
     Case('precedence-405-over-403-415', 405, 'H2C0013', 'method not allowed: use GET or POST',
          method='PUT', headers=[('Content-Type', 'text/plain'),
                                 ('Origin', 'https://evil.example')], allow='GET, POST'),
@@ -279,6 +289,10 @@ CASES = [
          body=b'\xff' * (4 * MAX_BYTES), send='declared'),
     Case('precedence-400-resume-over-cap', 400, 'H2C0016', BAD_RESUME, method='GET',
          path='/msgs?since=abc', headers=[], body=None, setup='cap'),
+    Case('precedence-400-resume-over-address', 400, 'H2C0016', BAD_RESUME, method='GET',
+         path='/msgs?since=abc', headers=[], body=None, setup='address'),
+    Case('precedence-cap-over-address', 503, 'H2C0015', 'too many subscribers, retry later',
+         method='GET', headers=[], body=None, setup='cap-address', retry_after='5'),
 ]
 
 assert len({c.id for c in CASES}) == len(CASES)
@@ -287,6 +301,31 @@ for c in CASES:
 
 # one source address per (case, transport), fixed at collection
 SOURCE = {(c.id, t): next(_addr_iter) for c in CASES for t in TRANSPORTS}
+
+
+def addr_bucket(addr):
+    """The address's bucket of the per-address table (h2c_seg.c)."""
+    return _fnv1a(addr) % 4096
+
+
+def _holders(n):
+    """n addresses (127.1.x.y) for held streams: per-address buckets of
+    their own, none a case's."""
+    taken = {addr_bucket(a) for a in SOURCE.values()}
+    out = []
+    for a in range(256):
+        for b in range(2, 255):
+            addr = f'127.1.{a}.{b}'
+            if addr_bucket(addr) not in taken:
+                taken.add(addr_bucket(addr))
+                out.append(addr)
+                if len(out) == n:
+                    return out
+    raise AssertionError('no free bucket')
+
+
+# CAP streams at PER_ADDR per address
+HOLDERS = _holders((CAP + PER_ADDR - 1) // PER_ADDR)
 
 
 # --------------------------------------------------------------------------
@@ -396,15 +435,21 @@ def send(server, case, transport, source):
 
 
 @contextmanager
-def cap_filled(server):
-    """CAP held streams (the loop's: they leave as soon as their client
-    does), so that the next GET anywhere is over the server-wide cap."""
+def streams_held(server, own=None, fill=True):
+    """Held streams (the loop's: they leave as soon as their client does):
+    PER_ADDR from `own` (a case's address: the next GET from it is over its
+    address's cap), then, with fill, as many more from HOLDERS as make CAP
+    (the next GET from anywhere is over the server-wide cap)."""
     assert server.wait_subscribers(0, timeout=8) == 0, server.h2chat_status()
-    holders = [server.subscriber('h2c') for _ in range(CAP)]
+    sources = [own] * PER_ADDR if own else []
+    if fill:
+        sources += [HOLDERS[i // PER_ADDR] for i in range(CAP - len(sources))]
+    holders = []
     try:
-        for h in holders:
-            assert h.wait_headers() == 200, h.summary()
-        assert server.wait_subscribers(CAP) == CAP
+        for src in sources:
+            holders.append(server.subscriber('h2c', source=src))
+            assert holders[-1].wait_headers() == 200, holders[-1].summary()
+        assert server.wait_subscribers(len(sources)) == len(sources)
         yield
     finally:
         for h in holders:
@@ -420,8 +465,9 @@ def run_case(server, case, transport):
         # for Retry-After to be the whole interval (ceil(10 s - elapsed))
         first = curl_send(server, transport, source, 'POST', '/msgs', [JSON_CT], VALID)
         assert first.status == 201, f'the token-spending POST: {first!r}'
-    if case.setup == 'cap':
-        with cap_filled(server):
+    if case.setup in ('cap', 'address', 'cap-address'):
+        with streams_held(server, own=source if 'address' in case.setup else None,
+                          fill='cap' in case.setup):
             return send(server, case, transport, source), source
     return send(server, case, transport, source), source
 
@@ -531,9 +577,11 @@ ACCEPTS = {
 def test_accept_negotiation(server, accept, transport):
     """A GET whose Accept asks for text/event-stream gets an SSE stream on
     every transport."""
-    # a handler's stream leaves up to 2 s after its client: room for one
+    # a handler's stream leaves up to 2 s after its client: room for one,
+    # also under 127.0.0.1's per-address cap (all of these come from it)
     assert env.wait_until(
-        lambda: server.h2chat_status()['H2ChatSubscribers'] < CAP, 8), server.h2chat_status()
+        lambda: server.h2chat_status()['H2ChatSubscribers'] < PER_ADDR, 8), \
+        server.h2chat_status()
     s = server.subscriber(TRANSPORTS[transport], 'ndjson',
                           extra_headers=Fields(ACCEPTS[accept]))
     try:

@@ -25,6 +25,8 @@ CAP = 40
 SNAPSHOT = 5
 EXTRA_CONF = f"""
 H2ChatMaxSubscribers {CAP}
+# the server-wide cap, filled from one address (t/test_peraddr.py: per address)
+H2ChatMaxSubscribersPerAddress off
 <Location /msgs>
     H2ChatSnapshot {SNAPSHOT}
 </Location>

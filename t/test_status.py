@@ -17,6 +17,8 @@ def test_fresh_server_lines(server):
     assert st['H2ChatPublished'] == 0
     assert st['H2ChatLastId'] == 0
     assert st['H2ChatHistoryFill'] == f'0/{HISTORY}'
+    # H2ChatMaxSubscribersPerAddress by default: half the cap, rounded up
+    assert st['H2ChatMaxSubscribersPerAddress'] == (st['H2ChatMaxSubscribers'] + 1) // 2, st
     refused = [k for k in st if k.startswith('H2ChatRefused')]
     assert refused, st
     for k in refused:

@@ -171,7 +171,8 @@ static void test_loop(apr_pool_t *p) {
     h2c_seg_child_claim(&seg, (uint32_t)getpid(), &slot);
     CHECK(apr_global_mutex_create(&lock, NULL, APR_LOCK_DEFAULT, p) == APR_SUCCESS);
     h2c_store_init(&store, &h2c_store_shm_ops, &seg, lock, NULL);
-    env.seg = &seg, env.store = &store, env.child_slot = slot, env.max_subscribers = 1;
+    env.seg = &seg, env.store = &store, env.child_slot = slot,
+    env.limits.max_subscribers = 1;
     site.path = "/msgs", site.conf.snapshot = 5, site.conf.max_bytes = 100;
     site.conf.heartbeat_s = 60, site.timeout_us = 30000000;
     site.limits = (h2c_header_limits_t){100, 8190, 8190, 16384};

@@ -1,6 +1,7 @@
 /* Unit tests of h2c_policy: routes, the POST checks and their order, the
  * refusal table, negotiation and resume, as both transports get them. */
 #include <string.h>
+#include <unistd.h>
 
 #include <apr_strings.h>
 
@@ -56,6 +57,17 @@ static void test_table(apr_pool_t *p) {
     CHECK(h2c_policy_info(H2C_DENY_METHOD)->drop_body);
     CHECK(!strcmp(h2c_policy_info(H2C_DENY_METHOD)->allow, "GET, POST"));
     CHECK(h2c_policy_info(H2C_DENY_CAP)->counter == H2C_REFUSED_CAP);
+    /* H2ChatMaxSubscribersPerAddress: a capacity refusal like the cap's */
+    {
+        const h2c_deny_info_t *a = h2c_policy_info(H2C_DENY_ADDRESS);
+
+        CHECK(a->status == 503 && !strcmp(a->tag, H2C_TAG_ADDRESS) &&
+              !strcmp(a->tag, "H2C0028"));
+        CHECK(!strcmp(a->message, "too many subscribers from this address, retry later"));
+        CHECK(a->level == H2C_LOG_WARN && a->counter == H2C_REFUSED_ADDRESS);
+        CHECK(a->retry_after == 5 && !a->allow && !a->drop_body);
+        CHECK(strcmp(a->tag, h2c_policy_info(H2C_DENY_CAP)->tag));
+    }
     CHECK(h2c_policy_info(H2C_DENY_NOT_FOUND)->counter == H2C_REFUSED_MAX);
     CHECK(h2c_policy_info(H2C_DENY_MAX) == h2c_policy_info(H2C_DENY_NONE));
 }
@@ -205,6 +217,64 @@ static void test_refuse_and_not_found(apr_pool_t *p) {
         !strcmp(v.message, "not found: this listener (H2ChatDirect) serves only /msgs"));
 }
 
+/* A held stream takes its places in the counts: the server-wide cap
+ * first, then its address's; a refusal counts nothing; release gives back
+ * what was taken, once. */
+static void test_hold(apr_pool_t *p) {
+    apr_size_t size = h2c_seg_size(2, 4, 16);
+    void *mem = apr_pcalloc(p, size);
+    h2c_seg_t seg;
+    h2c_hold_limits_t lim = {4, 2};
+    h2c_hold_t a1, a2, a3, b1, b2, c1;
+    h2c_verdict_t v;
+    uint32_t slot, ba = h2c_seg_addr_bucket("10.0.0.1");
+
+    h2c_seg_init(&seg, mem, size, 2, 4, 16, 0);
+    CHECK(h2c_seg_child_claim(&seg, (uint32_t)getpid(), &slot) == APR_SUCCESS);
+    CHECK(h2c_policy_hold(&seg, slot, &lim, "10.0.0.1", &a1, &v) && v.deny == 0);
+    CHECK(a1.seg == &seg && a1.bucket == (int32_t)ba);
+    CHECK(h2c_policy_hold(&seg, slot, &lim, "10.0.0.1", &a2, &v));
+    /* the address's third: refused, nothing counted */
+    CHECK(!h2c_policy_hold(&seg, slot, &lim, "10.0.0.1", &a3, &v));
+    CHECK(v.deny == H2C_DENY_ADDRESS && v.retry_after == 5 && a3.seg == NULL);
+    CHECK(!strcmp(v.message, "too many subscribers from this address, retry later"));
+    CHECK(h2c_seg_sub_total(&seg) == 2 && h2c_seg_addr_total(&seg, ba) == 2);
+    CHECK(h2c_policy_hold(&seg, slot, &lim, "10.0.0.2", &b1, &v));
+    CHECK(h2c_policy_hold(&seg, slot, &lim, "10.0.0.2", &b2, &v));
+    /* the server is full: the cap's answer, whatever the address */
+    CHECK(!h2c_policy_hold(&seg, slot, &lim, "10.0.0.3", &c1, &v) &&
+          v.deny == H2C_DENY_CAP);
+    CHECK(!h2c_policy_hold(&seg, slot, &lim, "10.0.0.1", &a3, &v) &&
+          v.deny == H2C_DENY_CAP);
+    CHECK(h2c_seg_sub_total(&seg) == 4);
+    /* one of 10.0.0.2 leaves: room on the server, not for 10.0.0.1 */
+    h2c_policy_release(&b2);
+    h2c_policy_release(&b2); /* a second release gives nothing back */
+    CHECK(h2c_seg_sub_total(&seg) == 3);
+    CHECK(!h2c_policy_hold(&seg, slot, &lim, "10.0.0.1", &a3, &v) &&
+          v.deny == H2C_DENY_ADDRESS);
+    CHECK(h2c_seg_sub_total(&seg) == 3); /* the cap's count was given back */
+    CHECK(h2c_policy_hold(&seg, slot, &lim, "10.0.0.3", &c1, &v));
+    h2c_policy_release(&a1);
+    CHECK(h2c_seg_addr_total(&seg, ba) == 1);
+    CHECK(h2c_policy_hold(&seg, slot, &lim, "10.0.0.1", &a1, &v));
+    CHECK(h2c_seg_addr_total(&seg, ba) == 2 && h2c_seg_sub_total(&seg) == 4);
+    h2c_policy_release(&c1), h2c_policy_release(&a1);
+    h2c_policy_release(&a2), h2c_policy_release(&b1);
+    CHECK(h2c_seg_sub_total(&seg) == 0 && h2c_seg_addr_total(&seg, ba) == 0);
+    /* off: only the cap counts; nothing per address */
+    lim.max_per_address = 0;
+    CHECK(h2c_policy_hold(&seg, slot, &lim, "10.0.0.1", &a1, &v));
+    CHECK(h2c_policy_hold(&seg, slot, &lim, "10.0.0.1", &a2, &v));
+    CHECK(h2c_policy_hold(&seg, slot, &lim, "10.0.0.1", &a3, &v));
+    CHECK(a1.bucket == -1 && h2c_seg_addr_total(&seg, ba) == 0);
+    h2c_policy_release(&a1), h2c_policy_release(&a2), h2c_policy_release(&a3);
+    CHECK(h2c_seg_sub_total(&seg) == 0);
+    /* a stream counted while off leaves nothing behind when it is on again
+     * (a graceful restart that turns it on keeps the segment) */
+    CHECK(h2c_seg_addr_total(&seg, ba) == 0);
+}
+
 /* Pure units log through one callback, after a level check: a line below
  * the level is never formatted. */
 static int lines;
@@ -333,6 +403,7 @@ int main(void) {
     RUN(test_rate, p);
     RUN(test_publish_body, p);
     RUN(test_refuse_and_not_found, p);
+    RUN(test_hold, p);
     RUN(test_log, p);
     RUN(test_header_limits, p);
     RUN(test_target, p);

@@ -1,4 +1,4 @@
-/* Unit tests of h2c_seg (layout, child table, subscriber cap), the shm store
+/* Unit tests of h2c_seg (layout, child table, subscriber caps), the shm store
  * and h2c_wait, across real processes: fork shares the anonymous mapping
  * exactly as Apache's children share the segment. */
 #include <signal.h>
@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <apr_global_mutex.h>
+#include <apr_strings.h>
 
 #include "h2c_seg.h"
 #include "h2c_store.h"
@@ -34,6 +35,11 @@ static void test_layout(apr_pool_t *p) {
     CHECK(h2c_ring_capacity(&view.ring) == 10);
     CHECK(h2c_seg_child_count(&view) == 4);
     CHECK(!strcmp(h2c_seg_refusal_name(H2C_REFUSED_CAP), "Cap"));
+    CHECK(!strcmp(h2c_seg_refusal_name(H2C_REFUSED_ADDRESS), "Address"));
+    CHECK(!strcmp(h2c_seg_refusal_name(H2C_REFUSED_MAX), "Unknown"));
+    /* the address table: one row of bucket counts per child row */
+    CHECK(h2c_seg_size(5, 10, 64) - h2c_seg_size(4, 10, 64) >=
+          H2C_SEG_ADDR_BUCKETS * sizeof(uint16_t));
     h2c_seg_count_refusal(&view, H2C_REFUSED_METHOD);
     h2c_seg_count_refusal(&view, H2C_REFUSED_METHOD);
     CHECK(h2c_seg_refusals(&seg, H2C_REFUSED_METHOD) == 2);
@@ -149,6 +155,142 @@ static void test_cap(apr_pool_t *p) {
     h2c_seg_sub_leave(&seg, b);
     CHECK(h2c_seg_sub_enter(&seg, a, 3) == APR_SUCCESS);
     CHECK(h2c_seg_sub_total(&seg) == 3);
+}
+
+/* An address that shares a's bucket (two addresses of one bucket share a
+ * count), found by trying 10.1.x.y. */
+static const char *same_bucket(apr_pool_t *p, const char *a) {
+    uint32_t want = h2c_seg_addr_bucket(a);
+    int x, y;
+
+    for (x = 0; x < 256; x++) {
+        for (y = 0; y < 256; y++) {
+            const char *b = apr_psprintf(p, "10.1.%d.%d", x, y);
+
+            if (strcmp(a, b) && h2c_seg_addr_bucket(b) == want) {
+                return b;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* H2ChatMaxSubscribersPerAddress: counts per address across child rows,
+ * the cap, leave, buckets. */
+static void test_addr(apr_pool_t *p) {
+    h2c_seg_t seg;
+    apr_size_t size = h2c_seg_size(3, 4, 16);
+    void *mem = apr_pcalloc(p, size);
+    uint32_t a, b, one, two, twin, i;
+    const char *alias;
+
+    h2c_seg_init(&seg, mem, size, 3, 4, 16, 0);
+    CHECK(h2c_seg_child_claim(&seg, (uint32_t)getpid(), &a) == APR_SUCCESS);
+    CHECK(h2c_seg_child_claim(&seg, 1, &b) == APR_SUCCESS);
+    one = h2c_seg_addr_bucket("10.0.0.1");
+    two = h2c_seg_addr_bucket("10.0.0.2");
+    CHECK(one < H2C_SEG_ADDR_BUCKETS && two < H2C_SEG_ADDR_BUCKETS && one != two);
+    CHECK(h2c_seg_addr_bucket("10.0.0.1") == one); /* stable */
+    CHECK(h2c_seg_addr_bucket(NULL) == h2c_seg_addr_bucket(""));
+    /* 3 per address, whichever children hold them */
+    CHECK(h2c_seg_addr_enter(&seg, a, one, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_enter(&seg, b, one, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_enter(&seg, a, one, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_total(&seg, one) == 3);
+    CHECK(h2c_seg_addr_enter(&seg, a, one, 3) == APR_EBUSY);
+    CHECK(h2c_seg_addr_enter(&seg, b, one, 3) == APR_EBUSY);
+    CHECK(h2c_seg_addr_total(&seg, one) == 3); /* a refusal leaves no count */
+    /* another address is not affected */
+    CHECK(h2c_seg_addr_enter(&seg, b, two, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_total(&seg, two) == 1);
+    /* ... unless it shares the bucket */
+    alias = same_bucket(p, "10.0.0.1");
+    CHECK(alias != NULL);
+    twin = h2c_seg_addr_bucket(alias);
+    CHECK(twin == one && h2c_seg_addr_enter(&seg, b, twin, 3) == APR_EBUSY);
+    /* one leaves: room for one more */
+    h2c_seg_addr_leave(&seg, b, one);
+    CHECK(h2c_seg_addr_total(&seg, one) == 2);
+    CHECK(h2c_seg_addr_enter(&seg, b, one, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_enter(&seg, a, one, 3) == APR_EBUSY);
+    /* a released row's counts are gone (clean child exit) */
+    h2c_seg_child_release(&seg, b);
+    CHECK(h2c_seg_addr_total(&seg, one) == 2 && h2c_seg_addr_total(&seg, two) == 0);
+    CHECK(h2c_seg_child_claim(&seg, 1, &b) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_total(&seg, one) == 2);
+    /* one child's count of a bucket never wraps (uint16_t) */
+    for (i = 0; i < 65535 - 2; i++) {
+        if (h2c_seg_addr_enter(&seg, a, two, UINT32_MAX) != APR_SUCCESS) {
+            break;
+        }
+    }
+    CHECK(i == 65535 - 2 && h2c_seg_addr_total(&seg, two) == 65533);
+    CHECK(h2c_seg_addr_enter(&seg, a, two, UINT32_MAX) == APR_SUCCESS); /* 65534 */
+    CHECK(h2c_seg_addr_enter(&seg, a, two, UINT32_MAX) == APR_SUCCESS); /* 65535 */
+    CHECK(h2c_seg_addr_enter(&seg, a, two, UINT32_MAX) == APR_EBUSY);
+    CHECK(h2c_seg_addr_enter(&seg, b, two, UINT32_MAX) == APR_SUCCESS); /* b's own */
+    CHECK(h2c_seg_addr_total(&seg, two) == 65536);
+}
+
+/* kill -9 of a child that holds streams of an address: its counts stop
+ * counting as soon as the address's limit would refuse someone (the child
+ * is a zombie, not reaped yet), and its row comes back cleared. */
+static void test_addr_dead_child(apr_pool_t *p) {
+    h2c_seg_t seg;
+    apr_size_t size = h2c_seg_size(2, 4, 16);
+    void *mem = apr_pcalloc(p, size);
+    uint32_t a, b, c, one = h2c_seg_addr_bucket("192.0.2.7");
+    pid_t dead = fork();
+
+    if (dead == 0) {
+        pause();
+        _exit(0);
+    }
+    h2c_seg_init(&seg, mem, size, 2, 4, 16, 0);
+    CHECK(h2c_seg_child_claim(&seg, (uint32_t)dead, &a) == APR_SUCCESS);
+    CHECK(h2c_seg_child_claim(&seg, (uint32_t)getpid(), &b) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_enter(&seg, a, one, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_enter(&seg, a, one, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_enter(&seg, b, one, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_enter(&seg, b, one, 3) == APR_EBUSY); /* all alive */
+    kill(dead, SIGKILL);
+    usleep(100000); /* it dies; nobody reaps it yet */
+    CHECK(h2c_seg_addr_enter(&seg, b, one, 3) == APR_SUCCESS); /* the zombie's 2 freed */
+    CHECK(h2c_seg_addr_total(&seg, one) == 2);
+    CHECK(h2c_seg_addr_enter(&seg, b, one, 3) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_enter(&seg, b, one, 3) == APR_EBUSY);
+    waitpid(dead, NULL, 0);
+    /* the dead child's row, claimed again, starts from nothing */
+    CHECK(h2c_seg_child_claim(&seg, 1, &c) == APR_SUCCESS && c == a);
+    CHECK(h2c_seg_addr_total(&seg, one) == 3);
+    CHECK(h2c_seg_addr_enter(&seg, c, one, 4) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_total(&seg, one) == 4);
+}
+
+/* The same, when a new child's claim is what finds the dead one (the MPM
+ * replaced it before anyone was refused). */
+static void test_addr_reclaimed_by_claim(apr_pool_t *p) {
+    h2c_seg_t seg;
+    apr_size_t size = h2c_seg_size(2, 4, 16);
+    void *mem = apr_pcalloc(p, size);
+    uint32_t a, b, c, one = h2c_seg_addr_bucket("192.0.2.8");
+    pid_t dead = fork();
+
+    if (dead == 0) {
+        pause();
+        _exit(0);
+    }
+    h2c_seg_init(&seg, mem, size, 2, 4, 16, 0);
+    CHECK(h2c_seg_child_claim(&seg, (uint32_t)dead, &a) == APR_SUCCESS);
+    CHECK(h2c_seg_child_claim(&seg, (uint32_t)getpid(), &b) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_enter(&seg, a, one, 10) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_enter(&seg, a, one, 10) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_enter(&seg, b, one, 10) == APR_SUCCESS);
+    CHECK(h2c_seg_addr_total(&seg, one) == 3);
+    kill(dead, SIGKILL);
+    waitpid(dead, NULL, 0);
+    CHECK(h2c_seg_child_claim(&seg, 1, &c) == APR_SUCCESS && c == a);
+    CHECK(h2c_seg_addr_total(&seg, one) == 1);
 }
 
 /* Children publish concurrently through the store; a waiter in another
@@ -318,6 +460,9 @@ int main(void) {
     RUN(test_children, p);
     RUN(test_cap, p);
     RUN(test_cap_reclaims_dead, p);
+    RUN(test_addr, p);
+    RUN(test_addr_dead_child, p);
+    RUN(test_addr_reclaimed_by_claim, p);
     RUN(test_store_across_processes, p);
     RUN(test_lock_survives_kill, p);
     RUN(test_rate, p);

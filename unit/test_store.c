@@ -164,8 +164,8 @@ static void test_stats(apr_pool_t *p) {
     h2c_seg_count_stalled(&f.seg);
     h2c_seg_count_refusal(&f.seg, H2C_REFUSED_RATE);
     CHECK(h2c_store_publish(&f.store, MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
-    h2c_stats_read(&st, &f.store, 10, p);
-    CHECK(st.subscribers == 3 && st.max_subscribers == 10);
+    h2c_stats_read(&st, &f.store, 10, 5, p);
+    CHECK(st.subscribers == 3 && st.max_subscribers == 10 && st.max_per_address == 5);
     CHECK(st.nchildren == 2 && st.children[0].pid == (uint32_t)getpid() &&
           st.children[0].held == 1);
     CHECK(st.children[1].pid == (uint32_t)getppid() && st.children[1].held == 2);
@@ -175,10 +175,10 @@ static void test_stats(apr_pool_t *p) {
     CHECK(st.refused[H2C_REFUSED_RATE] == 1 && st.refused[H2C_REFUSED_CAP] == 0);
     CHECK(st.store.n == 0);
     f.store.ops = &fake_ops;
-    h2c_stats_read(&st, &f.store, 10, p);
+    h2c_stats_read(&st, &f.store, 10, 5, p);
     CHECK(st.store.n == 1);
     h2c_seg_child_release(&f.seg, a);
-    h2c_stats_read(&st, &f.store, 10, p);
+    h2c_stats_read(&st, &f.store, 10, 5, p);
     CHECK(st.nchildren == 1 && st.subscribers == 2);
     apr_global_mutex_destroy(f.lock);
 }
