@@ -475,3 +475,26 @@ def test_date_on_every_answer(server):
         assert st.status == status, (kw, st)
         check_date(st.headers)
     chat_works(server)
+
+
+def test_concurrent_streams_past_the_limit_are_refused_alone(server):
+    """SETTINGS_MAX_CONCURRENT_STREAMS (100): a 101st stream open at once is
+    a stream error (RST_STREAM), not the connection's end; the others go on
+    and the connection still publishes."""
+    c = conn(server, source=source())
+    try:
+        body = b'{"user":"many","text":"the first of 101"}'
+        extra = [('content-type', 'application/json'), ('content-length', str(len(body)))]
+        # POSTs whose bodies have not come yet: each stream stays open
+        sids = [c.request('POST', extra=extra, end_stream=False) for _ in range(101)]
+        last = c.track(sids[-1])
+        assert c.wait(lambda: last.rst is not None, 5), last
+        assert last.rst in (A.REFUSED_STREAM, A.PROTOCOL_ERROR), last
+        assert not c.goaways and not c.closed, (c.goaways, c.closed)
+        assert all(c.track(s).rst is None for s in sids[:100])
+        c.send(A.data(sids[0], body, end_stream=True))
+        st = c.answer(sids[0])
+        assert st.status == 201, st
+    finally:
+        c.close()
+    chat_works(server)
