@@ -336,8 +336,9 @@ def test_read_ahead_is_bounded(server):
           f'{whole} took all 4.5 MB; Pss_Anon {base / 1024:.1f} MB, peak '
           f'+{(peak - base) / 1024:.1f} MB, after +{(after - base) / 1024:.1f} MB')
     assert nconn >= 8
-    assert peak - base < 40 * 1024, (base, peak)
-    assert after <= base * 1.1 + 4 * 1024, (base, after)
+    if not env.PRELOAD:  # a sanitized build keeps freed memory: figures only
+        assert peak - base < 40 * 1024, (base, peak)
+        assert after <= base * 1.1 + 4 * 1024, (base, after)
     # they were cut off by the guard, not read to the end
     assert tagged(server, mark, 'H2C0053'), server.errlog_since(mark)[-2000:]
     chat_works(server)
