@@ -19,9 +19,6 @@
 #define H2C_GUARD_BURST 1000   /* tokens a connection starts with */
 #define H2C_GUARD_RATE 100     /* tokens given back per second */
 #define H2C_GUARD_UNSEEN 16384 /* bytes no frame accounts for, per token */
-/* a window at least this big did not need a WINDOW_UPDATE (the default
- * initial window is 65,535): one that moves nothing costs a token */
-#define H2C_GUARD_WINDOW_OK 65535
 
 void h2c_direct_guard_start(conn_t *c) {
     h2c_budget_init(&c->budget, H2C_GUARD_BURST, c->d->now_us);
@@ -71,13 +68,25 @@ void h2c_direct_fed(conn_t *c, apr_size_t n) {
     }
 }
 
-/* A WINDOW_UPDATE for a window that was not short: it moves nothing. */
-static int window_was_open(conn_t *c, int32_t stream_id) {
-    int32_t w = stream_id
-                    ? nghttp2_session_get_stream_remote_window_size(c->ngh, stream_id)
-                    : nghttp2_session_get_remote_window_size(c->ngh);
+/* A WINDOW_UPDATE after no DATA of ours since the last one for the same
+ * window (the connection's, or a stream's) moves nothing. A client that
+ * acknowledges what it reads, however eagerly and whatever its window
+ * size, always follows DATA. */
+static int window_update_idle(conn_t *c, int32_t stream_id) {
+    uint64_t *out = &c->data_out, *mark = &c->wu_mark;
+    strm_t *s;
 
-    return w >= H2C_GUARD_WINDOW_OK;
+    if (stream_id) {
+        if (!(s = nghttp2_session_get_stream_user_data(c->ngh, stream_id))) {
+            return 1; /* a stream that is gone or never was */
+        }
+        out = &s->data_out, mark = &s->wu_mark;
+    }
+    if (*out == *mark) {
+        return 1;
+    }
+    *mark = *out;
+    return 0;
 }
 
 /* Every frame's header, before nghttp2 acts on it. */
@@ -97,7 +106,7 @@ static int on_begin_frame(nghttp2_session *ngh, const nghttp2_frame_hd *hd, void
     case NGHTTP2_CONTINUATION:
         break; /* header lists are counted by the request policy */
     case NGHTTP2_WINDOW_UPDATE:
-        if (window_was_open(c, hd->stream_id)) {
+        if (window_update_idle(c, hd->stream_id)) {
             what = "WINDOW_UPDATE frames";
         }
         break;

@@ -57,6 +57,8 @@ struct strm_t {
     /* stuck streams: something to send that the client's window keeps back,
      * or a request that never completes */
     int64_t progress;      /* last time bytes of it moved */
+    uint64_t data_out;     /* DATA bytes sent on it ... */
+    uint64_t wu_mark;      /* ... as of the client's last WINDOW_UPDATE for it */
     int64_t pending_since; /* 0: nothing waiting (as of the last tick) */
 };
 
@@ -81,8 +83,9 @@ struct conn_t {
     apr_size_t prelen;
     /* work without progress (h2c_direct_guard.c) */
     h2c_budget_t budget;
-    uint64_t fed, framed; /* bytes given to nghttp2; bytes of frames it showed us */
-    int goaway;           /* terminated: nothing more is read, GOAWAY goes out */
+    uint64_t fed, framed;       /* bytes given to nghttp2; bytes of frames it showed us */
+    uint64_t data_out, wu_mark; /* DATA sent; as of the last connection WINDOW_UPDATE */
+    int goaway;                 /* terminated: nothing more is read, GOAWAY goes out */
     int64_t goaway_at;
 };
 
@@ -145,6 +148,12 @@ void h2c_direct_guard_start(conn_t *c);
 int h2c_direct_charge(conn_t *c, uint32_t cost, const char *what);
 /* After nghttp2 took n bytes: bytes no frame accounted for cost too. */
 void h2c_direct_fed(conn_t *c, apr_size_t n);
+/* n bytes of stream s went out as DATA (a WINDOW_UPDATE after them is
+ * progress, one after none is not). */
+static inline void h2c_direct_sent_data(strm_t *s, apr_size_t n) {
+    s->data_out += n;
+    s->c->data_out += n;
+}
 /* Ends the connection with GOAWAY(code): nothing more is read, what is
  * queued goes out, then it closes. */
 void h2c_direct_terminate(conn_t *c, uint32_t code);

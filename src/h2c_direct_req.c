@@ -35,6 +35,7 @@ static ssize_t out_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t l
     memcpy(buf, s->out + s->out_off, n);
     s->out_off += n;
     s->progress = s->c->d->now_us;
+    h2c_direct_sent_data(s, n);
     if (s->out_off == s->out_len) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     }
@@ -248,6 +249,7 @@ static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t l
     }
     s->progress = s->c->d->now_us;
     s->heartbeat_due = s->c->d->now_us + heartbeat_us(s->c);
+    h2c_direct_sent_data(s, n);
     return (ssize_t)n;
 }
 
