@@ -218,6 +218,9 @@ static void conn_send(conn_t *c) {
 static void recv_failed(conn_t *c, ssize_t rv) {
     uint32_t code = NGHTTP2_PROTOCOL_ERROR;
 
+    if (c->goaway) {
+        return; /* ours came first, and was logged and counted */
+    }
     if (rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
         code = NGHTTP2_ENHANCE_YOUR_CALM;
         h2c_seg_count_calm(c->d->env.seg);
@@ -314,9 +317,9 @@ static int conn_start(h2c_direct_t *d, conn_t *c) {
     }
     free(c->pre);
     c->pre = NULL;
-    if (!c->closing) {
-        conn_recv(c);
-    }
+    /* the rest waits for its turn in the loop (epoll is level-triggered):
+     * read here, a burst of new connections would all be read before any
+     * news is delivered */
     return 1;
 }
 
@@ -426,6 +429,8 @@ static void tick(h2c_direct_t *d) {
     }
 }
 
+static void deliver(h2c_direct_t *d);
+
 static void take_queue(h2c_direct_t *d) {
     conn_t *q, *c;
 
@@ -436,12 +441,16 @@ static void take_queue(h2c_direct_t *d) {
     while ((c = q)) {
         q = c->q_next;
         c->q_next = NULL;
+        if (h2c_direct_refuse_penalized(d, c)) {
+            continue;
+        }
         if (conn_start(d, c)) {
             conn_send(c);
             if (c->closing) {
                 conn_close(c);
             }
         }
+        deliver(d);
     }
 }
 
@@ -542,6 +551,10 @@ void h2c_direct_run(h2c_direct_t *d) {
                 stop = on_bell(d);
             } else if (!c->dead) {
                 on_event(c, evs[i].events);
+                /* news first: a message published while the loop works
+                 * through busy connections waits for one of them at
+                 * most, not for all of them (the bell may be last) */
+                deliver(d);
             }
         }
         if (d->now_us >= tick_due) {
@@ -701,6 +714,7 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p,
 
     d->env = *env;
     d->ring = h2c_store_history(env->store);
+    d->penalty = env->penalty_us > 0 ? h2c_seg_penalty(env->seg) : NULL;
     d->jobs_in_tail = &d->jobs_in;
     d->ep = epoll_create1(EPOLL_CLOEXEC);
     d->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

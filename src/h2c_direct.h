@@ -45,6 +45,7 @@ typedef struct {
     h2c_store_t *store;
     uint32_t child_slot;
     h2c_hold_limits_t limits; /* held streams: the server's caps */
+    int64_t penalty_us;       /* H2ChatDirectPenalty (h2c_penalty.h); 0: off */
     /* one line for the error log; `tag` is one of h2c_tags.h */
     void (*log)(void *ctx, h2c_log_level_t level, const char *tag, const char *msg);
     void *log_ctx;

@@ -9,9 +9,14 @@
  * unknown frame types). Each such frame takes a token from the
  * connection's budget (h2c_budget), as do refused header lists; a peer
  * that spends them all gets GOAWAY(ENHANCE_YOUR_CALM), one log line
- * (H2C0053) and a server-status count, and is closed. */
+ * (H2C0053) and a server-status count, and is closed; its address's new
+ * connections are then refused for H2ChatDirectPenalty seconds (H2C0055,
+ * counted too), each with a GOAWAY and no more work than that. */
+#include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 #include "h2c_direct_int.h"
 #include "h2c_tags.h"
@@ -19,9 +24,72 @@
 #define H2C_GUARD_BURST 1000   /* tokens a connection starts with */
 #define H2C_GUARD_RATE 100     /* tokens given back per second */
 #define H2C_GUARD_UNSEEN 16384 /* bytes no frame accounts for, per token */
+/* A header list far past the limits costs the loop up to ~0.6 ms of HPACK
+ * decoding it cannot skip once reset: the third within a few seconds ends
+ * the connection, and so does one that goes on into CONTINUATION frames.
+ * A client that merely sends too many headers gets 431 long before this. */
+#define H2C_GUARD_OVERSIZE 400
 
 void h2c_direct_guard_start(conn_t *c) {
     h2c_budget_init(&c->budget, H2C_GUARD_BURST, c->d->now_us);
+}
+
+/* The server's preface (an empty SETTINGS) and GOAWAY(last stream 0,
+ * ENHANCE_YOUR_CALM): all a refused connection gets. */
+static const uint8_t calm_bytes[] = {
+    0,
+    0,
+    0,
+    NGHTTP2_SETTINGS,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    8,
+    NGHTTP2_GOAWAY,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    NGHTTP2_ENHANCE_YOUR_CALM,
+};
+
+static void penalize(conn_t *c) {
+    h2c_direct_t *d = c->d;
+
+    if (d->penalty &&
+        h2c_penalty_add(d->penalty, c->peer, d->now_us + d->env.penalty_us, d->now_us)) {
+        h2c_log(H2C_LOG_INFO, H2C_TAG_PENALTY,
+                "new connections from %s refused for %" PRId64
+                " s: it was told ENHANCE_YOUR_CALM (direct)",
+                c->peer, d->env.penalty_us / 1000000);
+    }
+}
+
+int h2c_direct_refuse_penalized(h2c_direct_t *d, conn_t *c) {
+    ssize_t n;
+
+    if (!d->penalty || !h2c_penalty_has(d->penalty, c->peer, d->now_us)) {
+        return 0;
+    }
+    n = write(c->fd, calm_bytes, sizeof(calm_bytes)); /* a new socket takes 26 bytes */
+    (void)n;
+    close(c->fd);
+    h2c_seg_count_penalized(d->env.seg);
+    free(c->pre);
+    free(c);
+    return 1;
 }
 
 void h2c_direct_terminate(conn_t *c, uint32_t code) {
@@ -29,6 +97,9 @@ void h2c_direct_terminate(conn_t *c, uint32_t code) {
 
     if (c->goaway || !c->ngh) {
         return;
+    }
+    if (code == NGHTTP2_ENHANCE_YOUR_CALM) {
+        penalize(c);
     }
     c->goaway = 1;
     c->goaway_at = c->d->now_us;
@@ -54,6 +125,13 @@ int h2c_direct_charge(conn_t *c, uint32_t cost, const char *what) {
             c->peer, what);
     h2c_direct_terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
     return 0;
+}
+
+int h2c_direct_charge_oversize(conn_t *c, int more) {
+    /* one that goes on in CONTINUATION frames: nghttp2 would decode them
+     * all (up to its limit of 8) for nothing, with no callback to us */
+    return h2c_direct_charge(c, more ? H2C_GUARD_BURST + 1 : H2C_GUARD_OVERSIZE,
+                             "header lists far over the limits");
 }
 
 void h2c_direct_fed(conn_t *c, apr_size_t n) {
@@ -103,8 +181,8 @@ static int on_begin_frame(nghttp2_session *ngh, const nghttp2_frame_hd *hd, void
         }
         break;
     case NGHTTP2_HEADERS:
-    case NGHTTP2_CONTINUATION:
-        break; /* header lists are counted by the request policy */
+        break; /* header lists are counted by the request policy (and
+                * nghttp2 shows no CONTINUATION frame here) */
     case NGHTTP2_WINDOW_UPDATE:
         if (window_update_idle(c, hd->stream_id)) {
             what = "WINDOW_UPDATE frames";

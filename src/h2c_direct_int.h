@@ -11,6 +11,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "h2c_budget.h"
+#include "h2c_penalty.h"
 #include "h2c_direct.h"
 #include "h2c_log.h"
 #include "h2c_sock.h"
@@ -108,6 +109,7 @@ struct h2c_direct_t {
     nghttp2_session_callbacks *cbs;
     nghttp2_option *opt;
     conn_t *conns;
+    h2c_penalty_t *penalty;   /* the segment's; NULL: H2ChatDirectPenalty off */
     conn_t *dead;             /* closed this pass: epoll events may still name them */
     apr_thread_mutex_t *lock; /* the queues and flags below */
     apr_thread_cond_t *cond;  /* the publisher waits for jobs */
@@ -146,6 +148,11 @@ void h2c_direct_guard_start(conn_t *c);
 /* Takes `cost` from the connection's budget; 0 if it is spent: the
  * connection is then terminated (GOAWAY ENHANCE_YOUR_CALM). */
 int h2c_direct_charge(conn_t *c, uint32_t cost, const char *what);
+/* A header list went far past the limits: its stream is reset, and it
+ * costs a good part of the budget (nghttp2 still decodes the rest of the
+ * list), all of it if `more` (the list goes on in CONTINUATION frames).
+ * 0 if the budget is spent: then nghttp2 decodes nothing more. */
+int h2c_direct_charge_oversize(conn_t *c, int more);
 /* After nghttp2 took n bytes: bytes no frame accounted for cost too. */
 void h2c_direct_fed(conn_t *c, apr_size_t n);
 /* n bytes of stream s went out as DATA (a WINDOW_UPDATE after them is
@@ -155,8 +162,12 @@ static inline void h2c_direct_sent_data(strm_t *s, apr_size_t n) {
     s->c->data_out += n;
 }
 /* Ends the connection with GOAWAY(code): nothing more is read, what is
- * queued goes out, then it closes. */
+ * queued goes out, then it closes. ENHANCE_YOUR_CALM also refuses the
+ * client's address a while (H2ChatDirectPenalty). */
 void h2c_direct_terminate(conn_t *c, uint32_t code);
+/* A new connection (not started) from a refused address: told
+ * GOAWAY(ENHANCE_YOUR_CALM), closed and freed -> 1; else 0. */
+int h2c_direct_refuse_penalized(h2c_direct_t *d, conn_t *c);
 
 /* h2c_direct_req.c */
 void h2c_direct_callbacks(nghttp2_session_callbacks *cbs);

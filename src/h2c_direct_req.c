@@ -472,7 +472,7 @@ static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame,
         nghttp2_submit_rst_stream(ngh, NGHTTP2_FLAG_NONE, s->id,
                                   NGHTTP2_ENHANCE_YOUR_CALM);
         s->kind = STRM_REPLY;
-        h2c_direct_charge(s->c, 100, "header lists far over the limits");
+        h2c_direct_charge_oversize(s->c, !(frame->hd.flags & NGHTTP2_FLAG_END_HEADERS));
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     default:
         break;

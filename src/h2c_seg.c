@@ -431,3 +431,15 @@ void h2c_seg_count_calm(h2c_seg_t *seg) {
 uint32_t h2c_seg_calm(const h2c_seg_t *seg) {
     return __atomic_load_n(&seg->hdr->shared.direct_calm, __ATOMIC_RELAXED);
 }
+
+h2c_penalty_t *h2c_seg_penalty(h2c_seg_t *seg) {
+    return &seg->hdr->shared.penalty;
+}
+
+void h2c_seg_count_penalized(h2c_seg_t *seg) {
+    __atomic_add_fetch(&seg->hdr->shared.direct_penalized, 1, __ATOMIC_RELAXED);
+}
+
+uint32_t h2c_seg_penalized(const h2c_seg_t *seg) {
+    return __atomic_load_n(&seg->hdr->shared.direct_penalized, __ATOMIC_RELAXED);
+}

@@ -18,11 +18,12 @@
 #include <stdint.h>
 
 #include "h2c_gate.h"
+#include "h2c_penalty.h"
 #include "h2c_rate.h"
 #include "h2c_ring.h"
 
 #define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
-#define H2C_SEG_VERSION 6u        /* 6: the address table, the calm counter */
+#define H2C_SEG_VERSION 7u /* 6: the address table, the calm counter; 7: penalized */
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -55,7 +56,10 @@ typedef struct {
     uint32_t direct_seq;         /* bumped and woken on every commit, ungated:
                                     H2ChatDirect loops wait on it */
     uint32_t direct_calm;        /* direct connections closed: ENHANCE_YOUR_CALM */
+    uint32_t direct_penalized;   /* ... refused at once: their address was
+                                    (H2ChatDirectPenalty) */
     h2c_gate_t wake_gate;        /* H2ChatCoalesce: the last wake-up, pending or not */
+    h2c_penalty_t penalty;       /* H2ChatDirectPenalty: addresses refused a while */
 } h2c_seg_shared_t;
 
 typedef struct {
@@ -130,6 +134,12 @@ void h2c_seg_child_row(const h2c_seg_t *seg, uint32_t i, h2c_child_t *out);
 /* Direct-loop connections closed for work without progress. */
 void h2c_seg_count_calm(h2c_seg_t *seg);
 uint32_t h2c_seg_calm(const h2c_seg_t *seg);
+/* ... and new ones refused because their address was (H2ChatDirectPenalty). */
+void h2c_seg_count_penalized(h2c_seg_t *seg);
+uint32_t h2c_seg_penalized(const h2c_seg_t *seg);
+
+/* The addresses the direct loops refuse a while (H2ChatDirectPenalty). */
+h2c_penalty_t *h2c_seg_penalty(h2c_seg_t *seg);
 
 /* Held streams dropped because their client stopped reading. */
 void h2c_seg_count_stalled(h2c_seg_t *seg);

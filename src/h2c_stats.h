@@ -20,7 +20,8 @@ typedef struct {
     uint32_t history_count, history_capacity;
     uint32_t direct_conns, direct_held; /* H2ChatDirect's share */
     uint32_t stalled_dropped;
-    uint32_t direct_calm; /* direct connections told ENHANCE_YOUR_CALM */
+    uint32_t direct_calm;      /* direct connections told ENHANCE_YOUR_CALM */
+    uint32_t direct_penalized; /* ... refused at once for their address */
     uint64_t refused[H2C_REFUSED_MAX];
     uint32_t nchildren;       /* live rows in children[] */
     h2c_child_t *children;    /* in p */

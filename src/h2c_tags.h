@@ -54,5 +54,6 @@
 #define H2C_TAG_BAD_REQUEST "H2C0052"   /* 400: bad :scheme, bad %-escape in the path */
 #define H2C_TAG_CALM "H2C0053"          /* connection closed: work without progress */
 #define H2C_TAG_PROTOCOL "H2C0054"      /* connection closed: an HTTP/2 error */
+#define H2C_TAG_PENALTY "H2C0055"       /* an address's new connections refused a while */
 
 #endif /* H2C_TAGS_H */

@@ -47,6 +47,7 @@ typedef struct {
     const char *redis_key;
     int coalesce_ms;         /* H2ChatCoalesce: -1 unset, -2 auto, 0 off */
     const char *direct_path; /* H2ChatDirect: NULL unset, "" off */
+    int direct_penalty_s;    /* H2ChatDirectPenalty: -1 unset, 0 off */
 } h2chat_srv_conf_t;
 
 /* The process's view of the shared state. */
@@ -71,8 +72,9 @@ int h2chat_conf_heartbeat(const h2chat_dir_conf_t *dc);
 int h2chat_conf_history(server_rec *s);
 h2chat_sync_t h2chat_conf_journal_sync(server_rec *s);
 h2chat_store_kind_t h2chat_conf_store(server_rec *s);
-int64_t h2chat_conf_coalesce_us(server_rec *s);     /* < 0 auto, 0 off */
-const char *h2chat_conf_direct_path(server_rec *s); /* NULL: off */
+int64_t h2chat_conf_coalesce_us(server_rec *s);       /* < 0 auto, 0 off */
+const char *h2chat_conf_direct_path(server_rec *s);   /* NULL: off */
+int64_t h2chat_conf_direct_penalty_us(server_rec *s); /* 0: off */
 /* the location's settings as the request policy takes them */
 void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc);
 int h2chat_conf_largest_max_bytes(void);

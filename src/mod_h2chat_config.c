@@ -57,6 +57,7 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     sc->redis_port = sc->redis_db = 0;
     sc->coalesce_ms = -1;
     sc->direct_path = NULL;
+    sc->direct_penalty_s = -1;
     return sc;
 }
 
@@ -69,6 +70,7 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
     sc->journal_sync = MERGE(journal_sync);
     sc->store = MERGE(store);
     sc->coalesce_ms = MERGE(coalesce_ms);
+    sc->direct_penalty_s = MERGE(direct_penalty_s);
     sc->journal_path = add->journal_path ? add->journal_path : base->journal_path;
     sc->direct_path = add->direct_path ? add->direct_path : base->direct_path;
     if (add->redis_host) {
@@ -224,6 +226,18 @@ const char *h2chat_conf_direct_path(server_rec *s) {
     return sc->direct_path && *sc->direct_path ? sc->direct_path : NULL;
 }
 
+/* the default: long enough that a client refused this way is no load,
+ * short enough that one behind a shared address is not shut out for long */
+#define H2CHAT_DIRECT_PENALTY_S 10
+
+int64_t h2chat_conf_direct_penalty_us(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return (int64_t)(sc->direct_penalty_s < 0 ? H2CHAT_DIRECT_PENALTY_S
+                                              : sc->direct_penalty_s) *
+           1000000;
+}
+
 static h2chat_srv_conf_t *srv_conf(cmd_parms *cmd) {
     return ap_get_module_config(cmd->server->module_config, &h2chat_module);
 }
@@ -292,6 +306,22 @@ static const char *set_direct(cmd_parms *cmd, void *dcv, const char *arg) {
     }
     srv_conf(cmd)->direct_path = arg;
     return NULL;
+}
+
+/* H2ChatDirectPenalty seconds | off: one value for the whole server (the
+ * loops are per child, not per listener). */
+static const char *set_direct_penalty(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "off")) {
+        srv_conf(cmd)->direct_penalty_s = 0;
+        return NULL;
+    }
+    return parse_int(cmd, arg, 1, 86400, &srv_conf(cmd)->direct_penalty_s);
 }
 
 static const char *set_journal(cmd_parms *cmd, void *dcv, const char *arg) {
@@ -428,6 +458,10 @@ const command_rec h2chat_cmds[] = {
     AP_INIT_TAKE1("H2ChatDirect", set_direct, NULL, RSRC_CONF,
                   "off or the chat's path: h2c (prior knowledge) connections to this "
                   "server are served by the module's own HTTP/2 loop (default off)"),
+    AP_INIT_TAKE1("H2ChatDirectPenalty", set_direct_penalty, NULL, RSRC_CONF,
+                  "off or seconds: a client address whose H2ChatDirect connection was "
+                  "closed with ENHANCE_YOUR_CALM has its new ones refused that long "
+                  "(default 10)"),
     AP_INIT_TAKE1("H2ChatJournal", set_journal, NULL, RSRC_CONF,
                   "file that keeps the history across a full restart (default: none)"),
     AP_INIT_TAKE1("H2ChatJournalSync", set_journal_sync, NULL, RSRC_CONF,

@@ -229,6 +229,7 @@ apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
     env.store = &st->store;
     env.child_slot = st->child_slot;
     env.limits = st->limits;
+    env.penalty_us = h2chat_conf_direct_penalty_us(s);
     direct.pchild = pchild;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -43,7 +43,8 @@ static void status_auto(request_rec *r, const h2c_stats_t *st) {
     }
     ap_rprintf(r, "H2ChatDirectConnections: %u\nH2ChatDirectSubscribers: %u\n",
                st->direct_conns, st->direct_held);
-    ap_rprintf(r, "H2ChatDirectCalm: %u\n", st->direct_calm);
+    ap_rprintf(r, "H2ChatDirectCalm: %u\nH2ChatDirectPenalized: %u\n", st->direct_calm,
+               st->direct_penalized);
     ap_rprintf(r, "H2ChatDroppedStalled: %u\n", st->stalled_dropped);
     for (i = 0; i < H2C_REFUSED_MAX; i++) {
         ap_rprintf(r, "H2ChatRefused%s: %" APR_UINT64_T_FMT "\n",
@@ -78,6 +79,10 @@ static void status_html(request_rec *r, const h2c_stats_t *st) {
                "<tr><th>H2ChatDirect connections closed: no progress "
                "(ENHANCE_YOUR_CALM)</th><td>%u</td></tr>\n",
                st->direct_calm);
+    ap_rprintf(r,
+               "<tr><th>H2ChatDirect connections refused: their address was closed "
+               "for no progress (H2ChatDirectPenalty)</th><td>%u</td></tr>\n",
+               st->direct_penalized);
     ap_rprintf(r, "<tr><th>dropped: client stopped reading</th><td>%u</td></tr>\n",
                st->stalled_dropped);
     for (k = 0; k < H2C_REFUSED_MAX; k++) {
