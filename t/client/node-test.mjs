@@ -1,0 +1,232 @@
+#!/usr/bin/env node
+/*
+ * htdocs/h2chat-client.js in Node (no DOM: each client reads its own stream),
+ * against a running Apache with mod_h2chat over plain HTTP/1.1 (Node's fetch).
+ * Driven by t/test_client_node.py; by hand:
+ *
+ *   H2CHAT_URL=http://127.0.0.1:8080 node node-test.mjs
+ *
+ * The server's /msgs should have a small H2ChatSnapshot (the driver sets 2), so
+ * that a resume without since= would lose messages, and /limited a rate limit
+ * of one POST (H2ChatRateLimit 0.2 1). Besides Apache the test runs a small fake
+ * server of its own for what Apache will not do on demand: a stream that goes
+ * silent (the watchdog) and a 503 with Retry-After.
+ *
+ * Output: one JSON line {"scenario":"node","ok","checks":[{name,ok,detail}],"data","error"}.
+ * {"event":"graceful"} asks the driver for `apache2 -k graceful` (which ends every
+ * held stream); it answers with one JSON line on stdin once the new generation runs.
+ * After the result the process must exit by itself: close() leaves nothing running.
+ */
+import http from 'node:http';
+import { createInterface } from 'node:readline';
+import { H2ChatClient, H2ChatError } from '../../htdocs/h2chat-client.js';
+
+const BASE = (process.env.H2CHAT_URL || '').replace(/\/+$/, '');
+const ENDPOINT = BASE + '/msgs';
+const checks = [];
+const data = {};
+const check = (name, ok, detail) => { checks.push({ name, ok: !!ok, detail: detail ?? null }); return !!ok; };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+
+async function until(pred, timeout, every = 50) {
+  const end = Date.now() + timeout;
+  while (!pred()) {
+    if (Date.now() > end) return false;
+    await sleep(every);
+  }
+  return true;
+}
+
+let rl = null;
+const answers = [];
+function ask(event) {
+  if (!rl) {
+    rl = createInterface({ input: process.stdin });
+    rl.on('line', (l) => { const w = answers.shift(); if (w) w(l); });
+  }
+  emit({ event });
+  return new Promise((res, rej) => {
+    const t = setTimeout(() => rej(new Error(`no answer to ${event}`)), 60000);
+    answers.push((l) => { clearTimeout(t); res(JSON.parse(l)); });
+  });
+}
+
+// A fetch that records every GET's URL and, while `gate` is set, holds GETs
+// until it is lifted (the stream stays down as long as the test wants).
+function recordingFetch() {
+  const rec = { urls: [], gate: null, held: 0 };
+  rec.fetch = async (url, init = {}) => {
+    if (!init.method || init.method === 'GET') {
+      while (rec.gate) { rec.held++; await rec.gate; rec.held--; }
+      rec.urls.push({ url: String(url), t: Date.now() });
+    }
+    return fetch(url, init);
+  };
+  rec.close = () => { let open; rec.gate = new Promise((r) => { open = r; }); rec.open = () => { rec.gate = null; open(); }; };
+  return rec;
+}
+
+function collect(client) {
+  const got = { msgs: [], states: [], gaps: [], resets: [], errors: [] };
+  client.on('message', (m) => got.msgs.push(m));
+  client.on('state', (s) => got.states.push(s));
+  client.on('gap', (g) => got.gaps.push(g));
+  client.on('reset', (r) => got.resets.push(r));
+  client.on('error', (e) => got.errors.push(String(e && e.message || e)));
+  return got;
+}
+
+const ids = (got) => got.msgs.map((m) => m.id);
+const dupes = (a) => a.filter((v, i) => a.indexOf(v) !== i);
+const postRaw = (path, body) => fetch(BASE + path, {
+  method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+
+/* 1. subscribe, receive, publish; 2. resume after the server drops the stream */
+async function subscribeAndResume() {
+  const rec = recordingFetch();
+  const client = new H2ChatClient(ENDPOINT, { fetch: rec.fetch });
+  const got = collect(client);
+  client.start();
+  check('connects', await until(() => client.connected, 10000), got.states);
+  check('first GET has no since= (a fresh client takes the snapshot)',
+    rec.urls.length === 1 && !rec.urls[0].url.includes('since='), rec.urls);
+  const sent = [];
+  for (let i = 0; i < 3; i++) sent.push((await client.publish('node', `node says ${i}`)).id);
+  check('publish resolves with increasing ids', sent.every((v, i) => Number.isSafeInteger(v) && (i === 0 || v > sent[i - 1])), sent);
+  check('receives its messages, once, in order',
+    await until(() => sent.every((id) => ids(got).includes(id)), 5000) && !dupes(ids(got)).length, ids(got));
+  const m = got.msgs.find((x) => x.id === sent[0]);
+  check('message fields', m && m.user === 'node' && m.text === 'node says 0' && typeof m.time === 'number' && m.epoch === 0, m);
+  check('lastId follows the stream', client.lastId === sent[2], client.lastId);
+
+  // The server drops the stream (graceful restart); the client is held off
+  // while five messages are posted (more than the snapshot of 2).
+  rec.close();
+  const lastBefore = client.lastId;
+  const nUrls = rec.urls.length;
+  await ask('graceful');
+  check('sees the drop', await until(() => !client.connected, 15000), got.states.slice(-3));
+  await until(() => rec.held > 0, 5000);
+  const during = [];
+  for (let i = 0; i < 5; i++) during.push((await client.publish('node', `while down ${i}`)).id);
+  rec.open();
+  check('reconnects', await until(() => client.connected, 15000), got.states.slice(-3));
+  check('resumes with since=<last id>', rec.urls.length > nUrls &&
+    rec.urls[nUrls].url.endsWith(`?since=${lastBefore}`), rec.urls.slice(nUrls));
+  const after = (await client.publish('node', 'after resume')).id;
+  const want = [...sent, ...during, after];
+  await until(() => want.every((id) => ids(got).includes(id)), 5000);
+  const seen = ids(got).filter((id) => id >= sent[0]);
+  check('nothing lost or twice across the drop', JSON.stringify(seen) === JSON.stringify(want),
+    { want, seen });
+  check('no gap or reset', got.gaps.length === 0 && got.resets.length === 0, [got.gaps, got.resets]);
+  const st = got.states.map((s) => s.status);
+  check('state: connected, reconnecting, connected', st.includes('connected') &&
+    st.lastIndexOf('reconnecting') > st.indexOf('connected') && st[st.length - 1] === 'connected', st);
+  client.close();
+  check('close(): state closed, not connected', !client.connected && got.states.at(-1).status === 'closed', got.states.at(-1));
+  data.resume = { sent, during, after, urls: rec.urls.map((u) => u.url) };
+
+  // A new client given since= gets exactly what came after it.
+  const c2 = new H2ChatClient(ENDPOINT, { since: during[2] });
+  const g2 = collect(c2);
+  c2.start();
+  await until(() => ids(g2).includes(after), 5000);
+  check('since option: exactly the messages after it', JSON.stringify(ids(g2)) ===
+    JSON.stringify([during[3], during[4], after]), ids(g2));
+  c2.close();
+}
+
+/* 3. publish errors: status and the server's JSON message */
+async function publishErrors() {
+  const client = new H2ChatClient(ENDPOINT);   // never started: publish works without a stream
+  const expect = async (name, fn, status, serverBody) => {
+    let err = null;
+    try { await fn(); } catch (e) { err = e; }
+    const wantMsg = serverBody ? (await serverBody()).error : null;
+    check(name, err instanceof H2ChatError && err.status === status &&
+      (wantMsg === null || err.message === wantMsg),
+    err && { status: err.status, message: err.message, retryAfter: err.retryAfter, wantMsg });
+    return err;
+  };
+  await expect('empty user -> 400 with the server\'s message', () => client.publish('', 'x'), 400,
+    async () => (await postRaw('/msgs', { user: '', text: 'x' })).json());
+  await expect('text over H2ChatMaxMessageBytes -> 413 with the server\'s message',
+    () => client.publish('node', 'y'.repeat(5000)), 413,
+    async () => (await postRaw('/msgs', { user: 'node', text: 'y'.repeat(5000) })).json());
+  const limited = new H2ChatClient(BASE + '/limited');
+  await limited.publish('node', 'first').catch(() => {});
+  const e429 = await expect('rate limited -> 429', () => limited.publish('node', 'second'), 429, null);
+  check('429 carries Retry-After (ms)', e429 && e429.retryAfter >= 1000, e429 && e429.retryAfter);
+  const dead = new H2ChatClient('http://127.0.0.1:9/msgs');
+  await expect('server not reached -> status 0', () => dead.publish('node', 'x'), 0, null);
+}
+
+/* 4. the watchdog and Retry-After, against a fake server */
+async function fakeServer() {
+  const hits = [];
+  let nextLine = 1;
+  const srv = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    hits.push({ path: u.pathname, since: u.searchParams.get('since'), t: Date.now() });
+    if (u.pathname === '/busy' && hits.filter((h) => h.path === '/busy').length === 1) {
+      res.writeHead(503, { 'Retry-After': '2', 'Content-Type': 'application/json' });
+      res.end('{"error":"full"}');
+      return;
+    }
+    // one message, then silence: no heartbeat although one is announced every 1 s
+    res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'X-H2Chat-Heartbeat': '1' });
+    const id = nextLine++;
+    res.write(JSON.stringify({ type: 'message', id, user: 'fake', text: `line ${id}`, time: Date.now() }) + '\n');
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${srv.address().port}`;
+  try {
+    const c = new H2ChatClient(base + '/silent', { backoffMin: 100, backoffMax: 200 });
+    const got = collect(c);
+    c.start();
+    await until(() => hits.filter((h) => h.path === '/silent').length >= 2, 12000);
+    c.close();
+    const s = hits.filter((h) => h.path === '/silent');
+    const gap = s.length >= 2 ? s[1].t - s[0].t : null;
+    data.watchdog = { hits: s, gap };
+    check('watchdog: a silent stream (heartbeat 1 s) is dropped after ~4 s, not before',
+      gap !== null && gap >= 3800 && gap < 6000, gap);
+    check('watchdog: the new stream resumes with since=<last id>', s.length >= 2 && s[1].since === '1', s);
+    check('watchdog: each line once, in order, across the reconnect', ids(got)[0] === 1 &&
+      ids(got)[1] === 2 && ids(got).every((v, i, a) => i === 0 || v > a[i - 1]), ids(got));
+
+    const b = new H2ChatClient(base + '/busy', { backoffMin: 100, backoffMax: 200 });
+    const gb = collect(b);
+    b.start();
+    await until(() => hits.filter((h) => h.path === '/busy').length >= 2, 8000);
+    b.close();
+    const bh = hits.filter((h) => h.path === '/busy');
+    const wait = bh.length >= 2 ? bh[1].t - bh[0].t : null;
+    data.busy = { wait, states: gb.states };
+    check('503 + Retry-After: 2 -> next attempt after >= 2 s (backoff alone: <= 200 ms)',
+      wait !== null && wait >= 1950 && wait < 4000, wait);
+    check('503 -> state busy with the delay', gb.states.some((x) => x.status === 'busy' && x.delay >= 2000), gb.states);
+  } finally {
+    srv.closeAllConnections();
+    await new Promise((r) => srv.close(r));
+  }
+}
+
+async function main() {
+  let error = null;
+  try {
+    if (!BASE) throw new Error('set H2CHAT_URL');
+    await subscribeAndResume();
+    await publishErrors();
+    await fakeServer();
+  } catch (e) {
+    error = String(e && e.stack || e).split('\n').slice(0, 8).join('\n');
+  }
+  if (rl) rl.close();
+  emit({ scenario: 'node', ok: !error && checks.every((c) => c.ok), checks, data, error });
+  // no process.exit(): the driver checks that nothing keeps node alive after close()
+}
+
+main();
