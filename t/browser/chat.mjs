@@ -677,6 +677,228 @@ SCENARIOS.composer = async (run) => {
   run.check('#error cleared by the next send', (await p.textContent('#error')) === '');
 };
 
+/* ---------------- the client library alone (t/test_client_browser.py) ---------------- */
+
+// A bare page that runs htdocs/h2chat-client.js and records what it hands over
+// (served by the context's route, same origin, so it shares the page's lock and
+// channel names and loads the library from Apache).
+const LIB_PAGE = '/__client-test.html';
+const LIB_HTML = `<!doctype html><meta charset="utf-8"><title>h2chat client test</title>
+<script type="module">
+import { H2ChatClient } from '/h2chat-client.js';
+const lib = { msgs: [], states: [], gaps: [], resets: [], errors: [] };
+window.__lib = lib;
+const c = new H2ChatClient('/msgs');
+c.on('message', (m) => lib.msgs.push(m.id));
+c.on('state', (st) => lib.states.push({ ...st, t: Date.now() }));
+c.on('gap', (g) => lib.gaps.push(g));
+c.on('reset', (r) => lib.resets.push(r));
+c.on('error', (e) => lib.errors.push(String(e && e.message || e)));
+window.__client = c;
+c.start();
+</script>`;
+
+async function libContext(run, extra = {}) {
+  const ctx = await run.context(extra);
+  await ctx.route(BASE + LIB_PAGE, (route) => route.fulfill({ status: 200,
+    contentType: 'text/html; charset=utf-8', body: LIB_HTML }));
+  return ctx;
+}
+
+async function openLib(run, ctx, wait = true) {
+  const page = await ctx.newPage();
+  const log = { dialogs: [], errors: [], console: [], tag: `p${run.pages.length}` };
+  page.h2log = log;
+  page.on('pageerror', (e) => log.errors.push(String(e && e.stack || e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') log.console.push(`${m.type()}: ${m.text()}`);
+  });
+  run.pages.push(page);
+  await page.goto(BASE + LIB_PAGE, { waitUntil: 'load' });
+  if (wait) await libConnected(page);
+  return page;
+}
+
+const libConnected = (page, timeout = T) => page.waitForFunction(
+  () => window.__client && window.__client.connected, null, { timeout });
+const libIds = (page) => page.evaluate(() => window.__lib.msgs);
+const libWaitIds = (page, ids, timeout = T) => page.waitForFunction((want) => {
+  const have = new Set(window.__lib.msgs);
+  return want.every((id) => have.has(id));
+}, ids, { timeout, polling: 50 });
+const libLeader = (page) => page.evaluate(() => window.__client.leader);
+
+// Sends {"event": ...} to the driver and returns the ids of its answer.
+async function askDriver(run, event, timeout = 90000) {
+  emit({ event, scenario: run.name });
+  const line = await nextStdinLine(timeout);
+  if (line === null) throw new Error(`the driver closed stdin instead of answering "${event}"`);
+  const msg = JSON.parse(line);
+  if (!Array.isArray(msg.ids)) throw new Error(`bad answer to "${event}": ${line}`);
+  return msg.ids;
+}
+
+// Each page's ids from the first posted one on must be exactly `ids`.
+async function checkExactlyOnce(run, pages, ids, tag = 'page') {
+  for (const [i, p] of pages.entries()) {
+    const got = await libIds(p);
+    const from = got.filter((id) => id >= Math.min(...ids));
+    run.data[`ids_${i}`] = from;
+    run.check(`${tag} ${i}: every posted message exactly once, in order`, sameList(from, ids),
+      { missing: ids.filter((id) => !got.includes(id)), dupes: dupes(got), got: from });
+  }
+}
+
+// Resume across `apache2 -k graceful` while a third party posts all along:
+// browser 1 with a leader and a follower tab, browser 2 with one tab.
+SCENARIOS['lib-graceful'] = async (run) => {
+  await run.launch();
+  const ctx1 = await libContext(run);
+  const pages = [await openLib(run, ctx1), await openLib(run, ctx1),
+    await openLib(run, await libContext(run))];
+  run.data.leaders = await Promise.all(pages.map(libLeader));
+  run.check('browser 1: leader + follower; browser 2: its own leader',
+    sameList(run.data.leaders, [true, false, true]), run.data.leaders);
+  const marks = await Promise.all(pages.map((p) => p.evaluate(() => window.__lib.states.length)));
+  const ids = await askDriver(run, 'ready');
+  const backUp = (p, i) => p.waitForFunction((from) => {
+    const seq = window.__lib.states.slice(from).map((x) => x.connected);
+    const down = seq.indexOf(false);
+    return down >= 0 && seq.indexOf(true, down) > down && window.__client.connected;
+  }, marks[i], { timeout: 30000 });
+  await Promise.all(pages.map((p, i) => backUp(p, i).catch(() => {})));
+  await Promise.all(pages.map((p) => libWaitIds(p, ids, 30000).catch(() => {})));
+  ids.push(...await askDriver(run, 'reconnected'));
+  run.data.posted_ids = ids;
+  run.check('the driver posted messages', ids.length >= 10, ids.length);
+  await Promise.all(pages.map((p) => libWaitIds(p, ids, 30000).catch(() => {})));
+  await sleep(1000); // a late duplicate would show up now
+  for (const [i, p] of pages.entries()) {
+    const st = (await p.evaluate(() => window.__lib.states)).slice(marks[i]);
+    const seq = st.map((x) => `${x.connected ? 'up' : 'down'}:${x.status}`);
+    run.data[`states_${i}`] = seq;
+    const down = seq.findIndex((x) => x.startsWith('down'));
+    run.check(`page ${i}: went down, then up again`, down >= 0 && seq.indexOf('up:connected', down) > down &&
+      seq[seq.length - 1] === 'up:connected', seq);
+    const [gaps, resets] = await p.evaluate(() => [window.__lib.gaps, window.__lib.resets]);
+    run.check(`page ${i}: no gap, no reset`, !gaps.length && !resets.length, { gaps, resets });
+  }
+  await checkExactlyOnce(run, pages, ids);
+};
+
+// Tab sharing: five tabs, one held stream; the leader closes, another resumes;
+// where the Web Locks API is missing every tab reads its own stream.
+SCENARIOS['lib-tabs'] = async (run) => {
+  await run.launch();
+  const before = await settledSubscribers();
+  run.data.subscribers_before = before;
+  const ctx = await libContext(run);
+  const tabs = [];
+  for (let i = 0; i < 5; i++) tabs.push(await openLib(run, ctx));
+  const leaders = async (list) => (await Promise.all(list.map(libLeader)))
+    .map((l, i) => (l ? i : -1)).filter((i) => i >= 0);
+  const lead = await leaders(tabs);
+  run.data.leaders = lead;
+  run.check('exactly one leader tab', lead.length === 1, lead);
+  const seen = [await pollUntil(subscribers, (n) => n === before + 1, 10000)];
+  for (let i = 0; i < 5; i++) { await sleep(400); seen.push(await subscribers()); }
+  run.data.subscribers_open = seen;
+  run.check('five tabs: H2ChatSubscribers = before + 1, and stays so', seen.every((n) => n === before + 1), seen);
+  const sent = [await apiPost('tabs', 'one'), await apiPost('tabs', 'two'), await apiPost('tabs', 'three')];
+  await Promise.all(tabs.map((p) => libWaitIds(p, sent)));
+
+  await tabs[lead[0]].close({ runBeforeUnload: false });
+  const rest = tabs.filter((p) => !p.isClosed());
+  sent.push(await apiPost('tabs', 'while the leader changes 1'), await apiPost('tabs', 'while the leader changes 2'));
+  await Promise.all(rest.map((p) => libWaitIds(p, sent, 20000).catch(() => {})));
+  sent.push(await apiPost('tabs', 'after the handoff'));
+  await Promise.all(rest.map((p) => libWaitIds(p, sent, 20000).catch(() => {})));
+  const newLead = await leaders(rest);
+  run.data.new_leader = newLead;
+  run.check('exactly one new leader among the remaining tabs', newLead.length === 1, newLead);
+  await checkExactlyOnce(run, rest, sent, 'tab');
+  const n = await pollUntil(subscribers, (v) => v === before + 1, 10000);
+  await sleep(2500);
+  const n2 = await subscribers();
+  run.data.subscribers_after_handoff = [n, n2];
+  run.check('after the handoff: still one stream for the browser', n === before + 1 && n2 === before + 1,
+    { before, now: n, later: n2 });
+
+  // fallback: no navigator.locks in this browser -> each tab its own stream
+  const ctx2 = await libContext(run);
+  await ctx2.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined, configurable: true });
+  });
+  const plain = [await openLib(run, ctx2), await openLib(run, ctx2)];
+  run.check('without Web Locks: every tab leads its own stream',
+    (await Promise.all(plain.map(libLeader))).every(Boolean));
+  const n3 = await pollUntil(subscribers, (v) => v === before + 3, 10000);
+  run.data.subscribers_fallback = n3;
+  run.check('without Web Locks: one stream per tab (before + 1 + 2)', n3 === before + 3, { before, now: n3 });
+  const last = await apiPost('tabs', 'to the plain tabs');
+  await Promise.all(plain.map((p) => libWaitIds(p, [last]).catch(() => {})));
+  run.check('without Web Locks: each tab gets the message once',
+    (await Promise.all(plain.map(libIds))).every((l) => l.filter((id) => id === last).length === 1));
+};
+
+// Backoff while Apache is down (the driver stops it, then starts it again):
+// attempts spread out with growing waits, then a resume with since= and no loss.
+SCENARIOS['lib-backoff'] = async (run) => {
+  await run.launch();
+  const ctx = await libContext(run);
+  const page = await openLib(run, ctx);
+  const gets = [];
+  page.on('request', (r) => {
+    if (r.method() === 'GET' && new URL(r.url()).pathname === '/msgs') gets.push({ t: Date.now(), url: r.url() });
+  });
+  const ids = await askDriver(run, 'ready');     // two messages posted
+  await libWaitIds(page, ids);
+  const lastBefore = await page.evaluate(() => window.__client.lastId);
+  const markG = gets.length;
+  const markS = await page.evaluate(() => window.__lib.states.length);
+  await askDriver(run, 'stop');                   // answered once Apache is gone
+  const tStopped = Date.now();
+  const downFor = 16000;
+  await sleep(downFor);
+  const down = gets.slice(markG).map((g) => g.t);
+  const states = (await page.evaluate(() => window.__lib.states)).slice(markS);
+  ids.push(...await askDriver(run, 'start'));     // Apache back, three more posted
+  await libWaitIds(page, ids, 25000).catch(() => {});
+  await libConnected(page, 5000).catch(() => {});
+  await sleep(1000);
+  const gapsMs = down.slice(1).map((t, i) => t - down[i]);
+  // retries[0]: after the stream ended (before attempt 1); retries[j]: after attempt j failed
+  const retries = states.filter((x) => !x.connected && x.attempt > 0);
+  run.data.attempts_while_down = down.length;
+  run.data.gaps_ms = gapsMs;
+  run.data.retries = retries.map((x) => `${x.status}#${x.attempt}:${x.delay}`);
+  run.check('while down (stop + 16 s): between 3 and 12 attempts (a tight loop makes hundreds)',
+    down.length >= 3 && down.length <= 12, down.length);
+  const ceiling = (a) => Math.min(10000, 500 * 2 ** (a - 1));
+  run.check('each wait within its doubling ceiling (full jitter: 0 .. min(10 s, 0.5 s * 2^(n-1)))',
+    retries.length >= 3 && retries.every((x) => x.delay >= 0 && x.delay <= ceiling(x.attempt)),
+    run.data.retries);
+  run.check('attempt numbers count up from 1 while down', retries.length >= 3 && retries[0].attempt === 1 &&
+    retries.every((x, i) => i === 0 || x.attempt === retries[i - 1].attempt + 1), run.data.retries);
+  const paired = gapsMs.map((g, k) => ({ gap: g, delay: retries[k + 1] ? retries[k + 1].delay : null,
+    afterStop: down[k] >= tStopped })).filter((x) => x.afterStop && x.delay !== null);
+  run.data.gap_vs_delay = paired;
+  run.check('the attempts really wait their delays (observed gap = delay, +-700 ms)',
+    paired.length >= 2 && paired.every((x) => Math.abs(x.gap - x.delay) <= 700), paired);
+  run.check('the waits grow: the ceiling reached 4 s or more, and a wait after the first two >= 1 s',
+    retries.length && retries[retries.length - 1].attempt >= 4 && gapsMs.length > 2 &&
+      Math.max(...gapsMs.slice(2)) >= 1000, { gapsMs, retries: run.data.retries });
+  const after = gets.slice(markG + down.length);
+  run.data.after_start = after.map((g) => g.url);
+  run.check('every attempt, and the one that works, asks for since=<last id before the stop>',
+    gets.length > markG && gets.slice(markG).every((g) => g.url.endsWith(`?since=${lastBefore}`)),
+    gets.slice(markG).map((g) => g.url).slice(-3));
+  run.check('connected again after the start', await page.evaluate(() => window.__client.connected));
+  const [gaps, resets] = await page.evaluate(() => [window.__lib.gaps, window.__lib.resets]);
+  run.check('no gap, no reset (the journal keeps the ids)', !gaps.length && !resets.length, { gaps, resets });
+  await checkExactlyOnce(run, [page], ids);
+};
+
 /* ---------------- main ---------------- */
 
 async function runOne(name) {
@@ -705,7 +927,8 @@ async function runOne(name) {
 
 async function main() {
   if (!BASE) usage('no base URL: set H2CHAT_URL or pass --url');
-  const list = names.length ? names : Object.keys(SCENARIOS).filter((n) => n !== 'graceful');
+  // the default: the page's scenarios that need no driver
+  const list = names.length ? names : Object.keys(SCENARIOS).filter((n) => n !== 'graceful' && !n.startsWith('lib-'));
   for (const n of list) if (!SCENARIOS[n]) usage(`unknown scenario ${n} (have: ${Object.keys(SCENARIOS).join(', ')})`);
   let allOk = true;
   for (const n of list) allOk = (await runOne(n)) && allOk;

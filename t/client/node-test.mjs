@@ -10,7 +10,8 @@
  * that a resume without since= would lose messages, and /limited a rate limit
  * of one POST (H2ChatRateLimit 0.2 1). Besides Apache the test runs a small fake
  * server of its own for what Apache will not do on demand: a stream that goes
- * silent (the watchdog) and a 503 with Retry-After.
+ * silent (the watchdog), one that repeats what the client has (duplicates are
+ * dropped) and a 503 with Retry-After.
  *
  * Output: one JSON line {"scenario":"node","ok","checks":[{name,ok,detail}],"data","error"}.
  * {"event":"graceful"} asks the driver for `apache2 -k graceful` (which ends every
@@ -175,10 +176,13 @@ async function fakeServer() {
       res.end('{"error":"full"}');
       return;
     }
-    // one message, then silence: no heartbeat although one is announced every 1 s
+    // messages 1..n on the n-th connection, since= or not (so the client must drop
+    // the ones it has), then silence: no heartbeat although one is announced every 1 s
     res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'X-H2Chat-Heartbeat': '1' });
-    const id = nextLine++;
-    res.write(JSON.stringify({ type: 'message', id, user: 'fake', text: `line ${id}`, time: Date.now() }) + '\n');
+    const n = nextLine++;
+    for (let id = 1; id <= n; id++) {
+      res.write(JSON.stringify({ type: 'message', id, user: 'fake', text: `line ${id}`, time: Date.now() }) + '\n');
+    }
   });
   await new Promise((r) => srv.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${srv.address().port}`;
@@ -194,8 +198,8 @@ async function fakeServer() {
     check('watchdog: a silent stream (heartbeat 1 s) is dropped after ~4 s, not before',
       gap !== null && gap >= 3800 && gap < 6000, gap);
     check('watchdog: the new stream resumes with since=<last id>', s.length >= 2 && s[1].since === '1', s);
-    check('watchdog: each line once, in order, across the reconnect', ids(got)[0] === 1 &&
-      ids(got)[1] === 2 && ids(got).every((v, i, a) => i === 0 || v > a[i - 1]), ids(got));
+    check('ids <= the last one are dropped: each message once, in order, across the reconnect',
+      ids(got)[0] === 1 && ids(got)[1] === 2 && ids(got).every((v, i, a) => i === 0 || v > a[i - 1]), ids(got));
 
     const b = new H2ChatClient(base + '/busy', { backoffMin: 100, backoffMax: 200 });
     const gb = collect(b);
