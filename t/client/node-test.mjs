@@ -137,6 +137,15 @@ async function subscribeAndResume() {
   check('since option: exactly the messages after it', JSON.stringify(ids(g2)) ===
     JSON.stringify([during[3], during[4], after]), ids(g2));
   c2.close();
+  // close() ends the held streams: the server counts none (it notices within ~2 s)
+  const held = async () => {
+    const t = await (await fetch(BASE + '/server-status?auto')).text();
+    const m = /^H2ChatSubscribers: (\d+)$/m.exec(t);
+    return m ? Number(m[1]) : null;
+  };
+  let n = await held();
+  for (let end = Date.now() + 8000; n !== 0 && Date.now() < end; n = await held()) await sleep(250);
+  check('close(): the server counts no held stream afterwards', n === 0, n);
 }
 
 /* 3. publish errors: status and the server's JSON message */
