@@ -178,7 +178,9 @@ export class H2ChatClient {
     const prev = this.state;
     this.state = next;
     if (prev.connected !== next.connected || prev.status !== next.status ||
-        prev.leader !== next.leader || next.delay) this.emit('state', { ...next });
+        prev.leader !== next.leader || prev.attempt !== next.attempt || next.delay) {
+      this.emit('state', { ...next });
+    }
   }
 
   /* ---------- lines: the same code for a leader and its followers ---------- */

@@ -9,7 +9,8 @@ fuzz="$build clang libclang-rt-14-dev"
 lint="clang-format"
 bench="$build python3 curl redis-server libnghttp2-dev libssl-dev nghttp2-client nginx libnginx-mod-nchan gnuplot-nox"
 want=${!1:?usage: tools/deps.sh build|test|run|bench|fuzz|lint}
-# Node.js for the browser tests and the seed peer: any node >= 18 on PATH
+# Node.js for the browser tests (>= 20, playwright-core), the client library's
+# Node test (>= 18) and the seed peer: any node on PATH
 # will do (it may come from another repository than Debian's, with npm in it).
 if [ "$1" = test ] || [ "$1" = bench ]; then
     command -v node >/dev/null && command -v npm >/dev/null || want="$want nodejs npm"
