@@ -279,6 +279,7 @@ export class H2ChatClient {
       }
       return;
     }
+    if (d.t === 'hello') return; // another follower: says nothing about the stream
     if (typeof d.stall === 'number' && d.stall > 0) this.followerStall = d.stall;
     this.kickFollower();
     switch (d.t) {
@@ -324,6 +325,11 @@ export class H2ChatClient {
     if (this.closed) return;
     this.isLeader = true;
     this.cancel(this.followerTimer);
+    if (!this.synced && this.pending.length) {
+      // never got the history: take the epoch of the first line relayed to us
+      const p = this.pending[0];
+      this.epoch = p.obj.type === 'reset' ? p.ep - 1 : p.ep;
+    }
     this.synced = true;
     for (const p of this.pending.splice(0)) this.applyRelayed(p.obj, p.ep);
     this.setState({ connected: false, status: 'connecting' });

@@ -6,7 +6,8 @@ on a bare page that records what the library hands over:
   every message exactly once in every tab (a leader, a follower, another
   browser);
 - tab sharing: five tabs, one held stream (H2ChatSubscribers), the leader
-  closes and another resumes; without Web Locks one stream per tab;
+  tab closes and another resumes, then close() on the new leader hands the
+  stream on again; without Web Locks one stream per tab;
 - backoff while Apache is stopped: few attempts, waits within a doubling
   ceiling that the client really waits, then (the journal keeps the ids
   across the stop) a resume with since= and no loss.
@@ -102,14 +103,17 @@ def test_lib_resume_across_graceful(server, node):
 
 
 def test_lib_tab_sharing(server, node):
-    """Five tabs hold one stream; after the leader closes one other tab leads
-    and nothing is lost or twice; without Web Locks each tab holds its own."""
+    """Five tabs hold one stream; after the leader tab closes, and after
+    close() on the next leader, one other tab leads and nothing is lost or
+    twice; without Web Locks each tab holds its own."""
     res, _ = run_scenario(server, node, 'lib-tabs', timeout=150)
     d = res['data']
     before = d['subscribers_before']
     assert before == 0, d
     assert all(n == before + 1 for n in d['subscribers_open']), d
     assert d['subscribers_after_handoff'] == [before + 1, before + 1], d
+    assert d['subscribers_after_close'] == [before + 1, before + 1], d
+    assert len(d['leader_after_close']) == 1, d
     assert d['subscribers_fallback'] == before + 3, d
     assert len(d['new_leader']) == 1, d
 

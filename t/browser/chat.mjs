@@ -824,6 +824,29 @@ SCENARIOS['lib-tabs'] = async (run) => {
   run.check('after the handoff: still one stream for the browser', n === before + 1 && n2 === before + 1,
     { before, now: n, later: n2 });
 
+  // close() on the leading tab: it lets the lock go and stops; another tab leads
+  const closer = rest[newLead[0]];
+  const others = rest.filter((p) => p !== closer);
+  const closedAt = (await libIds(closer)).length;
+  await closer.evaluate(() => window.__client.close());
+  const afterClose = await apiPost('tabs', 'after close()');
+  await Promise.all(others.map((p) => libWaitIds(p, [afterClose], 20000).catch(() => {})));
+  const lead3 = await leaders(others);
+  run.data.leader_after_close = lead3;
+  run.check('close() on the leader: one other tab leads', lead3.length === 1, lead3);
+  run.check('close() on the leader: the other tabs get the next message once',
+    (await Promise.all(others.map(libIds))).every((l) => l.filter((id) => id === afterClose).length === 1));
+  const cs = await closer.evaluate(() => [window.__client.leader, window.__client.connected,
+    window.__lib.states[window.__lib.states.length - 1].status, window.__lib.msgs.length]);
+  run.check('the closed client: not leader, not connected, state closed, nothing delivered after close()',
+    !cs[0] && !cs[1] && cs[2] === 'closed' && cs[3] === closedAt, cs);
+  const n4 = await pollUntil(subscribers, (v) => v === before + 1, 10000);
+  await sleep(2500);
+  const n5 = await subscribers();
+  run.data.subscribers_after_close = [n4, n5];
+  run.check('after close(): still one stream for the browser', n4 === before + 1 && n5 === before + 1,
+    { before, now: n4, later: n5 });
+
   // fallback: no navigator.locks in this browser -> each tab its own stream
   const ctx2 = await libContext(run);
   await ctx2.addInitScript(() => {
