@@ -3,8 +3,10 @@ against this module's Apache over plain HTTP/1.1 (Node's fetch): subscribe,
 receive, publish; resume with since= after a graceful restart ends the stream
 (with a snapshot of 2, so a resume without since= would lose messages); publish
 errors with the server's status and JSON message (400, 413, 429 with
-Retry-After, unreachable); against a fake server of the script's own: the
-heartbeat watchdog and a 503's Retry-After. The node process must exit by
+Retry-After, unreachable); a resume id ahead of the server (reset, then the
+snapshot in a new epoch); against a fake server of the script's own: the
+heartbeat watchdog, duplicates dropped, gap and reset lines, a line that is
+not JSON, and a 503's Retry-After. The node process must exit by
 itself after its result: close() leaves nothing running.
 """
 

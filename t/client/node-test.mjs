@@ -11,7 +11,7 @@
  * of one POST (H2ChatRateLimit 0.2 1). Besides Apache the test runs a small fake
  * server of its own for what Apache will not do on demand: a stream that goes
  * silent (the watchdog), one that repeats what the client has (duplicates are
- * dropped) and a 503 with Retry-After.
+ * dropped), gap and reset lines, and a 503 with Retry-After.
  *
  * Output: one JSON line {"scenario":"node","ok","checks":[{name,ok,detail}],"data","error"}.
  * {"event":"graceful"} asks the driver for `apache2 -k graceful` (which ends every
@@ -137,6 +137,18 @@ async function subscribeAndResume() {
   check('since option: exactly the messages after it', JSON.stringify(ids(g2)) ===
     JSON.stringify([during[3], during[4], after]), ids(g2));
   c2.close();
+  // A resume id ahead of the server (its history started over): a reset line,
+  // then the snapshot, in a new epoch.
+  const c3 = new H2ChatClient(ENDPOINT, { since: 1e9 });
+  const g3 = collect(c3);
+  c3.start();
+  await until(() => g3.msgs.length >= 2, 5000);
+  c3.close();
+  check('resume id ahead of the server: a reset event, then the snapshot in epoch 1',
+    g3.resets.length === 1 && g3.resets[0].epoch === 1 && Number.isSafeInteger(g3.resets[0].last_id) &&
+    JSON.stringify(ids(g3)) === JSON.stringify([during[4], after]) && g3.msgs.every((x) => x.epoch === 1),
+  { resets: g3.resets, msgs: g3.msgs });
+
   // close() ends the held streams: the server counts none (it notices within ~2 s)
   const held = async () => {
     const t = await (await fetch(BASE + '/server-status?auto')).text();
@@ -180,6 +192,13 @@ async function fakeServer() {
   const srv = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
     hits.push({ path: u.pathname, since: u.searchParams.get('since'), t: Date.now() });
+    if (u.pathname === '/events') {
+      res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'X-H2Chat-Heartbeat': '20' });
+      const msg = (id) => JSON.stringify({ type: 'message', id, user: 'fake', text: `m${id}`, time: Date.now() });
+      res.write([msg(2), '{"type":"gap","missed":5,"from":3,"to":7}', msg(8),
+        '{"type":"reset","last_id":8}', msg(1), '{"type":"heartbeat","time":1}', 'not json', msg(2), ''].join('\n'));
+      return;
+    }
     if (u.pathname === '/busy' && hits.filter((h) => h.path === '/busy').length === 1) {
       res.writeHead(503, { 'Retry-After': '2', 'Content-Type': 'application/json' });
       res.end('{"error":"full"}');
@@ -209,6 +228,19 @@ async function fakeServer() {
     check('watchdog: the new stream resumes with since=<last id>', s.length >= 2 && s[1].since === '1', s);
     check('ids <= the last one are dropped: each message once, in order, across the reconnect',
       ids(got)[0] === 1 && ids(got)[1] === 2 && ids(got).every((v, i, a) => i === 0 || v > a[i - 1]), ids(got));
+
+    const ev = new H2ChatClient(base + '/events');
+    const ge = collect(ev);
+    ev.start();
+    await until(() => ge.msgs.length >= 4, 5000);
+    ev.close();
+    check('gap and reset lines become events; a reset starts epoch 1 where ids start low again',
+      JSON.stringify(ge.gaps) === JSON.stringify([{ missed: 5, from: 3, to: 7 }]) &&
+      ge.resets.length === 1 && ge.resets[0].last_id === 8 && ge.resets[0].epoch === 1 &&
+      JSON.stringify(ge.msgs.map((x) => [x.epoch, x.id])) === JSON.stringify([[0, 2], [0, 8], [1, 1], [1, 2]]),
+    { gaps: ge.gaps, resets: ge.resets, msgs: ge.msgs.map((x) => [x.epoch, x.id]) });
+    check('a line that is not JSON is an error event, and the stream goes on',
+      ge.errors.some((e) => e.includes('bad line')) && ev.lastId === 2, { errors: ge.errors, lastId: ev.lastId });
 
     const b = new H2ChatClient(base + '/busy', { backoffMin: 100, backoffMax: 200 });
     const gb = collect(b);
