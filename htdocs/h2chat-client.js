@@ -14,7 +14,7 @@
  * - resume: after any break it asks for ?since=<last id it delivered>, and drops
  *   ids <= that id, so nothing is lost and nothing is delivered twice;
  * - reconnect with exponential backoff and full jitter (a random wait between 0 and
- *   min(backoffMax, backoffMin * 2^attempt)); 503/429 wait at least Retry-After;
+ *   min(backoffMax, backoffMin * 2^(attempt-1))); 503/429 wait at least Retry-After;
  * - a watchdog: no byte for 2.5 heartbeat intervals (X-H2Chat-Heartbeat), and at
  *   least the interval + 3 s, means a dead stream: abort and reconnect;
  * - in a browser, one held stream for all tabs of an origin: the tab holding a Web
