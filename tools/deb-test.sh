@@ -10,8 +10,10 @@
 # happened: /etc/apache2 and /var/lib/apache2 are as they were.
 #
 # Loopback only, ports HTTPS_PORT (18443) and HTTP_PORT (18080): Debian's
-# ports.conf (Listen 80/443) is set aside while the test runs. It refuses to
-# run when the system Apache is running or the package is already installed.
+# ports.conf (Listen 80/443) is set aside while the test runs. A system
+# Apache that runs (apt starts it on most machines) is stopped for the test
+# and started again at the end. It refuses to run when the package is
+# installed already.
 # Prints one line per check and a PASS/FAIL summary; exits 1 on any failure.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +47,6 @@ port_taken() { [ -n "$(ss -ltnH "( sport = :$1 )")" ]; }
 # --- refuse to disturb anything that is not ours ---------------------------
 [ "$(id -u)" = 0 ] || die "needs root (installs a package into the system Apache)"
 [ -d $etc/mods-available ] || die "no $etc: the system Apache is not installed"
-apache_pid >/dev/null && die "the system Apache is running (pid $(cat "$pidfile")): stop it first"
 pkg_installed && die "$pkg is installed already: this test installs and purges it"
 for p in "$HTTPS_PORT" "$HTTP_PORT"; do port_taken "$p" && die "port $p is taken"; done
 
@@ -57,6 +58,7 @@ cp -a $etc/ports.conf "$work/ports.conf"
 cp -a $varlib "$work/varlib"
 sub_pids=()
 started_pid=
+was_running=
 
 # Undo, in reverse, whatever got set up; safe to run at any point.
 cleanup() {
@@ -89,9 +91,33 @@ cleanup() {
     cp -a "$work/ports.conf" $etc/ports.conf
     rm -rf $varlib && cp -a "$work/varlib" $varlib
     rm -rf "$work"
+    if [ -n "$was_running" ] && [ -z "$(apache_pid)" ]; then
+        echo "deb-test: starting the system Apache again (it ran before the test)"
+        apache2ctl start
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# stop_apache PID: apache2ctl stop, then wait until the parent and its
+# children are gone; prints their PIDs, fails after 20 s
+stop_apache() {
+    local procs alive p
+    procs=("$1" $(ps -o pid= --ppid "$1"))
+    apache2ctl stop
+    for _ in $(seq 200); do
+        alive=()
+        for p in "${procs[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+        [ ${#alive[@]} = 0 ] && break
+        sleep 0.1
+    done
+    echo "${#procs[@]} processes (${procs[*]})"
+    [ ${#alive[@]} = 0 ]
+}
+if was_running=$(apache_pid); then
+    echo "== the system Apache runs (pid $was_running): stopped for the test"
+    stop_apache "$was_running" >/dev/null || die "could not stop the system Apache"
+fi
 
 # --- build and lintian -----------------------------------------------------
 echo "== deps, build"
@@ -252,15 +278,9 @@ if [ -n "$started_pid" ]; then
     sub_pids=()
 
     echo "== apache2ctl stop"
-    procs=("$started_pid" $(ps -o pid= --ppid "$started_pid"))
-    apache2ctl stop
-    for _ in $(seq 200); do
-        alive=()
-        for p in "${procs[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
-        [ ${#alive[@]} = 0 ] && break
-        sleep 0.1
-    done
-    check "apache2ctl stop: all ${#procs[@]} processes gone (${procs[*]})" [ ${#alive[@]} = 0 ]
+    gone=$(stop_apache "$started_pid")
+    rc=$?
+    check "apache2ctl stop: gone, all $gone" [ $rc = 0 ]
 fi
 if [ $fails != 0 ]; then
     echo "-- $work/error.log, and lines new in /var/log/apache2/error.log:"
@@ -297,7 +317,11 @@ check "setup undone: enabled modules, confs and sites as before" \
 check "  $varlib (a2enmod's state) as before" [ "$(state_list)" = "$state_before" ]
 check "  ports.conf as before" [ "$(sha256sum < $etc/ports.conf)" = "$ports_before" ]
 check "  no $site.conf" test ! -e $etc/sites-available/$site.conf
-check "  system Apache not running" test -z "$(apache_pid)"
+if [ -n "$was_running" ]; then
+    check "  system Apache running again, as before (pid $(apache_pid))" test -n "$(apache_pid)"
+else
+    check "  system Apache not running, as before" test -z "$(apache_pid)"
+fi
 check "  ports $HTTPS_PORT and $HTTP_PORT free" sh -c "! { ss -ltnH | grep -qE ':($HTTPS_PORT|$HTTP_PORT) '; }"
 
 echo
