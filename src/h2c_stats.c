@@ -36,4 +36,5 @@ void h2c_stats_read(h2c_stats_t *st, h2c_store_t *store, uint32_t max_subscriber
         st->refused[k] = h2c_seg_refusals(seg, (h2c_refusal_t)k);
     }
     h2c_store_status(store, &st->store);
+    st->store_name = store->ops->name;
 }
