@@ -213,6 +213,28 @@ static void conn_send(conn_t *c) {
     }
 }
 
+/* Delivery latency, once per connection and pass: when everything it made
+ * went to the socket, the newest message whose frames all left (none of it
+ * waits in the stream's buffer), if not sampled before. */
+static void sample_latency(conn_t *c) {
+    uint64_t id = 0;
+    strm_t *s;
+
+    if (c->closing || c->pend_off < c->pend_len) {
+        return;
+    }
+    for (s = c->streams; s; s = s->lnext) {
+        if (s->kind == STRM_SUB && s->next > s->lat_from && s->next - 1 > id &&
+            s->out_off >= s->out_len) {
+            id = s->next - 1;
+        }
+    }
+    if (id > c->lat_id) {
+        c->lat_id = id;
+        h2c_seg_lat_sample(c->d->env.seg, c->d->env.child_slot, id);
+    }
+}
+
 /* nghttp2's verdict on input it could not take: GOAWAY with the error
  * that fits (it queues none itself for these), then close. */
 static void recv_failed(conn_t *c, ssize_t rv) {
@@ -493,6 +515,7 @@ static void deliver(h2c_direct_t *d) {
         }
         h2c_direct_resume(c, 0);
         conn_send(c);
+        sample_latency(c);
         if (c->closing) {
             conn_close(c);
         }
@@ -519,6 +542,7 @@ static void on_event(conn_t *c, uint32_t events) {
         conn_recv(c);
     }
     conn_send(c);
+    sample_latency(c); /* a backlog that drained */
     if (c->closing) {
         conn_close(c);
     }

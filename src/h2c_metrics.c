@@ -123,6 +123,42 @@ static void subscribers(out_t *o, const h2c_stats_t *st) {
         st->max_per_address);
 }
 
+/* One series per child (label pid): a child's counts live in its row and
+ * go when it ends, so a sum over children would fall then and read as a
+ * counter reset; per child every series only grows, and
+ * sum by (le) (rate(..._bucket[5m])) is the server's. */
+static void latency(out_t *o, const h2c_stats_t *st) {
+    uint32_t i, b;
+
+    family(o, "h2chat_delivery_latency_seconds", "histogram",
+           "From a message's commit to its bytes handed to the socket (to mod_http2 "
+           "for h2 streams), one sample per held stream and delivery pass, per child.");
+    for (i = 0; i < st->nchildren; i++) {
+        const h2c_lat_t *l = &st->lat[i];
+        uint64_t n = 0;
+
+        for (b = 0; b < H2C_LAT_BUCKETS; b++) {
+            n += l->bucket[b];
+            if (b < H2C_LAT_BUCKETS - 1) {
+                out_printf(o,
+                           "h2chat_delivery_latency_seconds_bucket{pid=\"%u\",le=\"%g\"} "
+                           "%" PRIu64 "\n",
+                           st->children[i].pid, h2c_lat_bounds_us[b] / 1e6, n);
+            } else {
+                out_printf(
+                    o,
+                    "h2chat_delivery_latency_seconds_bucket{pid=\"%u\",le=\"+Inf\"} "
+                    "%" PRIu64 "\n",
+                    st->children[i].pid, n);
+            }
+        }
+        out_printf(o, "h2chat_delivery_latency_seconds_sum{pid=\"%u\"} %.6f\n",
+                   st->children[i].pid, l->sum_us / 1e6);
+        out_printf(o, "h2chat_delivery_latency_seconds_count{pid=\"%u\"} %" PRIu64 "\n",
+                   st->children[i].pid, n);
+    }
+}
+
 static void refusals(out_t *o, const h2c_stats_t *st, apr_pool_t *p) {
     int k;
 
@@ -219,6 +255,7 @@ const char *h2c_metrics_render(const h2c_stats_t *st, apr_pool_t *p, apr_size_t 
         one(&o, "h2chat_stalled_dropped_total", "counter",
             "Held streams dropped because their client stopped reading.",
             st->stalled_dropped);
+        latency(&o, st);
         refusals(&o, st, p);
         store(&o, st, p);
     }

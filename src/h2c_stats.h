@@ -25,6 +25,7 @@ typedef struct {
     uint64_t refused[H2C_REFUSED_MAX];
     uint32_t nchildren;       /* live rows in children[] */
     h2c_child_t *children;    /* in p */
+    h2c_lat_t *lat;           /* in p: children[i]'s delivery latency */
     h2c_store_status_t store; /* the store's own lines */
     const char *store_name;   /* H2ChatStore: "shm", "redis" */
 } h2c_stats_t;

@@ -52,6 +52,26 @@ def value(fams, family, sample=None, **labels):
     return fams[family][(sample or family, tuple(sorted(labels.items())))]
 
 
+def latency_count(fams):
+    return sum(v for (name, _), v in fams['h2chat_delivery_latency_seconds'].items()
+               if name == 'h2chat_delivery_latency_seconds_count')
+
+
+def check_histogram(fams):
+    """Per child: cumulative buckets in increasing le, +Inf == _count."""
+    series = {}
+    for (name, labels), v in fams['h2chat_delivery_latency_seconds'].items():
+        series.setdefault(dict(labels)['pid'], []).append((name, dict(labels), v))
+    assert series
+    for pid, samples in series.items():
+        buckets = sorted((float(lb['le']), v) for n, lb, v in samples
+                         if n.endswith('_bucket'))
+        count = [v for n, _, v in samples if n.endswith('_count')][0]
+        assert buckets[-1] == (float('inf'), count), (pid, buckets, count)
+        assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), (pid, buckets)
+        assert len(buckets) == 15, buckets
+
+
 def test_exposition_follows_activity(server):
     _, fams0, _ = scrape(server)
     subs = server.subscribers([('h2c', 'ndjson'), ('h2c', 'sse'), ('h2tls', 'ndjson'),
@@ -95,6 +115,16 @@ def test_exposition_follows_activity(server):
     assert len(reasons) == len([k for k in st if k.startswith('H2ChatRefused')]), reasons
     assert {'cap', 'too_large', 'media_type', 'address'} <= reasons
     assert value(fams, 'h2chat_store_info', store='shm') == 1
+    # delivery latency: every held stream sampled at least once, the
+    # samples are in each child's histogram, and loopback is fast
+    assert types['h2chat_delivery_latency_seconds'] == 'histogram', types
+    assert env.wait_until(lambda: latency_count(scrape(server)[1]) >= latency_count(fams0) + 5,
+                          5), scrape(server)[1]['h2chat_delivery_latency_seconds']
+    _, fams, _ = scrape(server)
+    check_histogram(fams)
+    lat_sum = sum(v for (name, _), v in fams['h2chat_delivery_latency_seconds'].items()
+                  if name.endswith('_sum'))
+    assert 0 < lat_sum / latency_count(fams) < 1.0, fams['h2chat_delivery_latency_seconds']
     assert not [f for f in fams if f.startswith('h2chat_redis')]  # shm: no store lines
     # counters are counters (the parser drops the _total of the family name)
     for fam in ('h2chat_messages_published', 'h2chat_refused', 'h2chat_direct_calm',
@@ -109,6 +139,25 @@ def test_exposition_follows_activity(server):
     assert server.wait_subscribers(0, 5) == 0
     _, fams, _ = scrape(server)
     assert sum(fams['h2chat_subscribers'].values()) == 0
+
+
+def test_snapshot_is_not_latency(server):
+    """Old messages a new stream gets first (snapshot, resume) measure their
+    age, not delivery: they are not sampled."""
+    for i in range(3):
+        server.post_msg('ann', f'before {i}')
+    _, fams0, _ = scrape(server)
+    subs = server.subscribers([('h2c', 'ndjson'), ('h2tls', 'ndjson'), ('h1', 'ndjson')])
+    assert env.wait_until(lambda: all(len(s.messages) >= 3 for s in subs), 10)
+    time.sleep(0.3)
+    _, fams, _ = scrape(server)
+    assert latency_count(fams) == latency_count(fams0), (fams0, fams)
+    server.post_msg('ann', 'after')
+    assert env.wait_until(lambda: latency_count(scrape(server)[1]) >= latency_count(fams0) + 3,
+                          5)
+    for s in subs:
+        s.close()
+    assert server.wait_subscribers(0, 5) == 0
 
 
 def test_methods(server):
@@ -225,6 +274,12 @@ def test_prometheus_scrapes(server):
             return got == want
         assert env.wait_until(scraped, 30, 0.5), (got, want, prom.log_text()[-2000:])
         # the labels survive the trip: both transports, one series per child
+        # the histogram: PromQL's quantile over all children's buckets
+        assert env.wait_until(
+            lambda: prom.query('sum(h2chat_delivery_latency_seconds_count)')[0][1] >= 3, 10)
+        p50 = prom.query('histogram_quantile(0.5, sum by (le) '
+                         '(h2chat_delivery_latency_seconds_bucket))')
+        assert len(p50) == 1 and 0 < p50[0][1] <= 2.5, p50
         by_transport = dict((m['transport'], v) for m, v in
                             prom.query('h2chat_subscribers'))
         assert by_transport == {'direct': 1.0, 'handler': 2.0}, by_transport

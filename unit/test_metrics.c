@@ -45,6 +45,11 @@ static void fill(h2c_stats_t *st, apr_pool_t *p) {
     st->children[1].pid = 4243;
     st->children[1].held = 3;
     st->store_name = "shm";
+    st->lat = apr_pcalloc(p, 2 * sizeof(*st->lat));
+    st->lat[0].bucket[0] = 2;                   /* <= 100 µs */
+    st->lat[0].bucket[3] = 1;                   /* <= 1 ms */
+    st->lat[0].bucket[H2C_LAT_BUCKETS - 1] = 1; /* past 2.5 s */
+    st->lat[0].sum_us = 3000150;
 }
 
 static void test_values(apr_pool_t *p) {
@@ -79,15 +84,51 @@ static void test_values(apr_pool_t *p) {
     CHECK(has_line(t, "h2chat_refused_total{reason=\"address\"} 80"));
     CHECK(has_line(t, "h2chat_store_info{store=\"shm\"} 1"));
     CHECK(!strstr(t, "redis")); /* shm has no store lines */
+    /* the histogram: cumulative buckets in seconds, +Inf == count */
+    CHECK(has_line(t, "# TYPE h2chat_delivery_latency_seconds histogram"));
+    CHECK(has_line(
+        t, "h2chat_delivery_latency_seconds_bucket{pid=\"4242\",le=\"0.0001\"} 2"));
+    CHECK(has_line(
+        t, "h2chat_delivery_latency_seconds_bucket{pid=\"4242\",le=\"0.00025\"} 2"));
+    CHECK(has_line(
+        t, "h2chat_delivery_latency_seconds_bucket{pid=\"4242\",le=\"0.001\"} 3"));
+    CHECK(
+        has_line(t, "h2chat_delivery_latency_seconds_bucket{pid=\"4242\",le=\"2.5\"} 3"));
+    CHECK(has_line(t,
+                   "h2chat_delivery_latency_seconds_bucket{pid=\"4242\",le=\"+Inf\"} 4"));
+    CHECK(has_line(t, "h2chat_delivery_latency_seconds_sum{pid=\"4242\"} 3.000150"));
+    CHECK(has_line(t, "h2chat_delivery_latency_seconds_count{pid=\"4242\"} 4"));
+    CHECK(has_line(t,
+                   "h2chat_delivery_latency_seconds_bucket{pid=\"4243\",le=\"+Inf\"} 0"));
+    CHECK(has_line(t, "h2chat_delivery_latency_seconds_count{pid=\"4243\"} 0"));
+}
+
+/* A sample's name: its family's, or for a histogram the family's with
+ * _bucket, _sum or _count. */
+static int in_family(const char *line, apr_size_t n, const char *fam) {
+    static const char *const hist[] = {"", "_bucket", "_sum", "_count"};
+    apr_size_t f = strlen(fam);
+    int i;
+
+    if (n < f || strncmp(line, fam, f)) {
+        return 0;
+    }
+    for (i = 0; i < 4; i++) {
+        if (n - f == strlen(hist[i]) && !strncmp(line + f, hist[i], n - f)) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* Every sample belongs to the family of the TYPE line before it, and
- * every family has its HELP: what a scraper needs to read it. */
+ * every TYPE line follows the HELP of its family: what a scraper needs to
+ * read it. */
 static void test_shape(apr_pool_t *p) {
     h2c_stats_t st;
     apr_size_t len;
     const char *t, *line;
-    char fam[128] = "";
+    char fam[128] = "", help[128] = "";
     int samples = 0, bad = 0;
 
     fill(&st, p);
@@ -96,6 +137,10 @@ static void test_shape(apr_pool_t *p) {
         apr_size_t n = strcspn(line, "{ ");
 
         if (!strncmp(line, "# HELP ", 7)) {
+            n = strcspn(line + 7, " ");
+            CHECK(n < sizeof(help));
+            memcpy(help, line + 7, n);
+            help[n] = '\0';
             continue;
         }
         if (!strncmp(line, "# TYPE ", 7)) {
@@ -103,10 +148,11 @@ static void test_shape(apr_pool_t *p) {
             CHECK(n < sizeof(fam));
             memcpy(fam, line + 7, n);
             fam[n] = '\0';
+            CHECK(!strcmp(fam, help));
             continue;
         }
         samples++;
-        if (n != strlen(fam) || strncmp(line, fam, n)) {
+        if (!in_family(line, n, fam)) {
             bad++;
             fprintf(stderr, "sample outside its family %s: %.*s\n", fam,
                     (int)strcspn(line, "\n"), line);
@@ -162,6 +208,7 @@ static void test_many_children(apr_pool_t *p) {
     fill(&st, p);
     st.nchildren = 2000;
     st.children = apr_pcalloc(p, st.nchildren * sizeof(*st.children));
+    st.lat = apr_pcalloc(p, st.nchildren * sizeof(*st.lat));
     for (i = 0; i < st.nchildren; i++) {
         st.children[i].pid = 100000 + i;
         st.children[i].held = i;
