@@ -290,3 +290,42 @@ def test_prometheus_scrapes(server):
     finally:
         prom.cleanup()
     assert prom.proc is None
+
+
+REDIS_CONF = """
+H2ChatStore redis
+H2ChatRedis {url}/0 metrics
+<Location /h2chat-metrics>
+    SetHandler h2chat-metrics
+</Location>
+"""
+
+
+def test_redis_store_lines(cert):
+    """H2ChatStore redis: the store's status lines become gauges (the
+    generic mapping of h2c_metrics.c), and h2chat_redis_up follows the link."""
+    redis = env.RedisServer('test_metrics_redis').start()
+    node = env.H2ChatServer('test_metrics_redis_node', REDIS_CONF.format(url=redis.url),
+                            cert=cert)
+    try:
+        node.start()
+        assert env.wait_until(lambda: node.h2chat_status().get('H2ChatRedis') == 'up', 10), \
+            node.errlog_tail()
+        ids = [node.post_msg('ann', f'redis {i}')[0] for i in range(2)]
+        assert env.wait_until(
+            lambda: node.h2chat_status().get('H2ChatRedisLastId') == ids[-1], 10)
+        _, fams, _ = scrape(node)
+        st = node.h2chat_status()
+        assert value(fams, 'h2chat_store_info', store='redis') == 1
+        assert value(fams, 'h2chat_redis_up') == 1
+        assert value(fams, 'h2chat_redis_last_id') == st['H2ChatRedisLastId'] == ids[-1]
+        assert value(fams, 'h2chat_redis_reader') == st['H2ChatRedisReader']
+        assert st['H2ChatRedisReader'] in node.children()
+        redis.stop()
+        assert env.wait_until(lambda: value(scrape(node)[1], 'h2chat_redis_up') == 0, 15), \
+            node.errlog_tail()
+        assert node.h2chat_status()['H2ChatRedis'] == 'down'
+    finally:
+        node.stop()
+        redis.stop()
+    assert not node.errlog_problems(), node.errlog_problems()
