@@ -215,12 +215,14 @@ static void conn_send(conn_t *c) {
 
 /* Delivery latency, once per connection and pass: when everything it made
  * went to the socket, the newest message whose frames all left (none of it
- * waits in the stream's buffer), if not sampled before. */
-static void sample_latency(conn_t *c) {
+ * waits in the stream's buffer), if not sampled before. data_out0: the
+ * connection's DATA bytes before the pass; a pass that sent none (a PING,
+ * a WINDOW_UPDATE, a flood of them) does not walk its streams. */
+static void sample_latency(conn_t *c, uint64_t data_out0) {
     uint64_t id = 0;
     strm_t *s;
 
-    if (c->closing || c->pend_off < c->pend_len) {
+    if (c->data_out == data_out0 || c->closing || c->pend_off < c->pend_len) {
         return;
     }
     for (s = c->streams; s; s = s->lnext) {
@@ -509,13 +511,15 @@ static void deliver(h2c_direct_t *d) {
     }
     d->delivered = last;
     for (c = d->conns; c; c = nx) {
+        uint64_t data_out0 = c->data_out;
+
         nx = c->next;
         if (c->pend_off < c->pend_len) {
             continue; /* still draining: its streams catch up when it has */
         }
         h2c_direct_resume(c, 0);
         conn_send(c);
-        sample_latency(c);
+        sample_latency(c, data_out0);
         if (c->closing) {
             conn_close(c);
         }
@@ -538,11 +542,13 @@ static int on_bell(h2c_direct_t *d) {
 }
 
 static void on_event(conn_t *c, uint32_t events) {
+    uint64_t data_out0 = c->data_out;
+
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         conn_recv(c);
     }
     conn_send(c);
-    sample_latency(c); /* a backlog that drained */
+    sample_latency(c, data_out0); /* a backlog that drained, a window opened */
     if (c->closing) {
         conn_close(c);
     }
