@@ -120,4 +120,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc);
 int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc);
 int h2chat_status_hook(request_rec *r, int flags);
 
+/* mod_h2chat_metrics.c: SetHandler h2chat-metrics (Prometheus). */
+int h2chat_metrics_handler(request_rec *r);
+
 #endif /* MOD_H2CHAT_H */
