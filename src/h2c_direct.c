@@ -222,7 +222,8 @@ static void sample_latency(conn_t *c, uint64_t data_out0) {
     uint64_t id = 0;
     strm_t *s;
 
-    if (c->data_out == data_out0 || c->closing || c->pend_off < c->pend_len) {
+    if (c->data_out == data_out0 || c->closing || c->pend_off < c->pend_len ||
+        c->d->env.seg->lat_off) {
         return;
     }
     for (s = c->streams; s; s = s->lnext) {

@@ -481,7 +481,7 @@ void h2c_seg_lat_add(h2c_seg_t *seg, uint32_t slot, uint32_t us) {
 void h2c_seg_lat_sample(h2c_seg_t *seg, uint32_t slot, uint64_t id) {
     uint32_t at;
 
-    if (h2c_ring_committed_at(&seg->ring, id, &at) == APR_SUCCESS) {
+    if (!seg->lat_off && h2c_ring_committed_at(&seg->ring, id, &at) == APR_SUCCESS) {
         h2c_seg_lat_add(seg, slot, h2c_ring_clock_us() - at);
     }
 }

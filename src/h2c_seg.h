@@ -108,6 +108,7 @@ typedef struct {
     h2c_seg_hdr_t *hdr;
     h2c_child_t *children;
     h2c_lat_t *lat; /* nchildren rows */
+    int lat_off; /* this process takes no latency samples (H2ChatLatencyHistogram Off) */
     uint16_t *addr; /* nchildren rows of H2C_SEG_ADDR_BUCKETS counts */
     h2c_rate_t rate;
     h2c_ring_t ring;

@@ -48,6 +48,7 @@ typedef struct {
     int coalesce_ms;         /* H2ChatCoalesce: -1 unset, -2 auto, 0 off */
     const char *direct_path; /* H2ChatDirect: NULL unset, "" off */
     int direct_penalty_s;    /* H2ChatDirectPenalty: -1 unset, 0 off */
+    int latency;             /* H2ChatLatencyHistogram: -1 unset, 0 off, 1 on */
 } h2chat_srv_conf_t;
 
 /* The process's view of the shared state. */

@@ -333,3 +333,24 @@ def test_redis_store_lines(cert):
         node.stop()
         redis.stop()
     assert not node.errlog_problems(), node.errlog_problems()
+
+
+def test_latency_histogram_off(cert):
+    """H2ChatLatencyHistogram Off: deliveries on both transports take no
+    sample; the histogram is still exposed, at zero."""
+    srv = env.H2ChatServer('test_metrics_latency_off',
+                           EXTRA_CONF + 'H2ChatLatencyHistogram Off\n', cert=cert)
+    try:
+        srv.start()
+        subs = srv.subscribers([('h2c', 'ndjson'), ('h2tls', 'ndjson'), ('h1', 'ndjson')])
+        ids = [srv.post_msg('ann', f'off {i}')[0] for i in range(3)]
+        assert env.wait_until(
+            lambda: all(ids[-1] in [m['id'] for m in s.messages] for s in subs), 10)
+        time.sleep(0.3)
+        _, fams, _ = scrape(srv)
+        check_histogram(fams)
+        assert latency_count(fams) == 0, fams['h2chat_delivery_latency_seconds']
+        for s in subs:
+            s.close()
+    finally:
+        srv.stop()
