@@ -120,6 +120,8 @@ static void h2chat_register_hooks(apr_pool_t *p) {
     /* before mod_dir/default handler: the location is ours, whatever file
      * may or may not exist there */
     ap_hook_handler(h2chat_handler, NULL, NULL, APR_HOOK_FIRST);
+    /* SetHandler h2chat-metrics: the same snapshot as server-status */
+    ap_hook_handler(h2chat_metrics_handler, NULL, NULL, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, h2chat_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
 }
 

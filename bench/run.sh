@@ -39,6 +39,7 @@
 #               QUIET_BUDGET (3600) bounds the waiting of the whole run
 #   BENCH_NICE  nice value of the script, servers, client   0
 #   COALESCE    off: mod_h2chat with H2ChatCoalesce off     auto
+#   LATENCY     off: mod_h2chat with H2ChatLatencyHistogram Off  on
 #               (-DBENCH_COALESCE_OFF; default: the module's auto)
 #   PORT        Apache h2c+HTTP/1.1 port                    18201
 #   SEED_PORT   seed peer h2c port                          18202
@@ -358,6 +359,7 @@ start_h2chat() { # [-DBENCH_REDIS | -DBENCH_DIRECT]
     # MPM keeps a small pool for what else comes (the publisher, status)
     [ "${1:-}" = -DBENCH_DIRECT ] && ch=2 && th=64
     [ "${COALESCE:-auto}" = off ] && set -- "$@" -DBENCH_COALESCE_OFF
+    [ "${LATENCY:-on}" = off ] && set -- "$@" -DBENCH_LATENCY_OFF
     mkdir -p "$r/htdocs"
     printf 'hello, h2load\n' > "$r/htdocs/tiny.txt"
     # a fresh stream key per start (the redis-server is fresh too): ids and

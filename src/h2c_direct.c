@@ -213,6 +213,31 @@ static void conn_send(conn_t *c) {
     }
 }
 
+/* Delivery latency, once per connection and pass: when everything it made
+ * went to the socket, the newest message whose frames all left (none of it
+ * waits in the stream's buffer), if not sampled before. data_out0: the
+ * connection's DATA bytes before the pass; a pass that sent none (a PING,
+ * a WINDOW_UPDATE, a flood of them) does not walk its streams. */
+static void sample_latency(conn_t *c, uint64_t data_out0) {
+    uint64_t id = 0;
+    strm_t *s;
+
+    if (c->data_out == data_out0 || c->closing || c->pend_off < c->pend_len ||
+        c->d->env.seg->lat_off) {
+        return;
+    }
+    for (s = c->streams; s; s = s->lnext) {
+        if (s->kind == STRM_SUB && s->next > s->lat_from && s->next - 1 > id &&
+            s->out_off >= s->out_len) {
+            id = s->next - 1;
+        }
+    }
+    if (id > c->lat_id) {
+        c->lat_id = id;
+        h2c_seg_lat_sample(c->d->env.seg, c->d->env.child_slot, id);
+    }
+}
+
 /* nghttp2's verdict on input it could not take: GOAWAY with the error
  * that fits (it queues none itself for these), then close. */
 static void recv_failed(conn_t *c, ssize_t rv) {
@@ -487,12 +512,15 @@ static void deliver(h2c_direct_t *d) {
     }
     d->delivered = last;
     for (c = d->conns; c; c = nx) {
+        uint64_t data_out0 = c->data_out;
+
         nx = c->next;
         if (c->pend_off < c->pend_len) {
             continue; /* still draining: its streams catch up when it has */
         }
         h2c_direct_resume(c, 0);
         conn_send(c);
+        sample_latency(c, data_out0);
         if (c->closing) {
             conn_close(c);
         }
@@ -515,10 +543,13 @@ static int on_bell(h2c_direct_t *d) {
 }
 
 static void on_event(conn_t *c, uint32_t events) {
+    uint64_t data_out0 = c->data_out;
+
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         conn_recv(c);
     }
     conn_send(c);
+    sample_latency(c, data_out0); /* a backlog that drained, a window opened */
     if (c->closing) {
         conn_close(c);
     }

@@ -47,7 +47,8 @@ struct strm_t {
     char *out;
     apr_size_t out_len, out_off;
     /* a subscriber */
-    uint64_t next; /* next message id to send */
+    uint64_t next;     /* next message id to send */
+    uint64_t lat_from; /* ids from here were committed while it held: sampled */
     int sse;
     int entered;     /* counted in the segment ... */
     h2c_hold_t hold; /* ... here (h2c_policy_hold) */
@@ -87,6 +88,7 @@ struct conn_t {
     uint64_t fed, framed;       /* bytes given to nghttp2; bytes of frames it showed us */
     uint64_t data_out, wu_mark; /* DATA sent; as of the last connection WINDOW_UPDATE */
     int goaway;                 /* terminated: nothing more is read, GOAWAY goes out */
+    uint64_t lat_id;            /* the newest message sampled for latency */
     int64_t goaway_at;
 };
 

@@ -294,6 +294,7 @@ static void subscribe(strm_t *s, const char *args) {
     s->entered = 1;
     h2c_seg_direct_count(d->env.seg, d->env.child_slot, 0, 1);
     s->next = h2c_frame_start(ring, want.resume, want.since, site->conf.snapshot, &reset);
+    s->lat_from = h2c_ring_last_id(ring) + 1;
     if (reset) {
         sub_line(s, "reset", h2c_json_reset(d->scratch, h2c_ring_last_id(ring)));
     }

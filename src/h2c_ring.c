@@ -1,5 +1,6 @@
 /* h2c_ring: see h2c_ring.h. */
 #include <string.h>
+#include <time.h>
 
 #include "h2c_ring.h"
 
@@ -18,7 +19,7 @@ typedef struct {
     uint64_t id; /* 0 while being written; atomic */
     int64_t time_ms;
     uint32_t len;
-    uint32_t pad;
+    uint32_t commit_us; /* h2c_ring_clock_us() at commit: delivery latency */
     /* message bytes follow */
 } h2c_slot_t;
 
@@ -96,6 +97,17 @@ volatile uint32_t *h2c_ring_seq(h2c_ring_t *ring) {
     return &ring->hdr->seq;
 }
 
+/* CLOCK_MONOTONIC is one clock for every process of the machine, and
+ * wall-clock steps do not make a latency negative; 32 bits of µs wrap
+ * after 71 minutes, far longer than a message stays in a ring that is
+ * being read. */
+uint32_t h2c_ring_clock_us(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u);
+}
+
 apr_status_t h2c_ring_reserve(h2c_ring_t *ring, uint64_t *id, char **buf) {
     h2c_slot_t *slot;
 
@@ -114,6 +126,7 @@ void h2c_ring_commit(h2c_ring_t *ring, uint64_t id, int64_t time_ms, uint32_t le
 
     slot->time_ms = time_ms;
     slot->len = len;
+    __atomic_store_n(&slot->commit_us, h2c_ring_clock_us(), __ATOMIC_RELAXED);
     __atomic_store_n(&slot->id, id, __ATOMIC_RELEASE);
     __atomic_store_n(&ring->hdr->last_id, id, __ATOMIC_RELEASE);
     __atomic_add_fetch(&ring->hdr->seq, 1, __ATOMIC_RELEASE);
@@ -195,5 +208,25 @@ apr_status_t h2c_ring_read(const h2c_ring_t *ring, uint64_t id, char *buf, apr_s
         return APR_NOTFOUND;
     }
     *len = n;
+    return APR_SUCCESS;
+}
+
+apr_status_t h2c_ring_committed_at(const h2c_ring_t *ring, uint64_t id, uint32_t *us) {
+    const h2c_slot_t *slot = slot_of(ring, id);
+    apr_status_t rv = check_id(ring, id);
+    uint32_t t;
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (__atomic_load_n(&slot->id, __ATOMIC_ACQUIRE) != id) {
+        return APR_NOTFOUND;
+    }
+    t = __atomic_load_n(&slot->commit_us, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&slot->id, __ATOMIC_RELAXED) != id) {
+        return APR_NOTFOUND;
+    }
+    *us = t;
     return APR_SUCCESS;
 }

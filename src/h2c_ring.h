@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #define H2C_RING_MAGIC 0x52433248u /* "H2CR" */
-#define H2C_RING_VERSION 1u
+#define H2C_RING_VERSION 2u        /* 2: a slot keeps its commit time (latency) */
 
 typedef struct h2c_ring_hdr_t h2c_ring_hdr_t;
 
@@ -75,5 +75,11 @@ apr_status_t h2c_ring_peek_len(const h2c_ring_t *ring, uint64_t id, uint32_t *le
  * Same errors as peek_len; APR_ENOSPC if cap is too small. */
 apr_status_t h2c_ring_read(const h2c_ring_t *ring, uint64_t id, char *buf, apr_size_t cap,
                            uint32_t *len, int64_t *time_ms);
+
+/* Delivery latency: the clock commits are stamped with (CLOCK_MONOTONIC,
+ * µs, low 32 bits: compare two readings by their difference), and the
+ * commit stamp of message `id` (same errors as peek_len). */
+uint32_t h2c_ring_clock_us(void);
+apr_status_t h2c_ring_committed_at(const h2c_ring_t *ring, uint64_t id, uint32_t *us);
 
 #endif /* H2C_RING_H */

@@ -19,6 +19,7 @@ struct h2c_seg_hdr_t {
     uint64_t children_off;
     uint64_t addr_off;
     uint64_t rate_off;
+    uint64_t lat_off;
     uint64_t ring_off;
     int64_t rate_epoch_ms;
     uint64_t published;
@@ -36,6 +37,16 @@ struct h2c_seg_hdr_t {
 static int row_live(uint32_t pid) {
     return pid != 0 && pid != PID_CLEARING;
 }
+
+/* 100 µs .. 2.5 s: an idle server delivers in well under a millisecond,
+ * H2ChatCoalesce auto holds wake-ups back up to 250 ms, and past a second
+ * the client is not keeping up. */
+/* whole cache lines per row: children never share one */
+_Static_assert(sizeof(h2c_lat_t) % 64 == 0, "h2c_lat_t: whole cache lines");
+
+const uint32_t h2c_lat_bounds_us[H2C_LAT_BUCKETS - 1] = {
+    100,   250,   500,    1000,   2500,   5000,    10000,
+    25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
 
 static const char *const refusal_names[H2C_REFUSED_MAX] = {
     "Cap",         "TooLarge", "Invalid", "MediaType", "Method",
@@ -58,8 +69,12 @@ static apr_size_t rate_off(uint32_t nchildren) {
                    (apr_size_t)nchildren * H2C_SEG_ADDR_BUCKETS * sizeof(uint16_t));
 }
 
-static apr_size_t ring_off(uint32_t nchildren) {
+static apr_size_t lat_off(uint32_t nchildren) {
     return ALIGN64(rate_off(nchildren) + H2C_RATE_BUCKETS * sizeof(uint64_t));
+}
+
+static apr_size_t ring_off(uint32_t nchildren) {
+    return ALIGN64(lat_off(nchildren) + (apr_size_t)nchildren * sizeof(h2c_lat_t));
 }
 
 apr_size_t h2c_seg_size(uint32_t nchildren, uint32_t capacity, uint32_t max_len) {
@@ -90,9 +105,11 @@ apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t n
     seg->hdr->children_off = children_off();
     seg->hdr->addr_off = addr_off(nchildren);
     seg->hdr->rate_off = rate_off(nchildren);
+    seg->hdr->lat_off = lat_off(nchildren);
     seg->hdr->ring_off = ring_off(nchildren);
     seg->hdr->rate_epoch_ms = now_ms;
     seg->addr = (uint16_t *)(void *)(base + addr_off(nchildren));
+    seg->lat = (h2c_lat_t *)(void *)(base + lat_off(nchildren));
     seg->rate.words = (uint64_t *)(void *)(base + rate_off(nchildren));
     seg->rate.epoch_ms = now_ms;
     __atomic_store_n(&seg->hdr->magic, H2C_SEG_MAGIC, __ATOMIC_RELEASE);
@@ -109,6 +126,7 @@ apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
         hdr->children_off != children_off() ||
         hdr->addr_off != addr_off(hdr->nchildren) ||
         hdr->rate_off != rate_off(hdr->nchildren) ||
+        hdr->lat_off != lat_off(hdr->nchildren) ||
         hdr->ring_off != ring_off(hdr->nchildren) || hdr->ring_off > hdr->size) {
         return APR_EGENERAL;
     }
@@ -119,6 +137,7 @@ apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
     seg->hdr = hdr;
     seg->children = (h2c_child_t *)(void *)(base + hdr->children_off);
     seg->addr = (uint16_t *)(void *)(base + hdr->addr_off);
+    seg->lat = (h2c_lat_t *)(void *)(base + hdr->lat_off);
     seg->rate.words = (uint64_t *)(void *)(base + hdr->rate_off);
     seg->rate.epoch_ms = hdr->rate_epoch_ms;
     return APR_SUCCESS;
@@ -180,6 +199,10 @@ static void clear_counts(h2c_seg_t *seg, uint32_t slot) {
     for (b = 0; b < H2C_SEG_ADDR_BUCKETS; b++) {
         __atomic_store_n(&addr[b], 0, __ATOMIC_RELAXED);
     }
+    for (b = 0; b < H2C_LAT_BUCKETS; b++) {
+        __atomic_store_n(&seg->lat[slot].bucket[b], 0, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&seg->lat[slot].sum_us, 0, __ATOMIC_RELAXED);
 }
 
 /* Frees the rows of children that died without leaving (kill -9, crash):
@@ -442,4 +465,32 @@ void h2c_seg_count_penalized(h2c_seg_t *seg) {
 
 uint32_t h2c_seg_penalized(const h2c_seg_t *seg) {
     return __atomic_load_n(&seg->hdr->shared.direct_penalized, __ATOMIC_RELAXED);
+}
+
+void h2c_seg_lat_add(h2c_seg_t *seg, uint32_t slot, uint32_t us) {
+    uint32_t b = 0;
+
+    while (b < H2C_LAT_BUCKETS - 1 && us > h2c_lat_bounds_us[b]) {
+        b++;
+    }
+    /* relaxed: counts, read by a scrape that needs no order among them */
+    __atomic_add_fetch(&seg->lat[slot].bucket[b], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&seg->lat[slot].sum_us, us, __ATOMIC_RELAXED);
+}
+
+void h2c_seg_lat_sample(h2c_seg_t *seg, uint32_t slot, uint64_t id) {
+    uint32_t at;
+
+    if (!seg->lat_off && h2c_ring_committed_at(&seg->ring, id, &at) == APR_SUCCESS) {
+        h2c_seg_lat_add(seg, slot, h2c_ring_clock_us() - at);
+    }
+}
+
+void h2c_seg_lat_row(const h2c_seg_t *seg, uint32_t i, h2c_lat_t *out) {
+    uint32_t b;
+
+    for (b = 0; b < H2C_LAT_BUCKETS; b++) {
+        out->bucket[b] = __atomic_load_n(&seg->lat[i].bucket[b], __ATOMIC_RELAXED);
+    }
+    out->sum_us = __atomic_load_n(&seg->lat[i].sum_us, __ATOMIC_RELAXED);
 }

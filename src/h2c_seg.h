@@ -23,7 +23,11 @@
 #include "h2c_ring.h"
 
 #define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
-#define H2C_SEG_VERSION 7u /* 6: the address table, the calm counter; 7: penalized */
+/* 6: the address table, the calm counter; 7: penalized; 8: the latency
+ * table, and ring slots stamped at commit (h2c_ring 2): an old segment's
+ * slots have no stamp and no table, so an upgrade by graceful restart makes
+ * a new segment instead of reading garbage latencies */
+#define H2C_SEG_VERSION 8u
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -81,9 +85,30 @@ typedef struct {
  * could not drop a dead child's share. */
 #define H2C_SEG_ADDR_BUCKETS 4096u
 
+/* Delivery latency: from a message's commit to the ring until the bytes
+ * that carry it are handed to the socket (for mod_http2's streams: to
+ * mod_http2). One histogram per child row, in its own cache lines so the
+ * threads of one child never share a line with another's; counts are not
+ * cumulative (one bucket takes each sample). A held stream samples once
+ * per delivery pass: the newest message the pass wrote, if it was
+ * committed after the stream started (a snapshot's old messages would
+ * measure their age, not delivery). Two relaxed atomic adds per pass and
+ * stream, nothing per message. The bounds are h2c_lat_bounds_us; the last
+ * bucket takes the rest. Cleared with the row's other counts, so a child's
+ * series (label pid) starts at 0 and only grows while the child lives. */
+#define H2C_LAT_BUCKETS 15u
+extern const uint32_t h2c_lat_bounds_us[H2C_LAT_BUCKETS - 1];
+
+typedef struct {
+    uint64_t bucket[H2C_LAT_BUCKETS];
+    uint64_t sum_us;
+} h2c_lat_t;
+
 typedef struct {
     h2c_seg_hdr_t *hdr;
     h2c_child_t *children;
+    h2c_lat_t *lat; /* nchildren rows */
+    int lat_off; /* this process takes no latency samples (H2ChatLatencyHistogram Off) */
     uint16_t *addr; /* nchildren rows of H2C_SEG_ADDR_BUCKETS counts */
     h2c_rate_t rate;
     h2c_ring_t ring;
@@ -130,6 +155,13 @@ void h2c_seg_direct_totals(const h2c_seg_t *seg, uint32_t *conns, uint32_t *held
 
 /* A copy of child row i, read atomically word by word (pid 0: free). */
 void h2c_seg_child_row(const h2c_seg_t *seg, uint32_t i, h2c_child_t *out);
+
+/* One latency sample for child `slot`: message `id` of the segment's
+ * ring was just handed to the socket (nothing if it left the ring). */
+void h2c_seg_lat_sample(h2c_seg_t *seg, uint32_t slot, uint64_t id);
+void h2c_seg_lat_add(h2c_seg_t *seg, uint32_t slot, uint32_t us);
+/* A copy of child row i's histogram, read word by word. */
+void h2c_seg_lat_row(const h2c_seg_t *seg, uint32_t i, h2c_lat_t *out);
 
 /* Direct-loop connections closed for work without progress. */
 void h2c_seg_count_calm(h2c_seg_t *seg);

@@ -12,6 +12,7 @@ void h2c_stats_read(h2c_stats_t *st, h2c_store_t *store, uint32_t max_subscriber
     st->max_per_address = max_per_address;
     st->subscribers = st->direct_conns = st->direct_held = st->nchildren = 0;
     st->children = apr_palloc(p, rows * sizeof(*st->children));
+    st->lat = apr_palloc(p, rows * sizeof(*st->lat));
     /* one pass over the child table: the totals and the rows agree */
     for (i = 0; i < rows; i++) {
         h2c_child_t row;
@@ -20,6 +21,7 @@ void h2c_stats_read(h2c_stats_t *st, h2c_store_t *store, uint32_t max_subscriber
         if (!row.pid) {
             continue;
         }
+        h2c_seg_lat_row(seg, i, &st->lat[st->nchildren]);
         st->children[st->nchildren++] = row;
         st->subscribers += row.held;
         st->direct_conns += row.direct_conns;
@@ -36,4 +38,5 @@ void h2c_stats_read(h2c_stats_t *st, h2c_store_t *store, uint32_t max_subscriber
         st->refused[k] = h2c_seg_refusals(seg, (h2c_refusal_t)k);
     }
     h2c_store_status(store, &st->store);
+    st->store_name = store->ops->name;
 }

@@ -1,7 +1,7 @@
 /* h2c_stats: one snapshot of the shared statistics (pure unit, no httpd
- * headers). Read once per request of server-status (both forms) and, later,
- * of any other output: outputs render the snapshot, none reads the segment
- * itself. */
+ * headers). Read once per request of server-status (both forms) and of
+ * the h2chat-metrics handler (h2c_metrics): outputs render the snapshot,
+ * none reads the segment itself. */
 #ifndef H2C_STATS_H
 #define H2C_STATS_H
 
@@ -25,7 +25,9 @@ typedef struct {
     uint64_t refused[H2C_REFUSED_MAX];
     uint32_t nchildren;       /* live rows in children[] */
     h2c_child_t *children;    /* in p */
+    h2c_lat_t *lat;           /* in p: children[i]'s delivery latency */
     h2c_store_status_t store; /* the store's own lines */
+    const char *store_name;   /* H2ChatStore: "shm", "redis" */
 } h2c_stats_t;
 
 /* Reads the snapshot (children[] allocated from p). */

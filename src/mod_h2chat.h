@@ -48,6 +48,7 @@ typedef struct {
     int coalesce_ms;         /* H2ChatCoalesce: -1 unset, -2 auto, 0 off */
     const char *direct_path; /* H2ChatDirect: NULL unset, "" off */
     int direct_penalty_s;    /* H2ChatDirectPenalty: -1 unset, 0 off */
+    int latency;             /* H2ChatLatencyHistogram: -1 unset, 0 off, 1 on */
 } h2chat_srv_conf_t;
 
 /* The process's view of the shared state. */
@@ -119,5 +120,8 @@ void h2chat_log_install(server_rec *s);
 int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc);
 int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc);
 int h2chat_status_hook(request_rec *r, int flags);
+
+/* mod_h2chat_metrics.c: SetHandler h2chat-metrics (Prometheus). */
+int h2chat_metrics_handler(request_rec *r);
 
 #endif /* MOD_H2CHAT_H */

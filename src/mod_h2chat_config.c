@@ -58,6 +58,7 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     sc->coalesce_ms = -1;
     sc->direct_path = NULL;
     sc->direct_penalty_s = -1;
+    sc->latency = -1;
     return sc;
 }
 
@@ -71,6 +72,7 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
     sc->store = MERGE(store);
     sc->coalesce_ms = MERGE(coalesce_ms);
     sc->direct_penalty_s = MERGE(direct_penalty_s);
+    sc->latency = MERGE(latency);
     sc->journal_path = add->journal_path ? add->journal_path : base->journal_path;
     sc->direct_path = add->direct_path ? add->direct_path : base->direct_path;
     if (add->redis_host) {
@@ -324,6 +326,17 @@ static const char *set_direct_penalty(cmd_parms *cmd, void *dcv, const char *arg
     return parse_int(cmd, arg, 1, 86400, &srv_conf(cmd)->direct_penalty_s);
 }
 
+static const char *set_latency(cmd_parms *cmd, void *dcv, int on) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    srv_conf(cmd)->latency = on;
+    return NULL;
+}
+
 static const char *set_journal(cmd_parms *cmd, void *dcv, const char *arg) {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
 
@@ -462,6 +475,9 @@ const command_rec h2chat_cmds[] = {
                   "off or seconds: a client address whose H2ChatDirect connection was "
                   "closed with ENHANCE_YOUR_CALM has its new ones refused that long "
                   "(default 10)"),
+    AP_INIT_FLAG("H2ChatLatencyHistogram", set_latency, NULL, RSRC_CONF,
+                 "On or Off: sample the delivery latency for h2chat-metrics "
+                 "(default On)"),
     AP_INIT_TAKE1("H2ChatJournal", set_journal, NULL, RSRC_CONF,
                   "file that keeps the history across a full restart (default: none)"),
     AP_INIT_TAKE1("H2ChatJournalSync", set_journal_sync, NULL, RSRC_CONF,

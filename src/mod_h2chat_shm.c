@@ -145,6 +145,8 @@ apr_status_t h2chat_shm_post_config(server_rec *s, int *fresh) {
             return rv;
         }
     }
+    /* inherited by the children (the segment is attached here only) */
+    state.seg.lat_off = sc->latency == 0;
     state.limits.max_subscribers = sc->max_subscribers > 0 ? (uint32_t)sc->max_subscribers
                                                            : default_max_subscribers();
     state.limits.max_per_address =

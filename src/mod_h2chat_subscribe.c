@@ -40,8 +40,9 @@ typedef struct {
     apr_pool_t *scratch;    /* protocol lines of one pass: cleared after it, so
                                a held stream's memory does not grow with time */
     int sse;
-    int tcp_fd;    /* the TCP socket the bytes leave by (h2: the session's), or -1 */
-    uint64_t next; /* next id to send */
+    int tcp_fd;        /* the TCP socket the bytes leave by (h2: the session's), or -1 */
+    uint64_t next;     /* next id to send */
+    uint64_t lat_from; /* ids from here were committed while it held: sampled */
     apr_interval_time_t heartbeat;
     apr_time_t heartbeat_due;
     apr_time_t check_due; /* next look for a closed or stalled client */
@@ -115,11 +116,11 @@ static apr_status_t flush(h2chat_sub_t *sub) {
 
 /* Sends what is new up to `last`, in batches. */
 static apr_status_t send_pending(h2chat_sub_t *sub, uint64_t last) {
+    apr_status_t rv;
     int n = 0;
 
     while (sub->next <= last && n < H2C_BATCH_MESSAGES) {
-        apr_status_t rv = put_message(sub, sub->next);
-
+        rv = put_message(sub, sub->next);
         if (rv == APR_NOTFOUND) {
             put_gap(sub);
             continue;
@@ -131,7 +132,12 @@ static apr_status_t send_pending(h2chat_sub_t *sub, uint64_t last) {
         sub->sent++;
         n++;
     }
-    return flush(sub);
+    rv = flush(sub);
+    /* the pass's newest message is with the connection's filters now */
+    if (rv == APR_SUCCESS && n > 0 && sub->next > sub->lat_from) {
+        h2c_seg_lat_sample(&sub->st->seg, sub->st->child_slot, sub->next - 1);
+    }
+    return rv;
 }
 
 static int client_gone(h2chat_sub_t *sub) {
@@ -296,6 +302,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
         sub.tcp_fd = fd;
     }
     choose_start(&sub, want.resume, want.since, conf.snapshot);
+    sub.lat_from = h2c_ring_last_id(sub.ring) + 1;
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                   H2C_TAG_SUB_START ": subscriber starts at id %" APR_UINT64_T_FMT
                                     " (%s)",

@@ -34,6 +34,8 @@ BAD = [
     ('H2ChatRedis redis://127.0.0.1:6379/x', 'H2ChatRedis'),
     ('<VirtualHost *:80>\n H2ChatJournal /tmp/j\n</VirtualHost>', 'H2ChatJournal'),
     ('H2ChatDirectPenalty 0', 'H2ChatDirectPenalty'),
+    ('H2ChatLatencyHistogram maybe', 'H2ChatLatencyHistogram'),
+    ('<VirtualHost *:80>\n H2ChatLatencyHistogram Off\n</VirtualHost>', 'H2ChatLatencyHistogram'),
     ('H2ChatDirectPenalty 10s', 'H2ChatDirectPenalty'),
     ('H2ChatDirectPenalty 86401', 'H2ChatDirectPenalty'),
     ('<VirtualHost *:80>\n H2ChatDirectPenalty 5\n</VirtualHost>', 'H2ChatDirectPenalty'),
@@ -44,6 +46,7 @@ H2ChatHistory 20
 H2ChatMaxSubscribers 7
 H2ChatMaxSubscribersPerAddress 3
 H2ChatDirectPenalty off
+H2ChatLatencyHistogram Off
 H2ChatJournal @ROOT@/chat.journal
 H2ChatJournalSync always
 H2ChatStore shm

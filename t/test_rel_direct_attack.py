@@ -39,6 +39,8 @@ Asserted per class:
   and went (the tree's Pss_Anon is ~6-8 MB here, 10 % of it ~0.7 MB;
   quiet runs moved by up to ~0.35 MB);
 - the attack was real (the attackers made connections and sent bytes).
+Under sanitizers (make test-asan) the p99 and POST-time bounds and the
+memory bound are figures only; every message once, in order, still holds.
 Recorded, not asserted: the peak memory during the attack (sampled every
 0.5 s, in both phases alike), the child's CPU (utime + stime: the loop,
 plus the MPM threads that accept and hand over connections) per second of
@@ -627,12 +629,15 @@ def test_legit_clients_hold_under_attack(server, kind):
         problems.append(f'{len(ended)} subscribers lost their stream: {ended[:2]}')
     if not att['publisher_finished'] or att['posts'] < int(RATE * PHASE):
         problems.append(f'only {att["posts"]} of {int(RATE * PHASE)} POSTs sent and answered')
-    if att['posts_failed'] or att['post_max_s'] > POST_BOUND:
+    # under sanitizers (make test-asan) the times are figures only: ASan
+    # makes the loop several times slower and the bounds would measure it
+    timed = not rel.SANITIZED
+    if att['posts_failed'] or (timed and att['post_max_s'] > POST_BOUND):
         problems.append(f'POSTs under attack: slowest {att["post_max_s"]} s (bound '
                         f'{POST_BOUND}), failed {att["posts_failed"]}')
     if base['posts_failed_n']:
         problems.append(f'POSTs failed without attack: {base["posts_failed"]}')
-    if att_p99 > bound:
+    if timed and att_p99 > bound:
         problems.append(f'p99 {att["p99_ms"]} ms under attack, {base["p99_ms"]} ms without '
                         f'(bound {bound:.1f} ms)')
     if not rel.SANITIZED and after > mem_bound:

@@ -23,5 +23,5 @@ sed -e "s|@ROOT@|$root|g" -e "s|@RUN@|$run|g" -e "s|@PORT@|$PORT|g" \
 chmod o+rx "$root" "$root/htdocs" 2>/dev/null || true
 /usr/sbin/apache2 -t -f "$run/httpd.conf"
 echo "mod_h2chat: https://localhost:$PORT/ (h2, HTTP/1.1)  http://localhost:$HTTP_PORT/ (h2c, HTTP/1.1)"
-echo "            status: http://localhost:$HTTP_PORT/server-status   Ctrl-C stops"
+echo "            status: http://localhost:$HTTP_PORT/server-status   metrics: /h2chat-metrics   Ctrl-C stops"
 exec /usr/sbin/apache2 -f "$run/httpd.conf" -DFOREGROUND

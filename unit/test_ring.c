@@ -1,6 +1,7 @@
 /* Unit tests of h2c_ring: layout, append/read, eviction, torn slots. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "h2c_ring.h"
 #include "unit.h"
@@ -58,6 +59,29 @@ static void test_append_read(apr_pool_t *p) {
     CHECK(h2c_ring_read(&ring, 2, buf, 3, &len, NULL) == APR_ENOSPC);
     CHECK(h2c_ring_read(&ring, 3, buf, sizeof(buf), &len, NULL) == APR_INCOMPLETE);
     CHECK(h2c_ring_count(&ring) == 2);
+}
+
+/* Each commit is stamped on the monotonic clock (delivery latency); an
+ * evicted or unpublished id has no stamp. */
+static void test_commit_stamp(apr_pool_t *p) {
+    h2c_ring_t ring;
+    apr_size_t size = h2c_ring_size(2, 16);
+    void *mem = apr_pcalloc(p, size);
+    uint32_t before, at = 0, at2 = 0;
+    uint64_t id;
+
+    h2c_ring_init(&ring, mem, size, 2, 16);
+    before = h2c_ring_clock_us();
+    append(&ring, "a", &id);
+    CHECK(h2c_ring_committed_at(&ring, id, &at) == APR_SUCCESS);
+    CHECK(at - before < 1000000u); /* a difference: the stamp wraps */
+    usleep(2000);
+    CHECK(h2c_ring_put(&ring, 2, 10, "b", 1) == APR_SUCCESS);
+    CHECK(h2c_ring_committed_at(&ring, 2, &at2) == APR_SUCCESS);
+    CHECK(at2 - at >= 2000u && h2c_ring_clock_us() - at2 < 1000000u);
+    CHECK(h2c_ring_committed_at(&ring, 3, &at) == APR_INCOMPLETE);
+    append(&ring, "c", &id);
+    CHECK(h2c_ring_committed_at(&ring, 1, &at) == APR_NOTFOUND);
 }
 
 /* Ten times the capacity: ids continue, only the last `capacity` stay. */
@@ -156,6 +180,7 @@ int main(void) {
     apr_pool_create(&p, NULL);
     RUN(test_empty, p);
     RUN(test_append_read, p);
+    RUN(test_commit_stamp, p);
     RUN(test_wrap, p);
     RUN(test_torn, p);
     RUN(test_put_gaps, p);

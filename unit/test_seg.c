@@ -48,6 +48,59 @@ static void test_layout(apr_pool_t *p) {
     CHECK(h2c_seg_attach(&view, mem, size) == APR_EGENERAL);
 }
 
+static uint64_t lat_count(const h2c_lat_t *l) {
+    uint64_t n = 0;
+    uint32_t b;
+
+    for (b = 0; b < H2C_LAT_BUCKETS; b++) {
+        n += l->bucket[b];
+    }
+    return n;
+}
+
+/* The latency table: one histogram per child row, bounds inclusive, the
+ * last bucket takes the rest; a row's histogram starts at 0 with its
+ * owner (claim) and goes with it (release). */
+static void test_latency(apr_pool_t *p) {
+    h2c_seg_t seg;
+    apr_size_t size = h2c_seg_size(3, 4, 16);
+    void *mem = apr_pcalloc(p, size);
+    h2c_lat_t l;
+    uint32_t a, b;
+    uint64_t id;
+    char *buf;
+
+    CHECK(h2c_seg_init(&seg, mem, size, 3, 4, 16, 0) == APR_SUCCESS);
+    CHECK(((char *)seg.lat - (char *)mem) % 64 == 0); /* offsets from the base */
+    CHECK(h2c_seg_child_claim(&seg, (uint32_t)getpid(), &a) == APR_SUCCESS);
+    CHECK(h2c_seg_child_claim(&seg, 1, &b) == APR_SUCCESS);
+    h2c_seg_lat_add(&seg, a, 0);
+    h2c_seg_lat_add(&seg, a, 100); /* on the bound: its bucket */
+    h2c_seg_lat_add(&seg, a, 101);
+    h2c_seg_lat_add(&seg, a, 2500000);
+    h2c_seg_lat_add(&seg, a, 2500001); /* past the last bound */
+    h2c_seg_lat_add(&seg, a, UINT32_MAX);
+    h2c_seg_lat_row(&seg, a, &l);
+    CHECK(l.bucket[0] == 2 && l.bucket[1] == 1);
+    CHECK(l.bucket[H2C_LAT_BUCKETS - 2] == 1 && l.bucket[H2C_LAT_BUCKETS - 1] == 2);
+    CHECK(lat_count(&l) == 6);
+    CHECK(l.sum_us == 0 + 100 + 101 + 2500000 + 2500001 + (uint64_t)UINT32_MAX);
+    h2c_seg_lat_row(&seg, b, &l);
+    CHECK(lat_count(&l) == 0 && l.sum_us == 0); /* rows do not mix */
+    /* a sample of a committed message lands in some bucket, quickly */
+    h2c_ring_reserve(&seg.ring, &id, &buf);
+    h2c_ring_commit(&seg.ring, id, 1, 0);
+    h2c_seg_lat_sample(&seg, b, id);
+    h2c_seg_lat_sample(&seg, b, id + 1); /* not published: nothing */
+    h2c_seg_lat_row(&seg, b, &l);
+    CHECK(lat_count(&l) == 1 && l.sum_us < 1000000);
+    /* released and claimed again: a new child's series starts at 0 */
+    h2c_seg_child_release(&seg, a);
+    CHECK(h2c_seg_child_claim(&seg, 2, &a) == APR_SUCCESS);
+    h2c_seg_lat_row(&seg, a, &l);
+    CHECK(lat_count(&l) == 0 && l.sum_us == 0);
+}
+
 /* One Redis reader per server; a dead one is replaced. */
 static void test_reader(apr_pool_t *p) {
     h2c_seg_t seg;
@@ -467,6 +520,7 @@ int main(void) {
     apr_initialize();
     apr_pool_create(&p, NULL);
     RUN(test_layout, p);
+    RUN(test_latency, p);
     RUN(test_children, p);
     RUN(test_cap, p);
     RUN(test_cap_reclaims_dead, p);
