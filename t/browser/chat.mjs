@@ -11,7 +11,7 @@
  *   --artifacts DIR      H2CHAT_ARTIFACTS  where screenshots go (default ./artifacts)
  *   --chromium PATH      H2CHAT_CHROMIUM   browser binary (default /usr/bin/chromium)
  *   --timeout MS         H2CHAT_TIMEOUT_MS cap for one whole scenario (default 90000)
- *   scenario...          names below; default: all but "graceful"
+ *   scenario...          names below; default: all but "graceful" and lib-*
  *
  * Output: one JSON line per scenario on stdout:
  *   {"scenario":..., "ok":bool, "checks":[{"name","ok","detail"}], "data":{...}, "error":...}
@@ -19,7 +19,10 @@
  * line on stdin: "graceful" prints {"event":"ready"} once its pages are connected
  * and expects {"ids":[...]}, the ids of the messages a third party posted around an
  * `apache2 -k graceful`; then {"event":"reconnected"} once every page is connected
- * again, answered with the ids of the messages posted after that.
+ * again, answered with the ids of the messages posted after that. The client
+ * library's scenarios (lib-*, run by t/test_client_browser.py) talk the same way:
+ * lib-graceful as graceful; lib-backoff asks "ready" (post two), "stop" (stop
+ * Apache) and "start" (start it, post three), each answered with {"ids":[...]}.
  * Exit status: 0 if every scenario passed, 1 if one failed, 2 for bad usage.
  *
  * Chromium is kept on loopback: a dead proxy on 127.0.0.1:9 for everything but
