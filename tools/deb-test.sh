@@ -148,6 +148,7 @@ dpkg-deb -c "$deb" | awk '{print $NF}' | sed 's|^\./|/|' > "$work/deb.contents"
 for f in /usr/lib/apache2/modules/mod_h2chat.so $etc/mods-available/h2chat.load \
     $etc/mods-available/h2chat.conf $etc/conf-available/h2chat.conf \
     /usr/share/h2chat/index.html /usr/share/h2chat/chat.js /usr/share/h2chat/chat.css \
+    /usr/share/h2chat/h2chat-client.js \
     /usr/share/doc/$pkg/README.md.gz /usr/share/doc/$pkg/RELIABILITY.md.gz \
     /usr/share/doc/$pkg/copyright; do
     grep -qx "$f" "$work/deb.contents" || fail "the .deb has $f"
@@ -258,6 +259,8 @@ round() {
     check "[$n] GET /h2chat/ answers the page, endpoint /h2chat/msgs (got $code)" [ "$code" = 200 ]
     code=$(curl -sS -o /dev/null -w '%{http_code}' "$http/h2chat/chat.js")
     check "[$n] GET /h2chat/chat.js answers 200 (got $code)" [ "$code" = 200 ]
+    code=$(curl -sS -o /dev/null -w '%{http_code}' "$http/h2chat/h2chat-client.js")
+    check "[$n] GET /h2chat/h2chat-client.js answers 200 (got $code)" [ "$code" = 200 ]
 }
 
 if [ -n "$started_pid" ]; then
