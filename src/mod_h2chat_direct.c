@@ -10,7 +10,8 @@
  *
  * The loop answers the path with the settings of the <Location> that
  * covers it, looked up once per virtual host. Access checks, auth and other
- * modules' hooks do not run for these requests: see README. */
+ * modules' hooks do not run for these requests: see docs/operations.md,
+ * "H2ChatDirect". */
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>

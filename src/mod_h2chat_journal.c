@@ -12,7 +12,7 @@
  * which is renamed over PATH; the generation word in the segment makes the
  * other children reopen before their next write, so none writes to the
  * unlinked file. Compaction needs the directory writable by the child
- * user (see README). */
+ * user (see docs/operations.md, "Durability on one server"). */
 #include "mod_h2chat.h"
 
 #include <errno.h>

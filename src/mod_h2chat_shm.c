@@ -52,7 +52,7 @@ static uint32_t child_table_size(void) {
 
 /* Held streams allowed when H2ChatMaxSubscribers is not set: three quarters
  * of the MPM's threads, so the rest are always free for POSTs, static files
- * and the status page (see README). */
+ * and the status page (see docs/operations.md, "Sizing"). */
 static uint32_t default_max_subscribers(void) {
     int threads = 0, daemons = 0;
     long total;

@@ -9,7 +9,7 @@
  * Closed clients: mod_http2 marks the stream's connection aborted when the
  * client resets it, and a blocked handler sees that only when it wakes. The
  * handler therefore also looks every H2C_ABORT_CHECK: a flag check for h2, a
- * zero-timeout poll of the socket for HTTP/1.1 (see README).
+ * zero-timeout poll of the socket for HTTP/1.1 (see docs/design.md).
  *
  * Clients that stop reading: a write blocks only once the kernel's send
  * queue is full, which heartbeats alone take days to reach. The same look

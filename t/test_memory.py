@@ -51,7 +51,7 @@ MAX_GROWTH_KIB = 256
 # heartbeat in flight or a page freed a moment later does not count.
 SAMPLES = 3
 # Streams per h2 connection. Through mod_http2 one, as the page holds them
-# (README, "one browser, one stream"). With several on a connection,
+# (docs/protocol.md, "One browser, one stream"). With several on a connection,
 # mod_http2 itself grows: httpd 2.4.71's on_send_data_cb creates (and
 # destroys) a brigade in the session pool for every DATA frame, 32 bytes
 # the pool keeps while the connection lives (measured: 5 streams per

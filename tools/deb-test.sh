@@ -150,6 +150,8 @@ for f in /usr/lib/apache2/modules/mod_h2chat.so $etc/mods-available/h2chat.load 
     /usr/share/h2chat/index.html /usr/share/h2chat/chat.js /usr/share/h2chat/chat.css \
     /usr/share/h2chat/h2chat-client.js \
     /usr/share/doc/$pkg/README.md.gz /usr/share/doc/$pkg/RELIABILITY.md.gz \
+    /usr/share/doc/$pkg/directives.md.gz /usr/share/doc/$pkg/protocol.md.gz \
+    /usr/share/doc/$pkg/operations.md.gz /usr/share/doc/$pkg/design.md.gz \
     /usr/share/doc/$pkg/copyright; do
     grep -qx "$f" "$work/deb.contents" || fail "the .deb has $f"
 done
