@@ -41,6 +41,22 @@ APACHE_MODULES = ['mpm_event', 'authz_core', 'authz_host', 'authz_user',
 TAG_RE = re.compile(r'H2C\d{4}:')
 
 
+
+def node_binary(major, what):
+    """The node on PATH if it is at least `major`; else the test fails (a
+    missing dependency is not a skip). what: who needs it, for the message."""
+    import pytest
+    node = shutil.which('node')
+    if not node:
+        pytest.fail(f'node is not installed: {what} need Node.js >= {major} '
+                    '(apt-get install nodejs npm)', pytrace=False)
+    ver = subprocess.run([node, '--version'], capture_output=True, text=True, timeout=30).stdout
+    m = re.match(r'v(\d+)\.', ver)
+    if not m or int(m.group(1)) < major:
+        pytest.fail(f'node {ver.strip()!r} is too old: {what} need Node.js >= {major}',
+                    pytrace=False)
+    return node
+
 def now_ms():
     return int(time.time() * 1000)
 

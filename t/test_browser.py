@@ -17,7 +17,6 @@ written when it is missing or when H2CHAT_UPDATE_SCREENSHOT=1.
 import json
 import os
 import queue
-import re
 import shutil
 import signal
 import subprocess
@@ -40,15 +39,7 @@ SETTLE = 12             # seconds for the server to drop a closed browser's stre
 def node():
     """The node binary, with t/browser/node_modules installed; fails (does not
     skip) when node, npm or chromium is missing."""
-    node = shutil.which('node')
-    if not node:
-        pytest.fail('node is not installed: the browser tests need Node.js >= 20 '
-                    '(apt-get install nodejs npm)', pytrace=False)
-    ver = subprocess.run([node, '--version'], capture_output=True, text=True, timeout=30).stdout
-    m = re.match(r'v(\d+)\.', ver)
-    if not m or int(m.group(1)) < 20:
-        pytest.fail(f'node {ver.strip()!r} is too old: playwright-core needs Node.js >= 20',
-                    pytrace=False)
+    node = env.node_binary(20, 'the browser tests (playwright-core)')
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         pytest.fail(f'{CHROMIUM} is missing: the browser tests need Debian\'s chromium '
                     '(apt-get install chromium)', pytrace=False)

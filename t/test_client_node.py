@@ -12,8 +12,6 @@ itself after its result: close() leaves nothing running.
 
 import json
 import os
-import re
-import shutil
 import subprocess
 
 import pytest
@@ -36,16 +34,7 @@ EXTRA_CONF = """
 
 @pytest.fixture(scope='module')
 def node():
-    node = shutil.which('node')
-    if not node:
-        pytest.fail('node is not installed: the client tests need Node.js >= 18 '
-                    '(apt-get install nodejs)', pytrace=False)
-    ver = subprocess.run([node, '--version'], capture_output=True, text=True, timeout=30).stdout
-    m = re.match(r'v(\d+)\.', ver)
-    if not m or int(m.group(1)) < 18:
-        pytest.fail(f'node {ver.strip()!r} is too old: the client library needs Node.js >= 18',
-                    pytrace=False)
-    return node
+    return env.node_binary(18, 'the client library tests')
 
 
 def test_client_in_node(server, node):
