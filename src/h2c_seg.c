@@ -86,6 +86,7 @@ apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t n
     char *base = mem;
     apr_status_t rv;
 
+    seg->lat_off = 0; /* sampled unless the caller says otherwise */
     if (nchildren == 0 || size < h2c_seg_size(nchildren, capacity, max_len)) {
         return APR_EINVAL;
     }
@@ -120,6 +121,7 @@ apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
     h2c_seg_hdr_t *hdr = mem;
     char *base = mem;
 
+    seg->lat_off = 0;
     if (size < sizeof(*hdr) ||
         __atomic_load_n(&hdr->magic, __ATOMIC_ACQUIRE) != H2C_SEG_MAGIC ||
         hdr->version != H2C_SEG_VERSION || hdr->size > size ||
