@@ -248,6 +248,10 @@ const char *h2c_metrics_render(const h2c_stats_t *st, apr_pool_t *p, apr_size_t 
         one(&o, "h2chat_direct_calm_total", "counter",
             "H2ChatDirect connections closed with GOAWAY(ENHANCE_YOUR_CALM).",
             st->direct_calm);
+        one(&o, "h2chat_direct_handed_total", "counter",
+            "H2ChatDirect connections handed by the child that accepted them to a "
+            "less loaded one.",
+            st->direct_handed);
         one(&o, "h2chat_direct_penalized_total", "counter",
             "H2ChatDirect connections refused at once: their address was closed "
             "for no progress (H2ChatDirectPenalty).",

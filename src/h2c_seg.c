@@ -196,6 +196,7 @@ static void clear_counts(h2c_seg_t *seg, uint32_t slot) {
     __atomic_store_n(&row->held, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&row->direct_conns, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&row->direct_held, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&row->direct_gen, 0, __ATOMIC_RELEASE);
     /* before the row is free again (release, reclaim_dead), or by its new
      * owner before it counts anything (claim) */
     for (b = 0; b < H2C_SEG_ADDR_BUCKETS; b++) {
@@ -346,6 +347,10 @@ void h2c_seg_direct_count(h2c_seg_t *seg, uint32_t slot, int conns, int held) {
                        __ATOMIC_RELAXED);
 }
 
+void h2c_seg_direct_taking(h2c_seg_t *seg, uint32_t slot, uint32_t gen1) {
+    __atomic_store_n(&seg->children[slot].direct_gen, gen1, __ATOMIC_RELEASE);
+}
+
 void h2c_seg_direct_totals(const h2c_seg_t *seg, uint32_t *conns, uint32_t *held) {
     uint32_t i;
 
@@ -415,6 +420,7 @@ void h2c_seg_child_row(const h2c_seg_t *seg, uint32_t i, h2c_child_t *out) {
     out->held = __atomic_load_n(&row->held, __ATOMIC_ACQUIRE);
     out->direct_conns = __atomic_load_n(&row->direct_conns, __ATOMIC_RELAXED);
     out->direct_held = __atomic_load_n(&row->direct_held, __ATOMIC_RELAXED);
+    out->direct_gen = __atomic_load_n(&row->direct_gen, __ATOMIC_ACQUIRE);
 }
 
 void h2c_seg_count_stalled(h2c_seg_t *seg) {
@@ -459,6 +465,14 @@ uint32_t h2c_seg_calm(const h2c_seg_t *seg) {
 
 h2c_penalty_t *h2c_seg_penalty(h2c_seg_t *seg) {
     return &seg->hdr->shared.penalty;
+}
+
+void h2c_seg_count_handed(h2c_seg_t *seg) {
+    __atomic_add_fetch(&seg->hdr->shared.direct_handed, 1, __ATOMIC_RELAXED);
+}
+
+uint32_t h2c_seg_handed(const h2c_seg_t *seg) {
+    return __atomic_load_n(&seg->hdr->shared.direct_handed, __ATOMIC_RELAXED);
 }
 
 void h2c_seg_count_penalized(h2c_seg_t *seg) {

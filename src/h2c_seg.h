@@ -27,7 +27,7 @@
  * table, and ring slots stamped at commit (h2c_ring 2): an old segment's
  * slots have no stamp and no table, so an upgrade by graceful restart makes
  * a new segment instead of reading garbage latencies */
-#define H2C_SEG_VERSION 8u
+#define H2C_SEG_VERSION 9u
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -62,6 +62,8 @@ typedef struct {
     uint32_t direct_calm;        /* direct connections closed: ENHANCE_YOUR_CALM */
     uint32_t direct_penalized;   /* ... refused at once: their address was
                                     (H2ChatDirectPenalty) */
+    uint32_t direct_handed;      /* ... handed by the child that accepted them
+                                    to a less loaded one (h2c_balance) */
     h2c_gate_t wake_gate;        /* H2ChatCoalesce: the last wake-up, pending or not */
     h2c_penalty_t penalty;       /* H2ChatDirectPenalty: addresses refused a while */
 } h2c_seg_shared_t;
@@ -71,6 +73,8 @@ typedef struct {
     uint32_t held;         /* subscribers held by that process now */
     uint32_t direct_conns; /* H2ChatDirect: connections its loop serves */
     uint32_t direct_held;  /* ... and of its held subscribers, those the loop's */
+    uint32_t direct_gen;   /* 1 + the generation whose connections its loop
+                              takes from the others (h2c_balance); 0: none */
 } h2c_child_t;
 
 /* Held streams per client address (H2ChatMaxSubscribersPerAddress), shared
@@ -151,6 +155,9 @@ uint32_t h2c_seg_addr_total(const h2c_seg_t *seg, uint32_t bucket);
 
 /* H2ChatDirect's share of a child's row (deltas), and the totals. */
 void h2c_seg_direct_count(h2c_seg_t *seg, uint32_t slot, int conns, int held);
+/* gen1: 1 + the generation whose connections this child's loop takes from
+ * the others now; 0 when it takes none (no loop, or stopping). */
+void h2c_seg_direct_taking(h2c_seg_t *seg, uint32_t slot, uint32_t gen1);
 void h2c_seg_direct_totals(const h2c_seg_t *seg, uint32_t *conns, uint32_t *held);
 
 /* A copy of child row i, read atomically word by word (pid 0: free). */
@@ -166,6 +173,9 @@ void h2c_seg_lat_row(const h2c_seg_t *seg, uint32_t i, h2c_lat_t *out);
 /* Direct-loop connections closed for work without progress. */
 void h2c_seg_count_calm(h2c_seg_t *seg);
 uint32_t h2c_seg_calm(const h2c_seg_t *seg);
+/* ... handed to a less loaded child (h2c_balance). */
+void h2c_seg_count_handed(h2c_seg_t *seg);
+uint32_t h2c_seg_handed(const h2c_seg_t *seg);
 /* ... and new ones refused because their address was (H2ChatDirectPenalty). */
 void h2c_seg_count_penalized(h2c_seg_t *seg);
 uint32_t h2c_seg_penalized(const h2c_seg_t *seg);

@@ -34,6 +34,7 @@ void h2c_stats_read(h2c_stats_t *st, h2c_store_t *store, uint32_t max_subscriber
     st->stalled_dropped = h2c_seg_stalled(seg);
     st->direct_calm = h2c_seg_calm(seg);
     st->direct_penalized = h2c_seg_penalized(seg);
+    st->direct_handed = h2c_seg_handed(seg);
     for (k = 0; k < H2C_REFUSED_MAX; k++) {
         st->refused[k] = h2c_seg_refusals(seg, (h2c_refusal_t)k);
     }

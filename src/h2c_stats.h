@@ -22,6 +22,7 @@ typedef struct {
     uint32_t stalled_dropped;
     uint32_t direct_calm;      /* direct connections told ENHANCE_YOUR_CALM */
     uint32_t direct_penalized; /* ... refused at once for their address */
+    uint32_t direct_handed;    /* ... handed to a less loaded child */
     uint64_t refused[H2C_REFUSED_MAX];
     uint32_t nchildren;       /* live rows in children[] */
     h2c_child_t *children;    /* in p */

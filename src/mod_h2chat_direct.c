@@ -8,13 +8,21 @@
  * no h2 worker and no httpd pool. Every other connection (TLS, HTTP/1.1,
  * other virtual hosts) is httpd's as always.
  *
+ * A child whose loop serves clearly more connections than the least loaded
+ * loop of its generation hands the socket to that one instead (h2c_balance;
+ * SCM_RIGHTS over an abstract unix datagram socket per loop), before a byte
+ * is read: where the kernel's accept puts connections is far from even.
+ *
  * The loop answers the path with the settings of the <Location> that
  * covers it, looked up once per virtual host. Access checks, auth and other
  * modules' hooks do not run for these requests: see docs/operations.md,
  * "H2ChatDirect". */
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -30,6 +38,9 @@
 #include <http_ssl.h>
 #include <util_filter.h>
 
+#include <ap_mpm.h>
+
+#include "h2c_balance.h"
 #include "h2c_direct.h"
 #include "h2c_wait.h"
 
@@ -43,7 +54,7 @@
 #define H2C_HEADER_LIST_MAX 16384
 
 typedef struct site_t {
-    server_rec *s;
+    const server_rec *s;
     h2c_direct_site_t site;
     struct site_t *next;
 } site_t;
@@ -55,11 +66,35 @@ typedef struct {
     apr_thread_mutex_t *lock; /* sites and their pool */
     apr_pool_t *sites_pool;   /* only under lock: worker threads add sites */
     site_t *sites;
+    apr_thread_t *hand;     /* takes connections other children hand over */
+    int hand_fd, hand_wake; /* its socket; an eventfd that ends it */
+    int send_fd;            /* hands connections to other children */
+    uint32_t gen1;          /* 1 + this child's generation */
     volatile int stop;
     int running;
 } direct_t;
 
+/* One handed connection (with the socket as SCM_RIGHTS). The server_rec
+ * and the origins list the site points to are in the configuration, which
+ * sits at the same address in every child of a generation, and only loops
+ * of the sender's generation are named (hand_name). */
+typedef struct {
+    const server_rec *s;
+    h2c_direct_site_t site; /* path: in `path` */
+    char path[256];
+    char peer[64];
+} hand_msg_t;
+
 static direct_t direct;
+
+/* The site of server s, under lock; NULL if this child has none yet. */
+static site_t *site_find(const server_rec *s) {
+    site_t *st;
+
+    for (st = direct.sites; st && st->s != s; st = st->next) {
+    }
+    return st;
+}
 
 /* The settings of the <Location> that covers `path` on server s, looked
  * up through httpd's own location walk on a request made for it. */
@@ -69,9 +104,7 @@ static h2c_direct_site_t *site_for(conn_rec *c, const char *path) {
     const h2chat_dir_conf_t *dc;
 
     apr_thread_mutex_lock(direct.lock);
-    for (st = direct.sites; st && st->s != c->base_server; st = st->next) {
-    }
-    if (!st) {
+    if (!(st = site_find(c->base_server))) {
         r = ap_create_request(c);
         r->uri = apr_pstrdup(r->pool, path);
         r->method = "GET";
@@ -102,6 +135,177 @@ static h2c_direct_site_t *site_for(conn_rec *c, const char *path) {
     }
     apr_thread_mutex_unlock(direct.lock);
     return &st->site;
+}
+
+/* A handed connection's site: this child's, or a copy of the sender's
+ * when this child has not served that server yet. */
+static h2c_direct_site_t *site_handed(const hand_msg_t *m) {
+    site_t *st;
+
+    apr_thread_mutex_lock(direct.lock);
+    if (!(st = site_find(m->s))) {
+        st = apr_pcalloc(direct.sites_pool, sizeof(*st));
+        st->s = m->s;
+        st->site = m->site;
+        st->site.path = apr_pstrdup(direct.sites_pool, m->path);
+        st->next = direct.sites;
+        direct.sites = st;
+    }
+    apr_thread_mutex_unlock(direct.lock);
+    return &st->site;
+}
+
+/* The abstract socket name of child pid's loop in generation gen1. */
+static socklen_t hand_name(struct sockaddr_un *sa, uint32_t pid, uint32_t gen1) {
+    int n;
+
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "h2chat-direct/%u/%u", pid,
+                 gen1);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+/* Hands fd to a less loaded loop if one is due (h2c_balance): 1 if it
+ * went (the receiver owns its own copy now), 0 to keep it here. */
+static int hand_over(conn_rec *c, int fd, const char *path) {
+    h2chat_state_t *st = h2chat_state();
+    uint32_t slot, pid;
+    struct sockaddr_un sa;
+    hand_msg_t m;
+    struct iovec iov = {&m, sizeof(m)};
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct msghdr mh;
+    struct cmsghdr *cm;
+
+    if (direct.send_fd < 0 || strlen(path) >= sizeof(m.path) ||
+        strlen(c->client_ip) >= sizeof(m.peer) ||
+        !h2c_balance_pick(&st->seg, st->child_slot, direct.gen1, &slot, &pid)) {
+        return 0;
+    }
+    memset(&m, 0, sizeof(m));
+    m.s = c->base_server;
+    m.site = *site_for(c, path);
+    m.site.path = NULL;
+    strcpy(m.path, path);
+    strcpy(m.peer, c->client_ip);
+    memset(&mh, 0, sizeof(mh));
+    memset(&ctl, 0, sizeof(ctl));
+    mh.msg_name = &sa;
+    mh.msg_namelen = hand_name(&sa, pid, direct.gen1);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.b;
+    mh.msg_controllen = sizeof(ctl.b);
+    cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    /* a full queue or a loop that just stopped: this child keeps it */
+    if (sendmsg(direct.send_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(m)) {
+        return 0;
+    }
+    h2c_seg_count_handed(&st->seg);
+    return 1;
+}
+
+/* Takes one handed connection off the socket: 1 if there was one. */
+static int hand_take(void) {
+    h2chat_state_t *st = h2chat_state();
+    hand_msg_t m;
+    struct iovec iov = {&m, sizeof(m)};
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
+    } ctl;
+    struct msghdr mh;
+    struct cmsghdr *cm;
+    struct ucred cred = {0, (uid_t)-1, (gid_t)-1};
+    ssize_t n;
+    int fd = -1;
+
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.b;
+    mh.msg_controllen = sizeof(ctl.b);
+    n = recvmsg(direct.hand_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+        return 0;
+    }
+    for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+            cm->cmsg_len == CMSG_LEN(sizeof(int))) {
+            memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+        } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS &&
+                   cm->cmsg_len == CMSG_LEN(sizeof(cred))) {
+            memcpy(&cred, CMSG_DATA(cm), sizeof(cred));
+        }
+    }
+    if (fd < 0) {
+        return 1; /* nothing to take: ignored */
+    }
+    if (cred.uid != getuid() ||
+        !h2c_balance_peer(&st->seg, (uint32_t)cred.pid, direct.gen1) ||
+        n != (ssize_t)sizeof(m) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+        memchr(m.path, 0, sizeof(m.path)) == NULL ||
+        memchr(m.peer, 0, sizeof(m.peer)) == NULL) {
+        close(fd);
+        return 1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    h2c_direct_add(direct.d, fd, m.peer, site_handed(&m), NULL, 0);
+    return 1;
+}
+
+static void *APR_THREAD_FUNC hand_main(apr_thread_t *thd, void *data) {
+    struct pollfd pfd[2] = {{direct.hand_fd, POLLIN, 0}, {direct.hand_wake, POLLIN, 0}};
+
+    (void)thd, (void)data;
+    while (!direct.stop) {
+        if (poll(pfd, 2, -1) > 0 && (pfd[0].revents & POLLIN)) {
+            while (!direct.stop && hand_take()) {
+            }
+        }
+    }
+    return NULL;
+}
+
+/* The loop's hand-over socket (hand_fd), bound to its name, and the socket
+ * this child sends with. The name is abstract, so any local user could
+ * send to it: hand_take only takes what one of this server's children of
+ * this generation sent (the kernel's SCM_CREDENTIALS, SO_PASSCRED). */
+static apr_status_t hand_open(void) {
+    struct sockaddr_un sa;
+    socklen_t len = hand_name(&sa, (uint32_t)getpid(), direct.gen1);
+    int one = 1;
+
+    direct.hand_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    direct.send_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    direct.hand_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (direct.hand_fd < 0 || direct.send_fd < 0 || direct.hand_wake < 0 ||
+        setsockopt(direct.hand_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0 ||
+        bind(direct.hand_fd, (struct sockaddr *)&sa, len) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    return APR_SUCCESS;
+}
+
+static void hand_close(void) {
+    if (direct.hand_fd >= 0) {
+        close(direct.hand_fd); /* connections still queued close with it */
+    }
+    if (direct.send_fd >= 0) {
+        close(direct.send_fd);
+    }
+    if (direct.hand_wake >= 0) {
+        close(direct.hand_wake);
+    }
+    direct.hand_fd = direct.send_fd = direct.hand_wake = -1;
 }
 
 /* Waits (at most `wait`) until the socket's first bytes tell: 1 if they
@@ -150,6 +354,11 @@ int h2chat_direct_process_connection(conn_rec *c) {
     if (!peek_preface(fd, wait < H2C_PEEK_WAIT_MAX ? wait : H2C_PEEK_WAIT_MAX)) {
         return DECLINED;
     }
+    if (hand_over(c, fd, path)) {
+        c->aborted = 1; /* as below: the receiver's copy stays open */
+        c->keepalive = AP_CONN_CLOSE;
+        return DONE;
+    }
     if ((nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
         ap_log_cerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno), c,
                       H2C_TAG_DIRECT_CONN ": cannot take the connection over");
@@ -192,7 +401,17 @@ static void stop_threads(void) {
         return;
     }
     direct.running = 0;
+    /* first no more connections from the others, then none taken */
+    h2c_seg_direct_taking(&h2chat_state()->seg, h2chat_state()->child_slot, 0);
     direct.stop = 1;
+    if (direct.hand) {
+        uint64_t one = 1;
+        ssize_t n = write(direct.hand_wake, &one, sizeof(one));
+
+        (void)n;
+        apr_thread_join(&rv, direct.hand);
+    }
+    hand_close();
     h2c_direct_stop(direct.d);
     apr_thread_join(&rv, direct.loop);
     apr_thread_join(&rv, direct.watch);
@@ -221,10 +440,15 @@ apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
     h2c_direct_env_t env;
     sigset_t all, old;
     apr_status_t rv;
+    int gen = 0;
 
     memset(&direct, 0, sizeof(direct));
+    direct.hand_fd = direct.send_fd = direct.hand_wake = -1;
     if (!any_direct(s)) {
         return APR_SUCCESS;
+    }
+    if (ap_mpm_query(AP_MPMQ_GENERATION, &gen) == APR_SUCCESS) {
+        direct.gen1 = (uint32_t)gen + 1;
     }
     env.seg = &st->seg;
     env.store = &st->store;
@@ -262,6 +486,23 @@ apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
     }
     direct.running = 1;
     apr_pool_pre_cleanup_register(pchild, NULL, direct_child_exit);
+    /* Without its hand-over socket the loop still serves what this child
+     * accepts; it only takes none from the others (said once). */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if ((rv = hand_open()) == APR_SUCCESS &&
+        (rv = apr_thread_create(&direct.hand, NULL, hand_main, NULL, pchild)) ==
+            APR_SUCCESS) {
+        h2c_seg_direct_taking(&st->seg, st->child_slot, direct.gen1);
+    } else {
+        direct.hand = NULL;
+        hand_close();
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
+                     H2C_TAG_DIRECT_LOOP
+                     ": H2ChatDirect: this child takes no connections "
+                     "handed by the others");
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return APR_SUCCESS;
 }
 

@@ -9,14 +9,15 @@
 
 #include "h2c_stats.h"
 
-/* "pid=held,pid=held" for the children that hold a row now. */
-static const char *per_child(request_rec *r, const h2c_stats_t *st) {
+/* "pid=n,pid=n" for the children that hold a row now: their held streams,
+ * or (direct) their loop's connections. */
+static const char *per_child(request_rec *r, const h2c_stats_t *st, int direct) {
     const char *out = "";
     uint32_t i;
 
     for (i = 0; i < st->nchildren; i++) {
         out = apr_psprintf(r->pool, "%s%s%u=%u", out, i ? "," : "", st->children[i].pid,
-                           st->children[i].held);
+                           direct ? st->children[i].direct_conns : st->children[i].held);
     }
     return out;
 }
@@ -32,7 +33,7 @@ static void status_auto(request_rec *r, const h2c_stats_t *st) {
     ap_rprintf(r, "H2ChatSubscribers: %u\n", st->subscribers);
     ap_rprintf(r, "H2ChatMaxSubscribers: %u\n", st->max_subscribers);
     ap_rprintf(r, "H2ChatMaxSubscribersPerAddress: %s\n", per_address(r, st));
-    ap_rprintf(r, "H2ChatSubscribersPerChild: %s\n", per_child(r, st));
+    ap_rprintf(r, "H2ChatSubscribersPerChild: %s\n", per_child(r, st, 0));
     ap_rprintf(r, "H2ChatPublished: %" APR_UINT64_T_FMT "\n",
                (apr_uint64_t)st->published);
     ap_rprintf(r, "H2ChatLastId: %" APR_UINT64_T_FMT "\n", (apr_uint64_t)st->last_id);
@@ -43,6 +44,8 @@ static void status_auto(request_rec *r, const h2c_stats_t *st) {
     }
     ap_rprintf(r, "H2ChatDirectConnections: %u\nH2ChatDirectSubscribers: %u\n",
                st->direct_conns, st->direct_held);
+    ap_rprintf(r, "H2ChatDirectPerChild: %s\n", per_child(r, st, 1));
+    ap_rprintf(r, "H2ChatDirectHanded: %u\n", st->direct_handed);
     ap_rprintf(r, "H2ChatDirectCalm: %u\nH2ChatDirectPenalized: %u\n", st->direct_calm,
                st->direct_penalized);
     ap_rprintf(r, "H2ChatDroppedStalled: %u\n", st->stalled_dropped);
@@ -76,6 +79,10 @@ static void status_html(request_rec *r, const h2c_stats_t *st) {
                "subscribers</td></tr>\n",
                st->direct_conns, st->direct_held);
     ap_rprintf(r,
+               "<tr><th>H2ChatDirect connections handed to a less loaded "
+               "child</th><td>%u</td></tr>\n",
+               st->direct_handed);
+    ap_rprintf(r,
                "<tr><th>H2ChatDirect connections closed: no progress "
                "(ENHANCE_YOUR_CALM)</th><td>%u</td></tr>\n",
                st->direct_calm);
@@ -89,11 +96,12 @@ static void status_html(request_rec *r, const h2c_stats_t *st) {
         ap_rprintf(r, "<tr><th>refused: %s</th><td>%" APR_UINT64_T_FMT "</td></tr>\n",
                    h2c_seg_refusal_name((h2c_refusal_t)k), (apr_uint64_t)st->refused[k]);
     }
-    ap_rputs("</table>\n<table border=\"1\"><tr><th>child pid</th><th>held</th></tr>\n",
+    ap_rputs("</table>\n<table border=\"1\"><tr><th>child pid</th><th>held</th>"
+             "<th>H2ChatDirect connections</th></tr>\n",
              r);
     for (i = 0; i < st->nchildren; i++) {
-        ap_rprintf(r, "<tr><td>%u</td><td>%u</td></tr>\n", st->children[i].pid,
-                   st->children[i].held);
+        ap_rprintf(r, "<tr><td>%u</td><td>%u</td><td>%u</td></tr>\n", st->children[i].pid,
+                   st->children[i].held, st->children[i].direct_conns);
     }
     ap_rputs("</table>\n", r);
 }

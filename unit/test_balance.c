@@ -1,0 +1,91 @@
+/* Unit tests of h2c_balance: which child's loop takes a new connection. */
+#include <unistd.h>
+
+#include "h2c_balance.h"
+#include "unit.h"
+
+/* Three live rows (this process, its parent, init), all loops of
+ * generation 5 (gen1 = 6) unless a test says otherwise. */
+static void make(h2c_seg_t *seg, apr_pool_t *p, uint32_t slot[3]) {
+    apr_size_t size = h2c_seg_size(4, 4, 16);
+    void *mem = apr_pcalloc(p, size);
+    uint32_t pids[3] = {(uint32_t)getpid(), (uint32_t)getppid(), 1}, i;
+
+    CHECK(h2c_seg_init(seg, mem, size, 4, 4, 16, 0) == APR_SUCCESS);
+    for (i = 0; i < 3; i++) {
+        CHECK(h2c_seg_child_claim(seg, pids[i], &slot[i]) == APR_SUCCESS);
+        h2c_seg_direct_taking(seg, slot[i], 6);
+    }
+}
+
+static void test_least_loaded(apr_pool_t *p) {
+    h2c_seg_t seg;
+    uint32_t s[3], to = 99, pid = 0;
+
+    make(&seg, p, s);
+    /* all empty: keep */
+    CHECK(!h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    /* within the slack: keep */
+    h2c_seg_direct_count(&seg, s[0], 8, 0);
+    CHECK(!h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    /* past it: the least loaded of the others */
+    h2c_seg_direct_count(&seg, s[0], 1, 0);
+    h2c_seg_direct_count(&seg, s[1], 1, 0);
+    CHECK(h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    CHECK(to == s[2] && pid == 1);
+    /* at scale the slack grows with the count: 1000 vs 970 stays */
+    h2c_seg_direct_count(&seg, s[0], 1000 - 9, 0);
+    h2c_seg_direct_count(&seg, s[1], 970 - 1, 0);
+    h2c_seg_direct_count(&seg, s[2], 970, 0);
+    CHECK(!h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    h2c_seg_direct_count(&seg, s[0], 100, 0); /* 1100 vs 970: hand */
+    CHECK(h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    /* the least loaded never hands */
+    CHECK(!h2c_balance_pick(&seg, s[1], 6, &to, &pid));
+}
+
+/* Rows of another generation, or loops that take nothing (stopping), are
+ * no target; nor is anything when this child's own generation is 0. */
+static void test_generation(apr_pool_t *p) {
+    h2c_seg_t seg;
+    uint32_t s[3], to = 99, pid = 0;
+
+    make(&seg, p, s);
+    h2c_seg_direct_count(&seg, s[0], 100, 0);
+    h2c_seg_direct_taking(&seg, s[1], 5); /* an old generation, draining */
+    h2c_seg_direct_taking(&seg, s[2], 0); /* stopping */
+    CHECK(!h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    h2c_seg_direct_taking(&seg, s[2], 6);
+    CHECK(h2c_balance_pick(&seg, s[0], 6, &to, &pid) && to == s[2]);
+    CHECK(!h2c_balance_pick(&seg, s[0], 0, &to, &pid));
+    /* a released row is no target */
+    h2c_seg_child_release(&seg, s[2]);
+    CHECK(!h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+}
+
+/* Who may hand a connection: a live row's pid of the same generation. */
+static void test_peer(apr_pool_t *p) {
+    h2c_seg_t seg;
+    uint32_t s[3];
+
+    make(&seg, p, s);
+    CHECK(h2c_balance_peer(&seg, (uint32_t)getppid(), 6));
+    CHECK(!h2c_balance_peer(&seg, (uint32_t)getppid(), 5)); /* another generation */
+    CHECK(!h2c_balance_peer(&seg, 12345678, 6));            /* not a child */
+    CHECK(!h2c_balance_peer(&seg, 0, 6) && !h2c_balance_peer(&seg, 1, 0));
+    h2c_seg_direct_taking(&seg, s[1], 0); /* stopping */
+    CHECK(!h2c_balance_peer(&seg, (uint32_t)getppid(), 6));
+}
+
+int main(void) {
+    apr_pool_t *pool;
+
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    RUN(test_least_loaded, pool);
+    RUN(test_generation, pool);
+    RUN(test_peer, pool);
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return unit_finish("test_balance");
+}
