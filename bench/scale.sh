@@ -99,7 +99,7 @@ start_h2chat() { # N CHILDREN [apache2 -D...]
     mkdir -p "$r/htdocs"
     sed -e "s|@ROOT@|$root|g" -e "s|@RUN@|$r|g" -e "s|@PORT@|$PORT|g" \
         -e "s|@TLS_PORT@|$((PORT + 10))|g" -e "s|@CHILDREN@|$ch|g" \
-        -e "s|@THREADS@|64|g" -e "s|@MAXWORKERS@|$((ch * 64))|g" \
+        -e "s|@THREADS@|64|g" -e "s|@MAXWORKERS@|$((ch * 64))|g" -e "s|@MINSPARE@|$(((ch - 1) * 64 + 1))|g" \
         -e "s|@MAXSUBS@|$((n * 11 / 10 + 100))|g" -e "s|@REDIS_PORT@|0|g" \
         -e "s|@REDIS_KEY@|-|g" bench/httpd.conf.in > "$r/httpd.conf"
     chmod o+rx "$root" "$root/.libs" "$root/build" "$root/build/bench" "$run" "$r" "$r/htdocs"
