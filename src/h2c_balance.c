@@ -1,8 +1,8 @@
 /* h2c_balance: see h2c_balance.h. */
 #include "h2c_balance.h"
 
-int h2c_balance_pick(const h2c_seg_t *seg, uint32_t self, uint32_t gen1, uint32_t *slot,
-                     uint32_t *pid) {
+int h2c_balance_pick(const h2c_seg_t *seg, uint32_t self, uint32_t gen1, int must,
+                     uint32_t *slot, uint32_t *pid) {
     uint32_t i, n = h2c_seg_child_count(seg), best = UINT32_MAX, best_slot = 0,
                 best_pid = 0;
     h2c_child_t me, row;
@@ -23,8 +23,8 @@ int h2c_balance_pick(const h2c_seg_t *seg, uint32_t self, uint32_t gen1, uint32_
         }
     }
     if (best == UINT32_MAX ||
-        best + H2C_BALANCE_SLACK + me.direct_conns / H2C_BALANCE_SHARE >=
-            me.direct_conns) {
+        (!must && best + H2C_BALANCE_SLACK + me.direct_conns / H2C_BALANCE_SHARE >=
+                      me.direct_conns)) {
         return 0;
     }
     *slot = best_slot;

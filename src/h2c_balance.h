@@ -25,9 +25,11 @@
 
 /* 1 with *pid (and *slot) of the child to hand the connection to, 0 to
  * keep it. self: this child's row; gen1: 1 + this generation (rows whose
- * loop takes connections of another generation, or none, are skipped). */
-int h2c_balance_pick(const h2c_seg_t *seg, uint32_t self, uint32_t gen1, uint32_t *slot,
-                     uint32_t *pid);
+ * loop takes connections of another generation, or none, are skipped).
+ * must: this child cannot keep it (out of open files): the least loaded
+ * other loop, however loaded. */
+int h2c_balance_pick(const h2c_seg_t *seg, uint32_t self, uint32_t gen1, int must,
+                     uint32_t *slot, uint32_t *pid);
 
 /* 1 if pid holds a row whose loop takes connections of generation gen1:
  * a connection handed by anyone else is not taken. */

@@ -166,9 +166,10 @@ static socklen_t hand_name(struct sockaddr_un *sa, uint32_t pid, uint32_t gen1) 
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
-/* Hands fd to a less loaded loop if one is due (h2c_balance): 1 if it
- * went (the receiver owns its own copy now), 0 to keep it here. */
-static int hand_over(conn_rec *c, int fd, const char *path) {
+/* Hands fd to a less loaded loop if one is due (h2c_balance; must: to the
+ * least loaded in any case): 1 if it went (the receiver owns its own copy
+ * now), 0 to keep it here. */
+static int hand_over(conn_rec *c, int fd, const char *path, int must) {
     h2chat_state_t *st = h2chat_state();
     uint32_t slot, pid;
     struct sockaddr_un sa;
@@ -183,7 +184,7 @@ static int hand_over(conn_rec *c, int fd, const char *path) {
 
     if (direct.send_fd < 0 || strlen(path) >= sizeof(m.path) ||
         strlen(c->client_ip) >= sizeof(m.peer) ||
-        !h2c_balance_pick(&st->seg, st->child_slot, direct.gen1, &slot, &pid)) {
+        !h2c_balance_pick(&st->seg, st->child_slot, direct.gen1, must, &slot, &pid)) {
         return 0;
     }
     memset(&m, 0, sizeof(m));
@@ -345,7 +346,7 @@ int h2chat_direct_process_connection(conn_rec *c) {
     const char *path = h2chat_conf_direct_path(c->base_server);
     apr_interval_time_t wait = c->base_server->timeout;
     apr_os_sock_t fd;
-    int nfd;
+    int nfd = -1;
 
     if (!path || !direct.running || c->master || ap_ssl_conn_is_ssl(c) ||
         apr_os_sock_get(&fd, ap_get_conn_socket(c)) != APR_SUCCESS) {
@@ -354,12 +355,14 @@ int h2chat_direct_process_connection(conn_rec *c) {
     if (!peek_preface(fd, wait < H2C_PEEK_WAIT_MAX ? wait : H2C_PEEK_WAIT_MAX)) {
         return DECLINED;
     }
-    if (hand_over(c, fd, path)) {
+    /* out of open files here: another loop may still take it */
+    if (hand_over(c, fd, path, 0) || ((nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0 &&
+                                      errno == EMFILE && hand_over(c, fd, path, 1))) {
         c->aborted = 1; /* as below: the receiver's copy stays open */
         c->keepalive = AP_CONN_CLOSE;
         return DONE;
     }
-    if ((nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+    if (nfd < 0) {
         ap_log_cerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno), c,
                       H2C_TAG_DIRECT_CONN ": cannot take the connection over");
         return DECLINED;

@@ -24,24 +24,25 @@ static void test_least_loaded(apr_pool_t *p) {
 
     make(&seg, p, s);
     /* all empty: keep */
-    CHECK(!h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    CHECK(!h2c_balance_pick(&seg, s[0], 6, 0, &to, &pid));
     /* within the slack: keep */
     h2c_seg_direct_count(&seg, s[0], 8, 0);
-    CHECK(!h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    CHECK(!h2c_balance_pick(&seg, s[0], 6, 0, &to, &pid));
     /* past it: the least loaded of the others */
     h2c_seg_direct_count(&seg, s[0], 1, 0);
     h2c_seg_direct_count(&seg, s[1], 1, 0);
-    CHECK(h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    CHECK(h2c_balance_pick(&seg, s[0], 6, 0, &to, &pid));
     CHECK(to == s[2] && pid == 1);
     /* at scale the slack grows with the count: 1000 vs 970 stays */
     h2c_seg_direct_count(&seg, s[0], 1000 - 9, 0);
     h2c_seg_direct_count(&seg, s[1], 970 - 1, 0);
     h2c_seg_direct_count(&seg, s[2], 970, 0);
-    CHECK(!h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    CHECK(!h2c_balance_pick(&seg, s[0], 6, 0, &to, &pid));
     h2c_seg_direct_count(&seg, s[0], 100, 0); /* 1100 vs 970: hand */
-    CHECK(h2c_balance_pick(&seg, s[0], 6, &to, &pid));
-    /* the least loaded never hands */
-    CHECK(!h2c_balance_pick(&seg, s[1], 6, &to, &pid));
+    CHECK(h2c_balance_pick(&seg, s[0], 6, 0, &to, &pid));
+    /* the least loaded never hands, unless it must (out of open files) */
+    CHECK(!h2c_balance_pick(&seg, s[1], 6, 0, &to, &pid));
+    CHECK(h2c_balance_pick(&seg, s[1], 6, 1, &to, &pid) && to == s[2]);
 }
 
 /* Rows of another generation, or loops that take nothing (stopping), are
@@ -54,13 +55,14 @@ static void test_generation(apr_pool_t *p) {
     h2c_seg_direct_count(&seg, s[0], 100, 0);
     h2c_seg_direct_taking(&seg, s[1], 5); /* an old generation, draining */
     h2c_seg_direct_taking(&seg, s[2], 0); /* stopping */
-    CHECK(!h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    CHECK(!h2c_balance_pick(&seg, s[0], 6, 0, &to, &pid));
+    CHECK(!h2c_balance_pick(&seg, s[0], 6, 1, &to, &pid)); /* nobody to take it */
     h2c_seg_direct_taking(&seg, s[2], 6);
-    CHECK(h2c_balance_pick(&seg, s[0], 6, &to, &pid) && to == s[2]);
-    CHECK(!h2c_balance_pick(&seg, s[0], 0, &to, &pid));
+    CHECK(h2c_balance_pick(&seg, s[0], 6, 0, &to, &pid) && to == s[2]);
+    CHECK(!h2c_balance_pick(&seg, s[0], 0, 0, &to, &pid));
     /* a released row is no target */
     h2c_seg_child_release(&seg, s[2]);
-    CHECK(!h2c_balance_pick(&seg, s[0], 6, &to, &pid));
+    CHECK(!h2c_balance_pick(&seg, s[0], 6, 0, &to, &pid));
 }
 
 /* Who may hand a connection: a live row's pid of the same generation. */
