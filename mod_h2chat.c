@@ -85,12 +85,14 @@ static void h2chat_child_init(apr_pool_t *pchild, server_rec *s) {
         return;
     }
     st->usable = 1;
+    h2chat_spread_child_init(s);
     h2chat_direct_child_init(pchild, s);
 }
 
-/* Graceful stop or restart of this child: the store lets go of what another
- * child takes over, the waker and the loop end (waking what they held
- * back), and every held stream of this child ends (clients resume). */
+/* Graceful stop or restart of this child: the reconnect hint's window is
+ * chosen (H2ChatReconnectSpread), the store lets go of what another child
+ * takes over, the waker ends (waking what it held back), every held stream
+ * of the handler ends with its hint (clients resume), then the loop's. */
 static void h2chat_child_stopping(apr_pool_t *pchild, int graceful) {
     h2chat_state_t *st = h2chat_state();
 
@@ -98,12 +100,15 @@ static void h2chat_child_stopping(apr_pool_t *pchild, int graceful) {
     if (!st->usable) {
         return;
     }
-    st->stopping = 1;
+    h2chat_spread_child_stopping();
+    __atomic_store_n(&st->stopping, 1, __ATOMIC_RELEASE);
     h2c_store_stop(&st->store);
     h2chat_wake_child_stopping();
-    h2chat_direct_child_stopping();
-    /* waiters in other children wake, find nothing new and sleep again */
+    /* the handler's streams end now, while the loop below may take a moment
+     * to drain; waiters in other children wake, find nothing new and sleep
+     * again */
     h2c_store_wake_now(&st->store);
+    h2chat_direct_child_stopping();
 }
 
 static const char *const direct_after[] = {"mod_ssl.c", "mod_reqtimeout.c", NULL};

@@ -15,6 +15,9 @@
  *   ids <= that id, so nothing is lost and nothing is delivered twice;
  * - reconnect with exponential backoff and full jitter (a random wait between 0 and
  *   min(backoffMax, backoffMin * 2^(attempt-1))); 503/429 wait at least Retry-After;
+ *   a stream the server ends with a reconnect hint ({"type":"reconnect","retry":ms}:
+ *   a restart, each client told its own delay so they do not all return at once) is
+ *   not a failure: the next attempt waits exactly that long, once;
  * - a watchdog: no byte for 2.5 heartbeat intervals (X-H2Chat-Heartbeat), and at
  *   least the interval + 3 s, means a dead stream: abort and reconnect;
  * - in a browser, one held stream for all tabs of an origin: the tab holding a Web
@@ -39,7 +42,7 @@
 const LINE_MAX = 1 << 20;     // a longer line is not from our server
 const CONNECT_MS = 45000;     // for the response headers, and the watchdog until they say more
 const LIVED_MS = 3000;        // a stream that lived this long resets the backoff
-const RETRY_AFTER_MAX = 300000;
+const RETRY_AFTER_MAX = 300000;  // also the longest reconnect hint taken
 
 export class H2ChatError extends Error {
   constructor(message, status = 0, retryAfter = 0) {
@@ -107,6 +110,7 @@ export class H2ChatClient {
     this.synced = false;        // a follower has the leader's history
     this.pending = [];          // relayed lines that came before the history
     this.chan = null;
+    this.hint = -1;             // ms the server said to wait before reconnecting; -1: none
   }
 
   get lastId() { return this.cursor; }
@@ -207,6 +211,11 @@ export class H2ChatClient {
         this.epoch++;
         this.cursor = 0;
         this.emit('reset', { last_id: o.last_id, epoch: this.epoch });
+        return true;
+      case 'reconnect':
+        // The stream's last line when its server process stops: wait this long
+        // before the next attempt (run() takes it once the stream has ended).
+        if (Number.isFinite(o.retry) && o.retry >= 0) this.hint = Math.min(Math.floor(o.retry), RETRY_AFTER_MAX);
         return true;
       default: // heartbeat, or a type this client does not know
         return true;
@@ -470,13 +479,18 @@ export class H2ChatClient {
       this.streamStall = stallAfter(hb);
       this.announce({ connected: true, status: 'connected' });
       const started = Date.now();
+      this.hint = -1;
       const gotLine = await this.read(resp, ctrl);
       if (this.closed) break;
+      const hint = this.hint;
+      this.hint = -1;
       // A stream that lived or delivered resets the backoff; one that closes at
-      // once keeps growing it, so a broken server is not hammered.
-      if (gotLine || Date.now() - started > LIVED_MS) attempt = 0;
+      // once keeps growing it, so a broken server is not hammered. One the server
+      // ended with a reconnect hint (a restart) is no failure: the hint is the wait,
+      // for this one reconnect; it spreads the clients of a restart over time.
+      if (gotLine || hint >= 0 || Date.now() - started > LIVED_MS) attempt = 0;
       attempt++;
-      delay = this.backoff(attempt);
+      delay = hint >= 0 ? hint : this.backoff(attempt);
       this.announce({ connected: false, status: 'reconnecting', attempt, delay });
     }
     this.ctrl = null;

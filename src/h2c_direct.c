@@ -21,6 +21,10 @@
 #define H2C_DIRECT_LOOK_US 2000000 /* the send-queue look, as the handler's */
 #define H2C_DIRECT_MAX_STREAMS 100
 #define H2C_DIRECT_GOAWAY_US 2000000 /* a terminated connection closes after this */
+/* stopping: what a full socket (or a closed window) still holds of the
+ * streams' last bytes gets this long to leave; the child is not held for
+ * the reconnect window itself (the hint does the spreading) */
+#define H2C_DIRECT_DRAIN_US 1000000
 
 static int64_t mono_us(void) {
     struct timespec ts;
@@ -348,14 +352,18 @@ static int conn_start(h2c_direct_t *d, conn_t *c) {
     return 1;
 }
 
-/* Ends the connection politely: held streams end (their clients resume
- * elsewhere with Last-Event-ID), GOAWAY, what the socket takes now, FIN. */
-static void conn_finish(conn_t *c) {
+/* Says goodbye: held streams end (their clients resume elsewhere with
+ * Last-Event-ID; with `hint`, after their reconnect hint), GOAWAY, and what
+ * the socket takes now goes. */
+static void conn_goodbye(conn_t *c, int hint) {
     strm_t *s;
 
     if (c->ngh && !c->closing && !c->goaway) {
         for (s = c->streams; s; s = s->lnext) {
             if (s->kind == STRM_SUB) {
+                if (hint) {
+                    h2c_direct_hint(s);
+                }
                 s->ending = 1;
             }
         }
@@ -365,7 +373,31 @@ static void conn_finish(conn_t *c) {
                               NGHTTP2_NO_ERROR, NULL, 0);
         conn_send(c);
     }
+}
+
+/* Ends the connection politely: goodbye, then FIN. */
+static void conn_finish(conn_t *c) {
+    conn_goodbye(c, 0);
     conn_close(c);
+}
+
+/* After goodbye: every held stream's last bytes and END_STREAM went out,
+ * and nothing waits for the socket (or nothing can go any more). */
+static int conn_drained(const conn_t *c) {
+    const strm_t *s;
+
+    if (c->closing) {
+        return 1;
+    }
+    if (c->pend_off < c->pend_len || nghttp2_session_want_write(c->ngh)) {
+        return 0;
+    }
+    for (s = c->streams; s; s = s->lnext) {
+        if (s->kind == STRM_SUB) {
+            return 0; /* its window is shut: a WINDOW_UPDATE may still come */
+        }
+    }
+    return 1;
 }
 
 /* A stream with something to send that moved nothing for `timeout` (the
@@ -565,6 +597,45 @@ static void update_date(h2c_direct_t *d) {
     }
 }
 
+/* The loop stops: every connection says goodbye (each held stream's hint,
+ * END_STREAM, GOAWAY). Those whose socket took it all close now; the others
+ * are served (reads, EPOLLOUT) until they have, or H2C_DIRECT_DRAIN_US. */
+static void drain(h2c_direct_t *d) {
+    struct epoll_event evs[256];
+    int64_t until = mono_us() + H2C_DIRECT_DRAIN_US;
+    conn_t *c, *nx;
+    uint64_t v;
+    int i, n;
+
+    d->now_us = mono_us();
+    for (c = d->conns; c; c = nx) {
+        nx = c->next;
+        conn_goodbye(c, 1);
+        apr_pool_clear(d->scratch); /* the hints' JSON is in the streams' buffers */
+        if (conn_drained(c)) {
+            conn_close(c);
+        }
+    }
+    conn_reap(d);
+    while (d->conns && (d->now_us = mono_us()) < until) {
+        n = epoll_wait(d->ep, evs, 256, (int)((until - d->now_us) / 1000) + 1);
+        d->now_us = mono_us();
+        for (i = 0; i < n; i++) {
+            if (!(c = evs[i].data.ptr)) {
+                ssize_t r = read(d->evfd, &v, sizeof(v)); /* the bell: nothing to do */
+
+                (void)r;
+            } else if (!c->dead) {
+                on_event(c, evs[i].events);
+                if (!c->dead && conn_drained(c)) {
+                    conn_close(c);
+                }
+            }
+        }
+        conn_reap(d);
+    }
+}
+
 void h2c_direct_run(h2c_direct_t *d) {
     struct epoll_event evs[256];
     int64_t tick_due = mono_us() + H2C_DIRECT_TICK_MS * 1000;
@@ -594,8 +665,9 @@ void h2c_direct_run(h2c_direct_t *d) {
         }
         conn_reap(d);
     }
+    drain(d);
     while (d->conns) {
-        conn_finish(d->conns);
+        conn_close(d->conns); /* what did not drain in time */
     }
     take_queue(d); /* handed over while stopping: closed at once */
     while (d->conns) {

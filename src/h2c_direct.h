@@ -26,6 +26,7 @@
 
 #include "h2c_policy.h"
 #include "h2c_seg.h"
+#include "h2c_spread.h"
 #include "h2c_store.h"
 
 typedef struct h2c_direct_t h2c_direct_t;
@@ -46,6 +47,8 @@ typedef struct {
     uint32_t child_slot;
     h2c_hold_limits_t limits; /* held streams: the server's caps */
     int64_t penalty_us;       /* H2ChatDirectPenalty (h2c_penalty.h); 0: off */
+    h2c_spread_t *spread;     /* reconnect hints when the loop stops (armed by
+                                 the caller before h2c_direct_stop); NULL: none */
     /* one line for the error log; `tag` is one of h2c_tags.h */
     void (*log)(void *ctx, h2c_log_level_t level, const char *tag, const char *msg);
     void *log_ctx;
@@ -56,7 +59,10 @@ apr_status_t h2c_direct_create(h2c_direct_t **d, apr_pool_t *p,
                                const h2c_direct_env_t *env);
 
 /* The loop: serves until h2c_direct_stop, then ends every stream (their
- * clients resume with Last-Event-ID), says GOAWAY, closes, and returns. */
+ * clients resume with Last-Event-ID; each held stream's last event is its
+ * reconnect hint when env->spread is armed), says GOAWAY, closes, and
+ * returns. A connection whose socket does not take all of that at once gets
+ * a moment (H2C_DIRECT_DRAIN_US) to drain; the streams are not held longer. */
 void h2c_direct_run(h2c_direct_t *d);
 
 /* From any thread. Takes fd (a connected, non-blocking TCP socket) and the

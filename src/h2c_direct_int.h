@@ -176,6 +176,7 @@ void h2c_direct_callbacks(nghttp2_session_callbacks *cbs);
 void h2c_direct_strm_free(strm_t *s);
 void h2c_direct_published(job_t *job); /* on the loop: answer a finished job */
 void h2c_direct_heartbeat(strm_t *s);
+void h2c_direct_hint(strm_t *s); /* the loop stops: the reconnect hint, if armed */
 int h2c_direct_has_pending(const strm_t *s);
 
 #endif /* H2C_DIRECT_INT_H */

@@ -119,28 +119,60 @@ static void describe(const strm_t *s, const char *args, h2c_request_t *req) {
 
 /* ---- subscribers ------------------------------------------------------ */
 
-/* Adds a protocol line after what is pending; 0 if out of memory. */
-static int sub_line(strm_t *s, const char *event, const char *json) {
-    apr_size_t n = h2c_frame_event(s->sse, event, json, NULL, 0),
-               keep = s->out_len - s->out_off;
+/* Makes room for n more bytes after what is pending; where they go, or
+ * NULL if out of memory. */
+static char *sub_room(strm_t *s, apr_size_t n) {
+    apr_size_t keep = s->out_len - s->out_off;
     char *buf = malloc(keep + n + 1);
 
     if (!buf) {
-        return 0;
+        return NULL;
     }
     if (keep) {
         memcpy(buf, s->out + s->out_off, keep);
     }
-    h2c_frame_event(s->sse, event, json, buf + keep, n + 1);
     free(s->out);
     s->out = buf;
     s->out_len = keep + n;
     s->out_off = 0;
+    return buf + keep;
+}
+
+/* Adds a protocol line after what is pending; 0 if out of memory. */
+static int sub_line(strm_t *s, const char *event, const char *json) {
+    apr_size_t n = h2c_frame_event(s->sse, event, json, NULL, 0);
+    char *at = sub_room(s, n);
+
+    if (!at) {
+        return 0;
+    }
+    h2c_frame_event(s->sse, event, json, at, n + 1);
     return 1;
 }
 
 void h2c_direct_heartbeat(strm_t *s) {
     sub_line(s, "heartbeat", h2c_json_heartbeat(s->c->d->scratch, h2c_direct_wall_ms()));
+}
+
+/* The loop stops: the stream's last event tells its client when to come
+ * back (H2ChatReconnectSpread); its END_STREAM follows it. */
+void h2c_direct_hint(strm_t *s) {
+    h2c_spread_t *spread = s->c->d->env.spread;
+    const char *json = NULL;
+    uint32_t ms;
+    apr_size_t n;
+    char *at;
+
+    if (!spread || !h2c_spread_draw(spread, &ms)) {
+        return;
+    }
+    if (!s->sse) {
+        json = h2c_json_reconnect(s->c->d->scratch, ms);
+    }
+    n = h2c_frame_reconnect(s->sse, ms, json, NULL, 0);
+    if ((at = sub_room(s, n))) {
+        h2c_frame_reconnect(s->sse, ms, json, at, n + 1);
+    }
 }
 
 /* A message too big for the room left in this DATA frame goes through

@@ -58,6 +58,17 @@ apr_size_t h2c_frame_event(int sse, const char *event, const char *json, char *b
     return n < 0 ? 0 : (apr_size_t)n;
 }
 
+apr_size_t h2c_frame_reconnect(int sse, uint32_t retry_ms, const char *json, char *buf,
+                               apr_size_t cap) {
+    int n;
+
+    if (!sse) {
+        return h2c_frame_event(0, "reconnect", json, buf, cap);
+    }
+    n = snprintf(buf, cap, "retry: %u\n\n", retry_ms);
+    return n < 0 ? 0 : (apr_size_t)n;
+}
+
 uint64_t h2c_frame_start(const h2c_ring_t *ring, int resume, uint64_t since,
                          uint32_t snapshot, int *reset) {
     uint64_t last = h2c_ring_last_id(ring), first = h2c_ring_first_id(ring), next;

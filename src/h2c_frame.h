@@ -33,6 +33,14 @@ apr_status_t h2c_frame_message(const h2c_ring_t *ring, uint64_t id, int sse, cha
 apr_size_t h2c_frame_event(int sse, const char *event, const char *json, char *buf,
                            apr_size_t cap);
 
+/* The reconnect hint, a stream's last event when its child stops: SSE
+ * `retry: <ms>` and the blank line (the EventSource's reconnection time,
+ * HTML's server-sent events; no event is dispatched), NDJSON the line
+ * `json` (h2c_json_reconnect). Writes it into buf if it fits in cap;
+ * returns its length either way. */
+apr_size_t h2c_frame_reconnect(int sse, uint32_t retry_ms, const char *json, char *buf,
+                               apr_size_t cap);
+
 /* Where a new stream starts: after `since` when resuming (evicted ids
  * become a gap line), else the last `snapshot` messages. A resume id from
  * the future (the server's ids restarted) sets *reset: the client gets a

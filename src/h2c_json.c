@@ -159,3 +159,7 @@ char *h2c_json_heartbeat(apr_pool_t *p, int64_t time_ms) {
     return apr_psprintf(p, "{\"type\":\"heartbeat\",\"time\":%" APR_INT64_T_FMT "}",
                         (apr_int64_t)time_ms);
 }
+
+char *h2c_json_reconnect(apr_pool_t *p, uint32_t retry_ms) {
+    return apr_psprintf(p, "{\"type\":\"reconnect\",\"retry\":%u}", retry_ms);
+}

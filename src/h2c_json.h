@@ -33,5 +33,8 @@ char *h2c_json_published(apr_pool_t *p, uint64_t id, int64_t time_ms);
 char *h2c_json_gap(apr_pool_t *p, uint64_t missed, uint64_t from, uint64_t to);
 char *h2c_json_reset(apr_pool_t *p, uint64_t last_id);
 char *h2c_json_heartbeat(apr_pool_t *p, int64_t time_ms);
+/* {"type":"reconnect","retry":ms}: the last line of a stream its stopping
+ * child ends (H2ChatReconnectSpread) */
+char *h2c_json_reconnect(apr_pool_t *p, uint32_t retry_ms);
 
 #endif /* H2C_JSON_H */

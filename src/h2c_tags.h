@@ -42,6 +42,8 @@
 #define H2C_TAG_SUB_END "H2C0021"
 #define H2C_TAG_DELIVER "H2C0022"
 #define H2C_TAG_STALLED "H2C0024" /* held stream dropped: client stopped reading */
+#define H2C_TAG_SPREAD                                                                   \
+    "H2C0029" /* child stopping: its streams end with a reconnect hint */
 
 /* H2ChatDirect: the module's own HTTP/2 loop */
 #define H2C_TAG_DIRECT_PATH "H2C0025" /* 404: not the direct listener's path */

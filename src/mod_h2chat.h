@@ -9,6 +9,7 @@
 #include "h2c_log.h"
 #include "h2c_policy.h"
 #include "h2c_seg.h"
+#include "h2c_spread.h"
 #include "h2c_store.h"
 #include "h2c_tags.h"
 
@@ -49,6 +50,7 @@ typedef struct {
     const char *direct_path; /* H2ChatDirect: NULL unset, "" off */
     int direct_penalty_s;    /* H2ChatDirectPenalty: -1 unset, 0 off */
     int latency;             /* H2ChatLatencyHistogram: -1 unset, 0 off, 1 on */
+    int reconnect_spread_s;  /* H2ChatReconnectSpread: -1 unset, -2 auto, 0 off */
 } h2chat_srv_conf_t;
 
 /* The process's view of the shared state. */
@@ -59,6 +61,8 @@ typedef struct {
     uint32_t child_slot;      /* this process's row in the child table */
     h2c_hold_limits_t limits; /* H2ChatMaxSubscribers[PerAddress], effective */
     volatile int stopping;    /* child_stopping ran: end held streams */
+    int spread_conf;          /* H2ChatReconnectSpread (h2c_spread_window_ms) */
+    h2c_spread_t spread;      /* the streams' reconnect hints, armed when stopping */
 } h2chat_state_t;
 
 /* mod_h2chat_config.c */
@@ -76,6 +80,7 @@ h2chat_store_kind_t h2chat_conf_store(server_rec *s);
 int64_t h2chat_conf_coalesce_us(server_rec *s);       /* < 0 auto, 0 off */
 const char *h2chat_conf_direct_path(server_rec *s);   /* NULL: off */
 int64_t h2chat_conf_direct_penalty_us(server_rec *s); /* 0: off */
+int h2chat_conf_reconnect_spread(server_rec *s);      /* s, H2C_SPREAD_AUTO / _OFF */
 /* the location's settings as the request policy takes them */
 void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc);
 int h2chat_conf_largest_max_bytes(void);
@@ -101,6 +106,13 @@ void h2chat_journal_child_init(apr_pool_t *pchild, server_rec *s, h2c_store_t *s
 apr_status_t h2chat_wake_child_init(apr_pool_t *pchild, server_rec *s,
                                     h2c_store_t *store);
 void h2chat_wake_child_stopping(void);
+
+/* mod_h2chat_spread.c: H2ChatReconnectSpread, the streams' reconnect hint. */
+void h2chat_spread_child_init(server_rec *s);
+void h2chat_spread_child_stopping(void);
+/* A stream ends because its child stops: 1 and the delay its client is
+ * told to wait (ms), or 0 for no hint. */
+int h2chat_spread_draw(uint32_t *retry_ms);
 
 /* mod_h2chat_direct.c: H2ChatDirect, the module's own HTTP/2 loop. */
 int h2chat_direct_process_connection(conn_rec *c);

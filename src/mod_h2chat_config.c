@@ -59,6 +59,7 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     sc->direct_path = NULL;
     sc->direct_penalty_s = -1;
     sc->latency = -1;
+    sc->reconnect_spread_s = -1;
     return sc;
 }
 
@@ -73,6 +74,7 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
     sc->coalesce_ms = MERGE(coalesce_ms);
     sc->direct_penalty_s = MERGE(direct_penalty_s);
     sc->latency = MERGE(latency);
+    sc->reconnect_spread_s = MERGE(reconnect_spread_s);
     sc->journal_path = add->journal_path ? add->journal_path : base->journal_path;
     sc->direct_path = add->direct_path ? add->direct_path : base->direct_path;
     if (add->redis_host) {
@@ -240,6 +242,12 @@ int64_t h2chat_conf_direct_penalty_us(server_rec *s) {
            1000000;
 }
 
+int h2chat_conf_reconnect_spread(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return sc->reconnect_spread_s >= 0 ? sc->reconnect_spread_s : H2C_SPREAD_AUTO;
+}
+
 static h2chat_srv_conf_t *srv_conf(cmd_parms *cmd) {
     return ap_get_module_config(cmd->server->module_config, &h2chat_module);
 }
@@ -324,6 +332,33 @@ static const char *set_direct_penalty(cmd_parms *cmd, void *dcv, const char *arg
         return NULL;
     }
     return parse_int(cmd, arg, 1, 86400, &srv_conf(cmd)->direct_penalty_s);
+}
+
+/* H2ChatReconnectSpread auto | off | seconds: one value for the whole
+ * server (a child's streams span its virtual hosts and both transports). */
+static const char *set_reconnect_spread(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "off")) {
+        srv_conf(cmd)->reconnect_spread_s = 0;
+        return NULL;
+    }
+    if (!strcasecmp(arg, "auto")) {
+        srv_conf(cmd)->reconnect_spread_s = -2;
+        return NULL;
+    }
+    if (parse_int(cmd, arg, 1, H2C_SPREAD_FIXED_MAX_S,
+                  &srv_conf(cmd)->reconnect_spread_s)) {
+        return apr_psprintf(cmd->pool,
+                            "H2ChatReconnectSpread: '%s' is not auto, off or a whole "
+                            "number of seconds from 1 to %d",
+                            arg, H2C_SPREAD_FIXED_MAX_S);
+    }
+    return NULL;
 }
 
 static const char *set_latency(cmd_parms *cmd, void *dcv, int on) {
@@ -475,6 +510,10 @@ const command_rec h2chat_cmds[] = {
                   "off or seconds: a client address whose H2ChatDirect connection was "
                   "closed with ENHANCE_YOUR_CALM has its new ones refused that long "
                   "(default 10)"),
+    AP_INIT_TAKE1("H2ChatReconnectSpread", set_reconnect_spread, NULL, RSRC_CONF,
+                  "auto, off or seconds: a stream its stopping child ends tells its "
+                  "client to reconnect after a random delay within this window "
+                  "(default auto: held streams / 5,000 per second, 1 to 10 s)"),
     AP_INIT_FLAG("H2ChatLatencyHistogram", set_latency, NULL, RSRC_CONF,
                  "On or Off: sample the delivery latency for h2chat-metrics "
                  "(default On)"),

@@ -450,6 +450,7 @@ apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
     if (!any_direct(s)) {
         return APR_SUCCESS;
     }
+    memset(&env, 0, sizeof(env));
     if (ap_mpm_query(AP_MPMQ_GENERATION, &gen) == APR_SUCCESS) {
         direct.gen1 = (uint32_t)gen + 1;
     }
@@ -458,6 +459,7 @@ apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
     env.child_slot = st->child_slot;
     env.limits = st->limits;
     env.penalty_us = h2chat_conf_direct_penalty_us(s);
+    env.spread = &st->spread; /* armed in child_stopping, before the loop stops */
     direct.pchild = pchild;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -140,6 +140,32 @@ static apr_status_t send_pending(h2chat_sub_t *sub, uint64_t last) {
     return rv;
 }
 
+/* The child stops: the stream's last event tells its client when to come
+ * back (H2ChatReconnectSpread), flushed before the response ends (h2: ahead
+ * of mod_http2's EOS; HTTP/1.1: ahead of the last chunk). */
+static void put_reconnect(h2chat_sub_t *sub) {
+    const char *json = NULL;
+    uint32_t ms;
+    apr_size_t n;
+    char *buf;
+
+    if (sub->r->connection->aborted || !h2chat_spread_draw(&ms)) {
+        return;
+    }
+    if (!sub->sse) {
+        json = h2c_json_reconnect(sub->scratch, ms);
+    }
+    n = h2c_frame_reconnect(sub->sse, ms, json, NULL, 0);
+    buf = apr_palloc(sub->scratch, n + 1);
+    h2c_frame_reconnect(sub->sse, ms, json, buf, n + 1);
+    apr_brigade_write(sub->bb, NULL, NULL, buf, n);
+    flush(sub);
+}
+
+static int stopping(const h2chat_state_t *st) {
+    return __atomic_load_n(&st->stopping, __ATOMIC_ACQUIRE);
+}
+
 static int client_gone(h2chat_sub_t *sub) {
     struct pollfd pfd;
 
@@ -190,7 +216,7 @@ static void hold(h2chat_sub_t *sub) {
         uint64_t last = h2c_ring_last_id(sub->ring);
         apr_time_t now, wake;
 
-        if (sub->st->stopping) {
+        if (stopping(sub->st)) {
             return;
         }
         if (sub->next <= last) {
@@ -310,6 +336,9 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     /* headers and snapshot go out at once, even when there is nothing */
     if (send_pending(&sub, h2c_ring_last_id(sub.ring)) == APR_SUCCESS) {
         hold(&sub);
+        if (stopping(st) && !sub.stalled) {
+            put_reconnect(&sub);
+        }
     }
     ap_log_rerror(
         APLOG_MARK, APLOG_DEBUG, 0, r,

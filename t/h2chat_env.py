@@ -444,6 +444,12 @@ class Subscriber:
         if text == '':
             ev, self._sse = self._sse, {}
             if 'data' not in ev:
+                # `retry: <ms>` alone: the reconnect hint of a stream whose
+                # child stops (no event for an EventSource; recorded here in
+                # the NDJSON line's shape)
+                if ev.get('retry', '').isdigit():
+                    self._add_event({'type': 'reconnect', 'retry': int(ev['retry']),
+                                     '_sse_retry': True})
                 return
             data = ev['data']
             try:

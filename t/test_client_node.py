@@ -1,12 +1,16 @@
 """htdocs/h2chat-client.js in Node (Debian's node, no browser): t/client/node-test.mjs
 against this module's Apache over plain HTTP/1.1 (Node's fetch): subscribe,
 receive, publish; resume with since= after a graceful restart ends the stream
-(with a snapshot of 2, so a resume without since= would lose messages); publish
+(with a snapshot of 2, so a resume without since= would lose messages); a
+graceful restart with `H2ChatReconnectSpread 2`: the stream's last line is the
+reconnect hint, the client waits exactly that long (not its backoff) and what
+was posted meanwhile arrives exactly once; publish
 errors with the server's status and JSON message (400, 413, 429 with
 Retry-After, unreachable); a resume id ahead of the server (reset, then the
 snapshot in a new epoch); against a fake server of the script's own: the
 heartbeat watchdog, duplicates dropped, gap and reset lines, a line that is
-not JSON, and a 503's Retry-After. The node process must exit by
+not JSON, a reconnect hint (waited once, then the backoff again; a stream of
+only a hint is no failure), and a 503's Retry-After. The node process must exit by
 itself after its result: close() leaves nothing running.
 """
 
@@ -22,6 +26,8 @@ CLIENT_DIR = env.REPO / 't' / 'client'
 TIMEOUT = 120
 
 EXTRA_CONF = """
+# the hinted restart: each stream's hint in [0, 2 s)
+H2ChatReconnectSpread 2
 <Location /msgs>
     H2ChatSnapshot 2
 </Location>

@@ -39,6 +39,15 @@ BAD = [
     ('H2ChatDirectPenalty 10s', 'H2ChatDirectPenalty'),
     ('H2ChatDirectPenalty 86401', 'H2ChatDirectPenalty'),
     ('<VirtualHost *:80>\n H2ChatDirectPenalty 5\n</VirtualHost>', 'H2ChatDirectPenalty'),
+    ('H2ChatReconnectSpread 0', 'H2ChatReconnectSpread'),
+    ('H2ChatReconnectSpread 301', 'H2ChatReconnectSpread'),
+    ('H2ChatReconnectSpread -1', 'H2ChatReconnectSpread'),
+    ('H2ChatReconnectSpread 2.5', 'H2ChatReconnectSpread'),
+    ('H2ChatReconnectSpread 5s', 'H2ChatReconnectSpread'),
+    ('H2ChatReconnectSpread soon', 'H2ChatReconnectSpread'),
+    ('H2ChatReconnectSpread auto 5', 'H2ChatReconnectSpread'),
+    ('<VirtualHost *:80>\n H2ChatReconnectSpread 5\n</VirtualHost>', 'H2ChatReconnectSpread'),
+    ('<Location /msgs>\n H2ChatReconnectSpread off\n</Location>', 'H2ChatReconnectSpread'),
 ]
 
 GOOD = """
@@ -47,6 +56,7 @@ H2ChatMaxSubscribers 7
 H2ChatMaxSubscribersPerAddress 3
 H2ChatDirectPenalty off
 H2ChatLatencyHistogram Off
+H2ChatReconnectSpread 300
 H2ChatJournal @ROOT@/chat.journal
 H2ChatJournalSync always
 H2ChatStore shm
@@ -82,3 +92,14 @@ def test_bad_value_fails_configtest(cert, line, directive):
 def test_good_values_pass(cert):
     rc, out = configtest(cert, 'config_good', GOOD)
     assert rc == 0, out
+
+
+@pytest.mark.parametrize('value', ['auto', 'off', '1', '300', 'AUTO', 'Off'])
+def test_reconnect_spread_values_pass(cert, value):
+    rc, out = configtest(cert, 'config_spread', f'H2ChatReconnectSpread {value}')
+    assert rc == 0, out
+
+
+def test_reconnect_spread_message_names_the_range(cert):
+    rc, out = configtest(cert, 'config_spread', 'H2ChatReconnectSpread 301')
+    assert rc != 0 and 'auto, off or a whole number of seconds from 1 to 300' in out, out

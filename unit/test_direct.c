@@ -3,6 +3,7 @@
  * Subscribe, publish from the store and by POST, refusals, stop. */
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 
 #include "h2c_direct.h"
 #include "h2c_seg.h"
+#include "h2c_spread.h"
 #include "h2c_store.h"
 #include "unit.h"
 
@@ -154,6 +156,9 @@ static void test_loop(apr_pool_t *p) {
     apr_global_mutex_t *lock;
     h2c_direct_t *d;
     h2c_direct_env_t env = {0};
+    h2c_spread_t spread;
+    const char *hint;
+    unsigned retry = 99999;
     h2c_direct_site_t site = {0};
     apr_thread_t *thd;
     apr_status_t rv;
@@ -173,6 +178,8 @@ static void test_loop(apr_pool_t *p) {
     h2c_store_init(&store, &h2c_store_shm_ops, &seg, lock, NULL);
     env.seg = &seg, env.store = &store, env.child_slot = slot,
     env.limits.max_subscribers = 1;
+    h2c_spread_seed(&spread, 7);
+    env.spread = &spread;
     site.path = "/msgs", site.conf.snapshot = 5, site.conf.max_bytes = 100;
     site.conf.heartbeat_s = 60, site.timeout_us = 30000000;
     site.limits = (h2c_header_limits_t){100, 8190, 8190, 16384};
@@ -220,10 +227,18 @@ static void test_loop(apr_pool_t *p) {
     CHECK(conns == 1 && streams == 1);
     CHECK(h2c_seg_sub_total(&seg) == 1);
 
-    /* stop: the held stream ends, GOAWAY, the count goes back to 0 */
+    /* stop: the held stream ends with its reconnect hint as its last line
+     * (H2ChatReconnectSpread, armed before the stop), GOAWAY, the count
+     * goes back to 0 */
+    h2c_spread_arm(&spread, 2000);
     h2c_direct_stop(d);
     pump(cs, sv[1], &c, 3000, ended);
     CHECK(ended(&c));
+    hint = strstr(c.data[0], "{\"type\":\"reconnect\",\"retry\":");
+    CHECK(hint && sscanf(hint, "{\"type\":\"reconnect\",\"retry\":%u}\n", &retry) == 1);
+    CHECK(retry < 2000);
+    CHECK(hint && hint[strlen(hint) - 1] == '\n' &&
+          strchr(hint, '\n') == hint + strlen(hint) - 1);
     apr_thread_join(&rv, thd);
     CHECK(h2c_seg_sub_total(&seg) == 0);
     h2c_seg_direct_totals(&seg, &conns, &streams);

@@ -74,6 +74,13 @@ static void test_event(apr_pool_t *p) {
     CHECK(!strcmp(buf, ": heartbeat\n\n"));
     /* the length is known without a buffer */
     CHECK(h2c_frame_event(1, "gap", "{}", NULL, 0) == 21);
+    /* the reconnect hint: SSE's own retry field, NDJSON a line */
+    CHECK(h2c_frame_reconnect(1, 2345, NULL, buf, sizeof(buf)) == 13);
+    CHECK(!strcmp(buf, "retry: 2345\n\n"));
+    CHECK(h2c_frame_reconnect(1, 0, NULL, NULL, 0) == 10);
+    CHECK(h2c_frame_reconnect(0, 7, "{\"type\":\"reconnect\",\"retry\":7}", buf,
+                              sizeof(buf)) == 31);
+    CHECK(!strcmp(buf, "{\"type\":\"reconnect\",\"retry\":7}\n"));
 }
 
 static void test_start(apr_pool_t *p) {

@@ -195,6 +195,9 @@ static void test_small_objects(apr_pool_t *p) {
                   "{\"type\":\"gap\",\"missed\":3,\"from\":4,\"to\":6}"));
     CHECK(!strcmp(h2c_json_reset(p, 9), "{\"type\":\"reset\",\"last_id\":9}"));
     CHECK(!strcmp(h2c_json_heartbeat(p, 7), "{\"type\":\"heartbeat\",\"time\":7}"));
+    CHECK(!strcmp(h2c_json_reconnect(p, 0), "{\"type\":\"reconnect\",\"retry\":0}"));
+    CHECK(!strcmp(h2c_json_reconnect(p, 299999),
+                  "{\"type\":\"reconnect\",\"retry\":299999}"));
 }
 
 int main(void) {

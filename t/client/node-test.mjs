@@ -11,7 +11,9 @@
  * of one POST (H2ChatRateLimit 0.2 1). Besides Apache the test runs a small fake
  * server of its own for what Apache will not do on demand: a stream that goes
  * silent (the watchdog), one that repeats what the client has (duplicates are
- * dropped), gap and reset lines, and a 503 with Retry-After.
+ * dropped), gap and reset lines, reconnect hints, and a 503 with Retry-After.
+ * The server's H2ChatReconnectSpread should be 2 (the driver sets it): the
+ * hinted restart checks the hint is below 2 s.
  *
  * Output: one JSON line {"scenario":"node","ok","checks":[{name,ok,detail}],"data","error"}.
  * {"event":"graceful"} asks the driver for `apache2 -k graceful` (which ends every
@@ -68,10 +70,30 @@ function recordingFetch() {
   return rec;
 }
 
+// A fetch that keeps each GET's body text as the client reads it, and when
+// that GET was made and its body ended (the client's reading is unchanged:
+// the body passes through a TransformStream, cancels and aborts included).
+function tappingFetch() {
+  const tap = { gets: [] };
+  tap.fetch = async (url, init = {}) => {
+    const resp = await fetch(url, init);
+    if ((init.method && init.method !== 'GET') || !resp.body) return resp;
+    const g = { url: String(url), t: Date.now(), text: '', end: 0 };
+    tap.gets.push(g);
+    const dec = new TextDecoder();
+    const body = resp.body.pipeThrough(new TransformStream({
+      transform(chunk, ctl) { g.text += dec.decode(chunk, { stream: true }); ctl.enqueue(chunk); },
+      flush() { g.end = Date.now(); },
+    }));
+    return new Response(body, { status: resp.status, statusText: resp.statusText, headers: resp.headers });
+  };
+  return tap;
+}
+
 function collect(client) {
   const got = { msgs: [], states: [], gaps: [], resets: [], errors: [] };
   client.on('message', (m) => got.msgs.push(m));
-  client.on('state', (s) => got.states.push(s));
+  client.on('state', (s) => got.states.push({ ...s, t: Date.now() }));
   client.on('gap', (g) => got.gaps.push(g));
   client.on('reset', (r) => got.resets.push(r));
   client.on('error', (e) => got.errors.push(String(e && e.message || e)));
@@ -160,6 +182,54 @@ async function subscribeAndResume() {
   check('close(): the server counts no held stream afterwards', n === 0, n);
 }
 
+/* 2b. a graceful restart with H2ChatReconnectSpread 2: the stream's last line is
+ * the server's reconnect hint; the client waits exactly that long (its own backoff
+ * would be 0 here), then resumes; what was posted meanwhile arrives exactly once */
+async function hintedRestart() {
+  const tap = tappingFetch();
+  const client = new H2ChatClient(ENDPOINT, { fetch: tap.fetch, backoffMin: 1, backoffMax: 1 });
+  const got = collect(client);
+  client.start();
+  check('hint: connects', await until(() => client.connected, 10000), got.states);
+  const before = (await client.publish('node', 'before the hinted restart')).id;
+  await until(() => ids(got).includes(before), 5000);
+  const nGets = tap.gets.length;
+  const nStates = got.states.length;
+  await ask('graceful');
+  // (by its state: a short hint may have it connected again before a poll)
+  check('hint: sees the drop', await until(() => got.states.slice(nStates).some((x) =>
+    x.status === 'reconnecting'), 15000), got.states.slice(-3));
+  const during = [];
+  for (let i = 0; i < 3; i++) during.push((await client.publish('node', `hinted wait ${i}`)).id);
+  check('hint: reconnects', await until(() => client.connected && tap.gets.length > nGets, 15000),
+    got.states.slice(nStates));
+  const dropped = tap.gets[nGets - 1];
+  const lines = dropped.text.split('\n').filter((l) => l.trim());
+  let hint = null;
+  try { hint = JSON.parse(lines[lines.length - 1]); } catch (e) { /* not JSON */ }
+  check('hint: the ended stream\'s last line is {"type":"reconnect","retry":ms}, ms in [0, 2000)',
+    hint && hint.type === 'reconnect' && Number.isInteger(hint.retry) && hint.retry >= 0 &&
+    hint.retry < 2000 && Object.keys(hint).length === 2, lines.slice(-2));
+  const waiting = got.states.slice(nStates).find((x) => x.status === 'reconnecting');
+  check('hint: the client announces the hinted delay, attempt 1 (no failure)',
+    hint && waiting && waiting.delay === hint.retry && waiting.attempt === 1, { waiting, hint });
+  const next = tap.gets[nGets];
+  const waited = waiting && next ? next.t - waiting.t : null;
+  data.hint = { retry: hint && hint.retry, waited, ended: dropped.end, next: next && next.url };
+  check('hint: the next GET comes after the hinted time, not at once',
+    hint && waited !== null && waited >= hint.retry - 2 && waited < hint.retry + 1500, data.hint);
+  check('hint: the next GET resumes with since=<last id>', next && next.url.endsWith(`?since=${before}`),
+    next && next.url);
+  const after = (await client.publish('node', 'after the hinted restart')).id;
+  const want = [before, ...during, after];
+  await until(() => want.every((id) => ids(got).includes(id)), 5000);
+  await sleep(200);
+  check('hint: what was posted meanwhile arrives exactly once, in order',
+    JSON.stringify(ids(got).filter((id) => id >= before)) === JSON.stringify(want),
+    { want, got: ids(got) });
+  client.close();
+}
+
 /* 3. publish errors: status and the server's JSON message */
 async function publishErrors() {
   const client = new H2ChatClient(ENDPOINT);   // never started: publish works without a stream
@@ -197,6 +267,19 @@ async function fakeServer() {
       const msg = (id) => JSON.stringify({ type: 'message', id, user: 'fake', text: `m${id}`, time: Date.now() });
       res.write([msg(2), '{"type":"gap","missed":5,"from":3,"to":7}', msg(8),
         '{"type":"reset","last_id":8}', msg(1), '{"type":"heartbeat","time":1}', 'not json', msg(2), ''].join('\n'));
+      return;
+    }
+    if (u.pathname === '/hinted' || u.pathname === '/hintonly') {
+      // /hinted: a message and a hint of 1500 ms on the 1st connection, a message
+      // without a hint on the 2nd (plain backoff again), then silence;
+      // /hintonly: only a hint of 400 ms, each time, and the end at once
+      const n = hits.filter((h) => h.path === u.pathname).length;
+      res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'X-H2Chat-Heartbeat': '20' });
+      const msg = (id) => JSON.stringify({ type: 'message', id, user: 'fake', text: `h${id}`, time: Date.now() });
+      if (u.pathname === '/hintonly') res.end('{"type":"reconnect","retry":400}\n');
+      else if (n === 1) res.end(msg(1) + '\n{"type":"reconnect","retry":1500}\n');
+      else if (n === 2) res.end(msg(2) + '\n');
+      else res.write(msg(3) + '\n');
       return;
     }
     if (u.pathname === '/busy' && hits.filter((h) => h.path === '/busy').length === 1) {
@@ -242,6 +325,35 @@ async function fakeServer() {
     check('a line that is not JSON is an error event, and the stream goes on',
       ge.errors.some((e) => e.includes('bad line')) && ev.lastId === 2, { errors: ge.errors, lastId: ev.lastId });
 
+    const h = new H2ChatClient(base + '/hinted', { backoffMin: 100, backoffMax: 200 });
+    const gh = collect(h);
+    h.start();
+    await until(() => hits.filter((x) => x.path === '/hinted').length >= 3, 8000);
+    await until(() => ids(gh).includes(3), 2000);
+    h.close();
+    const hh = hits.filter((x) => x.path === '/hinted');
+    const gaps = hh.slice(1).map((x, i) => x.t - hh[i].t);
+    data.hinted = { gaps, ids: ids(gh), states: gh.states.map((x) => [x.status, x.attempt, x.delay]) };
+    check('hint of 1500 ms: the next attempt waits it (backoff alone: < 200 ms)',
+      gaps.length >= 2 && gaps[0] >= 1490 && gaps[0] < 2500, data.hinted);
+    check('hint: for one reconnect only (the next end waits the backoff again)',
+      gaps.length >= 2 && gaps[1] < 1000, data.hinted);
+    check('hint: the messages around it once each, resumed with since=', JSON.stringify(ids(gh)) === '[1,2,3]' &&
+      hh.length >= 3 && hh[1].since === '1' && hh[2].since === '2', { ids: ids(gh), hits: hh });
+
+    const o = new H2ChatClient(base + '/hintonly', { backoffMin: 100, backoffMax: 200 });
+    const go = collect(o);
+    o.start();
+    await until(() => hits.filter((x) => x.path === '/hintonly').length >= 4, 8000);
+    o.close();
+    const oh = hits.filter((x) => x.path === '/hintonly');
+    const ogaps = oh.slice(1).map((x, i) => x.t - oh[i].t);
+    const waits = go.states.filter((x) => x.status === 'reconnecting');
+    data.hintonly = { gaps: ogaps, waits: waits.map((x) => [x.attempt, x.delay]) };
+    check('a stream that ends at once with only a hint is no failure: attempt stays 1, each wait the hint',
+      ogaps.length >= 3 && ogaps.every((g) => g >= 390 && g < 1400) &&
+      waits.length >= 3 && waits.every((x) => x.attempt === 1 && x.delay === 400), data.hintonly);
+
     const b = new H2ChatClient(base + '/busy', { backoffMin: 100, backoffMax: 200 });
     const gb = collect(b);
     b.start();
@@ -264,6 +376,7 @@ async function main() {
   try {
     if (!BASE) throw new Error('set H2CHAT_URL');
     await subscribeAndResume();
+    await hintedRestart();
     await publishErrors();
     await fakeServer();
   } catch (e) {
