@@ -31,6 +31,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
@@ -51,7 +52,8 @@ enum proto { P_H2, P_H1 };
 enum cstate { CS_CONNECTING, CS_TLS, CS_ACTIVE };
 enum sstate { SUB_PENDING, SUB_READY, SUB_FAILED, SUB_CLOSED };
 enum fmt { FMT_JSON, FMT_SSE };
-enum phase { PH_CONNECT, PH_SETTLE, PH_PUBLISH, PH_DONE };
+/* PH_WAIT: --wait-go, all resolved, waiting for SIGUSR1 */
+enum phase { PH_CONNECT, PH_WAIT, PH_SETTLE, PH_PUBLISH, PH_DONE };
 enum reason { R_CONNECT, R_TLS, R_TIMEOUT, R_EOF, R_ERROR, R_END, R_SHUTDOWN };
 enum h1st {
     H1_STATUS,
@@ -127,7 +129,10 @@ static struct opts {
     int proto, pub_proto;
     long n, k;
     double rate, timeout, connect_rate, flt, settle, drain;
-    bool sse, json_only;
+    bool sse, json_only, sub_only, wait_go;
+    const char *lat_out;
+    struct sockaddr_storage bind_sa; /* --bind: ss_family 0 when none */
+    socklen_t bind_len;
     long pid; /* the first --pid: 0 when none */
     long pids[MAX_PIDS];
     int npids;
@@ -177,6 +182,9 @@ static int64_t run_start_us; /* CLOCK_REALTIME at start: older texts are stale *
 static uint32_t *lat;
 static size_t nlat, caplat;
 static bool tty;
+static int64_t t_last_rx; /* mono_us of the last counted delivery */
+static int sigfd = -1;     /* --wait-go: SIGUSR1 arrives here */
+static bool go;            /* --wait-go: SIGUSR1 received */
 
 /* ---------- small helpers ---------- */
 
@@ -347,6 +355,7 @@ static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t now) 
             s->max_seq = (int32_t)seq;
     }
     lat_push(now - send_us);
+    t_last_rx = mono_us();
     if (s->got == (uint32_t)O.k && s->state == SUB_READY)
         S.live_incomplete--;
 }
@@ -1116,6 +1125,14 @@ static conn_t *conn_open(const struct target *t, int proto, sub_t *ss, int ns,
         goto fail;
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* --bind: the source port is picked at connect() per 4-tuple, not at
+     * bind() per address, so one source address is good for ~28k
+     * connections to each destination */
+    if (O.bind_sa.ss_family &&
+        ((O.bind_sa.ss_family == AF_INET &&
+          setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) < 0) ||
+         bind(c->fd, (const struct sockaddr *)&O.bind_sa, O.bind_len) < 0))
+        goto fail;
     if (connect(c->fd, (const struct sockaddr *)&t->sa, t->salen) < 0 &&
         errno != EINPROGRESS)
         goto fail;
@@ -1489,7 +1506,13 @@ static void usage(FILE *f) {
         "  --streams-per-conn K   subscriber streams per h2 connection (default 1)\n"
         "  --settle S             pause between all-ready and publishing (default 0.2)\n"
         "  --drain S              stop S seconds after the last publish (default: off)\n"
-        "  -H, --header 'N: v'    extra request header (repeatable)\n");
+        "  -H, --header 'N: v'    extra request header (repeatable)\n"
+        "  --bind ADDR            source address of every connection (loopback)\n"
+        "  --subscribe-only       publish nothing: expect the K messages another\n"
+        "                         process publishes\n"
+        "  --wait-go              once all are resolved, print READY <ready> <failed>\n"
+        "                         on stderr and wait for SIGUSR1 before publishing\n"
+        "  --lat-out FILE         write every delivery latency (us, uint32 LE) to FILE\n");
 }
 
 static int parse_proto(const char *s) {
@@ -1506,6 +1529,24 @@ static double num(const char *s, double lo) {
     if (*s == 0 || *e || !(v >= lo) || v > 1e12)
         die("bad number: %s", s);
     return v;
+}
+
+/* --bind: a loopback literal, like the targets */
+static void parse_bind(const char *a) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&O.bind_sa;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&O.bind_sa;
+    memset(&O.bind_sa, 0, sizeof(O.bind_sa));
+    if (inet_pton(AF_INET, a, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        O.bind_len = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, a, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        O.bind_len = sizeof(*s6);
+    } else {
+        die("--bind needs an address literal: %s", a);
+    }
+    if (!is_loopback(&O.bind_sa))
+        die("refusing non-loopback --bind address: %s", a);
 }
 
 static void parse_opts(int argc, char **argv) {
@@ -1525,6 +1566,10 @@ static void parse_opts(int argc, char **argv) {
                                        {"settle", 1, 0, 'w'},
                                        {"drain", 1, 0, 'd'},
                                        {"header", 1, 0, 'H'},
+                                       {"bind", 1, 0, 'B'},
+                                       {"subscribe-only", 0, 0, 'O'},
+                                       {"wait-go", 0, 0, 'G'},
+                                       {"lat-out", 1, 0, 'L'},
                                        {"help", 0, 0, 'h'},
                                        {0, 0, 0, 0}};
     int ch;
@@ -1593,6 +1638,18 @@ static void parse_opts(int argc, char **argv) {
             O.headers[O.nheaders++] = optarg;
             break;
         }
+        case 'B':
+            parse_bind(optarg);
+            break;
+        case 'O':
+            O.sub_only = true;
+            break;
+        case 'G':
+            O.wait_go = true;
+            break;
+        case 'L':
+            O.lat_out = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -1615,6 +1672,9 @@ static void parse_opts(int argc, char **argv) {
         O.pub_proto = PT.tls ? P_H2 : O.proto;
     if (O.proto == P_H1)
         O.spc = 1;
+    if (O.bind_sa.ss_family &&
+        (O.bind_sa.ss_family != T.sa.ss_family || O.bind_sa.ss_family != PT.sa.ss_family))
+        die("%s", "--bind and the URL hosts must be of the same address family");
 }
 
 static SSL_CTX *make_ctx(const unsigned char *alpn, unsigned alen) {
@@ -1631,15 +1691,70 @@ static SSL_CTX *make_ctx(const unsigned char *alpn, unsigned alen) {
     return ctx;
 }
 
-static void raise_nofile(long need) {
+/* Descriptors besides the subscribers' sockets: stdio, epoll, signalfd,
+ * the publisher, /proc reads, --lat-out, and some slack. */
+#define FD_RESERVE 16
+
+/* One socket per subscriber connection: a run that cannot have them all at
+ * once would measure EMFILE, so it does not start (split it over processes
+ * with fanout-multi.py instead). */
+static void raise_nofile(long conns) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        if ((rlim_t)need > rl.rlim_cur)
-            fprintf(stderr, "h2c-fanout: warning: need ~%ld descriptors, limit is %llu\n",
-                    need, (unsigned long long)rl.rlim_cur);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)(conns + FD_RESERVE) > rl.rlim_cur)
+        die("%ld connections need %ld descriptors, the limit is %llu: use fewer "
+            "subscribers per process (bench/fanout-multi.py) or --streams-per-conn",
+            conns, conns + FD_RESERVE, (unsigned long long)rl.rlim_cur);
+}
+
+/* --wait-go: SIGUSR1 is blocked from the start (an early one must not kill
+ * us) and read from a signalfd in the epoll loop, which keeps serving the
+ * sockets while it waits. */
+static void sig_setup(void) {
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR1);
+    if (sigprocmask(SIG_BLOCK, &m, NULL) < 0)
+        die("%s", "sigprocmask failed");
+    sigfd = signalfd(-1, &m, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sigfd < 0)
+        die("%s", "signalfd failed");
+}
+
+static void sig_read(void) {
+    struct signalfd_siginfo si;
+    while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        if (si.ssi_signo == SIGUSR1)
+            go = true;
+}
+
+/* --lat-out: the raw latencies, so that a driver can merge exact
+ * percentiles over processes. */
+static int write_lat(const char *path) {
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    unsigned char b[4096];
+    size_t n = 0;
+    for (size_t i = 0; i < nlat; i++) {
+        uint32_t v = lat[i];
+        b[n++] = (unsigned char)v;
+        b[n++] = (unsigned char)(v >> 8);
+        b[n++] = (unsigned char)(v >> 16);
+        b[n++] = (unsigned char)(v >> 24);
+        if (n == sizeof(b) || i + 1 == nlat) {
+            if (fwrite(b, 1, n, f) != n) {
+                fclose(f);
+                return -1;
+            }
+            n = 0;
+        }
     }
+    return fclose(f) ? -1 : 0;
 }
 
 /* ---------- main loop ---------- */
@@ -1679,11 +1794,9 @@ static void progress(int64_t now, int64_t t0, bool final) {
         return;
     double el = (double)(now - t0) / 1e6;
     if (phase <= PH_SETTLE)
-        fprintf(
-            stderr,
-            "%s[%6.1fs] connecting: %ld/%ld conns opened, %ld/%ld ready, %ld failed%s",
-            tty ? "\r" : "", el, next_conn, nconns, S.ready, O.n, failed(),
-            tty && !final ? "   " : "\n");
+        fprintf(stderr, "%s[%6.1fs] %s: %ld/%ld conns opened, %ld/%ld ready, %ld failed%s",
+                tty ? "\r" : "", el, phase == PH_WAIT && !go ? "waiting for go" : "connecting",
+                next_conn, nconns, S.ready, O.n, failed(), tty && !final ? "   " : "\n");
     else
         fprintf(stderr, "%s[%6.1fs] publishing: %ld/%ld sent, %ld/%ld delivered%s",
                 tty ? "\r" : "", el, next_seq, O.k, S.delivered, S.ready * O.k,
@@ -1695,7 +1808,9 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     tty = isatty(2);
     nconns = (O.n + O.spc - 1) / O.spc;
-    raise_nofile(nconns + 64);
+    raise_nofile(nconns);
+    if (O.wait_go)
+        sig_setup();
 
     run_start_us = real_us();
     int64_t t0 = mono_us(), deadline = t0 + (int64_t)(O.timeout * 1e6);
@@ -1716,6 +1831,11 @@ int main(int argc, char **argv) {
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("%s", "epoll_create1 failed");
+    if (sigfd >= 0) {
+        struct epoll_event sev = {.events = EPOLLIN, .data.ptr = &sigfd};
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, sigfd, &sev) < 0)
+            die("%s", "epoll_ctl(signalfd) failed");
+    }
 
     size_t bm = (size_t)(O.k + 7) / 8;
     uint8_t *bits = xcalloc((size_t)O.n, bm ? bm : 1);
@@ -1727,7 +1847,7 @@ int main(int argc, char **argv) {
     conns = xcalloc((size_t)nconns, sizeof(*conns));
     msgs = xcalloc((size_t)(O.k ? O.k : 1), sizeof(*msgs));
 
-    int64_t t_conn_done = 0, t_pub0 = 0, t_last_pub = 0, t_end = 0;
+    int64_t t_conn_done = 0, t_go = 0, t_pub0 = 0, t_last_pub = 0, t_end = 0;
     int64_t next_progress = t0, next_sweep = t0, pub_retry = 0;
     bool timed_out = false;
     struct epoll_event evs[1024];
@@ -1754,36 +1874,61 @@ int main(int argc, char **argv) {
             if (next_conn == nconns && S.ready + failed() == O.n) {
                 progress(now, t0, true);
                 t_conn_done = now;
-                phase = PH_SETTLE;
-                if (O.pid)
-                    proc_tree(&ps_conn);
-                if (S.ready == 0 || O.k == 0) {
+                phase = PH_WAIT;
+                if (O.wait_go) {
+                    fprintf(stderr, "READY %ld %ld\n", S.ready, failed());
+                    fflush(stderr);
+                }
+                /* a publisher of a group publishes even with no subscriber
+                 * of its own: the other processes expect its messages */
+                if (O.k == 0 || (S.ready == 0 && (O.sub_only || !O.wait_go))) {
+                    if (O.pid)
+                        proc_tree(&ps_conn);
                     phase = PH_DONE;
                     break;
                 }
             }
         }
-        if (phase >= PH_SETTLE && !pub && next_seq < O.k && now >= pub_retry) {
+        if (phase == PH_WAIT && (go || !O.wait_go)) {
+            /* after the go: every process of a group has its subscribers */
+            if (O.pid)
+                proc_tree(&ps_conn);
+            t_go = now = mono_us();
+            phase = PH_SETTLE;
+        }
+        if (phase >= PH_SETTLE && !O.sub_only && !pub && next_seq < O.k &&
+            now >= pub_retry) {
             pub_retry = now + 100000; /* do not spin on a refused publisher */
             pub = conn_open(&PT, O.pub_proto, NULL, 0, true);
         }
-        if (phase == PH_SETTLE && pub && pub->state == CS_ACTIVE &&
-            now - t_conn_done >= (int64_t)(O.settle * 1e6)) {
+        if (phase == PH_SETTLE && (O.sub_only || (pub && pub->state == CS_ACTIVE)) &&
+            now - t_go >= (int64_t)(O.settle * 1e6)) {
             if (O.pid)
                 proc_tree(&ps_pub0);
             phase = PH_PUBLISH;
             t_pub0 = now = mono_us();
         }
-        if (phase == PH_PUBLISH) {
+        if (phase == PH_PUBLISH && O.sub_only) {
+            /* done: every ready subscriber has all K; or --drain after the
+             * last message was due and after the last delivery */
+            if (S.live_incomplete <= 0)
+                break;
+            int64_t due = t_pub0 + (int64_t)((double)(O.k - 1) * 1e6 / O.rate);
+            int64_t dr = (int64_t)(O.drain * 1e6);
+            if (O.drain > 0 && now - due > dr && now - t_last_rx > dr)
+                break;
+        } else if (phase == PH_PUBLISH) {
             while (next_seq < O.k &&
                    now >= t_pub0 + (int64_t)((double)next_seq * 1e6 / O.rate) &&
                    pub_can_send()) {
                 publish(next_seq++);
                 t_last_pub = now;
             }
-            /* done: everything delivered and every POST answered, or no
-             * subscriber left that could still receive anything */
-            if (S.live_incomplete <= 0 && (next_seq < O.k || S.pub_done >= S.published))
+            /* done: everything delivered and every POST answered, or (alone,
+             * not in a group) no subscriber left that could still receive
+             * anything */
+            bool answered = next_seq == O.k && S.pub_done >= S.published;
+            if (S.live_incomplete <= 0 && (answered || (next_seq < O.k && !O.wait_go)))
                 break;
             if (next_seq == O.k && O.drain > 0 &&
                 now - t_last_pub > (int64_t)(O.drain * 1e6))
@@ -1811,15 +1956,19 @@ int main(int argc, char **argv) {
                 wake = t;
         }
         if (phase == PH_SETTLE) {
-            int64_t t = t_conn_done + (int64_t)(O.settle * 1e6);
+            int64_t t = t_go + (int64_t)(O.settle * 1e6);
             if (t < wake)
                 wake = t;
         }
         int64_t d = wake - mono_us();
         int ms = d <= 0 ? 0 : (int)((d + 999) / 1000);
         int n = epoll_wait(epfd, evs, 1024, ms);
-        for (int i = 0; i < n; i++)
-            conn_event(evs[i].data.ptr, evs[i].events);
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == &sigfd)
+                sig_read();
+            else
+                conn_event(evs[i].data.ptr, evs[i].events);
+        }
     }
     t_end = mono_us();
     if (phase <= PH_SETTLE && !t_conn_done)
@@ -1931,6 +2080,17 @@ int main(int argc, char **argv) {
                S.delivered && cpu_s >= 0 ? cpu_s * 1e6 / (double)S.delivered : -1.0,
                sched_s,
                S.delivered && sched_s >= 0 ? sched_s * 1e6 / (double)S.delivered : -1.0);
+    printf(",\"subscribe_only\":%s,\"bind\":", O.sub_only ? "true" : "false");
+    if (O.bind_sa.ss_family) {
+        char a[INET6_ADDRSTRLEN] = "";
+        const void *ad = O.bind_sa.ss_family == AF_INET
+                             ? (const void *)&((struct sockaddr_in *)&O.bind_sa)->sin_addr
+                             : (const void *)&((struct sockaddr_in6 *)&O.bind_sa)->sin6_addr;
+        inet_ntop(O.bind_sa.ss_family, ad, a, sizeof(a));
+        json_str(a);
+    } else {
+        printf("null");
+    }
     printf("}\n");
     fflush(stdout);
 
@@ -1951,8 +2111,18 @@ int main(int argc, char **argv) {
     free(subs);
     free(bits);
     free(conns);
+    bool lat_ok = true;
+    if (O.lat_out && write_lat(O.lat_out)) {
+        fprintf(stderr, "h2c-fanout: cannot write %s: %s\n", O.lat_out, strerror(errno));
+        lat_ok = false;
+    }
     free(msgs);
     free(lat);
     close(epfd);
-    return (lost == 0 && failed() == 0 && !timed_out && O.k == S.published) ? 0 : 1;
+    if (sigfd >= 0)
+        close(sigfd);
+    return (lost == 0 && failed() == 0 && !timed_out && lat_ok &&
+            (O.sub_only || O.k == S.published))
+               ? 0
+               : 1;
 }
