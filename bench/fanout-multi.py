@@ -34,7 +34,7 @@ GRACE_S = 30      # past the children's --timeout before they are killed
 SUM = ('n', 'conns', 'ready', 'failed', 'fail_connect', 'fail_tls', 'fail_status',
        'status_503', 'fail_timeout', 'fail_reset', 'fail_resume', 'unanswered',
        'published', 'publish_ok', 'publish_err', 'publish_retries', 'publish_pending',
-       'publish_timeouts',
+       'publish_timeouts', 'republished',
        'expected', 'delivered', 'lost', 'dups', 'out_of_order', 'closed', 'conn_closed',
        'goaways', 'ignored', 'gaps', 'reconnects', 'resubscribed', 'refused_reconnects',
        'refused_503', 'refused_429', 'refused_other', 'reconnect_errors',

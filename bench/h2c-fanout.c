@@ -176,7 +176,7 @@ static struct stats {
         ignored, overflow, published, pub_done;
     /* --resume */
     long reconnects, resubscribed, refused, refused_503, refused_429, reconnect_errors,
-        hints, away, fail_resume, pub_retries, pub_timeouts, gaps;
+        hints, away, fail_resume, pub_retries, pub_timeouts, gaps, republished;
     int64_t t_first_end, t_all_back; /* mono_us: first stream end, last time all back */
     int64_t conn_err_first;
 } S;
@@ -210,6 +210,7 @@ static uint32_t *lat;
 static size_t nlat, caplat;
 static bool tty;
 static int64_t t_last_rx; /* mono_us of the last counted delivery */
+static int64_t *seq_id;   /* the server's id of the first message seen per seq */
 static int sigfd = -1;     /* --wait-go: SIGUSR1 arrives here */
 static bool go;            /* --wait-go: SIGUSR1 received */
 
@@ -358,8 +359,10 @@ static void lat_push(int64_t us) {
 }
 
 /* doc: the text was found in a whole-history document (seed format), where
- * repeats are expected and order is the server's history order. */
-static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t now) {
+ * repeats are expected and order is the server's history order. id: the
+ * server's message id, -1 if the format has none. */
+static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t id,
+                    int64_t now) {
     if (seq < 0 || seq >= O.k || send_us < run_start_us) {
         if (!doc) /* history documents repeat old texts on every write */
             S.ignored++;
@@ -368,11 +371,18 @@ static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t now) 
     uint8_t bit = (uint8_t)(1u << (seq & 7));
     uint8_t *b = &s->seen[seq >> 3];
     if (*b & bit) {
-        if (!doc)
+        /* a second message with this text (the publisher sent it again
+         * after an answer got lost: the server holds it twice) is not the
+         * server repeating one message */
+        if (!doc && id >= 0 && seq_id[seq] >= 0 && id != seq_id[seq])
+            S.republished++;
+        else if (!doc)
             S.dups++;
         return;
     }
     *b |= bit;
+    if (id >= 0 && seq_id[seq] < 0)
+        seq_id[seq] = id;
     s->got++;
     S.delivered++;
     if (!doc) {
@@ -465,7 +475,7 @@ static void handle_object(sub_t *s, const char *p, size_t n, int64_t now) {
     if (e - q >= 5 && !memcmp(q, "\"msg\"", 5)) {
         while ((q = parse_text(q, e, &seq, &us)))
             if (seq >= 0)
-                deliver(s, seq, us, true, now);
+                deliver(s, seq, us, true, -1, now);
         return;
     }
     const char *ty = find_key(p, e, "\"type\"", 6);
@@ -484,7 +494,7 @@ static void handle_object(sub_t *s, const char *p, size_t n, int64_t now) {
     if (id >= 0)
         s->last_id = id;
     if (parse_text(p, e, &seq, &us) && seq >= 0)
-        deliver(s, seq, us, false, now);
+        deliver(s, seq, us, false, id, now);
 }
 
 /* Brace-depth scanner: finds complete top-level objects in a byte stream,
@@ -1039,7 +1049,8 @@ static int h1_line(conn_t *c, char *l, size_t n) {
         if (n < 12 || strncmp(l, "HTTP/1.", 7))
             return -1;
         c->h1status = atoi(l + 9);
-        c->h1chunked = c->h1cl = c->h1close = c->h1sse = false;
+        c->h1chunked = c->h1cl = c->h1sse = false;
+        c->h1close = l[7] == '0'; /* HTTP/1.0: closes unless it says keep-alive */
         c->h1left = 0;
         c->h1retry = 0;
         c->h1st = H1_HEADERS;
@@ -1052,7 +1063,8 @@ static int h1_line(conn_t *c, char *l, size_t n) {
         else if (hdr_is(l, n, "content-length", &v))
             c->h1cl = true, c->h1left = strtoll(v, NULL, 10);
         else if (hdr_is(l, n, "connection", &v))
-            c->h1close = strcasestr(v, "close") != NULL;
+            c->h1close = strcasestr(v, "close") != NULL ||
+                         (c->h1close && !strcasestr(v, "keep-alive"));
         else if (hdr_is(l, n, "content-type", &v))
             c->h1sse = !strncasecmp(v, "text/event-stream", 17);
         else if (hdr_is(l, n, "retry-after", &v))
@@ -2260,6 +2272,9 @@ int main(int argc, char **argv) {
         subs[i].hint_ms = -1;
     }
     msgs = xcalloc((size_t)(O.k ? O.k : 1), sizeof(*msgs));
+    seq_id = xcalloc((size_t)(O.k ? O.k : 1), sizeof(*seq_id));
+    for (long i = 0; i < O.k; i++)
+        seq_id[i] = -1;
     awayq = xcalloc((size_t)O.n, sizeof(*awayq));
     retryq = xcalloc((size_t)(O.k ? O.k : 1), sizeof(*retryq));
     scratch = xcalloc((size_t)O.spc, sizeof(*scratch));
@@ -2477,10 +2492,11 @@ int main(int argc, char **argv) {
             fprintf(stderr,
                     "  resume: %ld reconnects, %ld subscribed again, %ld refused (503: %ld, "
                     "429: %ld), %ld errors, %ld hints; back in %.2fs; never back %ld; "
-                    "POSTs sent again %ld (%ld publisher timeouts)\n",
+                    "POSTs sent again %ld (%ld publisher timeouts), %ld copies of "
+                    "messages posted twice\n",
                     S.reconnects, S.resubscribed, S.refused, S.refused_503, S.refused_429,
                     S.reconnect_errors, S.hints, back_s, S.fail_resume, S.pub_retries,
-                    S.pub_timeouts);
+                    S.pub_timeouts, S.republished);
         fprintf(stderr,
                 "  latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  mean %.2f\n"
                 "  elapsed %.2fs (connect %.2fs, publish+deliver %.2fs)%s, "
@@ -2542,11 +2558,12 @@ int main(int argc, char **argv) {
            "\"refused_reconnects\":%ld,\"refused_503\":%ld,\"refused_429\":%ld,"
            "\"refused_other\":%ld,\"reconnect_errors\":%ld,\"reconnect_hints\":%ld,"
            "\"back_s\":%.3f,\"fail_resume\":%ld,\"publish_retries\":%ld,"
-           "\"publish_pending\":%ld,\"publish_timeouts\":%ld,\"gaps\":%ld",
+           "\"publish_pending\":%ld,\"publish_timeouts\":%ld,\"republished\":%ld,"
+           "\"gaps\":%ld",
            O.resume ? "true" : "false", S.reconnects, S.resubscribed, S.refused,
            S.refused_503, S.refused_429, S.refused - S.refused_503 - S.refused_429,
            S.reconnect_errors, S.hints, back_s, S.fail_resume, S.pub_retries, pub_pending,
-           S.pub_timeouts, S.gaps);
+           S.pub_timeouts, S.republished, S.gaps);
     if (O.pid && O.sample_ms > 0)
         printf(",\"server_cpu_peak_pct\":%.1f,\"server_cpu_samples\":%ld,"
                "\"server_cpu_s_sampled\":%.3f",
@@ -2594,6 +2611,7 @@ int main(int argc, char **argv) {
         lat_ok = false;
     }
     free(msgs);
+    free(seq_id);
     free(lat);
     close(epfd);
     if (sigfd >= 0)
