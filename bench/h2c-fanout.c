@@ -5,7 +5,10 @@
  * h2 (TLS, ALPN), h2c (prior knowledge) or HTTP/1.1, waits until they are all
  * answered, publishes K messages from its own connection at a fixed rate and
  * measures, per subscriber, which messages arrived, how late, twice or out of
- * order.  Optionally samples the server's process tree from /proc.
+ * order.  Optionally samples the server's process tree from /proc.  With
+ * --resume, subscribers come back after their stream ends (Last-Event-ID), to
+ * measure restarts; with --bind, --wait-go and --subscribe-only, several
+ * processes share one run (bench/fanout-multi.py).
  *
  * Build: cc -O2 -Wall -Wextra -Werror -o bench/h2c-fanout bench/h2c-fanout.c \
  *           -lnghttp2 -lssl -lcrypto -lm
@@ -200,7 +203,7 @@ static long nawayq;
 static long *retryq; /* seqs of POSTs to send again */
 static long nretryq;
 static int64_t pub_progress; /* mono_us: the last POST answer, or a first one sent */
-static sub_t **scratch; /* --streams-per-conn subscribers for conn_open */
+static sub_t **scratch;      /* --streams-per-conn subscribers for conn_open */
 static conn_t *pub;
 static pubmsg_t *msgs;
 static long next_seq;
@@ -211,8 +214,8 @@ static size_t nlat, caplat;
 static bool tty;
 static int64_t t_last_rx; /* mono_us of the last counted delivery */
 static int64_t *seq_id;   /* the server's id of the first message seen per seq */
-static int sigfd = -1;     /* --wait-go: SIGUSR1 arrives here */
-static bool go;            /* --wait-go: SIGUSR1 received */
+static int sigfd = -1;    /* --wait-go: SIGUSR1 arrives here */
+static bool go;           /* --wait-go: SIGUSR1 received */
 
 /* ---------- small helpers ---------- */
 
@@ -1400,7 +1403,8 @@ static conn_t *conn_open(const struct target *t, int proto, sub_t **ss, int ns,
      * connections to each destination */
     if (O.bind_sa.ss_family &&
         ((O.bind_sa.ss_family == AF_INET &&
-          setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) < 0) ||
+          setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) <
+              0) ||
          bind(c->fd, (const struct sockaddr *)&O.bind_sa, O.bind_len) < 0))
         goto fail;
     if (connect(c->fd, (const struct sockaddr *)&t->sa, t->salen) < 0 &&
@@ -1510,7 +1514,8 @@ static void conn_event(conn_t *c, uint32_t ev) {
             /* --resume: a GOAWAY sends its subscribers elsewhere now (they
              * resume from their last id, so nothing in flight is lost) */
             if (c->nopen == 0 || (O.resume && c->goaway && phase != PH_DONE) ||
-                (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))) {
+                (!nghttp2_session_want_read(c->h2) &&
+                 !nghttp2_session_want_write(c->h2))) {
                 rv = -1;
                 reason = R_END;
             }
@@ -2219,11 +2224,14 @@ static void progress(int64_t now, int64_t t0, bool final) {
         return;
     double el = (double)(now - t0) / 1e6;
     if (phase <= PH_SETTLE)
-        fprintf(stderr, "%s[%6.1fs] %s: %ld/%ld conns opened, %ld/%ld ready, %ld failed%s",
-                tty ? "\r" : "", el, phase == PH_WAIT && !go ? "waiting for go" : "connecting",
-                next_conn, nconns, S.ready, O.n, failed(), tty && !final ? "   " : "\n");
+        fprintf(stderr,
+                "%s[%6.1fs] %s: %ld/%ld conns opened, %ld/%ld ready, %ld failed%s",
+                tty ? "\r" : "", el,
+                phase == PH_WAIT && !go ? "waiting for go" : "connecting", next_conn,
+                nconns, S.ready, O.n, failed(), tty && !final ? "   " : "\n");
     else
-        fprintf(stderr, "%s[%6.1fs] publishing: %ld/%ld sent, %ld/%ld delivered, %ld away%s",
+        fprintf(stderr,
+                "%s[%6.1fs] publishing: %ld/%ld sent, %ld/%ld delivered, %ld away%s",
                 tty ? "\r" : "", el, next_seq, O.k, S.delivered, S.ready * O.k, S.away,
                 tty && !final ? "   " : "\n");
 }
@@ -2483,20 +2491,21 @@ int main(int argc, char **argv) {
                 O.url, proto_name(O.proto, T.tls), O.sse ? " sse" : "", O.n, O.k, nconns,
                 O.spc, O.rate, S.ready, failed(), S.fail_connect, S.fail_tls,
                 S.fail_status, S.status_503, S.fail_timeout, S.fail_reset, unanswered,
-                S.published, pub_ok, pub_err, pub_pending, S.delivered, expected, lost, S.dups, S.ooo,
-                S.closed, S.goaways, S.ignored);
+                S.published, pub_ok, pub_err, pub_pending, S.delivered, expected, lost,
+                S.dups, S.ooo, S.closed, S.goaways, S.ignored);
         if (S.conn_err_first)
             fprintf(stderr, "  first connect error: %s\n",
                     strerror((int)S.conn_err_first));
         if (O.resume)
-            fprintf(stderr,
-                    "  resume: %ld reconnects, %ld subscribed again, %ld refused (503: %ld, "
-                    "429: %ld), %ld errors, %ld hints; back in %.2fs; never back %ld; "
-                    "POSTs sent again %ld (%ld publisher timeouts), %ld copies of "
-                    "messages posted twice\n",
-                    S.reconnects, S.resubscribed, S.refused, S.refused_503, S.refused_429,
-                    S.reconnect_errors, S.hints, back_s, S.fail_resume, S.pub_retries,
-                    S.pub_timeouts, S.republished);
+            fprintf(
+                stderr,
+                "  resume: %ld reconnects, %ld subscribed again, %ld refused (503: %ld, "
+                "429: %ld), %ld errors, %ld hints; back in %.2fs; never back %ld; "
+                "POSTs sent again %ld (%ld publisher timeouts), %ld copies of "
+                "messages posted twice\n",
+                S.reconnects, S.resubscribed, S.refused, S.refused_503, S.refused_429,
+                S.reconnect_errors, S.hints, back_s, S.fail_resume, S.pub_retries,
+                S.pub_timeouts, S.republished);
         fprintf(stderr,
                 "  latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  mean %.2f\n"
                 "  elapsed %.2fs (connect %.2fs, publish+deliver %.2fs)%s, "
@@ -2571,9 +2580,10 @@ int main(int argc, char **argv) {
     printf(",\"subscribe_only\":%s,\"bind\":", O.sub_only ? "true" : "false");
     if (O.bind_sa.ss_family) {
         char a[INET6_ADDRSTRLEN] = "";
-        const void *ad = O.bind_sa.ss_family == AF_INET
-                             ? (const void *)&((struct sockaddr_in *)&O.bind_sa)->sin_addr
-                             : (const void *)&((struct sockaddr_in6 *)&O.bind_sa)->sin6_addr;
+        const void *ad =
+            O.bind_sa.ss_family == AF_INET
+                ? (const void *)&((struct sockaddr_in *)&O.bind_sa)->sin_addr
+                : (const void *)&((struct sockaddr_in6 *)&O.bind_sa)->sin6_addr;
         inet_ntop(O.bind_sa.ss_family, ad, a, sizeof(a));
         json_str(a);
     } else {
