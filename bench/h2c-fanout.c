@@ -5,7 +5,10 @@
  * h2 (TLS, ALPN), h2c (prior knowledge) or HTTP/1.1, waits until they are all
  * answered, publishes K messages from its own connection at a fixed rate and
  * measures, per subscriber, which messages arrived, how late, twice or out of
- * order.  Optionally samples the server's process tree from /proc.
+ * order.  Optionally samples the server's process tree from /proc.  With
+ * --resume, subscribers come back after their stream ends (Last-Event-ID), to
+ * measure restarts; with --bind, --wait-go and --subscribe-only, several
+ * processes share one run (bench/fanout-multi.py).
  *
  * Build: cc -O2 -Wall -Wextra -Werror -o bench/h2c-fanout bench/h2c-fanout.c \
  *           -lnghttp2 -lssl -lcrypto -lm
@@ -31,6 +34,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
@@ -49,9 +53,15 @@
 
 enum proto { P_H2, P_H1 };
 enum cstate { CS_CONNECTING, CS_TLS, CS_ACTIVE };
-enum sstate { SUB_PENDING, SUB_READY, SUB_FAILED, SUB_CLOSED };
+/* SUB_AWAY: --resume, its stream ended, waiting to reconnect (a reconnect
+ * awaiting its answer is SUB_PENDING with ever_ready set) */
+enum sstate { SUB_PENDING, SUB_READY, SUB_FAILED, SUB_CLOSED, SUB_AWAY };
+/* a POST: not sent yet, awaiting its answer, answered (or given up), to
+ * be sent again (--resume: no answer, or 503/429) */
+enum mstate { M_NEW, M_SENT, M_DONE, M_RETRY };
 enum fmt { FMT_JSON, FMT_SSE };
-enum phase { PH_CONNECT, PH_SETTLE, PH_PUBLISH, PH_DONE };
+/* PH_WAIT: --wait-go, all resolved, waiting for SIGUSR1 */
+enum phase { PH_CONNECT, PH_WAIT, PH_SETTLE, PH_PUBLISH, PH_DONE };
 enum reason { R_CONNECT, R_TLS, R_TIMEOUT, R_EOF, R_ERROR, R_END, R_SHUTDOWN };
 enum h1st {
     H1_STATUS,
@@ -81,42 +91,52 @@ struct target {
 typedef struct conn conn_t;
 
 typedef struct sub {
-    conn_t *c;
+    conn_t *c; /* NULL while away */
     int32_t stream_id;
     uint8_t state, fmt, in_str, esc;
+    bool ever_ready; /* got a 200 once: a new request is a resume */
     int32_t depth;
     int32_t max_seq;
     uint32_t got;
     int status;
-    struct buf pend; /* unfinished JSON object or SSE line */
-    struct buf ev;   /* SSE: data of the event being read */
-    uint8_t *seen;   /* bitmap of seqs seen */
+    int32_t hint_ms;      /* reconnect delay the server hinted on this stream, -1 none */
+    uint32_t retry_after; /* seconds, from a refused answer */
+    int64_t last_id;      /* id of the last message received, -1 none */
+    int64_t ev_id;        /* SSE: id of the event being read, -1 none */
+    int64_t due;          /* away: when to reconnect (mono_us) */
+    struct buf pend;      /* unfinished JSON object or SSE line */
+    struct buf ev;        /* SSE: data of the event being read */
+    uint8_t *seen;        /* bitmap of seqs seen, kept across reconnects */
 } sub_t;
 
 typedef struct pubmsg {
     char body[96];
     uint16_t len, off;
+    uint8_t st;
     int status;
+    uint32_t retry_after;
+    int64_t due; /* M_RETRY: when to send again */
 } pubmsg_t;
 
 struct conn {
     int fd;
     uint8_t state, proto;
-    bool tls, is_pub, ssl_want_write, counted_pending;
-    int idx;
+    bool tls, is_pub, ssl_want_write, counted_pending, goaway;
+    int idx; /* slot in conns[] */
     uint32_t evmask;
     SSL *ssl;
     nghttp2_session *h2;
     const struct target *t;
     struct buf out;
     size_t ooff;
-    sub_t *subs;
+    sub_t **subs; /* those whose s->c is this one are still on it */
     int nsubs, npending, nready, nopen;
     int64_t t_open;
     /* HTTP/1.1 response parser */
     uint8_t h1st;
     bool h1chunked, h1close, h1cl, h1sse;
     int h1status;
+    uint32_t h1retry; /* Retry-After, seconds */
     int64_t h1left;
     struct buf line;
     long pub_seq; /* h1 publisher: seq awaiting its response, -1 if none */
@@ -127,7 +147,11 @@ static struct opts {
     int proto, pub_proto;
     long n, k;
     double rate, timeout, connect_rate, flt, settle, drain;
-    bool sse, json_only;
+    bool sse, json_only, sub_only, wait_go, resume;
+    double reconnect_ms, jitter_ms, sample_ms;
+    const char *lat_out;
+    struct sockaddr_storage bind_sa; /* --bind: ss_family 0 when none */
+    socklen_t bind_len;
     long pid; /* the first --pid: 0 when none */
     long pids[MAX_PIDS];
     int npids;
@@ -153,6 +177,10 @@ static struct stats {
     long conns, ready, fail_connect, fail_tls, fail_status, status_503, fail_timeout,
         fail_reset, closed, conn_closed, goaways, live_incomplete, delivered, dups, ooo,
         ignored, overflow, published, pub_done;
+    /* --resume */
+    long reconnects, resubscribed, refused, refused_503, refused_429, reconnect_errors,
+        hints, away, fail_resume, pub_retries, pub_timeouts, gaps, republished;
+    int64_t t_first_end, t_all_back; /* mono_us: first stream end, last time all back */
     int64_t conn_err_first;
 } S;
 
@@ -167,8 +195,15 @@ static struct target T, PT;
 static SSL_CTX *ctx_h2, *ctx_h1;
 static int epfd;
 static sub_t *subs;
-static conn_t **conns;
+static conn_t **conns; /* slots: initial and reconnect connections */
+static long nslots, capslots, *freeslots, nfree;
 static long nconns, next_conn, pending_conns;
+static uint32_t *awayq; /* min-heap of away subscribers by due time */
+static long nawayq;
+static long *retryq; /* seqs of POSTs to send again */
+static long nretryq;
+static int64_t pub_progress; /* mono_us: the last POST answer, or a first one sent */
+static sub_t **scratch;      /* --streams-per-conn subscribers for conn_open */
 static conn_t *pub;
 static pubmsg_t *msgs;
 static long next_seq;
@@ -177,6 +212,10 @@ static int64_t run_start_us; /* CLOCK_REALTIME at start: older texts are stale *
 static uint32_t *lat;
 static size_t nlat, caplat;
 static bool tty;
+static int64_t t_last_rx; /* mono_us of the last counted delivery */
+static int64_t *seq_id;   /* the server's id of the first message seen per seq */
+static int sigfd = -1;    /* --wait-go: SIGUSR1 arrives here */
+static bool go;           /* --wait-go: SIGUSR1 received */
 
 /* ---------- small helpers ---------- */
 
@@ -323,8 +362,10 @@ static void lat_push(int64_t us) {
 }
 
 /* doc: the text was found in a whole-history document (seed format), where
- * repeats are expected and order is the server's history order. */
-static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t now) {
+ * repeats are expected and order is the server's history order. id: the
+ * server's message id, -1 if the format has none. */
+static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t id,
+                    int64_t now) {
     if (seq < 0 || seq >= O.k || send_us < run_start_us) {
         if (!doc) /* history documents repeat old texts on every write */
             S.ignored++;
@@ -333,11 +374,18 @@ static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t now) 
     uint8_t bit = (uint8_t)(1u << (seq & 7));
     uint8_t *b = &s->seen[seq >> 3];
     if (*b & bit) {
-        if (!doc)
+        /* a second message with this text (the publisher sent it again
+         * after an answer got lost: the server holds it twice) is not the
+         * server repeating one message */
+        if (!doc && id >= 0 && seq_id[seq] >= 0 && id != seq_id[seq])
+            S.republished++;
+        else if (!doc)
             S.dups++;
         return;
     }
     *b |= bit;
+    if (id >= 0 && seq_id[seq] < 0)
+        seq_id[seq] = id;
     s->got++;
     S.delivered++;
     if (!doc) {
@@ -347,6 +395,7 @@ static void deliver(sub_t *s, long seq, int64_t send_us, bool doc, int64_t now) 
             s->max_seq = (int32_t)seq;
     }
     lat_push(now - send_us);
+    t_last_rx = mono_us();
     if (s->got == (uint32_t)O.k && s->state == SUB_READY)
         S.live_incomplete--;
 }
@@ -405,6 +454,19 @@ bad:
     return v;
 }
 
+/* The decimal number at v (a JSON value), or -1. */
+static int64_t parse_num(const char *v, const char *e) {
+    int64_t x = 0;
+    int nd = 0;
+    while (v && v < e && isdigit((unsigned char)*v) && nd < 18)
+        x = x * 10 + (*v++ - '0'), nd++;
+    return nd ? x : -1;
+}
+
+static bool type_is(const char *ty, const char *e, const char *name, size_t len) {
+    return ty && e - ty >= (ptrdiff_t)len && !memcmp(ty, name, len);
+}
+
 /* One complete JSON value: an NDJSON line, an SSE event's data, or a seed
  * history document {"msg":[...]}. */
 static void handle_object(sub_t *s, const char *p, size_t n, int64_t now) {
@@ -416,14 +478,26 @@ static void handle_object(sub_t *s, const char *p, size_t n, int64_t now) {
     if (e - q >= 5 && !memcmp(q, "\"msg\"", 5)) {
         while ((q = parse_text(q, e, &seq, &us)))
             if (seq >= 0)
-                deliver(s, seq, us, true, now);
+                deliver(s, seq, us, true, -1, now);
         return;
     }
     const char *ty = find_key(p, e, "\"type\"", 6);
-    if (ty && (e - ty < 9 || memcmp(ty, "\"message\"", 9)))
-        return; /* heartbeat, gap, ... */
+    if (type_is(ty, e, "\"reconnect\"", 11)) {
+        int64_t ms = parse_num(find_key(p, e, "\"retry\"", 7), e);
+        if (ms >= 0)
+            s->hint_ms = ms > INT32_MAX ? INT32_MAX : (int32_t)ms;
+        return;
+    }
+    if (type_is(ty, e, "\"gap\"", 5))
+        S.gaps++;
+    if (ty && !type_is(ty, e, "\"message\"", 9))
+        return; /* heartbeat, gap, reset, ... */
+    /* the resume point, also of old messages (the snapshot) */
+    int64_t id = parse_num(find_key(p, e, "\"id\"", 4), e);
+    if (id >= 0)
+        s->last_id = id;
     if (parse_text(p, e, &seq, &us) && seq >= 0)
-        deliver(s, seq, us, false, now);
+        deliver(s, seq, us, false, id, now);
 }
 
 /* Brace-depth scanner: finds complete top-level objects in a byte stream,
@@ -481,6 +555,9 @@ static void json_feed(sub_t *s, const char *d, size_t n, int64_t now) {
 
 static void sse_line(sub_t *s, const char *l, size_t n, int64_t now) {
     if (n == 0) {
+        if (s->ev_id >= 0)
+            s->last_id = s->ev_id;
+        s->ev_id = -1;
         if (s->ev.len)
             handle_object(s, s->ev.p, s->ev.len, now);
         s->ev.len = 0;
@@ -490,11 +567,24 @@ static void sse_line(sub_t *s, const char *l, size_t n, int64_t now) {
         return;
     const char *colon = memchr(l, ':', n);
     size_t flen = colon ? (size_t)(colon - l) : n;
-    if (flen != 4 || memcmp(l, "data", 4))
-        return; /* id:, event:, retry: */
     const char *v = colon ? colon + 1 : l + n;
     if (v < l + n && *v == ' ')
         v++;
+    if ((flen == 2 && !memcmp(l, "id", 2)) || (flen == 5 && !memcmp(l, "retry", 5))) {
+        const char *d = v;
+        while (d < l + n && isdigit((unsigned char)*d))
+            d++;
+        int64_t x = d == l + n ? parse_num(v, d) : -1; /* digits only */
+        if (x >= 0) {
+            if (flen == 2)
+                s->ev_id = x;
+            else
+                s->hint_ms = x > INT32_MAX ? INT32_MAX : (int32_t)x;
+        }
+        return;
+    }
+    if (flen != 4 || memcmp(l, "data", 4))
+        return; /* event: */
     if (s->ev.len)
         buf_add(&s->ev, "\n", 1);
     buf_add(&s->ev, v, (size_t)(l + n - v));
@@ -552,41 +642,145 @@ static void sub_unpend(sub_t *s) {
     }
 }
 
+/* --resume: the away subscribers wait in a min-heap by due time */
+static void awayq_push(sub_t *s) {
+    long i = nawayq++;
+    uint32_t x = (uint32_t)(s - subs);
+    while (i > 0) {
+        long up = (i - 1) / 2;
+        if (subs[awayq[up]].due <= s->due)
+            break;
+        awayq[i] = awayq[up];
+        i = up;
+    }
+    awayq[i] = x;
+}
+
+static sub_t *awayq_pop(void) {
+    uint32_t top = awayq[0], last = awayq[--nawayq];
+    long i = 0;
+    for (;;) {
+        long l = 2 * i + 1, m = l + 1, k = i;
+        int64_t dk = subs[last].due;
+        if (l < nawayq && subs[awayq[l]].due < dk)
+            k = l, dk = subs[awayq[l]].due;
+        if (m < nawayq && subs[awayq[m]].due < dk)
+            k = m;
+        if (k == i)
+            break;
+        awayq[i] = awayq[k];
+        i = k;
+    }
+    if (nawayq)
+        awayq[i] = last;
+    return &subs[top];
+}
+
+static int64_t jitter_us(void) {
+    return O.jitter_ms > 0 ? (int64_t)(drand48() * O.jitter_ms * 1000.0) : 0;
+}
+
+/* Leaves its connection and waits delay_us (plus jitter) to reconnect. */
+static void sub_away(sub_t *s, int64_t delay_us) {
+    s->state = SUB_AWAY;
+    s->c = NULL;
+    s->stream_id = 0;
+    s->due = mono_us() + delay_us + jitter_us();
+    awayq_push(s);
+}
+
+/* A resume while the run goes on: the reconnects of a subscriber that was
+ * ready once are retried, not failed. */
+static bool resuming(const sub_t *s) {
+    return O.resume && s->ever_ready && phase != PH_DONE;
+}
+
 static void sub_ready(sub_t *s) {
     s->state = SUB_READY;
-    S.ready++;
     if (s->c)
         s->c->nready++;
+    sub_unpend(s);
+    if (s->ever_ready) {
+        S.resubscribed++;
+        if (--S.away == 0)
+            S.t_all_back = mono_us();
+        return;
+    }
+    s->ever_ready = true;
+    S.ready++;
     if (O.k > 0)
         S.live_incomplete++;
-    sub_unpend(s);
 }
 
+/* No answer (connect, TLS, reset, header timeout): a failure, or for a
+ * reconnect another try in a second. */
 static void sub_fail(sub_t *s, long *counter) {
+    sub_unpend(s);
+    if (resuming(s)) {
+        S.reconnect_errors++;
+        sub_away(s, 1000000);
+        return;
+    }
     s->state = SUB_FAILED;
     (*counter)++;
-    sub_unpend(s);
 }
 
+/* The stream of a ready subscriber ended. With --resume it comes back
+ * after the server's hint, or --reconnect-ms. */
 static void sub_closed(sub_t *s) {
     if (s->state != SUB_READY)
         return;
-    s->state = SUB_CLOSED;
-    if (phase == PH_DONE)
+    if (phase == PH_DONE) {
+        s->state = SUB_CLOSED;
         return;
+    }
     S.closed++;
-    if (s->got < (uint32_t)O.k)
-        S.live_incomplete--;
+    if (!O.resume) {
+        s->state = SUB_CLOSED;
+        if (s->got < (uint32_t)O.k)
+            S.live_incomplete--;
+        return;
+    }
+    int64_t now = mono_us(), delay = (int64_t)(O.reconnect_ms * 1000.0);
+    if (s->hint_ms >= 0) {
+        S.hints++;
+        delay = (int64_t)s->hint_ms * 1000;
+    }
+    if (!S.t_first_end)
+        S.t_first_end = now;
+    S.away++;
+    sub_away(s, delay);
 }
 
 static void sub_check_status(sub_t *s) {
     if (s->status == 200) {
         sub_ready(s);
+    } else if (resuming(s)) {
+        S.refused++;
+        if (s->status == 503)
+            S.refused_503++;
+        else if (s->status == 429)
+            S.refused_429++;
+        sub_unpend(s);
+        sub_away(s, s->retry_after ? (int64_t)s->retry_after * 1000000 : 1000000);
     } else {
         if (s->status == 503)
             S.status_503++;
         sub_fail(s, &S.fail_status);
     }
+}
+
+/* A new request for an away subscriber: a fresh stream to parse. */
+static void sub_rearm(sub_t *s) {
+    s->state = SUB_PENDING;
+    s->status = 0;
+    s->retry_after = 0;
+    s->hint_ms = -1;
+    s->ev_id = -1;
+    s->depth = 0;
+    s->in_str = s->esc = 0;
+    s->pend.len = s->ev.len = 0;
+    S.reconnects++;
 }
 
 /* ---------- connections ---------- */
@@ -602,9 +796,47 @@ static void conn_set_events(conn_t *c) {
     c->evmask = m;
 }
 
+/* A POST is over, answered or not. With --resume one that got no answer,
+ * or was refused for now (503, 429), is sent again: a message the server
+ * never took would count as lost for every subscriber. */
+static void pub_end(pubmsg_t *m, bool answered) {
+    if (m->st != M_SENT)
+        return;
+    pub_progress = mono_us();
+    if (O.resume && phase != PH_DONE &&
+        (!answered || m->status == 503 || m->status == 429)) {
+        m->st = M_RETRY;
+        m->due = mono_us() + (m->retry_after ? (int64_t)m->retry_after * 1000000
+                              : answered     ? 1000000
+                                             : 200000);
+        retryq[nretryq++] = m - msgs;
+        return;
+    }
+    m->st = M_DONE;
+    S.pub_done++;
+}
+
+static void conn_register(conn_t *c) {
+    if (nfree) {
+        c->idx = (int)freeslots[--nfree];
+    } else {
+        if (nslots == capslots) {
+            capslots = capslots ? capslots * 2 : 1024;
+            conns = realloc(conns, (size_t)capslots * sizeof(*conns));
+            freeslots = realloc(freeslots, (size_t)capslots * sizeof(*freeslots));
+            if (!conns || !freeslots)
+                die("%s", "out of memory");
+        }
+        c->idx = (int)nslots++;
+    }
+    conns[c->idx] = c;
+}
+
 static void conn_close(conn_t *c, int reason) {
     for (int i = 0; i < c->nsubs; i++) {
-        sub_t *s = &c->subs[i];
+        sub_t *s = c->subs[i];
+        if (s->c != c)
+            continue; /* left this connection already (--resume) */
         if (s->state == SUB_PENDING) {
             if (c->state != CS_ACTIVE)
                 sub_fail(s, reason == R_TLS       ? &S.fail_tls
@@ -615,18 +847,24 @@ static void conn_close(conn_t *c, int reason) {
         } else if (s->state == SUB_READY) {
             sub_closed(s);
         }
-        s->c = NULL;
+        if (s->c == c)
+            s->c = NULL;
     }
+    free(c->subs);
     if (!c->is_pub && c->nready && phase != PH_DONE)
         S.conn_closed++; /* an established subscriber connection ended */
     if (c->is_pub) {
         pub = NULL;
+        /* their answers will never come */
         if (c->proto == P_H1 && c->pub_seq >= 0)
-            S.pub_done++; /* its response will never come */
+            pub_end(&msgs[c->pub_seq], false);
         else if (c->proto == P_H2)
-            S.pub_done += c->nopen;
-    } else if (c->idx >= 0)
+            for (long i = 0; i < next_seq; i++)
+                pub_end(&msgs[i], false);
+    } else if (c->idx >= 0) {
         conns[c->idx] = NULL;
+        freeslots[nfree++] = c->idx;
+    }
     if (c->h2)
         nghttp2_session_del(c->h2);
     if (c->ssl) {
@@ -698,8 +936,17 @@ static int conn_flush(conn_t *c) {
 
 /* ---------- HTTP/1.1 ---------- */
 
+/* --resume: where a subscriber that was ready once goes on (0 when it has
+ * seen no message at all: everything the history still has). */
+static bool last_event_id(const sub_t *s, char *v, size_t cap) {
+    if (!O.resume || !s->ever_ready)
+        return false;
+    snprintf(v, cap, "%lld", (long long)(s->last_id >= 0 ? s->last_id : 0));
+    return true;
+}
+
 static int h1_send_get(conn_t *c) {
-    char req[4096];
+    char req[4096], leid[24];
     int n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: h2c-fanout\r\n"
                      "Accept: %s\r\n",
@@ -707,6 +954,11 @@ static int h1_send_get(conn_t *c) {
     if (n < 0 || (size_t)n >= sizeof(req))
         return -1;
     buf_add(&c->out, req, (size_t)n);
+    if (c->nsubs && last_event_id(c->subs[0], leid, sizeof(leid))) {
+        buf_add(&c->out, "Last-Event-ID: ", 15);
+        buf_add(&c->out, leid, strlen(leid));
+        buf_add(&c->out, "\r\n", 2);
+    }
     for (int i = 0; i < O.nheaders; i++) {
         buf_add(&c->out, O.headers[i], strlen(O.headers[i]));
         buf_add(&c->out, "\r\n", 2);
@@ -740,7 +992,8 @@ static int h1_response_done(conn_t *c) {
     if (c->is_pub) {
         if (c->pub_seq >= 0) {
             msgs[c->pub_seq].status = c->h1status;
-            S.pub_done++;
+            msgs[c->pub_seq].retry_after = c->h1retry;
+            pub_end(&msgs[c->pub_seq], true);
         }
         c->pub_seq = -1;
         c->h1st = H1_STATUS;
@@ -755,13 +1008,14 @@ static int h1_headers_done(conn_t *c) {
         return 0;
     }
     if (!c->is_pub && c->nsubs) {
-        sub_t *s = &c->subs[0];
-        if (s->state == SUB_PENDING) {
+        sub_t *s = c->subs[0];
+        if (s->c == c && s->state == SUB_PENDING) {
             s->status = c->h1status;
+            s->retry_after = c->h1retry;
             s->fmt = c->h1sse ? FMT_SSE : FMT_JSON;
             sub_check_status(s);
             if (s->state != SUB_READY)
-                return -1;
+                return -1; /* failed, or --resume: away */
         }
     }
     if (c->h1status == 204 || c->h1status == 304)
@@ -798,8 +1052,10 @@ static int h1_line(conn_t *c, char *l, size_t n) {
         if (n < 12 || strncmp(l, "HTTP/1.", 7))
             return -1;
         c->h1status = atoi(l + 9);
-        c->h1chunked = c->h1cl = c->h1close = c->h1sse = false;
+        c->h1chunked = c->h1cl = c->h1sse = false;
+        c->h1close = l[7] == '0'; /* HTTP/1.0: closes unless it says keep-alive */
         c->h1left = 0;
+        c->h1retry = 0;
         c->h1st = H1_HEADERS;
         return 0;
     case H1_HEADERS:
@@ -810,9 +1066,12 @@ static int h1_line(conn_t *c, char *l, size_t n) {
         else if (hdr_is(l, n, "content-length", &v))
             c->h1cl = true, c->h1left = strtoll(v, NULL, 10);
         else if (hdr_is(l, n, "connection", &v))
-            c->h1close = strcasestr(v, "close") != NULL;
+            c->h1close = strcasestr(v, "close") != NULL ||
+                         (c->h1close && !strcasestr(v, "keep-alive"));
         else if (hdr_is(l, n, "content-type", &v))
             c->h1sse = !strncasecmp(v, "text/event-stream", 17);
+        else if (hdr_is(l, n, "retry-after", &v))
+            c->h1retry = (uint32_t)strtoul(v, NULL, 10);
         return 0;
     case H1_CHUNK_SIZE: {
         char *end;
@@ -833,8 +1092,8 @@ static int h1_line(conn_t *c, char *l, size_t n) {
 }
 
 static void h1_body(conn_t *c, const char *d, size_t n) {
-    if (!c->is_pub && c->nsubs)
-        feed_body(&c->subs[0], d, n);
+    if (!c->is_pub && c->nsubs && c->subs[0]->c == c)
+        feed_body(c->subs[0], d, n);
 }
 
 static int h1_feed(conn_t *c, const char *d, size_t n) {
@@ -890,6 +1149,13 @@ static int h1_feed(conn_t *c, const char *d, size_t n) {
             NGHTTP2_NV_FLAG_NONE                                                         \
     }
 
+/* The subscriber of stream sid if it is still on it: one that left (a
+ * refused or failed reconnect, --resume) may be on another connection. */
+static sub_t *stream_sub(nghttp2_session *h2, conn_t *c, int32_t sid) {
+    sub_t *s = c->is_pub ? NULL : nghttp2_session_get_stream_user_data(h2, sid);
+    return s && s->c == c && s->stream_id == sid ? s : NULL;
+}
+
 static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name,
                      size_t nlen, const uint8_t *val, size_t vlen, uint8_t flags,
                      void *ud) {
@@ -897,19 +1163,24 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
     (void)flags;
     if (f->hd.type != NGHTTP2_HEADERS)
         return 0;
-    void *sd = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
-    if (!sd)
-        return 0;
     bool status = nlen == 7 && !memcmp(name, ":status", 7);
+    bool retry = nlen == 11 && !memcmp(name, "retry-after", 11);
     int code = status && vlen == 3 ? atoi((const char *)val) : 0;
     if (c->is_pub) {
-        if (status)
-            ((pubmsg_t *)sd)->status = code;
+        pubmsg_t *m = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+        if (m && status)
+            m->status = code;
+        else if (m && retry)
+            m->retry_after = (uint32_t)strtoul((const char *)val, NULL, 10);
         return 0;
     }
-    sub_t *s = sd;
+    sub_t *s = stream_sub(h2, c, f->hd.stream_id);
+    if (!s)
+        return 0;
     if (status)
         s->status = code;
+    else if (retry)
+        s->retry_after = (uint32_t)strtoul((const char *)val, NULL, 10);
     else if (nlen == 12 && !memcmp(name, "content-type", 12))
         s->fmt = vlen >= 17 && !strncasecmp((const char *)val, "text/event-stream", 17)
                      ? FMT_SSE
@@ -920,13 +1191,14 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *ud) {
     conn_t *c = ud;
     if (f->hd.type == NGHTTP2_GOAWAY) {
+        c->goaway = true; /* conn_event acts on it once this read is done */
         if (phase != PH_DONE)
             S.goaways++;
         return 0;
     }
     if (c->is_pub || f->hd.type != NGHTTP2_HEADERS)
         return 0;
-    sub_t *s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+    sub_t *s = stream_sub(h2, c, f->hd.stream_id);
     if (!s || s->state != SUB_PENDING)
         return 0;
     if (s->status >= 100 && s->status < 200) {
@@ -941,9 +1213,7 @@ static int on_data(nghttp2_session *h2, uint8_t flags, int32_t sid, const uint8_
                    size_t n, void *ud) {
     conn_t *c = ud;
     (void)flags;
-    if (c->is_pub)
-        return 0;
-    sub_t *s = nghttp2_session_get_stream_user_data(h2, sid);
+    sub_t *s = stream_sub(h2, c, sid);
     if (s)
         feed_body(s, (const char *)d, n);
     return 0;
@@ -952,13 +1222,16 @@ static int on_data(nghttp2_session *h2, uint8_t flags, int32_t sid, const uint8_
 static int on_stream_close(nghttp2_session *h2, int32_t sid, uint32_t err, void *ud) {
     conn_t *c = ud;
     (void)err;
-    void *sd = nghttp2_session_get_stream_user_data(h2, sid);
     c->nopen--;
-    if (c->is_pub && sd)
-        S.pub_done++;
-    if (!sd || c->is_pub)
+    if (c->is_pub) {
+        pubmsg_t *m = nghttp2_session_get_stream_user_data(h2, sid);
+        if (m)
+            pub_end(m, m->status != 0);
         return 0;
-    sub_t *s = sd;
+    }
+    sub_t *s = stream_sub(h2, c, sid);
+    if (!s)
+        return 0;
     if (s->state == SUB_PENDING)
         sub_fail(s, &S.fail_reset);
     else
@@ -988,7 +1261,8 @@ static int h2_submit(conn_t *c, const char *method, const char *ctype, const cha
     const struct target *t = c->t;
     const char *scheme = t->tls ? "https" : "http";
     const char *accept = O.sse ? "text/event-stream" : "*/*";
-    nghttp2_nv nv[8 + MAX_HEADERS] = {
+    char leid[24];
+    nghttp2_nv nv[9 + MAX_HEADERS] = {
         NV(":method", method, strlen(method)),
         NV(":scheme", scheme, strlen(scheme)),
         NV(":authority", t->authority, strlen(t->authority)),
@@ -1004,6 +1278,10 @@ static int h2_submit(conn_t *c, const char *method, const char *ctype, const cha
     } else {
         nghttp2_nv a = NV("accept", accept, strlen(accept));
         nv[nnv++] = a;
+        if (last_event_id(sd, leid, sizeof(leid))) {
+            nghttp2_nv b = NV("last-event-id", leid, strlen(leid));
+            nv[nnv++] = b;
+        }
     }
     /* extra headers: names lower-cased once at option parsing */
     for (int i = 0; i < O.nheaders; i++) {
@@ -1033,10 +1311,10 @@ static int h2_start(conn_t *c) {
         return -1;
     nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 16 * H2_WINDOW);
     for (int i = 0; i < c->nsubs; i++) {
-        int id = h2_submit(c, "GET", NULL, NULL, NULL, &c->subs[i]);
+        int id = h2_submit(c, "GET", NULL, NULL, NULL, c->subs[i]);
         if (id < 0)
             return -1;
-        c->subs[i].stream_id = id;
+        c->subs[i]->stream_id = id;
     }
     return 0;
 }
@@ -1091,7 +1369,7 @@ static int tls_start(conn_t *c) {
     return tls_handshake(c);
 }
 
-static conn_t *conn_open(const struct target *t, int proto, sub_t *ss, int ns,
+static conn_t *conn_open(const struct target *t, int proto, sub_t **ss, int ns,
                          bool is_pub) {
     conn_t *c = xcalloc(1, sizeof(*c));
     c->fd = -1;
@@ -1100,13 +1378,17 @@ static conn_t *conn_open(const struct target *t, int proto, sub_t *ss, int ns,
     c->tls = t->tls;
     c->proto = (uint8_t)proto;
     c->is_pub = is_pub;
-    c->subs = ss;
+    c->subs = ns ? xcalloc((size_t)ns, sizeof(*c->subs)) : NULL;
+    if (ns)
+        memcpy(c->subs, ss, (size_t)ns * sizeof(*ss));
     c->nsubs = ns;
     c->npending = ns;
     c->pub_seq = -1;
     c->t_open = mono_us();
+    if (!is_pub)
+        conn_register(c);
     for (int i = 0; i < ns; i++)
-        ss[i].c = c;
+        ss[i]->c = c;
     if (ns) {
         c->counted_pending = true;
         pending_conns++;
@@ -1116,6 +1398,15 @@ static conn_t *conn_open(const struct target *t, int proto, sub_t *ss, int ns,
         goto fail;
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* --bind: the source port is picked at connect() per 4-tuple, not at
+     * bind() per address, so one source address is good for ~28k
+     * connections to each destination */
+    if (O.bind_sa.ss_family &&
+        ((O.bind_sa.ss_family == AF_INET &&
+          setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) <
+              0) ||
+         bind(c->fd, (const struct sockaddr *)&O.bind_sa, O.bind_len) < 0))
+        goto fail;
     if (connect(c->fd, (const struct sockaddr *)&t->sa, t->salen) < 0 &&
         errno != EINPROGRESS)
         goto fail;
@@ -1220,11 +1511,18 @@ static void conn_event(conn_t *c, uint32_t ev) {
         if (rv == 0)
             rv = conn_flush(c);
         if (rv == 0 && c->proto == P_H2 && !c->is_pub) {
-            if (c->nopen == 0 || (!nghttp2_session_want_read(c->h2) &&
-                                  !nghttp2_session_want_write(c->h2))) {
+            /* --resume: a GOAWAY sends its subscribers elsewhere now (they
+             * resume from their last id, so nothing in flight is lost) */
+            if (c->nopen == 0 || (O.resume && c->goaway && phase != PH_DONE) ||
+                (!nghttp2_session_want_read(c->h2) &&
+                 !nghttp2_session_want_write(c->h2))) {
                 rv = -1;
                 reason = R_END;
             }
+        }
+        if (rv == 0 && c->is_pub && c->goaway && c->nopen == 0 && c->proto == P_H2) {
+            rv = -1; /* takes no new POST: the next one opens a new connection */
+            reason = R_END;
         }
         break;
     }
@@ -1236,6 +1534,10 @@ static void conn_event(conn_t *c, uint32_t ev) {
 
 /* ---------- publishing ---------- */
 
+static bool pub_waiting(const conn_t *c) {
+    return c->proto == P_H1 ? c->pub_seq >= 0 : c->nopen > 0;
+}
+
 static bool pub_can_send(void) {
     if (!pub || pub->state != CS_ACTIVE)
         return false;
@@ -1244,12 +1546,24 @@ static bool pub_can_send(void) {
     return !nghttp2_session_check_request_allowed(pub->h2) ? false : true;
 }
 
-static void publish(long seq) {
+/* Sends msgs[seq]: the first time, or again (--resume) with the same body,
+ * so that its latency counts from the first try. */
+static void publish(long seq, bool again) {
     pubmsg_t *m = &msgs[seq];
-    m->len = (uint16_t)snprintf(m->body, sizeof(m->body),
-                                "{\"user\":\"bench\",\"text\":\"%ld %lld\"}", seq,
-                                (long long)real_us());
+    if (again) {
+        S.pub_retries++;
+    } else {
+        m->len = (uint16_t)snprintf(m->body, sizeof(m->body),
+                                    "{\"user\":\"bench\",\"text\":\"%ld %lld\"}", seq,
+                                    (long long)real_us());
+        S.published++;
+    }
+    if (!pub_waiting(pub))
+        pub_progress = mono_us();
     m->off = 0;
+    m->status = 0;
+    m->retry_after = 0;
+    m->st = M_SENT;
     int rv;
     if (pub->proto == P_H2) {
         char clen[16];
@@ -1259,15 +1573,30 @@ static void publish(long seq) {
     } else {
         rv = h1_send_post(pub, seq);
     }
-    S.published++;
     if (rv)
-        S.pub_done++; /* never left: do not wait for its answer */
+        pub_end(m, false); /* never left */
     else
-        rv = conn_flush(pub); /* closing counts it as answered */
+        rv = conn_flush(pub); /* closing ends it unanswered */
     if (rv)
         conn_close(pub, R_ERROR);
     else
         conn_set_events(pub);
+}
+
+/* --resume: POSTs that got no answer, or a 503/429, go out again when due. */
+static long publish_again(int64_t now) {
+    long sent = 0;
+    for (long i = 0; i < nretryq && pub_can_send();) {
+        long seq = retryq[i];
+        if (msgs[seq].due > now) {
+            i++;
+            continue;
+        }
+        retryq[i] = retryq[--nretryq];
+        publish(seq, true);
+        sent++;
+    }
+    return sent;
 }
 
 /* ---------- /proc sampling of the server's process tree ---------- */
@@ -1344,18 +1673,17 @@ static bool is_root(long pid) {
     return false;
 }
 
-/* Sums /proc figures over every --pid and all their descendants. */
-static int proc_tree(struct procstat *ps) {
-    memset(ps, 0, sizeof(*ps));
-    ps->pss_kib = 0;
+/* The --pid processes and all their descendants: pids and their CPU
+ * ticks (utime+stime). Returns how many, or -1. */
+static long tree_members(long **pids, unsigned long long **ticks) {
     DIR *d = opendir("/proc");
     if (!d)
         return -1;
     size_t n = 0, cap = 1024;
     long *pid = malloc(cap * sizeof(long)), *ppid = malloc(cap * sizeof(long));
-    unsigned long long *ticks = malloc(cap * sizeof(*ticks));
+    unsigned long long *tk = malloc(cap * sizeof(*tk));
     struct dirent *de;
-    while (pid && ppid && ticks && (de = readdir(d))) {
+    while (pid && ppid && tk && (de = readdir(d))) {
         if (!isdigit((unsigned char)de->d_name[0]))
             continue;
         if (n == cap) {
@@ -1366,21 +1694,21 @@ static int proc_tree(struct procstat *ps) {
             long *b = realloc(ppid, cap * sizeof(long));
             if (b)
                 ppid = b;
-            unsigned long long *t = realloc(ticks, cap * sizeof(*t));
+            unsigned long long *t = realloc(tk, cap * sizeof(*t));
             if (t)
-                ticks = t;
+                tk = t;
             if (!a || !b || !t) {
                 cap /= 2;
                 break;
             }
         }
         pid[n] = strtol(de->d_name, NULL, 10);
-        if (read_stat(pid[n], &ppid[n], &ticks[n]) == 0)
+        if (read_stat(pid[n], &ppid[n], &tk[n]) == 0)
             n++;
     }
     closedir(d);
-    if (!pid || !ppid || !ticks) {
-        free(pid), free(ppid), free(ticks);
+    if (!pid || !ppid || !tk) {
+        free(pid), free(ppid), free(tk);
         return -1;
     }
     bool *in = xcalloc(n, sizeof(bool));
@@ -1397,13 +1725,36 @@ static int proc_tree(struct procstat *ps) {
                 in[i] = changed = true;
         }
     }
-    long tck = sysconf(_SC_CLK_TCK);
-    for (size_t i = 0; i < n; i++) {
-        if (!in[i])
-            continue;
+    long k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (in[i]) {
+            pid[k] = pid[i];
+            tk[k++] = tk[i];
+        }
+    free(in);
+    free(ppid);
+    *pids = pid;
+    *ticks = tk;
+    return k;
+}
+
+static double clk_tck(void) {
+    long t = sysconf(_SC_CLK_TCK);
+    return (double)(t > 0 ? t : 100);
+}
+
+/* Sums /proc figures over every --pid and all their descendants. */
+static int proc_tree(struct procstat *ps) {
+    memset(ps, 0, sizeof(*ps));
+    long *pid;
+    unsigned long long *ticks;
+    long n = tree_members(&pid, &ticks);
+    if (n < 0)
+        return -1;
+    for (long i = 0; i < n; i++) {
         char path[64];
         ps->nprocs++;
-        ps->cpu_s += (double)ticks[i] / (double)(tck > 0 ? tck : 100);
+        ps->cpu_s += (double)ticks[i] / clk_tck();
         snprintf(path, sizeof(path), "/proc/%ld/status", pid[i]);
         long v = status_field(path, "VmRSS:");
         if (v > 0)
@@ -1419,11 +1770,53 @@ static int proc_tree(struct procstat *ps) {
         else
             ps->pss_kib = -1;
     }
-    free(in);
     free(pid);
-    free(ppid);
     free(ticks);
     return ps->nprocs ? 0 : -1;
+}
+
+/* --server-sample-ms: the tree's CPU over each interval, per process, so
+ * that children ending and starting (a restart) do not skew the sum: a
+ * new process counts all its ticks, one that ended only until the last
+ * sample that saw it. */
+static struct cpusampler {
+    long *pid, n;
+    unsigned long long *ticks;
+    int64_t t;
+    double peak_pct, total_s;
+    long samples;
+} CS = {.peak_pct = -1};
+
+static void cpu_sample(int64_t now) {
+    long *pid;
+    unsigned long long *ticks;
+    long n = tree_members(&pid, &ticks);
+    if (n < 0)
+        return;
+    if (CS.t) {
+        unsigned long long d = 0;
+        for (long i = 0, j = 0; i < n; i++) {
+            unsigned long long before = 0;
+            for (j = 0; j < CS.n; j++) /* readdir order: pids mostly ascending */
+                if (CS.pid[j] == pid[i]) {
+                    before = CS.ticks[j];
+                    break;
+                }
+            if (ticks[i] > before)
+                d += ticks[i] - before;
+        }
+        double secs = (double)d / clk_tck(), dt = (double)(now - CS.t) / 1e6;
+        CS.total_s += secs;
+        CS.samples++;
+        if (dt > 0 && secs * 100.0 / dt > CS.peak_pct)
+            CS.peak_pct = secs * 100.0 / dt;
+    }
+    free(CS.pid);
+    free(CS.ticks);
+    CS.pid = pid;
+    CS.ticks = ticks;
+    CS.n = n;
+    CS.t = now;
 }
 
 /* ---------- reporting ---------- */
@@ -1489,7 +1882,20 @@ static void usage(FILE *f) {
         "  --streams-per-conn K   subscriber streams per h2 connection (default 1)\n"
         "  --settle S             pause between all-ready and publishing (default 0.2)\n"
         "  --drain S              stop S seconds after the last publish (default: off)\n"
-        "  -H, --header 'N: v'    extra request header (repeatable)\n");
+        "  -H, --header 'N: v'    extra request header (repeatable)\n"
+        "  --bind ADDR            source address of every connection (loopback)\n"
+        "  --subscribe-only       publish nothing: expect the K messages another\n"
+        "                         process publishes\n"
+        "  --wait-go              once all are resolved, print READY <ready> <failed>\n"
+        "                         on stderr and wait for SIGUSR1 before publishing\n"
+        "  --lat-out FILE         write every delivery latency (us, uint32 LE) to FILE\n"
+        "  --resume               a subscriber whose stream ends reconnects with\n"
+        "                         Last-Event-ID: <its last id> (and POSTs without an\n"
+        "                         answer are sent again)\n"
+        "  --reconnect-ms MS      reconnect delay without a server hint (default 0)\n"
+        "  --reconnect-jitter-ms MS  uniform random extra delay (default 0)\n"
+        "  --server-sample-ms MS  with --pid: sample the server's CPU every MS in the\n"
+        "                         publish phase (server_cpu_peak_pct)\n");
 }
 
 static int parse_proto(const char *s) {
@@ -1506,6 +1912,24 @@ static double num(const char *s, double lo) {
     if (*s == 0 || *e || !(v >= lo) || v > 1e12)
         die("bad number: %s", s);
     return v;
+}
+
+/* --bind: a loopback literal, like the targets */
+static void parse_bind(const char *a) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&O.bind_sa;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&O.bind_sa;
+    memset(&O.bind_sa, 0, sizeof(O.bind_sa));
+    if (inet_pton(AF_INET, a, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        O.bind_len = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, a, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        O.bind_len = sizeof(*s6);
+    } else {
+        die("--bind needs an address literal: %s", a);
+    }
+    if (!is_loopback(&O.bind_sa))
+        die("refusing non-loopback --bind address: %s", a);
 }
 
 static void parse_opts(int argc, char **argv) {
@@ -1525,6 +1949,14 @@ static void parse_opts(int argc, char **argv) {
                                        {"settle", 1, 0, 'w'},
                                        {"drain", 1, 0, 'd'},
                                        {"header", 1, 0, 'H'},
+                                       {"bind", 1, 0, 'B'},
+                                       {"subscribe-only", 0, 0, 'O'},
+                                       {"wait-go", 0, 0, 'G'},
+                                       {"lat-out", 1, 0, 'L'},
+                                       {"resume", 0, 0, 'R'},
+                                       {"reconnect-ms", 1, 0, 'D'},
+                                       {"reconnect-jitter-ms", 1, 0, 'J'},
+                                       {"server-sample-ms", 1, 0, 'M'},
                                        {"help", 0, 0, 'h'},
                                        {0, 0, 0, 0}};
     int ch;
@@ -1593,6 +2025,30 @@ static void parse_opts(int argc, char **argv) {
             O.headers[O.nheaders++] = optarg;
             break;
         }
+        case 'B':
+            parse_bind(optarg);
+            break;
+        case 'O':
+            O.sub_only = true;
+            break;
+        case 'G':
+            O.wait_go = true;
+            break;
+        case 'L':
+            O.lat_out = optarg;
+            break;
+        case 'R':
+            O.resume = true;
+            break;
+        case 'D':
+            O.reconnect_ms = num(optarg, 0);
+            break;
+        case 'J':
+            O.jitter_ms = num(optarg, 0);
+            break;
+        case 'M':
+            O.sample_ms = num(optarg, 10);
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -1607,6 +2063,10 @@ static void parse_opts(int argc, char **argv) {
     }
     if (O.k > 100000000)
         die("%s", "-k too large");
+    if (O.n > UINT32_MAX)
+        die("%s", "-n too large");
+    if (O.sample_ms > 0 && !O.pid)
+        die("%s", "--server-sample-ms needs --pid");
     parse_url(O.url, &T);
     parse_url(O.pub_url ? O.pub_url : O.url, &PT);
     if (O.proto < 0)
@@ -1615,6 +2075,9 @@ static void parse_opts(int argc, char **argv) {
         O.pub_proto = PT.tls ? P_H2 : O.proto;
     if (O.proto == P_H1)
         O.spc = 1;
+    if (O.bind_sa.ss_family &&
+        (O.bind_sa.ss_family != T.sa.ss_family || O.bind_sa.ss_family != PT.sa.ss_family))
+        die("%s", "--bind and the URL hosts must be of the same address family");
 }
 
 static SSL_CTX *make_ctx(const unsigned char *alpn, unsigned alen) {
@@ -1631,22 +2094,84 @@ static SSL_CTX *make_ctx(const unsigned char *alpn, unsigned alen) {
     return ctx;
 }
 
-static void raise_nofile(long need) {
+/* Descriptors besides the subscribers' sockets: stdio, epoll, signalfd,
+ * the publisher, /proc reads, --lat-out, and some slack. */
+#define FD_RESERVE 16
+
+/* One socket per subscriber connection: a run that cannot have them all at
+ * once would measure EMFILE, so it does not start (split it over processes
+ * with fanout-multi.py instead). */
+static void raise_nofile(long conns) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        if ((rlim_t)need > rl.rlim_cur)
-            fprintf(stderr, "h2c-fanout: warning: need ~%ld descriptors, limit is %llu\n",
-                    need, (unsigned long long)rl.rlim_cur);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)(conns + FD_RESERVE) > rl.rlim_cur)
+        die("%ld connections need %ld descriptors, the limit is %llu: use fewer "
+            "subscribers per process (bench/fanout-multi.py) or --streams-per-conn",
+            conns, conns + FD_RESERVE, (unsigned long long)rl.rlim_cur);
+}
+
+/* --wait-go: SIGUSR1 is blocked from the start (an early one must not kill
+ * us) and read from a signalfd in the epoll loop, which keeps serving the
+ * sockets while it waits. */
+static void sig_setup(void) {
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR1);
+    if (sigprocmask(SIG_BLOCK, &m, NULL) < 0)
+        die("%s", "sigprocmask failed");
+    sigfd = signalfd(-1, &m, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sigfd < 0)
+        die("%s", "signalfd failed");
+}
+
+static void sig_read(void) {
+    struct signalfd_siginfo si;
+    while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        if (si.ssi_signo == SIGUSR1)
+            go = true;
+}
+
+/* --lat-out: the raw latencies, so that a driver can merge exact
+ * percentiles over processes. */
+static int write_lat(const char *path) {
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    unsigned char b[4096];
+    size_t n = 0;
+    for (size_t i = 0; i < nlat; i++) {
+        uint32_t v = lat[i];
+        b[n++] = (unsigned char)v;
+        b[n++] = (unsigned char)(v >> 8);
+        b[n++] = (unsigned char)(v >> 16);
+        b[n++] = (unsigned char)(v >> 24);
+        if (n == sizeof(b) || i + 1 == nlat) {
+            if (fwrite(b, 1, n, f) != n) {
+                fclose(f);
+                return -1;
+            }
+            n = 0;
+        }
     }
+    return fclose(f) ? -1 : 0;
 }
 
 /* ---------- main loop ---------- */
 
 static void sweep_timeouts(int64_t now) {
     int64_t lim = (int64_t)(O.flt * 1e6);
-    for (long i = 0; i < next_conn; i++) {
+    /* --resume: a publisher that waits --first-line-timeout for an answer
+     * is given up; its POSTs go out again on a new connection */
+    if (O.resume && pub && pub->state == CS_ACTIVE && pub_waiting(pub) &&
+        now - pub_progress > lim) {
+        S.pub_timeouts++;
+        conn_close(pub, R_TIMEOUT);
+    }
+    for (long i = 0; i < nslots; i++) {
         conn_t *c = conns[i];
         if (!c || c->npending == 0 || now - c->t_open < lim)
             continue;
@@ -1655,8 +2180,8 @@ static void sweep_timeouts(int64_t now) {
             continue;
         }
         for (int j = 0; j < c->nsubs; j++) {
-            sub_t *s = &c->subs[j];
-            if (s->state != SUB_PENDING)
+            sub_t *s = c->subs[j];
+            if (s->c != c || s->state != SUB_PENDING)
                 continue;
             if (c->h2 && s->stream_id > 0)
                 nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->stream_id,
@@ -1670,8 +2195,28 @@ static void sweep_timeouts(int64_t now) {
     }
 }
 
+/* --resume: connections for the away subscribers that are due, up to
+ * --streams-per-conn each. Neither --connect-rate nor --max-pending holds
+ * them back: a restart's reconnect storm is what is measured, and the
+ * server's hint and --reconnect-jitter-ms are what spread it, as with real
+ * clients. Opened here in the main loop, never from a callback: a freed
+ * descriptor is not reused while the events of the batch that freed it are
+ * still being handled. */
+static void reconnect_due(int64_t now) {
+    while (nawayq && subs[awayq[0]].due <= now) {
+        int ns = 0;
+        while (ns < O.spc && nawayq && subs[awayq[0]].due <= now) {
+            sub_t *s = awayq_pop();
+            sub_rearm(s);
+            scratch[ns++] = s;
+        }
+        conn_open(&T, O.proto, scratch, ns, false);
+    }
+}
+
 static long failed(void) {
-    return S.fail_connect + S.fail_tls + S.fail_status + S.fail_timeout + S.fail_reset;
+    return S.fail_connect + S.fail_tls + S.fail_status + S.fail_timeout + S.fail_reset +
+           S.fail_resume;
 }
 
 static void progress(int64_t now, int64_t t0, bool final) {
@@ -1679,14 +2224,15 @@ static void progress(int64_t now, int64_t t0, bool final) {
         return;
     double el = (double)(now - t0) / 1e6;
     if (phase <= PH_SETTLE)
-        fprintf(
-            stderr,
-            "%s[%6.1fs] connecting: %ld/%ld conns opened, %ld/%ld ready, %ld failed%s",
-            tty ? "\r" : "", el, next_conn, nconns, S.ready, O.n, failed(),
-            tty && !final ? "   " : "\n");
+        fprintf(stderr,
+                "%s[%6.1fs] %s: %ld/%ld conns opened, %ld/%ld ready, %ld failed%s",
+                tty ? "\r" : "", el,
+                phase == PH_WAIT && !go ? "waiting for go" : "connecting", next_conn,
+                nconns, S.ready, O.n, failed(), tty && !final ? "   " : "\n");
     else
-        fprintf(stderr, "%s[%6.1fs] publishing: %ld/%ld sent, %ld/%ld delivered%s",
-                tty ? "\r" : "", el, next_seq, O.k, S.delivered, S.ready * O.k,
+        fprintf(stderr,
+                "%s[%6.1fs] publishing: %ld/%ld sent, %ld/%ld delivered, %ld away%s",
+                tty ? "\r" : "", el, next_seq, O.k, S.delivered, S.ready * O.k, S.away,
                 tty && !final ? "   " : "\n");
 }
 
@@ -1695,7 +2241,9 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     tty = isatty(2);
     nconns = (O.n + O.spc - 1) / O.spc;
-    raise_nofile(nconns + 64);
+    raise_nofile(nconns);
+    if (O.wait_go)
+        sig_setup();
 
     run_start_us = real_us();
     int64_t t0 = mono_us(), deadline = t0 + (int64_t)(O.timeout * 1e6);
@@ -1716,6 +2264,11 @@ int main(int argc, char **argv) {
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("%s", "epoll_create1 failed");
+    if (sigfd >= 0) {
+        struct epoll_event sev = {.events = EPOLLIN, .data.ptr = &sigfd};
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, sigfd, &sev) < 0)
+            die("%s", "epoll_ctl(signalfd) failed");
+    }
 
     size_t bm = (size_t)(O.k + 7) / 8;
     uint8_t *bits = xcalloc((size_t)O.n, bm ? bm : 1);
@@ -1723,12 +2276,20 @@ int main(int argc, char **argv) {
     for (long i = 0; i < O.n; i++) {
         subs[i].seen = bits + (size_t)i * (bm ? bm : 1);
         subs[i].max_seq = -1;
+        subs[i].last_id = subs[i].ev_id = -1;
+        subs[i].hint_ms = -1;
     }
-    conns = xcalloc((size_t)nconns, sizeof(*conns));
     msgs = xcalloc((size_t)(O.k ? O.k : 1), sizeof(*msgs));
+    seq_id = xcalloc((size_t)(O.k ? O.k : 1), sizeof(*seq_id));
+    for (long i = 0; i < O.k; i++)
+        seq_id[i] = -1;
+    awayq = xcalloc((size_t)O.n, sizeof(*awayq));
+    retryq = xcalloc((size_t)(O.k ? O.k : 1), sizeof(*retryq));
+    scratch = xcalloc((size_t)O.spc, sizeof(*scratch));
+    srand48((long)(real_us() ^ getpid()));
 
-    int64_t t_conn_done = 0, t_pub0 = 0, t_last_pub = 0, t_end = 0;
-    int64_t next_progress = t0, next_sweep = t0, pub_retry = 0;
+    int64_t t_conn_done = 0, t_go = 0, t_pub0 = 0, t_last_pub = 0, t_end = 0;
+    int64_t next_progress = t0, next_sweep = t0, pub_retry = 0, next_sample = 0;
     bool timed_out = false;
     struct epoll_event evs[1024];
 
@@ -1744,46 +2305,79 @@ int main(int argc, char **argv) {
                    pending_conns < O.max_pending) {
                 long i = next_conn++;
                 int ns = (int)((O.n - i * O.spc) < O.spc ? O.n - i * O.spc : O.spc);
-                conn_t *c = conn_open(&T, O.proto, &subs[i * O.spc], ns, false);
-                if (c) {
-                    c->idx = (int)i;
-                    conns[i] = c;
+                for (int j = 0; j < ns; j++)
+                    scratch[j] = &subs[i * O.spc + j];
+                if (conn_open(&T, O.proto, scratch, ns, false))
                     S.conns++;
-                }
             }
             if (next_conn == nconns && S.ready + failed() == O.n) {
                 progress(now, t0, true);
                 t_conn_done = now;
-                phase = PH_SETTLE;
-                if (O.pid)
-                    proc_tree(&ps_conn);
-                if (S.ready == 0 || O.k == 0) {
+                phase = PH_WAIT;
+                if (O.wait_go) {
+                    fprintf(stderr, "READY %ld %ld\n", S.ready, failed());
+                    fflush(stderr);
+                }
+                /* a publisher of a group publishes even with no subscriber
+                 * of its own: the other processes expect its messages */
+                if (O.k == 0 || (S.ready == 0 && (O.sub_only || !O.wait_go))) {
+                    if (O.pid)
+                        proc_tree(&ps_conn);
                     phase = PH_DONE;
                     break;
                 }
             }
         }
-        if (phase >= PH_SETTLE && !pub && next_seq < O.k && now >= pub_retry) {
+        if (phase == PH_WAIT && (go || !O.wait_go)) {
+            /* after the go: every process of a group has its subscribers */
+            if (O.pid)
+                proc_tree(&ps_conn);
+            t_go = now = mono_us();
+            phase = PH_SETTLE;
+        }
+        if (nawayq)
+            reconnect_due(now);
+        if (phase >= PH_SETTLE && !O.sub_only && !pub && (next_seq < O.k || nretryq) &&
+            now >= pub_retry) {
             pub_retry = now + 100000; /* do not spin on a refused publisher */
             pub = conn_open(&PT, O.pub_proto, NULL, 0, true);
         }
-        if (phase == PH_SETTLE && pub && pub->state == CS_ACTIVE &&
-            now - t_conn_done >= (int64_t)(O.settle * 1e6)) {
+        if (phase == PH_SETTLE && (O.sub_only || (pub && pub->state == CS_ACTIVE)) &&
+            now - t_go >= (int64_t)(O.settle * 1e6)) {
             if (O.pid)
                 proc_tree(&ps_pub0);
             phase = PH_PUBLISH;
             t_pub0 = now = mono_us();
         }
-        if (phase == PH_PUBLISH) {
+        if (phase == PH_PUBLISH && O.sample_ms > 0 && now >= next_sample) {
+            cpu_sample(now);
+            next_sample = now + (int64_t)(O.sample_ms * 1000);
+        }
+        if (phase == PH_PUBLISH && O.sub_only) {
+            /* done: every ready subscriber has all K (and, --resume, is
+             * subscribed again); or --drain after the last message was due
+             * and after the last delivery */
+            if (S.live_incomplete <= 0 && S.away == 0)
+                break;
+            int64_t due = t_pub0 + (int64_t)((double)(O.k - 1) * 1e6 / O.rate);
+            int64_t dr = (int64_t)(O.drain * 1e6);
+            if (O.drain > 0 && now - due > dr && now - t_last_rx > dr)
+                break;
+        } else if (phase == PH_PUBLISH) {
+            if (nretryq && publish_again(now))
+                t_last_pub = now;
             while (next_seq < O.k &&
                    now >= t_pub0 + (int64_t)((double)next_seq * 1e6 / O.rate) &&
                    pub_can_send()) {
-                publish(next_seq++);
+                publish(next_seq++, false);
                 t_last_pub = now;
             }
-            /* done: everything delivered and every POST answered, or no
+            /* done: everything delivered, every POST answered and (--resume)
+             * every subscriber back; or (alone, not in a group) no
              * subscriber left that could still receive anything */
-            if (S.live_incomplete <= 0 && (next_seq < O.k || S.pub_done >= S.published))
+            bool answered = next_seq == O.k && S.pub_done >= S.published;
+            if (S.live_incomplete <= 0 && S.away == 0 &&
+                (answered || (next_seq < O.k && !O.wait_go)))
                 break;
             if (next_seq == O.k && O.drain > 0 &&
                 now - t_last_pub > (int64_t)(O.drain * 1e6))
@@ -1805,21 +2399,30 @@ int main(int argc, char **argv) {
             if (t < wake)
                 wake = t;
         }
-        if (phase == PH_PUBLISH && next_seq < O.k) {
+        /* behind schedule with no publisher ready: its events wake us */
+        if (phase == PH_PUBLISH && !O.sub_only && next_seq < O.k && pub_can_send()) {
             int64_t t = t_pub0 + (int64_t)((double)next_seq * 1e6 / O.rate);
             if (t < wake)
                 wake = t;
         }
         if (phase == PH_SETTLE) {
-            int64_t t = t_conn_done + (int64_t)(O.settle * 1e6);
+            int64_t t = t_go + (int64_t)(O.settle * 1e6);
             if (t < wake)
                 wake = t;
         }
+        if (nawayq && subs[awayq[0]].due < wake)
+            wake = subs[awayq[0]].due;
+        if (phase == PH_PUBLISH && O.sample_ms > 0 && next_sample < wake)
+            wake = next_sample;
         int64_t d = wake - mono_us();
         int ms = d <= 0 ? 0 : (int)((d + 999) / 1000);
         int n = epoll_wait(epfd, evs, 1024, ms);
-        for (int i = 0; i < n; i++)
-            conn_event(evs[i].data.ptr, evs[i].events);
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == &sigfd)
+                sig_read();
+            else
+                conn_event(evs[i].data.ptr, evs[i].events);
+        }
     }
     t_end = mono_us();
     if (phase <= PH_SETTLE && !t_conn_done)
@@ -1832,15 +2435,25 @@ int main(int argc, char **argv) {
         proc_tree(&ps_end);
 
     /* publish outcome */
-    long pub_ok = 0, pub_err = 0;
+    long pub_ok = 0, pub_err = 0, pub_pending = 0;
     for (long i = 0; i < next_seq; i++) {
-        if (msgs[i].status >= 200 && msgs[i].status < 300)
+        if (msgs[i].st == M_SENT || msgs[i].st == M_RETRY)
+            pub_pending++; /* no final answer when the run ended */
+        else if (msgs[i].status >= 200 && msgs[i].status < 300)
             pub_ok++;
         else if (msgs[i].status)
             pub_err++;
     }
+    /* --resume: still away at the end, they never got back in time */
+    S.fail_resume = S.away;
+    double back_s = !S.t_first_end ? -1
+                    : S.away       ? (double)(t_end - S.t_first_end) / 1e6
+                                   : (double)(S.t_all_back - S.t_first_end) / 1e6;
+    long unanswered = 0; /* first request still waiting at the end */
+    for (long i = 0; i < O.n; i++)
+        if (subs[i].state == SUB_PENDING && !subs[i].ever_ready)
+            unanswered++;
     long expected = S.ready * O.k;
-    long unanswered = O.n - S.ready - failed(); /* still waiting at the end */
     long lost = expected - S.delivered;
     double mean = 0;
     for (size_t i = 0; i < nlat; i++)
@@ -1853,8 +2466,14 @@ int main(int argc, char **argv) {
     double elapsed = (double)(t_end - t0) / 1e6;
     double connect_s = (double)(t_conn_done - t0) / 1e6;
     double publish_s = published_phase ? (double)(t_end - t_pub0) / 1e6 : 0;
+    /* -1 also when processes of the tree ended during the phase (a restart)
+     * took more CPU with them than the others used: see server_cpu_s_sampled */
     double cpu_s = published_phase && O.pid ? ps_end.cpu_s - ps_pub0.cpu_s : -1;
     double sched_s = published_phase && O.pid ? ps_end.sched_s - ps_pub0.sched_s : -1;
+    if (cpu_s < 0)
+        cpu_s = -1;
+    if (sched_s < 0)
+        sched_s = -1;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double client_cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
@@ -1866,23 +2485,36 @@ int main(int argc, char **argv) {
                 "  subscribers ready %ld, failed %ld (connect %ld, tls %ld, "
                 "status %ld [503: %ld], header timeout %ld, reset %ld), "
                 "unanswered %ld\n"
-                "  published %ld (ok %ld, error %ld)\n"
+                "  published %ld (ok %ld, error %ld, no answer %ld)\n"
                 "  delivered %ld/%ld, lost %ld, dups %ld, out-of-order %ld, "
                 "closed %ld, goaways %ld, ignored %ld\n",
                 O.url, proto_name(O.proto, T.tls), O.sse ? " sse" : "", O.n, O.k, nconns,
                 O.spc, O.rate, S.ready, failed(), S.fail_connect, S.fail_tls,
                 S.fail_status, S.status_503, S.fail_timeout, S.fail_reset, unanswered,
-                S.published, pub_ok, pub_err, S.delivered, expected, lost, S.dups, S.ooo,
-                S.closed, S.goaways, S.ignored);
+                S.published, pub_ok, pub_err, pub_pending, S.delivered, expected, lost,
+                S.dups, S.ooo, S.closed, S.goaways, S.ignored);
         if (S.conn_err_first)
             fprintf(stderr, "  first connect error: %s\n",
                     strerror((int)S.conn_err_first));
+        if (O.resume)
+            fprintf(
+                stderr,
+                "  resume: %ld reconnects, %ld subscribed again, %ld refused (503: %ld, "
+                "429: %ld), %ld errors, %ld hints; back in %.2fs; never back %ld; "
+                "POSTs sent again %ld (%ld publisher timeouts), %ld copies of "
+                "messages posted twice\n",
+                S.reconnects, S.resubscribed, S.refused, S.refused_503, S.refused_429,
+                S.reconnect_errors, S.hints, back_s, S.fail_resume, S.pub_retries,
+                S.pub_timeouts, S.republished);
         fprintf(stderr,
                 "  latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  mean %.2f\n"
                 "  elapsed %.2fs (connect %.2fs, publish+deliver %.2fs)%s, "
                 "client cpu %.2fs\n",
                 p50, p90, p99, pmax, mean, elapsed, connect_s, publish_s,
                 timed_out ? " TIMED OUT" : "", client_cpu);
+        if (O.sample_ms > 0)
+            fprintf(stderr, "  server cpu peak %.0f%% of a core (%ld samples of %g ms)\n",
+                    CS.peak_pct, CS.samples, O.sample_ms);
         if (O.pid)
             fprintf(stderr,
                     "  server pid %ld: %d procs, RSS %ld KiB idle, %ld KiB "
@@ -1931,10 +2563,36 @@ int main(int argc, char **argv) {
                S.delivered && cpu_s >= 0 ? cpu_s * 1e6 / (double)S.delivered : -1.0,
                sched_s,
                S.delivered && sched_s >= 0 ? sched_s * 1e6 / (double)S.delivered : -1.0);
+    printf(",\"resume\":%s,\"reconnects\":%ld,\"resubscribed\":%ld,"
+           "\"refused_reconnects\":%ld,\"refused_503\":%ld,\"refused_429\":%ld,"
+           "\"refused_other\":%ld,\"reconnect_errors\":%ld,\"reconnect_hints\":%ld,"
+           "\"back_s\":%.3f,\"fail_resume\":%ld,\"publish_retries\":%ld,"
+           "\"publish_pending\":%ld,\"publish_timeouts\":%ld,\"republished\":%ld,"
+           "\"gaps\":%ld",
+           O.resume ? "true" : "false", S.reconnects, S.resubscribed, S.refused,
+           S.refused_503, S.refused_429, S.refused - S.refused_503 - S.refused_429,
+           S.reconnect_errors, S.hints, back_s, S.fail_resume, S.pub_retries, pub_pending,
+           S.pub_timeouts, S.republished, S.gaps);
+    if (O.pid && O.sample_ms > 0)
+        printf(",\"server_cpu_peak_pct\":%.1f,\"server_cpu_samples\":%ld,"
+               "\"server_cpu_s_sampled\":%.3f",
+               CS.peak_pct, CS.samples, CS.total_s);
+    printf(",\"subscribe_only\":%s,\"bind\":", O.sub_only ? "true" : "false");
+    if (O.bind_sa.ss_family) {
+        char a[INET6_ADDRSTRLEN] = "";
+        const void *ad =
+            O.bind_sa.ss_family == AF_INET
+                ? (const void *)&((struct sockaddr_in *)&O.bind_sa)->sin_addr
+                : (const void *)&((struct sockaddr_in6 *)&O.bind_sa)->sin6_addr;
+        inet_ntop(O.bind_sa.ss_family, ad, a, sizeof(a));
+        json_str(a);
+    } else {
+        printf("null");
+    }
     printf("}\n");
     fflush(stdout);
 
-    for (long i = 0; i < nconns; i++)
+    for (long i = 0; i < nslots; i++)
         if (conns[i])
             conn_close(conns[i], R_SHUTDOWN);
     if (pub)
@@ -1951,8 +2609,25 @@ int main(int argc, char **argv) {
     free(subs);
     free(bits);
     free(conns);
+    free(freeslots);
+    free(awayq);
+    free(retryq);
+    free(scratch);
+    free(CS.pid);
+    free(CS.ticks);
+    bool lat_ok = true;
+    if (O.lat_out && write_lat(O.lat_out)) {
+        fprintf(stderr, "h2c-fanout: cannot write %s: %s\n", O.lat_out, strerror(errno));
+        lat_ok = false;
+    }
     free(msgs);
+    free(seq_id);
     free(lat);
     close(epfd);
-    return (lost == 0 && failed() == 0 && !timed_out && O.k == S.published) ? 0 : 1;
+    if (sigfd >= 0)
+        close(sigfd);
+    return (lost == 0 && failed() == 0 && !timed_out && lat_ok &&
+            (O.sub_only || O.k == S.published) && (!O.resume || S.dups == 0))
+               ? 0
+               : 1;
 }
