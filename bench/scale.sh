@@ -270,7 +270,7 @@ phase_restart() {
 }
 
 phase_kill() {
-    local f=$run/kill.json ch t0 victim most=0 row pid n back=-1 i subs
+    local f=$run/kill.json ch t0 victim most=0 row pid n back=-1 i subs per after=""
     ch=${KILL_CHILDREN:-$(children_for "$KILL_N")}
     start_h2chat "$KILL_N" "$ch" || { stop_server; return 1; }
     log "kill: $KILL_N subscribers over $ch children"
@@ -283,19 +283,22 @@ phase_kill() {
     done
     t0=$(date +%s.%N)
     kill -KILL "$victim"
-    # counts right again: every subscriber held once more (the publisher's
-    # own connection is not a subscriber)
+    # counts right again: the dead child's row is gone (its streams no
+    # longer counted) and every subscriber is held once more (the
+    # publisher's own connection is not a subscriber)
     for ((i = 0; i < 1200; i++)); do
+        per=$(status_field H2ChatSubscribersPerChild)
         subs=$(status_field H2ChatSubscribers)
-        if [ "${subs:-0}" -eq "$KILL_N" ]; then
-            back=$(echo "$(date +%s.%N) - $t0" | bc)
+        if [ -n "$per" ] && ! echo ",$per" | grep -q ",$victim=" && [ "${subs:-0}" -eq "$KILL_N" ]; then
+            back=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
             break
         fi
         sleep 0.25
     done
+    after=$(status_field H2ChatDirectPerChild)
     client_wait || true
     record h2chat-direct kill "$f" "killed_held=$most" "children=$ch" "counts_right_s=$back" \
-        "subscribers_after=$(status_field H2ChatSubscribers)"
+        "per_child_after=\"$after\""
     stop_server
 }
 
