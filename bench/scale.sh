@@ -10,6 +10,8 @@
 #   bench/scale.sh                 all phases, full size (about 45 minutes)
 #   SHORT=1 bench/scale.sh         the same phases at 2,000 subscribers and a
 #                                  1-minute soak (t/test_scale.py runs it)
+# PORT (18301): Apache's port; RUNDIR: where the servers run
+# (build/bench/scale-run); BENCH_NICE: nice value (e.g. -10).
 #
 # Phases (PHASES, default "ladder restart kill soak"):
 #   ladder   N in SCALE_LADDER (20000 50000 100000): each server fresh, K
@@ -56,8 +58,9 @@ done
 BENCH_NICE=${BENCH_NICE:-0}
 [ "$BENCH_NICE" != 0 ] && renice -n "$BENCH_NICE" -p $$ > /dev/null
 
-run=$root/build/bench/scale-run
+run=${RUNDIR:-$root/build/bench/scale-run}
 mkdir -p "$OUT" "$run"
+run=$(cd "$run" && pwd)
 results=$OUT/scale.jsonl
 cur_pid=""
 cur_name=""
@@ -87,6 +90,15 @@ port_busy() { ss -Hltn "sport = :$1" 2> /dev/null | grep -q .; }
 status_field() { # NAME: a field of Apache's server-status?auto
     curl -s -m 5 "http://127.0.0.1:$PORT/server-status?auto" | awk -v k="$1:" '$1 == k {print $2}'
 }
+reach() { # DIR...: every directory from / down to each DIR searchable by others
+    local d
+    for d in "$@"; do
+        while [ "$d" != / ] && [ -n "$d" ]; do
+            chmod o+x "$d"
+            d=$(dirname "$d")
+        done
+    done
+}
 children_for() { # N -> processes: one per PER_CHILD subscribers, at least 2
     local c=$((($1 + PER_CHILD - 1) / PER_CHILD))
     [ $c -lt 2 ] && c=2
@@ -102,7 +114,8 @@ start_h2chat() { # N CHILDREN [apache2 -D...]
         -e "s|@THREADS@|64|g" -e "s|@MAXWORKERS@|$((ch * 64))|g" -e "s|@MINSPARE@|$(((ch - 1) * 64 + 1))|g" \
         -e "s|@MAXSUBS@|$((n * 11 / 10 + 100))|g" -e "s|@REDIS_PORT@|0|g" \
         -e "s|@REDIS_KEY@|-|g" bench/httpd.conf.in > "$r/httpd.conf"
-    chmod o+rx "$root" "$root/.libs" "$root/build" "$root/build/bench" "$run" "$r" "$r/htdocs"
+    # www-data must reach the module and the server root
+    reach "$root/.libs" "$r/htdocs"
     chmod o+r "$root/.libs/mod_h2chat.so"
     rm -f "$r/httpd.pid" "$r/error.log"
     timeout 30 /usr/sbin/apache2 -DBENCH_DIRECT "$@" -t -f "$r/httpd.conf" 2> /dev/null || return 1
@@ -191,10 +204,15 @@ for kv in sys.argv[5:]:
         rec[k] = json.loads(v)
     except ValueError:
         rec[k] = v
+# memory per held subscriber: the tree's Pss with all held, less idle
+if rec.get('server_pss_kib_idle') and rec.get('server_pss_kib_connected', -1) > 0 and rec.get('ready'):
+    rec['pss_kib_per_sub'] = round((rec['server_pss_kib_connected'] - rec['server_pss_kib_idle'])
+                                   / rec['ready'], 2)
 open(out, 'a').write(json.dumps(rec) + '\n')
 print(f"{name} {phase} n={rec.get('n')} ready={rec.get('ready')} lost={rec.get('lost')} "
       f"dups={rec.get('dups')} p99={rec.get('lat_p99_ms')} ms "
-      f"pss={rec.get('server_pss_kib_connected')} KiB back_s={rec.get('back_s')}",
+      f"pss={rec.get('server_pss_kib_connected')} KiB ({rec.get('pss_kib_per_sub')}/sub) "
+      f"back_s={rec.get('back_s')}",
       file=sys.stderr)
 EOF
 }
@@ -227,7 +245,7 @@ wait_published() {
 }
 
 phase_ladder() {
-    local n name f
+    local n name f idle
     for n in $SCALE_LADDER; do
         for name in $SERVERS; do
             case $name in
@@ -239,10 +257,12 @@ phase_ladder() {
             esac
             sleep 1
             f=$run/ladder-$name-$n.json
+            idle=$(tree_pss_kib "$cur_pid")
             log "ladder: $name, $n subscribers"
             client "$n" "$K" $((120 + n / 500)) "$f"
             client_wait || true
-            record "$name" ladder "$f" "procs_server=$(tree_pids "$cur_pid" | wc -l)"
+            record "$name" ladder "$f" "procs_server=$(tree_pids "$cur_pid" | wc -l)" \
+                "server_pss_kib_idle=$idle"
             stop_server
         done
     done
