@@ -23,13 +23,17 @@
 #define H2C_BALANCE_SLACK 8u
 #define H2C_BALANCE_SHARE 32u
 
-/* 1 with *pid (and *slot) of the child to hand the connection to, 0 to
- * keep it. self: this child's row; gen1: 1 + this generation (rows whose
- * loop takes connections of another generation, or none, are skipped).
- * must: this child cannot keep it (out of open files): the least loaded
- * other loop, however loaded. */
-int h2c_balance_pick(const h2c_seg_t *seg, uint32_t self, uint32_t gen1, int must,
-                     uint32_t *slot, uint32_t *pid);
+/* Where a new connection goes. It counts in this child's row already (the
+ * caller counted it there first: its workers choosing at once then see
+ * each other's). 1 with *pid (and *slot) of the child to hand it to, its
+ * count moved to that row; 0 to keep it here. self: this child's row;
+ * gen1: 1 + this generation (rows whose loop takes connections of another
+ * generation, or none, are skipped). must: this child cannot keep it (out
+ * of open files): the least loaded other loop, however loaded. The move
+ * is counted and checked in one atomic step, so that the workers of every
+ * child choosing at once (a reconnect wave) never pile onto one loop. */
+int h2c_balance_place(h2c_seg_t *seg, uint32_t self, uint32_t gen1, int must,
+                      uint32_t *slot, uint32_t *pid);
 
 /* 1 if pid holds a row whose loop takes connections of generation gen1:
  * a connection handed by anyone else is not taken. */

@@ -325,8 +325,7 @@ static int conn_start(h2c_direct_t *d, conn_t *c) {
     if (d->conns) {
         d->conns->prev = c;
     }
-    d->conns = c;
-    h2c_seg_direct_count(d->env.seg, d->env.child_slot, 1, 0);
+    d->conns = c; /* counted since h2c_direct_add */
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = c;
     if (nghttp2_session_server_new2(&ngh, d->cbs, c, d->opt) != 0) {
@@ -867,13 +866,16 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p,
 
 apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
                             const h2c_direct_site_t *site, const char *pre,
-                            apr_size_t prelen) {
+                            apr_size_t prelen, int counted) {
     conn_t *c = calloc(1, sizeof(*c));
     int stopped;
 
     if (!c || !(c->pre = malloc(prelen ? prelen : 1))) {
         free(c);
         close(fd);
+        if (counted) {
+            h2c_seg_direct_count(d->env.seg, d->env.child_slot, -1, 0);
+        }
         return APR_ENOMEM;
     }
     c->fd = fd;
@@ -888,9 +890,18 @@ apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
     if (!stopped) {
         c->q_next = d->queue;
         d->queue = c;
+        /* counted from here, not when the loop gets to it: the children
+         * choose where to hand new connections by these counts
+         * (h2c_balance), and a busy loop may take a while */
+        if (!counted) {
+            h2c_seg_direct_count(d->env.seg, d->env.child_slot, 1, 0);
+        }
     }
     apr_thread_mutex_unlock(d->lock);
     if (stopped) {
+        if (counted) {
+            h2c_seg_direct_count(d->env.seg, d->env.child_slot, -1, 0);
+        }
         close(fd);
         free(c->pre);
         free(c);

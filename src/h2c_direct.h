@@ -67,10 +67,13 @@ void h2c_direct_run(h2c_direct_t *d);
 
 /* From any thread. Takes fd (a connected, non-blocking TCP socket) and the
  * bytes already read from it (`pre`, starting with the h2c preface). The
- * loop owns fd from here on, also on failure. */
+ * loop owns fd from here on, also on failure. The connection counts in
+ * this child's row (h2c_seg_direct_count) from this call on, or already
+ * did (`counted`: the child that handed it over counted it here, so that
+ * the others see it at once, h2c_balance). */
 apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
                             const h2c_direct_site_t *site, const char *pre,
-                            apr_size_t prelen);
+                            apr_size_t prelen, int counted);
 
 /* From any thread: new messages are in the ring. */
 void h2c_direct_wake(h2c_direct_t *d);

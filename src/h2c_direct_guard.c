@@ -87,6 +87,7 @@ int h2c_direct_refuse_penalized(h2c_direct_t *d, conn_t *c) {
     (void)n;
     close(c->fd);
     h2c_seg_count_penalized(d->env.seg);
+    h2c_seg_direct_count(d->env.seg, d->env.child_slot, -1, 0); /* h2c_direct_add's */
     free(c->pre);
     free(c);
     return 1;

@@ -17,6 +17,14 @@
 #include "h2c_sock.h"
 
 #define H2C_DIRECT_COALESCE 65536 /* frames gathered into one write */
+/* A held stream's DATA frames carry at most this much. nghttp2 writes each
+ * frame into a 16 KiB buffer of the connection's session, malloc'd once and
+ * touched only as far as frames reach: a resume that replays a burst in
+ * full-size frames would make all of it resident, for every connection
+ * (+12 KiB each, for the life of the connection: seen after a graceful
+ * restart at 50,000). Capped, at most the first two pages are ever
+ * touched; the frame headers cost 9 bytes in 3.5 KiB. */
+#define H2C_DIRECT_DATA_MAX 3584
 
 typedef struct conn_t conn_t;
 typedef struct strm_t strm_t;

@@ -29,6 +29,9 @@ static ssize_t out_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t l
     apr_size_t n = s->out_len - s->out_off;
 
     (void)ngh, (void)id, (void)user;
+    if (length > H2C_DIRECT_DATA_MAX) {
+        length = H2C_DIRECT_DATA_MAX; /* see h2c_direct_int.h */
+    }
     if (n > length) {
         n = length;
     }
@@ -233,6 +236,9 @@ static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t l
     int more = 1;
 
     (void)ngh, (void)id, (void)user;
+    if (length > H2C_DIRECT_DATA_MAX) {
+        length = H2C_DIRECT_DATA_MAX;
+    }
     while (more) {
         if (s->out_off < s->out_len) {
             m = s->out_len - s->out_off;

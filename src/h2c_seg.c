@@ -347,6 +347,11 @@ void h2c_seg_direct_count(h2c_seg_t *seg, uint32_t slot, int conns, int held) {
                        __ATOMIC_RELAXED);
 }
 
+uint32_t h2c_seg_direct_conns_add(h2c_seg_t *seg, uint32_t slot, int conns) {
+    return __atomic_add_fetch(&seg->children[slot].direct_conns, (uint32_t)conns,
+                              __ATOMIC_ACQ_REL);
+}
+
 void h2c_seg_direct_taking(h2c_seg_t *seg, uint32_t slot, uint32_t gen1) {
     __atomic_store_n(&seg->children[slot].direct_gen, gen1, __ATOMIC_RELEASE);
 }

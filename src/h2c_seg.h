@@ -155,6 +155,8 @@ uint32_t h2c_seg_addr_total(const h2c_seg_t *seg, uint32_t bucket);
 
 /* H2ChatDirect's share of a child's row (deltas), and the totals. */
 void h2c_seg_direct_count(h2c_seg_t *seg, uint32_t slot, int conns, int held);
+/* ... the connections' delta alone, returning the row's new count */
+uint32_t h2c_seg_direct_conns_add(h2c_seg_t *seg, uint32_t slot, int conns);
 /* gen1: 1 + the generation whose connections this child's loop takes from
  * the others now; 0 when it takes none (no loop, or stopping). */
 void h2c_seg_direct_taking(h2c_seg_t *seg, uint32_t slot, uint32_t gen1);

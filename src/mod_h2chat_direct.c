@@ -50,6 +50,8 @@
  * Timeout, if shorter), as mod_reqtimeout's default first header read. */
 #define H2C_PEEK_WAIT_MAX apr_time_from_sec(20)
 #define H2C_PEEK_NAP apr_time_from_msec(10)
+/* How long a worker waits for a loaded receiver's hand-over queue */
+#define H2C_HAND_WAIT_US 100000
 /* SETTINGS_MAX_HEADER_LIST_SIZE the loop advertises and holds to */
 #define H2C_HEADER_LIST_MAX 16384
 
@@ -168,7 +170,7 @@ static socklen_t hand_name(struct sockaddr_un *sa, uint32_t pid, uint32_t gen1) 
 
 /* Hands fd to a less loaded loop if one is due (h2c_balance; must: to the
  * least loaded in any case): 1 if it went (the receiver owns its own copy
- * now), 0 to keep it here. */
+ * now, and its count), 0 to keep it here (counted here). */
 static int hand_over(conn_rec *c, int fd, const char *path, int must) {
     h2chat_state_t *st = h2chat_state();
     uint32_t slot, pid;
@@ -184,7 +186,7 @@ static int hand_over(conn_rec *c, int fd, const char *path, int must) {
 
     if (direct.send_fd < 0 || strlen(path) >= sizeof(m.path) ||
         strlen(c->client_ip) >= sizeof(m.peer) ||
-        !h2c_balance_pick(&st->seg, st->child_slot, direct.gen1, must, &slot, &pid)) {
+        !h2c_balance_place(&st->seg, st->child_slot, direct.gen1, must, &slot, &pid)) {
         return 0;
     }
     memset(&m, 0, sizeof(m));
@@ -206,8 +208,13 @@ static int hand_over(conn_rec *c, int fd, const char *path, int must) {
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    /* a full queue or a loop that just stopped: this child keeps it */
-    if (sendmsg(direct.send_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(m)) {
+    /* it counts in the receiver's row already (h2c_balance_place), which
+     * counts it no more, or takes it back if it cannot keep it. A queue
+     * still full after the wait, or a loop that just stopped: this child
+     * keeps it, and its count. */
+    if (sendmsg(direct.send_fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(m)) {
+        h2c_seg_direct_conns_add(&st->seg, slot, -1);
+        h2c_seg_direct_conns_add(&st->seg, st->child_slot, 1);
         return 0;
     }
     h2c_seg_count_handed(&st->seg);
@@ -247,19 +254,26 @@ static int hand_take(void) {
             memcpy(&cred, CMSG_DATA(cm), sizeof(cred));
         }
     }
-    if (fd < 0) {
-        return 1; /* nothing to take: ignored */
-    }
     if (cred.uid != getuid() ||
-        !h2c_balance_peer(&st->seg, (uint32_t)cred.pid, direct.gen1) ||
-        n != (ssize_t)sizeof(m) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+        !h2c_balance_peer(&st->seg, (uint32_t)cred.pid, direct.gen1)) {
+        if (fd >= 0) {
+            close(fd); /* not from a child of ours: nothing was counted here */
+        }
+        return 1;
+    }
+    if (fd < 0 || n != (ssize_t)sizeof(m) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
         memchr(m.path, 0, sizeof(m.path)) == NULL ||
         memchr(m.peer, 0, sizeof(m.peer)) == NULL) {
-        close(fd);
+        /* a sibling counted it here (hand_over), but it cannot be kept
+         * (e.g. no descriptor was left for it: MSG_CTRUNC) */
+        if (fd >= 0) {
+            close(fd);
+        }
+        h2c_seg_direct_count(&st->seg, st->child_slot, -1, 0);
         return 1;
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    h2c_direct_add(direct.d, fd, m.peer, site_handed(&m), NULL, 0);
+    h2c_direct_add(direct.d, fd, m.peer, site_handed(&m), NULL, 0, 1);
     return 1;
 }
 
@@ -283,12 +297,17 @@ static void *APR_THREAD_FUNC hand_main(apr_thread_t *thd, void *data) {
 static apr_status_t hand_open(void) {
     struct sockaddr_un sa;
     socklen_t len = hand_name(&sa, (uint32_t)getpid(), direct.gen1);
+    struct timeval wait = {0, H2C_HAND_WAIT_US};
     int one = 1;
 
     direct.hand_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    direct.send_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    /* blocking, at most H2C_HAND_WAIT: a receiver's queue holds only
+     * net.unix.max_dgram_qlen (10) messages, and a loaded receiver drains
+     * it late; waiting a little beats keeping the connection unbalanced */
+    direct.send_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     direct.hand_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (direct.hand_fd < 0 || direct.send_fd < 0 || direct.hand_wake < 0 ||
+        setsockopt(direct.send_fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof(wait)) != 0 ||
         setsockopt(direct.hand_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0 ||
         bind(direct.hand_fd, (struct sockaddr *)&sa, len) != 0) {
         return APR_FROM_OS_ERROR(errno);
@@ -343,6 +362,7 @@ static int peek_preface(int fd, apr_interval_time_t wait) {
 /* process_connection, before mod_http2: take h2c connections of an
  * H2ChatDirect server. DECLINED leaves every byte where httpd reads it. */
 int h2chat_direct_process_connection(conn_rec *c) {
+    h2chat_state_t *st = h2chat_state();
     const char *path = h2chat_conf_direct_path(c->base_server);
     apr_interval_time_t wait = c->base_server->timeout;
     apr_os_sock_t fd;
@@ -355,6 +375,9 @@ int h2chat_direct_process_connection(conn_rec *c) {
     if (!peek_preface(fd, wait < H2C_PEEK_WAIT_MAX ? wait : H2C_PEEK_WAIT_MAX)) {
         return DECLINED;
     }
+    /* counted here from now on, before the choice (h2c_balance_place): the
+     * workers of this child choosing at the same moment see each other's */
+    h2c_seg_direct_conns_add(&st->seg, st->child_slot, 1);
     /* out of open files here: another loop may still take it */
     if (hand_over(c, fd, path, 0) || ((nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0 &&
                                       errno == EMFILE && hand_over(c, fd, path, 1))) {
@@ -363,12 +386,13 @@ int h2chat_direct_process_connection(conn_rec *c) {
         return DONE;
     }
     if (nfd < 0) {
+        h2c_seg_direct_conns_add(&st->seg, st->child_slot, -1);
         ap_log_cerror(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno), c,
                       H2C_TAG_DIRECT_CONN ": cannot take the connection over");
         return DECLINED;
     }
     fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
-    h2c_direct_add(direct.d, nfd, c->client_ip, site_for(c, path), NULL, 0);
+    h2c_direct_add(direct.d, nfd, c->client_ip, site_for(c, path), NULL, 0, 1);
     /* httpd closes its copy without shutdown(): the loop's stays open */
     c->aborted = 1;
     c->keepalive = AP_CONN_CLOSE;

@@ -717,6 +717,55 @@ def _established_inodes(ports):
     return inodes
 
 
+class RawH2:
+    """One h2c connection holding GET `path`, read only when asked (pump):
+    many of them cost one thread, the caller's."""
+
+    def __init__(self, port, path='/msgs'):
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=10)
+        import h2.config
+        import h2.connection
+        self.conn = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=True, header_encoding='utf-8'))
+        self.conn.initiate_connection()
+        self.sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(self.sid, [(':method', 'GET'), (':scheme', 'http'),
+                                          (':authority', 'localhost'), (':path', path)],
+                               end_stream=True)
+        self.sock.sendall(self.conn.data_to_send())
+        self.data = b''
+        self.status = None
+
+    def pump(self, until, timeout=10):
+        import h2.events
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline:
+            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            for ev in self.conn.receive_data(chunk):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    self.status = dict(ev.headers).get(':status')
+                elif isinstance(ev, h2.events.DataReceived):
+                    self.data += ev.data
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length,
+                                                        ev.stream_id)
+            out = self.conn.data_to_send()
+            if out:
+                self.sock.sendall(out)
+
+    def messages(self):
+        return [m for m in (json.loads(x) for x in self.data.splitlines() if x.strip())
+                if m.get('type') == 'message']
+
+    def close(self):
+        self.sock.close()
+
+
 class H2ChatServer:
     """One Apache httpd with mod_h2chat in its own server root under t/run/."""
 

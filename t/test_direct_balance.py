@@ -7,13 +7,8 @@ shows each loop's connections (H2ChatDirectPerChild) and the hand-overs
 only the server's own children can hand one over."""
 
 import array
-import json
 import socket
 import time
-
-import h2.config
-import h2.connection
-import h2.events
 
 import h2chat_env as env
 
@@ -32,51 +27,6 @@ H2ChatMaxSubscribersPerAddress off
 """
 
 
-class Raw:
-    """One h2c connection holding GET /msgs, read only when asked."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=10)
-        self.conn = h2.connection.H2Connection(
-            config=h2.config.H2Configuration(client_side=True, header_encoding='utf-8'))
-        self.conn.initiate_connection()
-        self.sid = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(self.sid, [(':method', 'GET'), (':scheme', 'http'),
-                                          (':authority', 'localhost'), (':path', '/msgs')],
-                               end_stream=True)
-        self.sock.sendall(self.conn.data_to_send())
-        self.data = b''
-        self.status = None
-
-    def pump(self, until, timeout=10):
-        deadline = time.monotonic() + timeout
-        while not until() and time.monotonic() < deadline:
-            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            for ev in self.conn.receive_data(chunk):
-                if isinstance(ev, h2.events.ResponseReceived):
-                    self.status = dict(ev.headers).get(':status')
-                elif isinstance(ev, h2.events.DataReceived):
-                    self.data += ev.data
-                    self.conn.acknowledge_received_data(ev.flow_controlled_length,
-                                                        ev.stream_id)
-            out = self.conn.data_to_send()
-            if out:
-                self.sock.sendall(out)
-
-    def messages(self):
-        return [m for m in (json.loads(x) for x in self.data.splitlines() if x.strip())
-                if m.get('type') == 'message']
-
-    def close(self):
-        self.sock.close()
-
-
 def per_child(server):
     st = server.h2chat_status()
     counts = {}
@@ -88,7 +38,7 @@ def per_child(server):
 
 
 def hold(server, n):
-    conns = [Raw(server.port) for _ in range(n)]
+    conns = [env.RawH2(server.port) for _ in range(n)]
     assert env.wait_until(
         lambda: server.h2chat_status().get('H2ChatDirectSubscribers') == n, 20), \
         server.h2chat_status()
