@@ -45,8 +45,13 @@ PHASES=${PHASES:-"ladder restart kill soak"}
 K=${K:-20}
 RATE=${RATE:-10}
 SEED_MAX=${SEED_MAX:-20000}
-RESTART_K=${RESTART_K:-300}   # 30 s of messages at 10/s
+# The restarts run at 2 messages a second: 10/s to 50,000 is 500,000
+# deliveries a second, which alone keeps both cores busy (3-4 µs each),
+# and a saturated server accepts nothing quickly, spread or not.
+RESTART_RATE=${RESTART_RATE:-2}
+RESTART_K=${RESTART_K:-60}    # 30 s of messages at 2/s
 RESTART_AT=${RESTART_AT:-10}  # seconds into the messages
+RESTART_SPREADS=${RESTART_SPREADS:-"auto off"} # H2ChatReconnectSpread values compared
 PER_CHILD=${PER_CHILD:-12500} # subscribers per Apache child / nginx worker
 PORT=${PORT:-18301}
 NCHAN_PORT=${NCHAN_PORT:-18312}
@@ -110,7 +115,7 @@ start_h2chat() { # N CHILDREN [apache2 -D...]
     shift 2
     mkdir -p "$r/htdocs"
     sed -e "s|@ROOT@|$root|g" -e "s|@RUN@|$r|g" -e "s|@PORT@|$PORT|g" \
-        -e "s|@TLS_PORT@|$((PORT + 10))|g" -e "s|@CHILDREN@|$ch|g" \
+        -e "s|@TLS_PORT@|$((PORT + 10))|g" -e "s|@CHILDREN@|$ch|g" -e "s|@SERVERLIMIT@|$((ch * 2))|g" -e "s|@SPREAD@|${SPREAD:-auto}|g" \
         -e "s|@THREADS@|64|g" -e "s|@MAXWORKERS@|$((ch * 64))|g" -e "s|@MINSPARE@|$(((ch - 1) * 64 + 1))|g" \
         -e "s|@MAXSUBS@|$((n * 11 / 10 + 100))|g" -e "s|@REDIS_PORT@|0|g" \
         -e "s|@REDIS_KEY@|-|g" bench/httpd.conf.in > "$r/httpd.conf"
@@ -268,13 +273,13 @@ phase_ladder() {
     done
 }
 
-# restart SPREAD(auto|off): graceful restart while RESTART_N resume
+# restart SPREAD (auto|off|SECONDS): graceful restart while RESTART_N resume
 run_restart() {
-    local spread=$1 f=$run/restart-$1.json defs=()
-    [ "$spread" = off ] && defs=(-DBENCH_SPREAD_OFF)
-    start_h2chat "$RESTART_N" "$(children_for "$RESTART_N")" "${defs[@]}" || { stop_server; return 1; }
+    local spread=$1 f=$run/restart-$1.json
+    SPREAD=$spread start_h2chat "$RESTART_N" "$(children_for "$RESTART_N")" || { stop_server; return 1; }
     log "restart: $RESTART_N subscribers, H2ChatReconnectSpread $spread"
-    client "$RESTART_N" "$RESTART_K" $((200 + RESTART_N / 250)) "$f" --resume --server-sample-ms 250
+    RATE=$RESTART_RATE client "$RESTART_N" "$RESTART_K" $((200 + RESTART_N / 250)) "$f" --resume \
+        --server-sample-ms 250
     wait_published || { log "no message published"; client_wait || true; stop_server; return 1; }
     sleep "$RESTART_AT"
     /usr/sbin/apache2 "${apache_args[@]}" -k graceful
@@ -285,8 +290,10 @@ run_restart() {
 }
 
 phase_restart() {
-    run_restart auto || true
-    run_restart off || true
+    local sp
+    for sp in $RESTART_SPREADS; do
+        run_restart "$sp" || true
+    done
 }
 
 phase_kill() {
@@ -294,7 +301,8 @@ phase_kill() {
     ch=${KILL_CHILDREN:-$(children_for "$KILL_N")}
     start_h2chat "$KILL_N" "$ch" || { stop_server; return 1; }
     log "kill: $KILL_N subscribers over $ch children"
-    client "$KILL_N" "$RESTART_K" $((200 + KILL_N / 250)) "$f" --resume --server-sample-ms 250
+    RATE=$RESTART_RATE client "$KILL_N" "$RESTART_K" $((200 + KILL_N / 250)) "$f" --resume \
+        --server-sample-ms 250
     wait_published || { client_wait || true; stop_server; return 1; }
     sleep "$RESTART_AT"
     for row in $(status_field H2ChatDirectPerChild | tr ',' ' '); do
