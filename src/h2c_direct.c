@@ -842,6 +842,13 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p,
     }
     h2c_direct_callbacks(d->cbs);
     h2c_direct_guard_callbacks(d->cbs);
+    /* No HPACK dynamic table for our answers: a connection holds one
+     * stream for hours, so indexing its few headers saves a handful of
+     * bytes once, while the table stays in memory for the connection's
+     * life. (The client's table, for its requests, stays as HTTP/2's
+     * default: a client that ignored a smaller one would fail with
+     * COMPRESSION_ERROR, not with the loop's own limits.) */
+    nghttp2_option_set_max_deflate_dynamic_table_size(d->opt, 0);
     if ((rv = apr_thread_mutex_create(&d->lock, APR_THREAD_MUTEX_DEFAULT, p)) !=
             APR_SUCCESS ||
         (rv = apr_thread_cond_create(&d->cond, p)) != APR_SUCCESS ||

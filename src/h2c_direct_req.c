@@ -17,6 +17,8 @@
         (uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NONE       \
     }
 
+static void req_free(strm_t *s);
+
 /* ---- replies ---------------------------------------------------------- */
 
 static int64_t heartbeat_us(const conn_t *c) {
@@ -247,6 +249,11 @@ static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t l
             s->out_off += m;
             n += m;
             more = s->out_off == s->out_len;
+            if (more) { /* a held stream keeps no empty buffer between lines */
+                free(s->out);
+                s->out = NULL;
+                s->out_len = s->out_off = 0;
+            }
             continue;
         }
         if (s->ending) {
@@ -343,6 +350,7 @@ static void subscribe(strm_t *s, const char *args) {
     dp.source.ptr = s;
     dp.read_callback = sub_read;
     nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);
+    req_free(s); /* a held stream lives long: its request is done with */
 }
 
 /* ---- publishers ------------------------------------------------------- */
@@ -626,6 +634,14 @@ static int on_frame(nghttp2_session *ngh, const nghttp2_frame *frame, void *user
     return 0;
 }
 
+/* The request's fields (from on_header), once answered. */
+static void req_free(strm_t *s) {
+    free(s->method), free(s->scheme), free(s->path), free(s->ctype), free(s->accept);
+    free(s->last_event_id), free(s->origin);
+    s->method = s->scheme = s->path = s->ctype = s->accept = NULL;
+    s->last_event_id = s->origin = NULL;
+}
+
 void h2c_direct_strm_free(strm_t *s) {
     conn_t *c = s->c;
 
@@ -648,8 +664,8 @@ void h2c_direct_strm_free(strm_t *s) {
     if (s->lnext) {
         s->lnext->lprev = s->lprev;
     }
-    free(s->method), free(s->scheme), free(s->path), free(s->ctype), free(s->accept);
-    free(s->last_event_id), free(s->origin), free(s->body), free(s->out);
+    req_free(s);
+    free(s->body), free(s->out);
     free(s);
 }
 
