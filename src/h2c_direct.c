@@ -687,6 +687,7 @@ conn_t *h2c_direct_conn_open(h2c_direct_t *d, int fd, const h2c_direct_site_t *s
     c->fd = fd;
     c->site = site;
     apr_cpystrn(c->peer, "127.0.0.1", sizeof(c->peer));
+    h2c_seg_direct_count(d->env.seg, d->env.child_slot, 1, 0); /* as h2c_direct_add */
     if (!conn_start(d, c)) {
         conn_reap(d);
         return NULL;
