@@ -302,6 +302,8 @@ async function fakeServer() {
     const got = collect(c);
     c.start();
     await until(() => hits.filter((h) => h.path === '/silent').length >= 2, 12000);
+    // the hit is recorded before the 2nd stream writes: let its lines arrive first
+    await until(() => ids(got).length >= 2, 3000);
     c.close();
     const s = hits.filter((h) => h.path === '/silent');
     const gap = s.length >= 2 ? s[1].t - s[0].t : null;
