@@ -1,0 +1,160 @@
+/* h2c_rooms: the rooms' histories in shared memory (pure unit, no httpd
+ * headers). h2c_room (singular) is the other side: what a URL names.
+ *
+ *   header | room records | name hash | tombstones | chunks
+ *
+ * One id sequence for the whole server: every message, whatever its room,
+ * takes the next id, so one number (since= / Last-Event-ID) says how far a
+ * stream of several rooms got in all of them. Each room keeps its own
+ * newest `history` messages as a list of chunk chains: a message of L bytes
+ * takes 1 + (L - 80) / 120 chunks of 128 bytes (rounded up), so memory
+ * follows what rooms hold, not rooms times the largest message, and a
+ * busy room never pushes out a quiet room's messages while chunks last.
+ *
+ * When chunks run out, the rooms nobody subscribes to give theirs back,
+ * least recently written first (the idle list); then the writing room its
+ * own oldest. A room record is freed when it holds nothing and nobody
+ * holds it; a new room that needs one takes the least recently written
+ * idle room's. A freed room leaves its newest id in a tombstone (per hash
+ * bucket), so a later resume into a room of that name gets an honest gap.
+ *
+ * Writers are serialised by the caller (the global lock). Readers take no
+ * lock: a message's first chunk carries its id, 0 while written or freed
+ * (a seqlock, as h2c_ring's slots), so a reader that raced with a free sees
+ * a changed id and starts over from the room's head. Nothing here holds a
+ * pointer: every process maps the region at its own address. */
+#ifndef H2C_ROOMS_H
+#define H2C_ROOMS_H
+
+#include <apr_errno.h>
+#include <apr_general.h>
+#include <stdint.h>
+
+#define H2C_ROOMS_MAGIC 0x4d524348u /* "HCRM" */
+#define H2C_ROOMS_VERSION 1u
+#define H2C_ROOMS_CHUNK 128u
+#define H2C_ROOMS_NAME_MAX 64u
+#define H2C_ROOMS_DEFAULT 0u /* the location's own room: name "", never freed */
+
+typedef struct h2c_rooms_hdr_t h2c_rooms_hdr_t;
+typedef struct h2c_rooms_rec_t h2c_rooms_rec_t;
+
+/* A process-local view of the region. */
+typedef struct {
+    h2c_rooms_hdr_t *hdr;
+    h2c_rooms_rec_t *rec;
+    uint32_t *hash; /* bucket -> room index + 1 */
+    uint64_t *tomb; /* bucket -> newest id of a freed room of that bucket */
+    char *chunks;
+} h2c_rooms_t;
+
+/* One message found by h2c_rooms_next. */
+typedef struct {
+    uint32_t chunk; /* its first chunk */
+    uint64_t id;
+    uint64_t room_seq; /* 1 + the room's messages before it (deleted ones too) */
+    uint32_t len;
+} h2c_rooms_msg_t;
+
+/* Where a reader is in one room: the message it read last. */
+typedef struct {
+    uint32_t chunk; /* its first chunk + 1; 0: none (start from the head) */
+    uint64_t id;    /* its id (or the resume id when chunk is 0) */
+    uint64_t room_seq;
+} h2c_rooms_cursor_t;
+
+/* What server-status shows (read without the lock: a moment's view). */
+typedef struct {
+    uint32_t rooms, max_rooms;
+    uint64_t chunks_used, chunks;
+    uint64_t evicted;     /* messages given back under memory pressure */
+    uint64_t rooms_freed; /* idle rooms whose record a new room took */
+    uint64_t refused;     /* rooms or messages refused: nothing left to give */
+} h2c_rooms_stats_t;
+
+/* Bytes a region for these settings needs; memory: the chunks' share. */
+apr_size_t h2c_rooms_size(uint32_t max_rooms, apr_size_t memory);
+
+/* Formats `mem` (8-aligned) as empty, with the default room. */
+apr_status_t h2c_rooms_init(h2c_rooms_t *rs, void *mem, apr_size_t size,
+                            uint32_t max_rooms, apr_size_t memory, uint32_t history,
+                            uint32_t max_len);
+/* Views a formatted region; APR_EGENERAL if it is not one of this version. */
+apr_status_t h2c_rooms_attach(h2c_rooms_t *rs, void *mem, apr_size_t size);
+int h2c_rooms_fits(const h2c_rooms_t *rs, uint32_t max_rooms, apr_size_t memory,
+                   uint32_t history, uint32_t max_len);
+
+uint32_t h2c_rooms_max_len(const h2c_rooms_t *rs);
+uint32_t h2c_rooms_history(const h2c_rooms_t *rs);
+
+/* ---- writer side: the caller holds the lock ---------------------------- */
+
+/* The room of this name (len 0: the default room): APR_SUCCESS with *room;
+ * APR_NOTFOUND if it does not exist and !create; APR_EBUSY if it would be
+ * new and every record is held by a room with subscribers. */
+apr_status_t h2c_rooms_open(h2c_rooms_t *rs, const char *name, apr_size_t len, int create,
+                            uint32_t *room);
+
+/* A stream starts (+1) or ends (-1) holding `room`: a room with streams
+ * keeps its history under memory pressure. Ending the last one of an empty
+ * room frees its record. */
+void h2c_rooms_hold(h2c_rooms_t *rs, uint32_t room, int delta);
+
+/* The next id (the newest + 1): what the message to append gets. */
+uint64_t h2c_rooms_next_id(const h2c_rooms_t *rs);
+
+/* Appends message `id` (above every id so far) to `room`. Ids skipped since
+ * the newest read as gone in every room. APR_ENOSPC: len over max_len;
+ * APR_ENOMEM: no chunks even after giving back what may be (counted as
+ * refused; nothing changed); APR_EINVAL: id not above the newest. */
+apr_status_t h2c_rooms_append(h2c_rooms_t *rs, uint32_t room, uint64_t id,
+                              int64_t time_ms, const char *data, uint32_t len);
+
+/* Removes message `id` from `room`: APR_NOTFOUND if it holds none. */
+apr_status_t h2c_rooms_delete(h2c_rooms_t *rs, uint32_t room, uint64_t id);
+
+/* Removes every message of `room`; its record stays while it is held. */
+void h2c_rooms_clear(h2c_rooms_t *rs, uint32_t room);
+
+/* ---- reader side: lock-free -------------------------------------------- */
+
+uint64_t h2c_rooms_last_id(const h2c_rooms_t *rs); /* newest id of any room */
+uint64_t h2c_rooms_room_last(const h2c_rooms_t *rs, uint32_t room);
+/* The newest id that left the room's history (evicted, cleared, or the
+ * room's record was freed before): a reader past an id below it lost some. */
+uint64_t h2c_rooms_room_gone(const h2c_rooms_t *rs, uint32_t room);
+/* The room_seq of the newest message that left (0: none). */
+uint64_t h2c_rooms_room_gone_seq(const h2c_rooms_t *rs, uint32_t room);
+uint32_t h2c_rooms_room_count(const h2c_rooms_t *rs, uint32_t room);
+uint32_t h2c_rooms_room_holders(const h2c_rooms_t *rs, uint32_t room);
+/* Copies the room's name (NUL-terminated, at most 64 bytes + NUL). */
+void h2c_rooms_room_name(const h2c_rooms_t *rs, uint32_t room, char *buf);
+
+/* The futex words: the room's, bumped at each commit to it, and the
+ * region's, bumped at every commit. */
+volatile uint32_t *h2c_rooms_room_seq(h2c_rooms_t *rs, uint32_t room);
+volatile uint32_t *h2c_rooms_seq(h2c_rooms_t *rs);
+
+/* A cursor before the first message with an id above `after`. */
+void h2c_rooms_cursor_at(h2c_rooms_cursor_t *cur, uint64_t after);
+
+/* The room's first message after the cursor: APR_SUCCESS with *m (the
+ * cursor does not move: h2c_rooms_advance does); APR_INCOMPLETE when there
+ * is none yet. */
+apr_status_t h2c_rooms_next(const h2c_rooms_t *rs, uint32_t room,
+                            const h2c_rooms_cursor_t *cur, h2c_rooms_msg_t *m);
+void h2c_rooms_advance(h2c_rooms_cursor_t *cur, const h2c_rooms_msg_t *m);
+
+/* The room's `n`th newest message (1: the newest) or, when it holds fewer,
+ * its oldest: where a snapshot of n starts. APR_INCOMPLETE: it holds none. */
+apr_status_t h2c_rooms_tail(const h2c_rooms_t *rs, uint32_t room, uint32_t n,
+                            h2c_rooms_msg_t *m);
+
+/* Copies message m's bytes into buf (cap >= m->len). APR_NOTFOUND if it
+ * left meanwhile: ask h2c_rooms_next again. */
+apr_status_t h2c_rooms_read(const h2c_rooms_t *rs, const h2c_rooms_msg_t *m, char *buf,
+                            apr_size_t cap, int64_t *time_ms, uint32_t *commit_us);
+
+void h2c_rooms_stats(const h2c_rooms_t *rs, h2c_rooms_stats_t *out);
+
+#endif /* H2C_ROOMS_H */
