@@ -17,10 +17,12 @@ struct h2c_rooms_hdr_t {
     uint32_t max_len;
     uint32_t seq; /* futex word: bumped at every commit */
     uint64_t size;
-    uint64_t memory;     /* as asked: the chunks' share */
-    uint64_t last_id;    /* newest id of any room; atomic */
-    uint32_t free_chunk; /* stack of free chunks (index + 1) */
-    uint32_t free_chunks;
+    uint64_t memory;               /* as asked: the chunks' share */
+    uint64_t last_id;              /* newest id of any room; atomic */
+    uint32_t free_chunk;           /* stack of freed chunks (index + 1) */
+    uint32_t free_chunks;          /* freed and never used */
+    uint32_t fresh;                /* chunks from here on were never used: a new
+                                      segment touches no page of its chunks */
     uint32_t free_rec;             /* list of free records (index + 1) */
     uint32_t rooms;                /* records in use */
     uint32_t idle_head, idle_tail; /* rooms with history, without streams: LRU */
@@ -145,12 +147,6 @@ apr_status_t h2c_rooms_init(h2c_rooms_t *rs, void *mem, apr_size_t size,
     hdr->memory = memory;
     hdr->size = h2c_rooms_size(max_rooms, memory);
     view(rs, mem);
-    /* free lists in index order: the first rooms and chunks come first */
-    for (i = nchunks; i > 0; i--) {
-        chunk_at(rs, i - 1)->cont = hdr->free_chunk;
-        msg_at(rs, i - 1)->id = 0;
-        hdr->free_chunk = i;
-    }
     hdr->free_chunks = nchunks;
     for (i = max_rooms; i > 1; i--) {
         rs->rec[i - 1].hash_next = hdr->free_rec;
@@ -242,6 +238,18 @@ static void idle_touch(h2c_rooms_t *rs, uint32_t room) {
         rs->hdr->idle_head = room + 1;
     }
     rs->hdr->idle_tail = room + 1;
+}
+
+/* A free chunk (index + 1): a freed one, else one never used. */
+static uint32_t chunk_take(h2c_rooms_t *rs) {
+    uint32_t i = rs->hdr->free_chunk;
+
+    rs->hdr->free_chunks--;
+    if (i) {
+        rs->hdr->free_chunk = chunk_at(rs, i - 1)->cont;
+        return i;
+    }
+    return ++rs->hdr->fresh;
 }
 
 static void chunks_free(h2c_rooms_t *rs, uint32_t first) {
@@ -414,7 +422,7 @@ static int make_room(h2c_rooms_t *rs, uint32_t room, uint32_t need) {
 apr_status_t h2c_rooms_append(h2c_rooms_t *rs, uint32_t room, uint64_t id,
                               int64_t time_ms, const char *data, uint32_t len) {
     h2c_rooms_rec_t *r = &rs->rec[room];
-    uint32_t need = chunks_for(len), first, i, n, prev = NONE;
+    uint32_t need = chunks_for(len), first = NONE, i, n, prev = NONE;
     apr_size_t off = 0, take;
     h2c_msg_t *m;
 
@@ -431,12 +439,12 @@ apr_status_t h2c_rooms_append(h2c_rooms_t *rs, uint32_t room, uint64_t id,
         rs->hdr->refused++;
         return APR_ENOMEM;
     }
-    /* take `need` chunks, filling each as it comes off the stack */
-    first = rs->hdr->free_chunk;
+    /* take `need` chunks, filling each as it comes */
     for (n = 0; n < need; n++) {
-        i = rs->hdr->free_chunk;
-        rs->hdr->free_chunk = chunk_at(rs, i - 1)->cont;
-        rs->hdr->free_chunks--;
+        i = chunk_take(rs);
+        if (n == 0) {
+            first = i;
+        }
         chunk_at(rs, i - 1)->cont = NONE;
         if (prev) {
             chunk_at(rs, prev - 1)->cont = i;
