@@ -81,7 +81,7 @@ static int ref_id(const char *s, size_t n, uint64_t *v) {
     memcpy(buf, s, n);
     buf[n] = '\0';
     *v = strtoull(buf, NULL, 10);
-    return *v <= 9223372036854775807ULL;
+    return *v <= 9007199254740991ULL;
 }
 
 /* The route, with the path cut into all its segments first. */

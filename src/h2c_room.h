@@ -12,6 +12,8 @@
 #include <apr_tables.h>
 #include <stdint.h>
 
+#include "h2c_text.h"
+
 /* A room name: 1 .. this many bytes. */
 #define H2C_ROOM_NAME_MAX 64
 
@@ -32,11 +34,12 @@ typedef struct {
     h2c_room_at_t at;
     const char *room;    /* ROOM, MESSAGE: points into path (not terminated) */
     apr_size_t room_len; /* ROOM, MESSAGE: bytes at room */
-    uint64_t id;         /* MESSAGE: 1 .. 2^63-1 */
+    uint64_t id;         /* MESSAGE: 1 .. H2C_ROOM_ID_MAX */
 } h2c_room_target_t;
 
-/* The largest message id in a path: 2^63-1 (signed 64 bits everywhere). */
-#define H2C_ROOM_ID_MAX 9223372036854775807ULL
+/* The largest message id in a path: the largest id a client may resume
+ * from (H2C_TEXT_ID_MAX, 2^53-1: exact in JavaScript), one rule for both. */
+#define H2C_ROOM_ID_MAX H2C_TEXT_ID_MAX
 
 /* Routes path (%-decoded, dot-segments resolved, no query) relative to
  * location (the <Location> prefix; one trailing slash is ignored, so "/"

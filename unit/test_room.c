@@ -101,8 +101,9 @@ static void test_target(apr_pool_t *p) {
         CHECK(is(p, L, "/msgs/42", ROOM, "42", 0)); /* digits are a name here */
         CHECK(is(p, L, "/msgs/lobby/1", MESSAGE, "lobby", 1));
         CHECK(is(p, L, "/msgs/lobby/1234567890", MESSAGE, "lobby", 1234567890));
-        CHECK(is(p, L, "/msgs/lobby/9223372036854775807", MESSAGE, "lobby",
-                 H2C_ROOM_ID_MAX));
+        CHECK(
+            is(p, L, "/msgs/lobby/9007199254740991", MESSAGE, "lobby", H2C_ROOM_ID_MAX));
+        CHECK(is(p, L, "/msgs/lobby/9007199254740992", BAD, "", 0)); /* 2^53 */
         /* ids: no zero, leading zero, sign, overflow or trailing slash */
         CHECK(is(p, L, "/msgs/lobby/0", BAD, "", 0));
         CHECK(is(p, L, "/msgs/lobby/007", BAD, "", 0));
