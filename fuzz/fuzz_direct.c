@@ -1,6 +1,6 @@
 /* libFuzzer target: the direct loop's request path. HTTP/2 bytes from a
  * client go into one connection of a real h2c_direct (nghttp2 session, our
- * callbacks, the request policy, subscribers reading a real ring, POSTs
+ * callbacks, the request policy, subscribers reading real rooms, POSTs
  * published through the shm store by the loop's publisher thread), driven
  * by hand without the loop thread (h2c_direct_conn_*).
  *
@@ -79,8 +79,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     CHECK(h2c_seg_child_claim(&seg, (uint32_t)getpid(), &slot) == APR_SUCCESS);
     CHECK(apr_global_mutex_create(&lock, NULL, APR_LOCK_DEFAULT, pool) == APR_SUCCESS);
     h2c_store_init(&store, &h2c_store_shm_ops, &seg, lock, NULL);
-    for (i = 0; i < 10; i++) { /* the ring wraps: resumes find gaps */
-        CHECK(h2c_store_publish(&store, MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
+    for (i = 0; i < 10; i++) { /* the room rolls over: resumes find gaps */
+        CHECK(h2c_store_publish(&store, H2C_ROOMS_DEFAULT, MSG, strlen(MSG), &id, &t) ==
+              APR_SUCCESS);
     }
     origins = apr_array_make(pool, 1, sizeof(const char *));
     APR_ARRAY_PUSH(origins, const char *) = "https://chat.example";
@@ -118,7 +119,8 @@ static int piece(conn_t *c, int peer, const uint8_t *p, size_t n, int flags) {
     int open = h2c_direct_conn_input(c, p, n);
 
     if (flags & 1) {
-        CHECK(h2c_store_publish(&store, MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
+        CHECK(h2c_store_publish(&store, H2C_ROOMS_DEFAULT, MSG, strlen(MSG), &id, &t) ==
+              APR_SUCCESS);
     }
     h2c_direct_settle(d, (flags & 4) ? 3000000 : 10000);
     if (!(flags & 2)) {

@@ -224,6 +224,7 @@ static void conn_send(conn_t *c) {
  * a WINDOW_UPDATE, a flood of them) does not walk its streams. */
 static void sample_latency(conn_t *c, uint64_t data_out0) {
     uint64_t id = 0;
+    uint32_t us = 0;
     strm_t *s;
 
     if (c->data_out == data_out0 || c->closing || c->pend_off < c->pend_len ||
@@ -231,14 +232,14 @@ static void sample_latency(conn_t *c, uint64_t data_out0) {
         return;
     }
     for (s = c->streams; s; s = s->lnext) {
-        if (s->kind == STRM_SUB && s->next > s->lat_from && s->next - 1 > id &&
-            s->out_off >= s->out_len) {
-            id = s->next - 1;
+        if (s->kind == STRM_SUB && s->lat_id > id && s->out_off >= s->out_len) {
+            id = s->lat_id;
+            us = s->lat_us;
         }
     }
     if (id > c->lat_id) {
         c->lat_id = id;
-        h2c_seg_lat_sample(c->d->env.seg, c->d->env.child_slot, id);
+        h2c_seg_lat_sample(c->d->env.seg, c->d->env.child_slot, us);
     }
 }
 
@@ -295,12 +296,12 @@ static void conn_recv(conn_t *c) {
 /* Streams waiting for messages take them now. all: also the ones whose
  * only news is that they end. */
 void h2c_direct_resume(conn_t *c, int all) {
-    uint64_t last = h2c_ring_last_id(c->d->ring);
     strm_t *s;
 
     for (s = c->streams; s; s = s->lnext) {
         if (s->kind == STRM_SUB && s->deferred &&
-            (all || s->ending || s->next <= last || s->out_off < s->out_len)) {
+            (all || s->ending || s->out_off < s->out_len ||
+             h2c_follow_pending(&s->follow))) {
             s->deferred = 0;
             nghttp2_session_resume_data(c->ngh, s->id); /* calls nothing back */
         }
@@ -532,10 +533,10 @@ static void take_published(h2c_direct_t *d) {
     }
 }
 
-/* A pass over every connection, only when the ring has news: the bell
+/* A pass over every connection, only when the rooms have news: the bell
  * also rings for new connections and finished publishes. */
 static void deliver(h2c_direct_t *d) {
-    uint64_t last = h2c_ring_last_id(d->ring);
+    uint64_t last = h2c_rooms_last_id(d->rooms);
     conn_t *c, *nx;
 
     if (last == d->delivered) {
@@ -760,8 +761,8 @@ static void *APR_THREAD_FUNC publisher_main(apr_thread_t *thd, void *data) {
         }
         d->publishing = 1;
         apr_thread_mutex_unlock(d->lock);
-        job->rv = h2c_store_publish(d->env.store, job->fields, job->flen, &job->id,
-                                    &job->time_ms);
+        job->rv = h2c_store_publish(d->env.store, H2C_ROOMS_DEFAULT, job->fields,
+                                    job->flen, &job->id, &job->time_ms);
         apr_thread_mutex_lock(d->lock);
         d->publishing = 0;
         job->next = d->jobs_out;
@@ -816,7 +817,7 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p,
     apr_status_t rv;
 
     d->env = *env;
-    d->ring = h2c_store_history(env->store);
+    d->rooms = h2c_store_history(env->store);
     d->penalty = env->penalty_us > 0 ? h2c_seg_penalty(env->seg) : NULL;
     d->jobs_in_tail = &d->jobs_in;
     d->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -867,7 +868,7 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p,
     }
     d->now_us = mono_us();
     update_date(d);
-    d->delivered = h2c_ring_last_id(d->ring);
+    d->delivered = h2c_rooms_last_id(d->rooms);
     *dp = d;
     return APR_SUCCESS;
 }

@@ -13,6 +13,7 @@
 #include "h2c_budget.h"
 #include "h2c_penalty.h"
 #include "h2c_direct.h"
+#include "h2c_follow.h"
 #include "h2c_log.h"
 #include "h2c_sock.h"
 
@@ -55,8 +56,10 @@ struct strm_t {
     char *out;
     apr_size_t out_len, out_off;
     /* a subscriber */
-    uint64_t next;     /* next message id to send */
-    uint64_t lat_from; /* ids from here were committed while it held: sampled */
+    h2c_follow_t follow; /* its place in its room */
+    uint64_t lat_from;   /* ids from here were committed while it held: sampled */
+    uint64_t lat_id;     /* the newest of those it framed ... */
+    uint32_t lat_us;     /* ... and its commit stamp */
     int sse;
     int entered;     /* counted in the segment ... */
     h2c_hold_t hold; /* ... here (h2c_policy_hold) */
@@ -113,7 +116,7 @@ struct job_t {
 
 struct h2c_direct_t {
     h2c_direct_env_t env;
-    h2c_ring_t *ring;    /* the history held streams read (the store's) */
+    h2c_rooms_t *rooms;  /* the history held streams read (the store's) */
     apr_pool_t *scratch; /* cleared every loop pass */
     int ep, evfd;
     nghttp2_session_callbacks *cbs;
@@ -130,7 +133,7 @@ struct h2c_direct_t {
     int publishing; /* the publisher has a job in hand */
     int stop;
     int64_t now_us;
-    uint64_t delivered;             /* the ring's last id at the last delivery pass */
+    uint64_t delivered;             /* the rooms' last id at the last delivery pass */
     char date[APR_RFC822_DATE_LEN]; /* the Date of answers, once a second */
     int64_t date_sec;
     char buf[H2C_DIRECT_COALESCE];

@@ -180,20 +180,17 @@ void h2c_direct_hint(strm_t *s) {
     }
 }
 
-/* A message too big for the room left in this DATA frame goes through
- * `out`, to be split across frames. 0 if it left the ring meanwhile. */
-static int sub_spill(strm_t *s, uint64_t id) {
-    h2c_ring_t *ring = s->c->d->ring;
-    uint32_t len;
+/* A message too big for the space left in this DATA frame goes through
+ * `out`, to be split across frames. 0 if it left its room meanwhile. */
+static int sub_spill(strm_t *s, const h2c_rooms_msg_t *m, uint32_t *commit_us) {
     apr_size_t n;
     char *buf;
 
-    if (h2c_ring_peek_len(ring, id, &len) != APR_SUCCESS ||
-        !(buf = malloc(len + H2C_FRAME_OVERHEAD))) {
+    if (!(buf = malloc(m->len + H2C_FRAME_OVERHEAD))) {
         return 0;
     }
-    if (h2c_frame_message(ring, id, s->sse, buf, len + H2C_FRAME_OVERHEAD, &n) !=
-        APR_SUCCESS) {
+    if (h2c_frame_message(s->c->d->rooms, m, s->sse, buf, m->len + H2C_FRAME_OVERHEAD, &n,
+                          commit_us) != APR_SUCCESS) {
         free(buf);
         return 0;
     }
@@ -204,13 +201,19 @@ static int sub_spill(strm_t *s, uint64_t id) {
     return 1;
 }
 
-/* Messages from s->next on left the ring: a gap line, and go on after. */
-static void sub_gap(strm_t *s) {
-    h2c_direct_t *d = s->c->d;
-    uint64_t resume = h2c_frame_skip(d->ring, s->next);
+/* Messages of the stream's room left before it read them: a gap line. */
+static void sub_gap(strm_t *s, const h2c_follow_gap_t *gap) {
+    sub_line(s, "gap", h2c_json_gap(s->c->d->scratch, gap->missed, gap->from, gap->to));
+}
 
-    sub_line(s, "gap", h2c_json_gap(d->scratch, resume - s->next, s->next, resume - 1));
-    s->next = resume;
+/* Message m went into the stream's frames. */
+static void sub_sent(strm_t *s, const h2c_rooms_msg_t *m, uint32_t commit_us) {
+    h2c_follow_sent(&s->follow, m);
+    s->sent++;
+    if (m->id >= s->lat_from) {
+        s->lat_id = m->id;
+        s->lat_us = commit_us;
+    }
 }
 
 int h2c_direct_has_pending(const strm_t *s) {
@@ -218,8 +221,7 @@ int h2c_direct_has_pending(const strm_t *s) {
     case STRM_NEW:
         return 1; /* a request that is not complete yet */
     case STRM_SUB:
-        return s->out_off < s->out_len || s->ending ||
-               s->next <= h2c_ring_last_id(s->c->d->ring);
+        return s->out_off < s->out_len || s->ending || h2c_follow_pending(&s->follow);
     case STRM_REPLY:
         return s->out_off < s->out_len;
     default:
@@ -228,14 +230,16 @@ int h2c_direct_has_pending(const strm_t *s) {
 }
 
 /* nghttp2 asks for the next DATA frame's bytes: pending lines first, then
- * every message the stream has not sent, straight from the ring. */
+ * every message the stream has not sent, straight from its room. */
 static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t length,
                         uint32_t *flags, nghttp2_data_source *src, void *user) {
     strm_t *s = src->ptr;
-    h2c_ring_t *ring = s->c->d->ring;
-    uint64_t last = h2c_ring_last_id(ring);
+    h2c_rooms_t *rooms = s->c->d->rooms;
+    h2c_follow_gap_t gap;
+    h2c_rooms_msg_t msg;
     apr_size_t n = 0, m;
-    int more = 1;
+    uint32_t us;
+    int more = 1, lost = 0;
 
     (void)ngh, (void)id, (void)user;
     if (length > H2C_DIRECT_DATA_MAX) {
@@ -260,31 +264,36 @@ static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t l
             *flags |= NGHTTP2_DATA_FLAG_EOF;
             break;
         }
-        if (s->next > last || n == length) {
+        if (n == length) {
             break;
         }
-        switch (
-            h2c_frame_message(ring, s->next, s->sse, (char *)buf + n, length - n, &m)) {
+        switch (h2c_follow_next(&s->follow, &msg, &gap)) {
+        case H2C_FOLLOW_GAP:
+            sub_gap(s, &gap);
+            continue;
+        case H2C_FOLLOW_MESSAGE:
+            break;
+        default:
+            more = 0; /* nothing new: the next wake brings it */
+            continue;
+        }
+        switch (h2c_frame_message(rooms, &msg, s->sse, (char *)buf + n, length - n, &m,
+                                  &us)) {
         case APR_SUCCESS:
             n += m;
-            s->next++;
-            s->sent++;
-            break;
-        case APR_NOTFOUND:
-            sub_gap(s);
+            sub_sent(s, &msg, us);
             break;
         case APR_ENOSPC:
             if (n > 0) {
                 more = 0; /* the next frame takes it */
-            } else if (sub_spill(s, s->next)) {
-                s->next++;
-                s->sent++;
-            } else {
-                sub_gap(s); /* evicted while we looked */
+            } else if (sub_spill(s, &msg, &us)) {
+                sub_sent(s, &msg, us);
+            } else if (++lost > 8) {
+                more = 0;
             }
             break;
         default:
-            more = 0; /* not committed yet: the next wake brings it */
+            more = ++lost <= 8; /* left meanwhile: the next look says how */
             break;
         }
     }
@@ -301,7 +310,7 @@ static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t l
 static void subscribe(strm_t *s, const char *args) {
     h2c_direct_t *d = s->c->d;
     const h2c_direct_site_t *site = s->c->site;
-    h2c_ring_t *ring = h2c_store_history(d->env.store);
+    h2c_rooms_t *rooms = h2c_store_history(d->env.store);
     h2c_subscription_t want;
     h2c_request_t req;
     h2c_verdict_t v;
@@ -338,15 +347,17 @@ static void subscribe(strm_t *s, const char *args) {
     s->kind = STRM_SUB;
     s->entered = 1;
     h2c_seg_direct_count(d->env.seg, d->env.child_slot, 0, 1);
-    s->next = h2c_frame_start(ring, want.resume, want.since, site->conf.snapshot, &reset);
-    s->lat_from = h2c_ring_last_id(ring) + 1;
+    h2c_follow_start(&s->follow, rooms, H2C_ROOMS_DEFAULT, want.resume, want.since,
+                     site->conf.snapshot, &reset);
+    s->lat_from = h2c_rooms_last_id(rooms) + 1;
     if (reset) {
-        sub_line(s, "reset", h2c_json_reset(d->scratch, h2c_ring_last_id(ring)));
+        sub_line(s, "reset", h2c_json_reset(d->scratch, h2c_rooms_last_id(rooms)));
     }
     s->heartbeat_due = d->now_us + heartbeat_us(s->c);
     h2c_log(H2C_LOG_DEBUG, H2C_TAG_SUB_START,
             "subscriber starts at id %" APR_UINT64_T_FMT " (%s, direct, client %s)",
-            (apr_uint64_t)s->next, s->sse ? "sse" : "ndjson", s->c->peer);
+            (apr_uint64_t)h2c_follow_last(&s->follow) + 1, s->sse ? "sse" : "ndjson",
+            s->c->peer);
     dp.source.ptr = s;
     dp.read_callback = sub_read;
     nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);

@@ -16,31 +16,27 @@ apr_size_t h2c_frame_message_size(uint64_t id, uint32_t len, int sse) {
     return sizeof("id: \ndata: ") - 1 + digits + len + 2;
 }
 
-apr_status_t h2c_frame_message(const h2c_ring_t *ring, uint64_t id, int sse, char *buf,
-                               apr_size_t cap, apr_size_t *n) {
+apr_status_t h2c_frame_message(const h2c_rooms_t *rs, const h2c_rooms_msg_t *m, int sse,
+                               char *buf, apr_size_t cap, apr_size_t *n,
+                               uint32_t *commit_us) {
     char prefix[H2C_FRAME_OVERHEAD];
     apr_size_t plen = 0, tlen = sse ? 2 : 1;
-    uint32_t len;
     apr_status_t rv;
 
-    if ((rv = h2c_ring_peek_len(ring, id, &len)) != APR_SUCCESS) {
-        return rv;
-    }
     if (sse) {
         plen = (apr_size_t)snprintf(prefix, sizeof(prefix),
-                                    "id: %llu\ndata: ", (unsigned long long)id);
+                                    "id: %llu\ndata: ", (unsigned long long)m->id);
     }
-    *n = plen + len + tlen;
+    *n = plen + m->len + tlen;
     if (*n > cap) {
         return APR_ENOSPC;
     }
-    rv = h2c_ring_read(ring, id, buf + plen, cap - plen - tlen, &len, NULL);
+    rv = h2c_rooms_read(rs, m, buf + plen, cap - plen - tlen, NULL, commit_us);
     if (rv != APR_SUCCESS) {
-        return rv == APR_ENOSPC ? APR_NOTFOUND : rv; /* overwritten meanwhile */
+        return APR_NOTFOUND;
     }
     memcpy(buf, prefix, plen);
-    memcpy(buf + plen + len, "\n\n", tlen);
-    *n = plen + len + tlen;
+    memcpy(buf + plen + m->len, "\n\n", tlen);
     return APR_SUCCESS;
 }
 
@@ -67,23 +63,4 @@ apr_size_t h2c_frame_reconnect(int sse, uint32_t retry_ms, const char *json, cha
     }
     n = snprintf(buf, cap, "retry: %u\n\n", retry_ms);
     return n < 0 ? 0 : (apr_size_t)n;
-}
-
-uint64_t h2c_frame_start(const h2c_ring_t *ring, int resume, uint64_t since,
-                         uint32_t snapshot, int *reset) {
-    uint64_t last = h2c_ring_last_id(ring), first = h2c_ring_first_id(ring), next;
-
-    *reset = 0;
-    if (resume && since <= last) {
-        return since + 1;
-    }
-    *reset = resume;
-    next = last + 1 > snapshot ? last + 1 - snapshot : 1;
-    return next < first ? first : next;
-}
-
-uint64_t h2c_frame_skip(const h2c_ring_t *ring, uint64_t next) {
-    uint64_t first = h2c_ring_first_id(ring);
-
-    return first > next ? first : next + 1;
 }

@@ -12,20 +12,21 @@
 #include <apr_general.h>
 #include <stdint.h>
 
-#include "h2c_ring.h"
+#include "h2c_rooms.h"
 
-/* Bytes message framing adds around a ring message, at most. */
+/* Bytes message framing adds around a stored message, at most. */
 #define H2C_FRAME_OVERHEAD 40
 
-/* The exact size message `id` of `len` ring bytes takes framed. */
+/* The exact size message `id` of `len` stored bytes takes framed. */
 apr_size_t h2c_frame_message_size(uint64_t id, uint32_t len, int sse);
 
-/* Frames message `id` from the ring into buf. APR_SUCCESS with *n bytes;
- * APR_ENOSPC if it needs more than cap (*n: what it needs); APR_NOTFOUND
- * if it left the ring (or was overwritten while read); APR_INCOMPLETE if
- * not published yet. */
-apr_status_t h2c_frame_message(const h2c_ring_t *ring, uint64_t id, int sse, char *buf,
-                               apr_size_t cap, apr_size_t *n);
+/* Frames message m (h2c_follow_next's) into buf. APR_SUCCESS with *n
+ * bytes and its commit stamp; APR_ENOSPC if it needs more than cap (*n:
+ * what it needs); APR_NOTFOUND if it left its room while read (ask
+ * h2c_follow_next again). */
+apr_status_t h2c_frame_message(const h2c_rooms_t *rs, const h2c_rooms_msg_t *m, int sse,
+                               char *buf, apr_size_t cap, apr_size_t *n,
+                               uint32_t *commit_us);
 
 /* A protocol line (`event` = gap, reset, heartbeat) carrying `json`: writes
  * it into buf if it fits in cap; returns its length either way. SSE
@@ -40,16 +41,5 @@ apr_size_t h2c_frame_event(int sse, const char *event, const char *json, char *b
  * returns its length either way. */
 apr_size_t h2c_frame_reconnect(int sse, uint32_t retry_ms, const char *json, char *buf,
                                apr_size_t cap);
-
-/* Where a new stream starts: after `since` when resuming (evicted ids
- * become a gap line), else the last `snapshot` messages. A resume id from
- * the future (the server's ids restarted) sets *reset: the client gets a
- * reset line and the snapshot. */
-uint64_t h2c_frame_start(const h2c_ring_t *ring, int resume, uint64_t since,
-                         uint32_t snapshot, int *reset);
-
-/* After evictions: the id to go on from when `next` left the ring; the
- * gap covers next .. return - 1. */
-uint64_t h2c_frame_skip(const h2c_ring_t *ring, uint64_t next);
 
 #endif /* H2C_FRAME_H */

@@ -1,7 +1,8 @@
 /* h2c_rooms: see h2c_rooms.h. */
 #include <string.h>
 
-#include "h2c_ring.h" /* h2c_ring_clock_us: one clock for commit stamps */
+#include <time.h>
+
 #include "h2c_rooms.h"
 
 #define ALIGN8(n) (((n) + 7u) & ~(apr_size_t)7u)
@@ -98,6 +99,10 @@ static apr_size_t layout(uint32_t max_rooms, uint32_t nbuckets, apr_size_t *off_
     o += (apr_size_t)nbuckets * sizeof(uint64_t);
     *off_chunks = o;
     return o;
+}
+
+apr_size_t h2c_rooms_memory_for(uint32_t messages, uint32_t max_len) {
+    return (apr_size_t)messages * chunks_for(max_len) * H2C_ROOMS_CHUNK;
 }
 
 apr_size_t h2c_rooms_size(uint32_t max_rooms, apr_size_t memory) {
@@ -468,7 +473,7 @@ apr_status_t h2c_rooms_append(h2c_rooms_t *rs, uint32_t room, uint64_t id,
     m->next_msg = NONE;
     m->len = len;
     m->room = room;
-    m->commit_us = h2c_ring_clock_us();
+    m->commit_us = h2c_rooms_clock_us();
     __atomic_store_n(&m->id, id, __ATOMIC_RELEASE);
     /* linked in only once whole: readers that find it read it whole */
     if (r->tail) {
@@ -526,6 +531,16 @@ void h2c_rooms_clear(h2c_rooms_t *rs, uint32_t room) {
 }
 
 /* ---- reader side -------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC is one clock for every process of the machine, and
+ * wall-clock steps do not make a latency negative; 32 bits of µs wrap
+ * after 71 minutes, far longer than a message waits to be sent. */
+uint32_t h2c_rooms_clock_us(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u);
+}
 
 uint64_t h2c_rooms_last_id(const h2c_rooms_t *rs) {
     return __atomic_load_n(&rs->hdr->last_id, __ATOMIC_ACQUIRE);

@@ -20,7 +20,7 @@
  *
  * Writers are serialised by the caller (the global lock). Readers take no
  * lock: a message's first chunk carries its id, 0 while written or freed
- * (a seqlock, as h2c_ring's slots), so a reader that raced with a free sees
+ * (a seqlock), so a reader that raced with a free sees
  * a changed id and starts over from the room's head. Nothing here holds a
  * pointer: every process maps the region at its own address. */
 #ifndef H2C_ROOMS_H
@@ -71,6 +71,9 @@ typedef struct {
     uint64_t rooms_freed; /* idle rooms whose record a new room took */
     uint64_t refused;     /* rooms or messages refused: nothing left to give */
 } h2c_rooms_stats_t;
+
+/* The chunks' share that holds `messages` of max_len bytes each. */
+apr_size_t h2c_rooms_memory_for(uint32_t messages, uint32_t max_len);
 
 /* Bytes a region for these settings needs; memory: the chunks' share. */
 apr_size_t h2c_rooms_size(uint32_t max_rooms, apr_size_t memory);
@@ -156,5 +159,9 @@ apr_status_t h2c_rooms_read(const h2c_rooms_t *rs, const h2c_rooms_msg_t *m, cha
                             apr_size_t cap, int64_t *time_ms, uint32_t *commit_us);
 
 void h2c_rooms_stats(const h2c_rooms_t *rs, h2c_rooms_stats_t *out);
+
+/* Delivery latency: the clock commits are stamped with (CLOCK_MONOTONIC,
+ * µs, low 32 bits: compare two readings by their difference). */
+uint32_t h2c_rooms_clock_us(void);
 
 #endif /* H2C_ROOMS_H */

@@ -13,14 +13,15 @@ struct h2c_seg_hdr_t {
     uint32_t version;
     uint64_t size;
     uint32_t nchildren;
-    uint32_t capacity; /* ring settings, to tell whether a restart fits */
+    uint32_t capacity; /* rooms' settings, to tell whether a restart fits */
     uint32_t max_len;
-    uint32_t pad;
+    uint32_t max_rooms;
+    uint64_t memory;
     uint64_t children_off;
     uint64_t addr_off;
     uint64_t rate_off;
     uint64_t lat_off;
-    uint64_t ring_off;
+    uint64_t rooms_off;
     int64_t rate_epoch_ms;
     uint64_t published;
     uint64_t refused[H2C_REFUSED_MAX];
@@ -73,41 +74,61 @@ static apr_size_t lat_off(uint32_t nchildren) {
     return ALIGN64(rate_off(nchildren) + H2C_RATE_BUCKETS * sizeof(uint64_t));
 }
 
-static apr_size_t ring_off(uint32_t nchildren) {
+static apr_size_t rooms_off(uint32_t nchildren) {
     return ALIGN64(lat_off(nchildren) + (apr_size_t)nchildren * sizeof(h2c_lat_t));
 }
 
-apr_size_t h2c_seg_size(uint32_t nchildren, uint32_t capacity, uint32_t max_len) {
-    return ring_off(nchildren) + h2c_ring_size(capacity, max_len);
+static void shape_default(h2c_seg_shape_t *sh, uint32_t nchildren, uint32_t capacity,
+                          uint32_t max_len) {
+    sh->nchildren = nchildren;
+    sh->history = capacity;
+    sh->max_len = max_len;
+    sh->max_rooms = 1;
+    sh->memory = h2c_rooms_memory_for(capacity, max_len);
 }
 
-apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t nchildren,
-                          uint32_t capacity, uint32_t max_len, int64_t now_ms) {
+apr_size_t h2c_seg_size_shape(const h2c_seg_shape_t *sh) {
+    return rooms_off(sh->nchildren) + h2c_rooms_size(sh->max_rooms, sh->memory);
+}
+
+apr_size_t h2c_seg_size(uint32_t nchildren, uint32_t capacity, uint32_t max_len) {
+    h2c_seg_shape_t sh;
+
+    shape_default(&sh, nchildren, capacity, max_len);
+    return h2c_seg_size_shape(&sh);
+}
+
+apr_status_t h2c_seg_init_shape(h2c_seg_t *seg, void *mem, apr_size_t size,
+                                const h2c_seg_shape_t *sh, int64_t now_ms) {
+    uint32_t nchildren = sh->nchildren;
     char *base = mem;
     apr_status_t rv;
 
     seg->lat_off = 0; /* sampled unless the caller says otherwise */
-    if (nchildren == 0 || size < h2c_seg_size(nchildren, capacity, max_len)) {
+    if (nchildren == 0 || size < h2c_seg_size_shape(sh)) {
         return APR_EINVAL;
     }
-    memset(mem, 0, ring_off(nchildren));
-    rv = h2c_ring_init(&seg->ring, base + ring_off(nchildren), size - ring_off(nchildren),
-                       capacity, max_len);
+    memset(mem, 0, rooms_off(nchildren));
+    rv = h2c_rooms_init(&seg->rooms, base + rooms_off(nchildren),
+                        size - rooms_off(nchildren), sh->max_rooms, sh->memory,
+                        sh->history, sh->max_len);
     if (rv != APR_SUCCESS) {
         return rv;
     }
     seg->hdr = mem;
     seg->children = (h2c_child_t *)(void *)(base + children_off());
     seg->hdr->version = H2C_SEG_VERSION;
-    seg->hdr->size = h2c_seg_size(nchildren, capacity, max_len);
+    seg->hdr->size = h2c_seg_size_shape(sh);
     seg->hdr->nchildren = nchildren;
-    seg->hdr->capacity = capacity;
-    seg->hdr->max_len = max_len;
+    seg->hdr->capacity = sh->history;
+    seg->hdr->max_len = sh->max_len;
+    seg->hdr->max_rooms = sh->max_rooms;
+    seg->hdr->memory = sh->memory;
     seg->hdr->children_off = children_off();
     seg->hdr->addr_off = addr_off(nchildren);
     seg->hdr->rate_off = rate_off(nchildren);
     seg->hdr->lat_off = lat_off(nchildren);
-    seg->hdr->ring_off = ring_off(nchildren);
+    seg->hdr->rooms_off = rooms_off(nchildren);
     seg->hdr->rate_epoch_ms = now_ms;
     seg->addr = (uint16_t *)(void *)(base + addr_off(nchildren));
     seg->lat = (h2c_lat_t *)(void *)(base + lat_off(nchildren));
@@ -115,6 +136,14 @@ apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t n
     seg->rate.epoch_ms = now_ms;
     __atomic_store_n(&seg->hdr->magic, H2C_SEG_MAGIC, __ATOMIC_RELEASE);
     return APR_SUCCESS;
+}
+
+apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t nchildren,
+                          uint32_t capacity, uint32_t max_len, int64_t now_ms) {
+    h2c_seg_shape_t sh;
+
+    shape_default(&sh, nchildren, capacity, max_len);
+    return h2c_seg_init_shape(seg, mem, size, &sh, now_ms);
 }
 
 apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
@@ -129,11 +158,11 @@ apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
         hdr->addr_off != addr_off(hdr->nchildren) ||
         hdr->rate_off != rate_off(hdr->nchildren) ||
         hdr->lat_off != lat_off(hdr->nchildren) ||
-        hdr->ring_off != ring_off(hdr->nchildren) || hdr->ring_off > hdr->size) {
+        hdr->rooms_off != rooms_off(hdr->nchildren) || hdr->rooms_off > hdr->size) {
         return APR_EGENERAL;
     }
-    if (h2c_ring_attach(&seg->ring, base + hdr->ring_off, hdr->size - hdr->ring_off) !=
-        APR_SUCCESS) {
+    if (h2c_rooms_attach(&seg->rooms, base + hdr->rooms_off,
+                         hdr->size - hdr->rooms_off) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     seg->hdr = hdr;
@@ -145,10 +174,18 @@ apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
     return APR_SUCCESS;
 }
 
+int h2c_seg_fits_shape(const h2c_seg_t *seg, const h2c_seg_shape_t *sh) {
+    return seg->hdr->nchildren == sh->nchildren && seg->hdr->capacity == sh->history &&
+           seg->hdr->max_len == sh->max_len && seg->hdr->max_rooms == sh->max_rooms &&
+           seg->hdr->memory == sh->memory;
+}
+
 int h2c_seg_fits(const h2c_seg_t *seg, uint32_t nchildren, uint32_t capacity,
                  uint32_t max_len) {
-    return seg->hdr->nchildren == nchildren && seg->hdr->capacity == capacity &&
-           seg->hdr->max_len == max_len;
+    h2c_seg_shape_t sh;
+
+    shape_default(&sh, nchildren, capacity, max_len);
+    return h2c_seg_fits_shape(seg, &sh);
 }
 
 /* A killed child stays a zombie until its parent reaps it (httpd's parent
@@ -499,11 +536,9 @@ void h2c_seg_lat_add(h2c_seg_t *seg, uint32_t slot, uint32_t us) {
     __atomic_add_fetch(&seg->lat[slot].sum_us, us, __ATOMIC_RELAXED);
 }
 
-void h2c_seg_lat_sample(h2c_seg_t *seg, uint32_t slot, uint64_t id) {
-    uint32_t at;
-
-    if (!seg->lat_off && h2c_ring_committed_at(&seg->ring, id, &at) == APR_SUCCESS) {
-        h2c_seg_lat_add(seg, slot, h2c_ring_clock_us() - at);
+void h2c_seg_lat_sample(h2c_seg_t *seg, uint32_t slot, uint32_t commit_us) {
+    if (!seg->lat_off) {
+        h2c_seg_lat_add(seg, slot, h2c_rooms_clock_us() - commit_us);
     }
 }
 

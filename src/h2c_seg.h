@@ -1,15 +1,14 @@
 /* h2c_seg: the shared segment's layout (pure unit, no httpd headers).
  *
  *   header (magic, version, sizes, offsets) | counters | child table |
- *   address table | rate table | ring
+ *   address table | rate table | latency table | rooms
  *
  * Offsets, never pointers: each process builds its own h2c_seg_t view.
  * The child table counts held subscribers per child process; the total is
  * their sum, so a child that dies takes its count with it once its slot is
  * reclaimed (see h2c_seg_child_claim). The address table does the same per
  * client address (H2ChatMaxSubscribersPerAddress): one row of bucket counts
- * per child row. Rooms will add rings and per-room counts behind the same
- * header. */
+ * per child row. The rooms (h2c_rooms) hold every message. */
 #ifndef H2C_SEG_H
 #define H2C_SEG_H
 
@@ -20,14 +19,14 @@
 #include "h2c_gate.h"
 #include "h2c_penalty.h"
 #include "h2c_rate.h"
-#include "h2c_ring.h"
+#include "h2c_rooms.h"
 
 #define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
 /* 6: the address table, the calm counter; 7: penalized; 8: the latency
- * table, and ring slots stamped at commit (h2c_ring 2): an old segment's
- * slots have no stamp and no table, so an upgrade by graceful restart makes
- * a new segment instead of reading garbage latencies */
-#define H2C_SEG_VERSION 9u
+ * table; 9: direct_gen, direct_handed; 10: the rooms instead of one ring of
+ * fixed slots. A graceful restart onto another version makes a new segment
+ * (H2C0004 says so); a journal refills it. */
+#define H2C_SEG_VERSION 10u
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -115,11 +114,27 @@ typedef struct {
     int lat_off; /* this process takes no latency samples (H2ChatLatencyHistogram Off) */
     uint16_t *addr; /* nchildren rows of H2C_SEG_ADDR_BUCKETS counts */
     h2c_rate_t rate;
-    h2c_ring_t ring;
+    h2c_rooms_t rooms;
 } h2c_seg_t;
+
+/* What a segment is made for: H2ChatHistory (per room), the largest
+ * message, H2ChatMaxRooms, H2ChatMemory. */
+typedef struct {
+    uint32_t nchildren;
+    uint32_t history;
+    uint32_t max_len;
+    uint32_t max_rooms;
+    apr_size_t memory;
+} h2c_seg_shape_t;
 
 const char *h2c_seg_refusal_name(h2c_refusal_t why);
 
+apr_size_t h2c_seg_size_shape(const h2c_seg_shape_t *sh);
+apr_status_t h2c_seg_init_shape(h2c_seg_t *seg, void *mem, apr_size_t size,
+                                const h2c_seg_shape_t *sh, int64_t now_ms);
+int h2c_seg_fits_shape(const h2c_seg_t *seg, const h2c_seg_shape_t *sh);
+
+/* The same for one room of `capacity` messages (tests, tools). */
 apr_size_t h2c_seg_size(uint32_t nchildren, uint32_t capacity, uint32_t max_len);
 /* now_ms: the rate table's epoch (wall clock, ms). */
 apr_status_t h2c_seg_init(h2c_seg_t *seg, void *mem, apr_size_t size, uint32_t nchildren,
@@ -165,9 +180,9 @@ void h2c_seg_direct_totals(const h2c_seg_t *seg, uint32_t *conns, uint32_t *held
 /* A copy of child row i, read atomically word by word (pid 0: free). */
 void h2c_seg_child_row(const h2c_seg_t *seg, uint32_t i, h2c_child_t *out);
 
-/* One latency sample for child `slot`: message `id` of the segment's
- * ring was just handed to the socket (nothing if it left the ring). */
-void h2c_seg_lat_sample(h2c_seg_t *seg, uint32_t slot, uint64_t id);
+/* One latency sample for child `slot`: a message committed at
+ * `commit_us` (h2c_rooms_clock_us) was just handed to the socket. */
+void h2c_seg_lat_sample(h2c_seg_t *seg, uint32_t slot, uint32_t commit_us);
 void h2c_seg_lat_add(h2c_seg_t *seg, uint32_t slot, uint32_t us);
 /* A copy of child row i's histogram, read word by word. */
 void h2c_seg_lat_row(const h2c_seg_t *seg, uint32_t i, h2c_lat_t *out);

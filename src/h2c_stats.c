@@ -4,7 +4,7 @@
 void h2c_stats_read(h2c_stats_t *st, h2c_store_t *store, uint32_t max_subscribers,
                     uint32_t max_per_address, apr_pool_t *p) {
     h2c_seg_t *seg = store->seg;
-    h2c_ring_t *ring = h2c_store_history(store);
+    h2c_rooms_t *rooms = h2c_store_history(store);
     uint32_t i, rows = h2c_seg_child_count(seg);
     int k;
 
@@ -28,9 +28,9 @@ void h2c_stats_read(h2c_stats_t *st, h2c_store_t *store, uint32_t max_subscriber
         st->direct_held += row.direct_held;
     }
     st->published = h2c_seg_published(seg);
-    st->last_id = h2c_ring_last_id(ring);
-    st->history_count = h2c_ring_count(ring);
-    st->history_capacity = h2c_ring_capacity(ring);
+    st->last_id = h2c_rooms_last_id(rooms);
+    st->history_count = h2c_rooms_room_count(rooms, H2C_ROOMS_DEFAULT);
+    st->history_capacity = h2c_rooms_history(rooms);
     st->stalled_dropped = h2c_seg_stalled(seg);
     st->direct_calm = h2c_seg_calm(seg);
     st->direct_penalized = h2c_seg_penalized(seg);

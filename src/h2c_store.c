@@ -29,23 +29,18 @@ apr_status_t h2c_store_follow(h2c_store_t *store, h2c_store_committed_fn fn, voi
     return APR_SUCCESS;
 }
 
-h2c_ring_t *h2c_store_history(h2c_store_t *store) {
-    return &store->seg->ring;
+h2c_rooms_t *h2c_store_history(h2c_store_t *store) {
+    return &store->seg->rooms;
 }
 
-apr_status_t h2c_store_ring_read(h2c_store_t *store, uint64_t id, char *buf,
-                                 apr_size_t cap, uint32_t *len, int64_t *time_ms) {
-    return h2c_ring_read(h2c_store_history(store), id, buf, cap, len, time_ms);
-}
-
-apr_status_t h2c_store_append_given(h2c_store_t *store, uint64_t id, int64_t time_ms,
-                                    const char *line, uint32_t len) {
+apr_status_t h2c_store_append_given(h2c_store_t *store, uint32_t room, uint64_t id,
+                                    int64_t time_ms, const char *line, uint32_t len) {
     apr_status_t rv;
 
     if ((rv = apr_global_mutex_lock(store->lock)) != APR_SUCCESS) {
         return rv;
     }
-    rv = h2c_ring_put(h2c_store_history(store), id, time_ms, line, len);
+    rv = h2c_rooms_append(h2c_store_history(store), room, id, time_ms, line, len);
     if (rv == APR_SUCCESS) {
         h2c_seg_count_published(store->seg);
     }
@@ -53,9 +48,9 @@ apr_status_t h2c_store_append_given(h2c_store_t *store, uint64_t id, int64_t tim
     return rv;
 }
 
-apr_status_t h2c_store_restore(h2c_store_t *store, uint64_t id, int64_t time_ms,
-                               const char *line, uint32_t len) {
-    return h2c_ring_put(h2c_store_history(store), id, time_ms, line, len);
+apr_status_t h2c_store_restore(h2c_store_t *store, uint32_t room, uint64_t id,
+                               int64_t time_ms, const char *line, uint32_t len) {
+    return h2c_rooms_append(h2c_store_history(store), room, id, time_ms, line, len);
 }
 
 void h2c_store_wake(h2c_store_t *store) {
@@ -64,10 +59,10 @@ void h2c_store_wake(h2c_store_t *store) {
     if (store->wake) {
         store->wake(store->wake_ctx);
     } else {
-        h2c_wait_wake_all(h2c_ring_seq(h2c_store_history(store)));
+        h2c_wait_wake_all(h2c_rooms_seq(h2c_store_history(store)));
     }
 }
 
 void h2c_store_wake_now(h2c_store_t *store) {
-    h2c_wait_bump(h2c_ring_seq(h2c_store_history(store)));
+    h2c_wait_bump(h2c_rooms_seq(h2c_store_history(store)));
 }

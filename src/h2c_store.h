@@ -6,11 +6,11 @@
  * history from an id, its lines for server-status, stop. Nothing outside a
  * store asks which one it is.
  *
- * Subscribers always read the local shared-memory ring (the history view,
- * h2c_store_history): the shm store appends to it under the global lock;
- * the Redis store publishes to Redis and its reader feeds the ring through
- * h2c_store_append_given. Rooms will pass a room to the history view and
- * to publish; the operations stay the same. */
+ * Subscribers always read the local shared-memory rooms (the history view,
+ * h2c_store_history): the shm store appends to them under the global lock;
+ * the Redis store publishes to Redis and its reader feeds them through
+ * h2c_store_append_given. Every message goes to one room (an index in the
+ * rooms, H2C_ROOMS_DEFAULT for the location's own). */
 #ifndef H2C_STORE_H
 #define H2C_STORE_H
 
@@ -37,14 +37,11 @@ typedef struct {
     const char *name;
     /* In each child before it serves (connections, threads); may be NULL. */
     apr_status_t (*open)(h2c_store_t *store, apr_pool_t *pchild);
-    /* Publishes the encoded fields of one message; sets its id and time.
-     * APR_ENOSPC: longer than the history's slots. */
-    apr_status_t (*publish)(h2c_store_t *store, const char *fields, apr_size_t flen,
-                            uint64_t *id, int64_t *time_ms);
-    /* Copies message `id` of the history into buf (cap bytes): as
-     * h2c_ring_read (APR_NOTFOUND: no longer held). */
-    apr_status_t (*read)(h2c_store_t *store, uint64_t id, char *buf, apr_size_t cap,
-                         uint32_t *len, int64_t *time_ms);
+    /* Publishes the encoded fields of one message to `room`; sets its id
+     * and time. APR_ENOSPC: longer than the largest message; APR_ENOMEM:
+     * no memory left for it (h2c_rooms_append). */
+    apr_status_t (*publish)(h2c_store_t *store, uint32_t room, const char *fields,
+                            apr_size_t flen, uint64_t *id, int64_t *time_ms);
     /* Adds its own lines to *out; may be NULL. */
     void (*status)(h2c_store_t *store, h2c_store_status_t *out);
     /* child_stopping: let go of what another child must take over (the
@@ -57,8 +54,8 @@ typedef struct {
 
 /* Called under the global lock after a message is committed to the ring,
  * so calls come in id order (H2ChatJournal appends there). */
-typedef void (*h2c_store_committed_fn)(void *ctx, uint64_t id, int64_t time_ms,
-                                       const char *line, uint32_t len);
+typedef void (*h2c_store_committed_fn)(void *ctx, uint32_t room, uint64_t id,
+                                       int64_t time_ms, const char *line, uint32_t len);
 
 /* Called after the lock is let go, to wake the ring's waiters; NULL: wake
  * them all at once (H2ChatCoalesce off). */
@@ -87,16 +84,10 @@ static inline apr_status_t h2c_store_open(h2c_store_t *store, apr_pool_t *pchild
     return store->ops->open ? store->ops->open(store, pchild) : APR_SUCCESS;
 }
 
-static inline apr_status_t h2c_store_publish(h2c_store_t *store, const char *fields,
-                                             apr_size_t flen, uint64_t *id,
-                                             int64_t *time_ms) {
-    return store->ops->publish(store, fields, flen, id, time_ms);
-}
-
-static inline apr_status_t h2c_store_read(h2c_store_t *store, uint64_t id, char *buf,
-                                          apr_size_t cap, uint32_t *len,
-                                          int64_t *time_ms) {
-    return store->ops->read(store, id, buf, cap, len, time_ms);
+static inline apr_status_t h2c_store_publish(h2c_store_t *store, uint32_t room,
+                                             const char *fields, apr_size_t flen,
+                                             uint64_t *id, int64_t *time_ms) {
+    return store->ops->publish(store, room, fields, flen, id, time_ms);
 }
 
 static inline void h2c_store_stop(h2c_store_t *store) {
@@ -112,24 +103,20 @@ void h2c_store_status(h2c_store_t *store, h2c_store_status_t *out);
  * does not commit in this process. */
 apr_status_t h2c_store_follow(h2c_store_t *store, h2c_store_committed_fn fn, void *ctx);
 
-/* The history held streams read: the local ring. */
-h2c_ring_t *h2c_store_history(h2c_store_t *store);
-
-/* For stores: the history read from the local ring (the `read` op). */
-apr_status_t h2c_store_ring_read(h2c_store_t *store, uint64_t id, char *buf,
-                                 apr_size_t cap, uint32_t *len, int64_t *time_ms);
+/* The history held streams read: the local rooms. */
+h2c_rooms_t *h2c_store_history(h2c_store_t *store);
 
 /* For stores whose ids are given elsewhere (Redis): one message line into
- * the local history, under the lock, counted as published; the waiters
- * are not woken (h2c_store_wake, once per batch). APR_EINVAL if id is not
- * above the last one. */
-apr_status_t h2c_store_append_given(h2c_store_t *store, uint64_t id, int64_t time_ms,
-                                    const char *line, uint32_t len);
+ * `room` of the local history, under the lock, counted as published; the
+ * waiters are not woken (h2c_store_wake, once per batch). APR_EINVAL if id
+ * is not above the last one. */
+apr_status_t h2c_store_append_given(h2c_store_t *store, uint32_t room, uint64_t id,
+                                    int64_t time_ms, const char *line, uint32_t len);
 
 /* Before any child runs (a journal replayed into a new segment): as
  * append_given without the lock, not counted as published. */
-apr_status_t h2c_store_restore(h2c_store_t *store, uint64_t id, int64_t time_ms,
-                               const char *line, uint32_t len);
+apr_status_t h2c_store_restore(h2c_store_t *store, uint32_t room, uint64_t id,
+                               int64_t time_ms, const char *line, uint32_t len);
 
 /* Wakes the history's waiters after commits, through `wake` if set. */
 void h2c_store_wake(h2c_store_t *store);

@@ -3,12 +3,12 @@
  * Every accepted message is appended (by the publishing child, under the
  * global lock, so records are in id order) as one h2c_journal record. When
  * the parent makes a NEW segment (first start, full restart, or a change of
- * the ring's shape) it replays the file into the ring: history and ids go
+ * the rooms' shape) it replays the file into the rooms: history and ids go
  * on. A truncated or corrupt tail is logged and cut off, never fatal.
  *
  * The file is created by the parent (root) and given to the child user.
  * When it holds more than H2CHAT_JOURNAL_KEEP times H2ChatHistory records
- * the writing child compacts it: the ring's messages go to PATH.compact,
+ * the writing child compacts it: the history's messages go to PATH.compact,
  * which is renamed over PATH; the generation word in the segment makes the
  * other children reopen before their next write, so none writes to the
  * unlinked file. Compaction needs the directory writable by the child
@@ -44,7 +44,7 @@ typedef struct {
     uint32_t gen; /* of the file fd is open on */
     char *buf;    /* one record */
     apr_size_t cap;
-    char *line;    /* one ring message, while compacting */
+    char *line;    /* one stored message, while compacting */
     uint64_t keep; /* H2ChatHistory */
     int failed;    /* an error was logged: do not flood the log */
 } h2chat_journal_t;
@@ -75,11 +75,11 @@ typedef struct {
 static int replay_one(void *ctx, const h2c_journal_rec_t *rec) {
     replay_t *rp = ctx;
 
-    if (h2c_store_restore(rp->store, rec->id, rec->time_ms, rec->line, rec->len) ==
-        APR_SUCCESS) {
+    if (h2c_store_restore(rp->store, H2C_ROOMS_DEFAULT, rec->id, rec->time_ms, rec->line,
+                          rec->len) == APR_SUCCESS) {
         rp->replayed++;
     } else {
-        rp->skipped++; /* out of order, or too long for today's slots */
+        rp->skipped++; /* out of order, too long for today's largest, no memory */
     }
     return 0;
 }
@@ -131,7 +131,7 @@ static void replay(server_rec *s, h2c_store_t *store, const char *path, int fd) 
                                         " messages replayed (%" APR_UINT64_T_FMT
                                         " skipped), last id %" APR_UINT64_T_FMT,
                  path, (apr_uint64_t)rp.replayed, (apr_uint64_t)rp.skipped,
-                 (apr_uint64_t)h2c_ring_last_id(h2c_store_history(store)));
+                 (apr_uint64_t)h2c_rooms_last_id(h2c_store_history(store)));
 }
 
 void h2chat_journal_post_config(server_rec *s, h2c_store_t *store, int fresh) {
@@ -202,22 +202,26 @@ static int write_all(int fd, const char *buf, apr_size_t n) {
  * H2ChatHistory), under the global lock. */
 static void compact(h2chat_journal_t *j) {
     h2c_seg_shared_t *sh = h2c_seg_shared(j->seg);
-    h2c_ring_t *ring = h2c_store_history(j->store);
-    uint64_t id, last = h2c_ring_last_id(ring), n = 0;
+    h2c_rooms_t *rooms = h2c_store_history(j->store);
+    h2c_rooms_cursor_t cur;
+    h2c_rooms_msg_t m;
+    uint64_t n = 0;
     int fd, ok;
 
     fd = open(j->cpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     ok = fd >= 0;
-    for (id = h2c_ring_first_id(ring); ok && id <= last; id++) {
-        uint32_t len;
+    /* under the lock: nothing moves while the room is walked */
+    h2c_rooms_cursor_at(&cur, 0);
+    while (ok && h2c_rooms_next(rooms, H2C_ROOMS_DEFAULT, &cur, &m) == APR_SUCCESS) {
         int64_t t;
         apr_size_t size;
 
-        if (h2c_store_read(j->store, id, j->line, h2c_ring_max_len(ring), &len, &t) !=
+        h2c_rooms_advance(&cur, &m);
+        if (h2c_rooms_read(rooms, &m, j->line, h2c_rooms_max_len(rooms), &t, NULL) !=
             APR_SUCCESS) {
-            continue; /* a gap */
+            continue;
         }
-        size = h2c_journal_encode(j->buf, j->cap, id, t, j->line, len);
+        size = h2c_journal_encode(j->buf, j->cap, m.id, t, j->line, m.len);
         ok = size > 0 && write_all(fd, j->buf, size);
         n++;
     }
@@ -263,9 +267,11 @@ static void sync_file(h2chat_journal_t *j) {
 }
 
 /* The store's commit hook: under the global lock, in id order. */
-static void append_record(void *ctx, uint64_t id, int64_t time_ms, const char *line,
-                          uint32_t len) {
+static void append_record(void *ctx, uint32_t room, uint64_t id, int64_t time_ms,
+                          const char *line, uint32_t len) {
     h2chat_journal_t *j = ctx;
+
+    (void)room; /* only the default room publishes until records carry one */
     h2c_seg_shared_t *sh = h2c_seg_shared(j->seg);
     apr_size_t size;
 
@@ -304,7 +310,7 @@ static apr_status_t journal_close(void *data) {
 
 void h2chat_journal_child_init(apr_pool_t *pchild, server_rec *s, h2c_store_t *store) {
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
-    h2c_ring_t *ring = h2c_store_history(store);
+    h2c_rooms_t *rooms = h2c_store_history(store);
 
     if (!sc->journal_path ||
         h2c_store_follow(store, append_record, &journal) != APR_SUCCESS) {
@@ -319,9 +325,9 @@ void h2chat_journal_child_init(apr_pool_t *pchild, server_rec *s, h2c_store_t *s
     journal.fd = -1;
     journal.gen = 0;
     journal.keep = (uint64_t)h2chat_conf_history(s);
-    journal.cap = h2c_journal_record_size(h2c_ring_max_len(ring));
+    journal.cap = h2c_journal_record_size(h2c_rooms_max_len(rooms));
     journal.buf = apr_palloc(pchild, journal.cap);
-    journal.line = apr_palloc(pchild, h2c_ring_max_len(ring));
+    journal.line = apr_palloc(pchild, h2c_rooms_max_len(rooms));
     journal.failed = 0;
     apr_pool_cleanup_register(pchild, &journal, journal_close, apr_pool_cleanup_null);
 }

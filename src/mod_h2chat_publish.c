@@ -78,7 +78,8 @@ int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc) {
                                  &fields, &flen, &v)) {
         return h2chat_reply_refusal(r, &v);
     }
-    if (h2c_store_publish(&st->store, fields, flen, &id, &time_ms) != APR_SUCCESS) {
+    if (h2c_store_publish(&st->store, H2C_ROOMS_DEFAULT, fields, flen, &id, &time_ms) !=
+        APR_SUCCESS) {
         h2c_policy_refuse(&v, H2C_DENY_PUBLISH, NULL);
         return h2chat_reply_refusal(r, &v);
     }

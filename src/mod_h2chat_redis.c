@@ -8,8 +8,8 @@
  *
  * Read: each server has ONE reader, a thread in one child, elected through
  * the segment (h2c_seg_reader_claim: another child takes over when that one
- * stops or dies). It follows the stream with XREAD BLOCK from the ring's
- * last id and puts every entry into the local ring (h2c_ring_put), so the
+ * stops or dies). It follows the stream with XREAD BLOCK from the rooms'
+ * last id and puts every entry into the local rooms (h2c_rooms_append), so the
  * fan-out path is exactly the shm one. Ids trimmed before it read them are
  * gaps. While Redis is away it reconnects with backoff and catches up from
  * its last id. */
@@ -121,15 +121,16 @@ static void pool_give(h2chat_redis_t *rd, redisContext *c, int healthy) {
     }
 }
 
-static apr_status_t redis_publish(h2c_store_t *store, const char *fields, apr_size_t flen,
-                                  uint64_t *id, int64_t *time_ms) {
+static apr_status_t redis_publish(h2c_store_t *store, uint32_t room, const char *fields,
+                                  apr_size_t flen, uint64_t *id, int64_t *time_ms) {
     h2chat_redis_t *rd = store->impl;
     redisContext *c;
     redisReply *reply;
     apr_status_t rv = APR_EGENERAL;
     int pooled;
 
-    if (flen + H2C_JSON_LINE_OVERHEAD > h2c_ring_max_len(h2c_store_history(store))) {
+    (void)room; /* only the default room publishes until entries carry one */
+    if (flen + H2C_JSON_LINE_OVERHEAD > h2c_rooms_max_len(h2c_store_history(store))) {
         return APR_ENOSPC;
     }
     if (!(c = pool_take(rd, &pooled))) {
@@ -175,14 +176,14 @@ static uint64_t entry_id(const char *s) {
     return (*end == '-' && n > 0) ? (uint64_t)n : 0;
 }
 
-/* One stream entry [id, [f, <fields>, t, <time>]] into the ring. */
+/* One stream entry [id, [f, <fields>, t, <time>]] into the rooms. */
 static void feed_entry(h2chat_redis_t *rd, const redisReply *e) {
     const redisReply *kv;
     const char *fields = NULL;
     apr_size_t flen = 0, i, len;
     int64_t t = 0;
     uint64_t id;
-    h2c_ring_t *ring = h2c_store_history(rd->store);
+    h2c_rooms_t *rooms = h2c_store_history(rd->store);
 
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
         e->element[0]->type != REDIS_REPLY_STRING ||
@@ -203,15 +204,16 @@ static void feed_entry(h2chat_redis_t *rd, const redisReply *e) {
             t = (int64_t)apr_atoi64(kv->element[i + 1]->str);
         }
     }
-    if (!id || !fields || id <= h2c_ring_last_id(ring)) {
+    if (!id || !fields || id <= h2c_rooms_last_id(rooms)) {
         return;
     }
-    len = h2c_json_format_message(rd->line, h2c_ring_max_len(ring), id, t, fields, flen);
+    len =
+        h2c_json_format_message(rd->line, h2c_rooms_max_len(rooms), id, t, fields, flen);
     if (len == 0) {
-        return; /* longer than this server's slots: a gap here */
+        return; /* longer than this server's largest: not here */
     }
-    if (h2c_store_append_given(rd->store, id, t, rd->line, (uint32_t)len) ==
-        APR_SUCCESS) {
+    if (h2c_store_append_given(rd->store, H2C_ROOMS_DEFAULT, id, t, rd->line,
+                               (uint32_t)len) == APR_SUCCESS) {
         h2c_seg_redis_set_last_id(rd->store->seg, id);
     }
 }
@@ -224,7 +226,7 @@ static int read_batch(h2chat_redis_t *rd, redisContext *c) {
     int ok = 1;
 
     apr_snprintf(from, sizeof(from), "%" APR_UINT64_T_FMT "-1",
-                 (apr_uint64_t)h2c_ring_last_id(h2c_store_history(rd->store)));
+                 (apr_uint64_t)h2c_rooms_last_id(h2c_store_history(rd->store)));
     reply = redisCommand(c, "XREAD COUNT %d BLOCK %d STREAMS %s %s", REDIS_BATCH,
                          REDIS_BLOCK_MS, rd->key, from);
     if (!reply) {
@@ -254,7 +256,7 @@ static void set_link(h2chat_redis_t *rd, uint32_t up) {
                      H2C_TAG_REDIS_LINK ": redis://%s:%d is %s (stream %s, last id "
                                         "%" APR_UINT64_T_FMT ")",
                      rd->host, rd->port, up ? "up" : "down", rd->key,
-                     (apr_uint64_t)h2c_ring_last_id(h2c_store_history(rd->store)));
+                     (apr_uint64_t)h2c_rooms_last_id(h2c_store_history(rd->store)));
     }
 }
 
@@ -281,7 +283,7 @@ static void *APR_THREAD_FUNC reader_main(apr_thread_t *thd, void *data) {
                          H2C_TAG_REDIS_READER ": this child follows stream %s from id "
                                               "%" APR_UINT64_T_FMT,
                          rd->key,
-                         (apr_uint64_t)h2c_ring_last_id(h2c_store_history(rd->store)));
+                         (apr_uint64_t)h2c_rooms_last_id(h2c_store_history(rd->store)));
         }
         if (!c && !(c = connect_redis(rd, REDIS_BLOCK_MS + REDIS_TIMEOUT_MS))) {
             set_link(rd, 0);
@@ -355,7 +357,7 @@ static apr_status_t redis_open(h2c_store_t *store, apr_pool_t *pchild) {
     rd->reader = NULL;
     rd->stop = 0;
     rd->pid = (uint32_t)getpid();
-    rd->line = apr_palloc(pchild, h2c_ring_max_len(h2c_store_history(store)));
+    rd->line = apr_palloc(pchild, h2c_rooms_max_len(h2c_store_history(store)));
     if ((rv = apr_thread_mutex_create(&rd->pool_lock, APR_THREAD_MUTEX_DEFAULT,
                                       pchild)) != APR_SUCCESS) {
         return rv;
@@ -383,7 +385,7 @@ static void redis_status(h2c_store_t *store, h2c_store_status_t *out) {
 }
 
 static const h2c_store_ops_t redis_ops = {
-    "redis", redis_open, redis_publish, h2c_store_ring_read, redis_status, redis_stop, 0,
+    "redis", redis_open, redis_publish, redis_status, redis_stop, 0,
 };
 
 /* H2ChatStore redis: the store over the segment (post_config, in the

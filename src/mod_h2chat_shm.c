@@ -87,8 +87,8 @@ static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t cap
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
                          H2C_TAG_SHM_REUSED ": restart keeps the segment: %u messages "
                                             "held, last id %" APR_UINT64_T_FMT,
-                         h2c_ring_count(&state.seg.ring),
-                         (apr_uint64_t)h2c_ring_last_id(&state.seg.ring));
+                         h2c_rooms_room_count(&state.seg.rooms, H2C_ROOMS_DEFAULT),
+                         (apr_uint64_t)h2c_rooms_last_id(&state.seg.rooms));
             return APR_SUCCESS;
         }
         if (same_layout) {

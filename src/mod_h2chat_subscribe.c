@@ -24,6 +24,7 @@
 #include <http_core.h>
 #include <http_protocol.h>
 
+#include "h2c_follow.h"
 #include "h2c_frame.h"
 #include "h2c_json.h"
 #include "h2c_sock.h"
@@ -35,13 +36,13 @@
 typedef struct {
     request_rec *r;
     h2chat_state_t *st;
-    h2c_ring_t *ring;
+    h2c_rooms_t *rooms;
+    h2c_follow_t follow;    /* its place in its room */
     apr_bucket_brigade *bb; /* cleaned after each pass */
     apr_pool_t *scratch;    /* protocol lines of one pass: cleared after it, so
                                a held stream's memory does not grow with time */
     int sse;
     int tcp_fd;        /* the TCP socket the bytes leave by (h2: the session's), or -1 */
-    uint64_t next;     /* next id to send */
     uint64_t lat_from; /* ids from here were committed while it held: sampled */
     apr_interval_time_t heartbeat;
     apr_time_t heartbeat_due;
@@ -65,38 +66,30 @@ static void put_heartbeat(h2chat_sub_t *sub) {
               h2c_json_heartbeat(sub->scratch, (int64_t)(apr_time_now() / 1000)));
 }
 
-/* Appends message `id`, framed, as one heap bucket: the ring's bytes are
+/* Appends message m, framed, as one heap bucket: the room's bytes are
  * copied once, straight into the bucket. */
-static apr_status_t put_message(h2chat_sub_t *sub, uint64_t id) {
+static apr_status_t put_message(h2chat_sub_t *sub, const h2c_rooms_msg_t *m,
+                                uint32_t *commit_us) {
     apr_bucket_alloc_t *ba = sub->r->connection->bucket_alloc;
     apr_size_t cap, n;
-    uint32_t len;
     char *buf;
     apr_status_t rv;
 
-    if ((rv = h2c_ring_peek_len(sub->ring, id, &len)) != APR_SUCCESS) {
-        return rv;
-    }
     /* the exact size: small ones come from the bucket allocator's free
      * list, a rounded-up size would take a whole 8 KiB block each */
-    cap = h2c_frame_message_size(id, len, sub->sse);
+    cap = h2c_frame_message_size(m->id, m->len, sub->sse);
     buf = apr_bucket_alloc(cap, ba);
-    rv = h2c_frame_message(sub->ring, id, sub->sse, buf, cap, &n);
+    rv = h2c_frame_message(sub->rooms, m, sub->sse, buf, cap, &n, commit_us);
     if (rv != APR_SUCCESS) {
         apr_bucket_free(buf);
-        return rv == APR_ENOSPC ? APR_NOTFOUND : rv; /* rewritten meanwhile */
+        return rv; /* left its room meanwhile */
     }
     APR_BRIGADE_INSERT_TAIL(sub->bb, apr_bucket_heap_create(buf, n, apr_bucket_free, ba));
     return APR_SUCCESS;
 }
 
-/* Messages sub->next .. last_id that left the ring: say so, skip them. */
-static void put_gap(h2chat_sub_t *sub) {
-    uint64_t resume = h2c_frame_skip(sub->ring, sub->next);
-
-    put_event(sub, "gap",
-              h2c_json_gap(sub->scratch, resume - sub->next, sub->next, resume - 1));
-    sub->next = resume;
+static void put_gap(h2chat_sub_t *sub, const h2c_follow_gap_t *gap) {
+    put_event(sub, "gap", h2c_json_gap(sub->scratch, gap->missed, gap->from, gap->to));
 }
 
 static apr_status_t flush(h2chat_sub_t *sub) {
@@ -114,28 +107,40 @@ static apr_status_t flush(h2chat_sub_t *sub) {
     return rv;
 }
 
-/* Sends what is new up to `last`, in batches. */
-static apr_status_t send_pending(h2chat_sub_t *sub, uint64_t last) {
+/* Sends what is new, in batches: at most H2C_BATCH_MESSAGES a flush. */
+static apr_status_t send_pending(h2chat_sub_t *sub) {
+    h2c_follow_gap_t gap;
+    h2c_rooms_msg_t m;
+    uint32_t stamp = 0, at;
     apr_status_t rv;
-    int n = 0;
+    int n = 0, lost = 0;
 
-    while (sub->next <= last && n < H2C_BATCH_MESSAGES) {
-        rv = put_message(sub, sub->next);
-        if (rv == APR_NOTFOUND) {
-            put_gap(sub);
+    while (n < H2C_BATCH_MESSAGES && lost < H2C_BATCH_MESSAGES) {
+        switch (h2c_follow_next(&sub->follow, &m, &gap)) {
+        case H2C_FOLLOW_GAP:
+            put_gap(sub, &gap);
             continue;
+        case H2C_FOLLOW_MESSAGE:
+            if (put_message(sub, &m, &at) != APR_SUCCESS) {
+                lost++; /* left meanwhile: the next look says how */
+                continue;
+            }
+            h2c_follow_sent(&sub->follow, &m);
+            if (m.id >= sub->lat_from) {
+                stamp = at;
+            }
+            sub->sent++;
+            n++;
+            continue;
+        default:
+            break;
         }
-        if (rv != APR_SUCCESS) {
-            break; /* not yet committed: the next wake brings it */
-        }
-        sub->next++;
-        sub->sent++;
-        n++;
+        break;
     }
     rv = flush(sub);
     /* the pass's newest message is with the connection's filters now */
-    if (rv == APR_SUCCESS && n > 0 && sub->next > sub->lat_from) {
-        h2c_seg_lat_sample(&sub->st->seg, sub->st->child_slot, sub->next - 1);
+    if (rv == APR_SUCCESS && stamp) {
+        h2c_seg_lat_sample(&sub->st->seg, sub->st->child_slot, stamp);
     }
     return rv;
 }
@@ -209,18 +214,17 @@ static int client_stalled(h2chat_sub_t *sub, apr_time_t now) {
 
 /* The held part: wait, send, until the client leaves or the child stops. */
 static void hold(h2chat_sub_t *sub) {
-    volatile uint32_t *seq = h2c_ring_seq(sub->ring);
+    volatile uint32_t *seq = h2c_rooms_seq(sub->rooms);
 
     for (;;) {
         uint32_t seen = h2c_wait_read(seq);
-        uint64_t last = h2c_ring_last_id(sub->ring);
         apr_time_t now, wake;
 
         if (stopping(sub->st)) {
             return;
         }
-        if (sub->next <= last) {
-            if (send_pending(sub, last) != APR_SUCCESS) {
+        if (h2c_follow_pending(&sub->follow)) {
+            if (send_pending(sub) != APR_SUCCESS) {
                 return;
             }
             continue;
@@ -256,15 +260,15 @@ static apr_status_t leave(void *data) {
     return APR_SUCCESS;
 }
 
-/* Where a new stream starts (see h2c_frame_start). */
-static void choose_start(h2chat_sub_t *sub, int resume, uint64_t since,
+/* Where a new stream starts (see h2c_follow_start). */
+static void choose_start(h2chat_sub_t *sub, uint32_t room, int resume, uint64_t since,
                          uint32_t snapshot) {
     int reset;
 
-    sub->next = h2c_frame_start(sub->ring, resume, since, snapshot, &reset);
+    h2c_follow_start(&sub->follow, sub->rooms, room, resume, since, snapshot, &reset);
     if (reset) {
         put_event(sub, "reset",
-                  h2c_json_reset(sub->scratch, h2c_ring_last_id(sub->ring)));
+                  h2c_json_reset(sub->scratch, h2c_rooms_last_id(sub->rooms)));
     }
 }
 
@@ -311,7 +315,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     memset(&sub, 0, sizeof(sub));
     sub.r = r;
     sub.st = st;
-    sub.ring = h2c_store_history(&st->store);
+    sub.rooms = h2c_store_history(&st->store);
     sub.sse = want.sse;
     sub.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     apr_pool_create(&sub.scratch, r->pool);
@@ -327,14 +331,14 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
                                                     : r->connection)) == APR_SUCCESS) {
         sub.tcp_fd = fd;
     }
-    choose_start(&sub, want.resume, want.since, conf.snapshot);
-    sub.lat_from = h2c_ring_last_id(sub.ring) + 1;
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                  H2C_TAG_SUB_START ": subscriber starts at id %" APR_UINT64_T_FMT
-                                    " (%s)",
-                  (apr_uint64_t)sub.next, sub.sse ? "sse" : "ndjson");
+    choose_start(&sub, H2C_ROOMS_DEFAULT, want.resume, want.since, conf.snapshot);
+    sub.lat_from = h2c_rooms_last_id(sub.rooms) + 1;
+    ap_log_rerror(
+        APLOG_MARK, APLOG_DEBUG, 0, r,
+        H2C_TAG_SUB_START ": subscriber starts at id %" APR_UINT64_T_FMT " (%s)",
+        (apr_uint64_t)h2c_follow_last(&sub.follow) + 1, sub.sse ? "sse" : "ndjson");
     /* headers and snapshot go out at once, even when there is nothing */
-    if (send_pending(&sub, h2c_ring_last_id(sub.ring)) == APR_SUCCESS) {
+    if (send_pending(&sub) == APR_SUCCESS) {
         hold(&sub);
         if (stopping(st) && !sub.stalled) {
             put_reconnect(&sub);

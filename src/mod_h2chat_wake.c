@@ -62,7 +62,7 @@ static h2c_gate_t *gate(h2chat_waker_t *w) {
 }
 
 static void wake_all(h2chat_waker_t *w) {
-    h2c_wait_wake_all(h2c_ring_seq(h2c_store_history(w->store)));
+    h2c_wait_wake_all(h2c_rooms_seq(h2c_store_history(w->store)));
 }
 
 /* The store's wake callback: after every commit (POST, Redis batch). */

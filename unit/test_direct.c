@@ -185,8 +185,8 @@ static void test_loop(apr_pool_t *p) {
     site.limits = (h2c_header_limits_t){100, 8190, 8190, 16384};
     CHECK(h2c_direct_create(&d, p, &env) == APR_SUCCESS);
     CHECK(apr_thread_create(&thd, NULL, loop_main, d, p) == APR_SUCCESS);
-    CHECK(h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"first\"", 25, &id, &t) ==
-          0);
+    CHECK(h2c_store_publish(&store, H2C_ROOMS_DEFAULT,
+                            "\"user\":\"u\",\"text\":\"first\"", 25, &id, &t) == 0);
 
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
     fcntl(sv[0], F_SETFL, O_NONBLOCK);

@@ -32,7 +32,7 @@ static void test_layout(apr_pool_t *p) {
     CHECK(h2c_seg_fits(&view, 4, 10, 64));
     CHECK(!h2c_seg_fits(&view, 4, 11, 64));
     CHECK(!h2c_seg_fits(&view, 5, 10, 64));
-    CHECK(h2c_ring_capacity(&view.ring) == 10);
+    CHECK(h2c_rooms_history(&view.rooms) == 10);
     CHECK(h2c_seg_child_count(&view) == 4);
     CHECK(!strcmp(h2c_seg_refusal_name(H2C_REFUSED_CAP), "Cap"));
     CHECK(!strcmp(h2c_seg_refusal_name(H2C_REFUSED_ADDRESS), "Address"));
@@ -67,8 +67,6 @@ static void test_latency(apr_pool_t *p) {
     void *mem = apr_pcalloc(p, size);
     h2c_lat_t l;
     uint32_t a, b;
-    uint64_t id;
-    char *buf;
 
     CHECK(h2c_seg_init(&seg, mem, size, 3, 4, 16, 0) == APR_SUCCESS);
     CHECK(((char *)seg.lat - (char *)mem) % 64 == 0); /* offsets from the base */
@@ -88,10 +86,7 @@ static void test_latency(apr_pool_t *p) {
     h2c_seg_lat_row(&seg, b, &l);
     CHECK(lat_count(&l) == 0 && l.sum_us == 0); /* rows do not mix */
     /* a sample of a committed message lands in some bucket, quickly */
-    h2c_ring_reserve(&seg.ring, &id, &buf);
-    h2c_ring_commit(&seg.ring, id, 1, 0);
-    h2c_seg_lat_sample(&seg, b, id);
-    h2c_seg_lat_sample(&seg, b, id + 1); /* not published: nothing */
+    h2c_seg_lat_sample(&seg, b, h2c_rooms_clock_us());
     h2c_seg_lat_row(&seg, b, &l);
     CHECK(lat_count(&l) == 1 && l.sum_us < 1000000);
     /* released and claimed again: a new child's series starts at 0 */
@@ -369,7 +364,8 @@ static void test_store_across_processes(apr_pool_t *p) {
     int i, status, ok = 1;
     uint64_t id, k;
     char buf[256];
-    uint32_t len;
+    h2c_rooms_cursor_t cur;
+    h2c_rooms_msg_t m;
 
     CHECK(mem != NULL);
     h2c_seg_init(&seg, mem, size, 2, CHILDREN * EACH, 256, 0);
@@ -378,14 +374,14 @@ static void test_store_across_processes(apr_pool_t *p) {
 
     waiter = fork();
     if (waiter == 0) { /* sleeps until the first message, then exits 0 */
-        uint32_t seen = *h2c_ring_seq(&seg.ring);
+        uint32_t seen = *h2c_rooms_seq(&seg.rooms);
 
-        while (h2c_ring_last_id(&seg.ring) == 0) {
-            if (h2c_wait_change(h2c_ring_seq(&seg.ring), seen, apr_time_from_sec(5)) ==
+        while (h2c_rooms_last_id(&seg.rooms) == 0) {
+            if (h2c_wait_change(h2c_rooms_seq(&seg.rooms), seen, apr_time_from_sec(5)) ==
                 APR_TIMEUP) {
                 _exit(1);
             }
-            seen = *h2c_ring_seq(&seg.ring);
+            seen = *h2c_rooms_seq(&seg.rooms);
         }
         _exit(0);
     }
@@ -397,8 +393,8 @@ static void test_store_across_processes(apr_pool_t *p) {
 
             apr_global_mutex_child_init(&lock, NULL, p);
             for (j = 0; j < EACH; j++) {
-                if (h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"t\"", 21, &id,
-                                      &t)) {
+                if (h2c_store_publish(&store, H2C_ROOMS_DEFAULT,
+                                      "\"user\":\"u\",\"text\":\"t\"", 21, &id, &t)) {
                     _exit(2);
                 }
             }
@@ -411,27 +407,31 @@ static void test_store_across_processes(apr_pool_t *p) {
     }
     waitpid(waiter, &status, 0);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    CHECK(h2c_ring_last_id(&seg.ring) == CHILDREN * EACH);
+    CHECK(h2c_rooms_last_id(&seg.rooms) == CHILDREN * EACH);
     CHECK(h2c_seg_published(&seg) == CHILDREN * EACH);
+    h2c_rooms_cursor_at(&cur, 0);
     for (k = 1; k <= CHILDREN * EACH; k++) {
         char want[64];
         int n = snprintf(want, sizeof(want), "{\"type\":\"message\",\"id\":%llu,",
                          (unsigned long long)k);
 
-        if (h2c_ring_read(&seg.ring, k, buf, sizeof(buf), &len, NULL) != APR_SUCCESS ||
+        if (h2c_rooms_next(&seg.rooms, H2C_ROOMS_DEFAULT, &cur, &m) != APR_SUCCESS ||
+            m.id != k || h2c_rooms_read(&seg.rooms, &m, buf, sizeof(buf), NULL, NULL) ||
             memcmp(buf, want, (size_t)n)) {
             ok = 0;
         }
+        h2c_rooms_advance(&cur, &m);
     }
     CHECK(ok);
-    /* a message too big for a slot is refused before touching the ring */
+    /* a message too big is refused before touching the rooms */
     {
         char big[400];
         int64_t t;
 
         memset(big, 'x', sizeof(big));
-        CHECK(h2c_store_publish(&store, big, sizeof(big), &id, &t) == APR_ENOSPC);
-        CHECK(h2c_ring_last_id(&seg.ring) == CHILDREN * EACH);
+        CHECK(h2c_store_publish(&store, H2C_ROOMS_DEFAULT, big, sizeof(big), &id, &t) ==
+              APR_ENOSPC);
+        CHECK(h2c_rooms_last_id(&seg.rooms) == CHILDREN * EACH);
     }
     apr_global_mutex_destroy(lock);
     munmap(mem, size);
@@ -467,11 +467,12 @@ static void test_lock_survives_kill(apr_pool_t *p) {
     h2c_seg_init(&seg, mem, size, 2, 8, 256, 0);
     h2c_store_init(&store, &h2c_store_shm_ops, &seg, lock, NULL);
     alarm(10); /* a lock left held would hang here: fail loudly instead */
-    rv = h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"t\"", 21, &id, &t);
+    rv = h2c_store_publish(&store, H2C_ROOMS_DEFAULT, "\"user\":\"u\",\"text\":\"t\"", 21,
+                           &id, &t);
     alarm(0);
     CHECK(rv == APR_SUCCESS && id == 1);
-    CHECK(h2c_store_publish(&store, "\"user\":\"u\",\"text\":\"t\"", 21, &id, &t) ==
-          APR_SUCCESS);
+    CHECK(h2c_store_publish(&store, H2C_ROOMS_DEFAULT, "\"user\":\"u\",\"text\":\"t\"",
+                            21, &id, &t) == APR_SUCCESS);
     CHECK(id == 2);
     apr_global_mutex_destroy(lock);
     munmap(mem, size);

@@ -31,16 +31,34 @@ static void setup(fixture_t *f, apr_pool_t *p, const h2c_store_ops_t *ops,
     h2c_store_init(&f->store, ops, &f->seg, f->lock, NULL);
 }
 
+/* Message `id` of the default room, read as a held stream would. */
+static apr_status_t read_id(fixture_t *f, uint64_t id, char *buf, apr_size_t cap,
+                            int64_t *t) {
+    h2c_rooms_t *rs = h2c_store_history(&f->store);
+    h2c_rooms_cursor_t cur;
+    h2c_rooms_msg_t m;
+
+    h2c_rooms_cursor_at(&cur, id - 1);
+    if (h2c_rooms_next(rs, H2C_ROOMS_DEFAULT, &cur, &m) != APR_SUCCESS) {
+        return APR_INCOMPLETE;
+    }
+    if (m.id != id) {
+        return APR_NOTFOUND;
+    }
+    buf[m.len < cap ? m.len : cap - 1] = '\0';
+    return h2c_rooms_read(rs, &m, buf, cap - 1, t, NULL);
+}
+
 typedef struct {
     uint64_t ids[16];
     int n;
 } seen_t;
 
-static void committed(void *ctx, uint64_t id, int64_t time_ms, const char *line,
-                      uint32_t len) {
+static void committed(void *ctx, uint32_t room, uint64_t id, int64_t time_ms,
+                      const char *line, uint32_t len) {
     seen_t *s = ctx;
 
-    (void)time_ms;
+    (void)time_ms, (void)room;
     if (s->n < 16 && len > 0 && line[0] == '{') {
         s->ids[s->n++] = id;
     }
@@ -52,7 +70,7 @@ static void test_shm_publish_read(apr_pool_t *p) {
     fixture_t f;
     seen_t seen = {{0}, 0};
     char buf[256];
-    uint32_t len, seq, dseq;
+    uint32_t seq, dseq;
     uint64_t id;
     int64_t t, t2;
     int i;
@@ -61,29 +79,31 @@ static void test_shm_publish_read(apr_pool_t *p) {
     CHECK(!strcmp(f.store.ops->name, "shm"));
     CHECK(h2c_store_open(&f.store, p) == APR_SUCCESS); /* nothing to open */
     CHECK(h2c_store_follow(&f.store, committed, &seen) == APR_SUCCESS);
-    seq = h2c_wait_read(h2c_ring_seq(h2c_store_history(&f.store)));
+    seq = h2c_wait_read(h2c_rooms_seq(h2c_store_history(&f.store)));
     dseq = h2c_wait_read(h2c_seg_direct_seq(&f.seg));
     for (i = 1; i <= 6; i++) {
-        CHECK(h2c_store_publish(&f.store, MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
+        CHECK(h2c_store_publish(&f.store, H2C_ROOMS_DEFAULT, MSG, strlen(MSG), &id, &t) ==
+              APR_SUCCESS);
         CHECK(id == (uint64_t)i);
     }
-    CHECK(h2c_wait_read(h2c_ring_seq(h2c_store_history(&f.store))) != seq);
+    CHECK(h2c_wait_read(h2c_rooms_seq(h2c_store_history(&f.store))) != seq);
     CHECK(h2c_wait_read(h2c_seg_direct_seq(&f.seg)) == dseq + 6); /* one per commit */
     CHECK(seen.n == 6 && seen.ids[0] == 1 && seen.ids[5] == 6);
     CHECK(h2c_seg_published(&f.seg) == 6);
     /* the last 4 are held; 1 and 2 left */
-    CHECK(h2c_store_read(&f.store, 6, buf, sizeof(buf), &len, &t2) == APR_SUCCESS);
-    CHECK(t2 == t && len > 0 && strstr(buf, "\"id\":6") != NULL);
-    CHECK(h2c_store_read(&f.store, 2, buf, sizeof(buf), &len, &t2) == APR_NOTFOUND);
-    CHECK(h2c_store_read(&f.store, 7, buf, sizeof(buf), &len, &t2) == APR_INCOMPLETE);
+    CHECK(read_id(&f, 6, buf, sizeof(buf), &t2) == APR_SUCCESS);
+    CHECK(t2 == t && strstr(buf, "\"id\":6") != NULL);
+    CHECK(read_id(&f, 2, buf, sizeof(buf), &t2) == APR_NOTFOUND);
+    CHECK(read_id(&f, 7, buf, sizeof(buf), &t2) == APR_INCOMPLETE);
     /* a message longer than the history's slots is refused, not cut */
     {
         char big[300];
 
         memset(big, 'x', sizeof(big));
-        CHECK(h2c_store_publish(&f.store, big, sizeof(big), &id, &t) == APR_ENOSPC);
+        CHECK(h2c_store_publish(&f.store, H2C_ROOMS_DEFAULT, big, sizeof(big), &id, &t) ==
+              APR_ENOSPC);
     }
-    CHECK(h2c_ring_last_id(h2c_store_history(&f.store)) == 6);
+    CHECK(h2c_rooms_last_id(h2c_store_history(&f.store)) == 6);
     h2c_store_stop(&f.store); /* no stop op: a no-op */
     apr_global_mutex_destroy(f.lock);
 }
@@ -98,7 +118,7 @@ static void fake_status(h2c_store_t *store, h2c_store_status_t *out) {
 }
 
 static const h2c_store_ops_t fake_ops = {
-    "fake", NULL, NULL, h2c_store_ring_read, fake_status, NULL, 0,
+    "fake", NULL, NULL, fake_status, NULL, 0,
 };
 
 static void test_given_ids(apr_pool_t *p) {
@@ -106,19 +126,19 @@ static void test_given_ids(apr_pool_t *p) {
     seen_t seen = {{0}, 0};
     h2c_store_status_t st;
     char buf[256];
-    uint32_t len;
     int64_t t;
 
     setup(&f, p, &fake_ops, 8);
     CHECK(h2c_store_follow(&f.store, committed, &seen) == APR_ENOTIMPL);
-    CHECK(h2c_store_append_given(&f.store, 5, 100, "{\"id\":5}", 8) == APR_SUCCESS);
-    CHECK(h2c_store_append_given(&f.store, 5, 100, "{\"id\":5}", 8) == APR_EINVAL);
-    CHECK(h2c_store_append_given(&f.store, 9, 101, "{\"id\":9}", 8) == APR_SUCCESS);
+    CHECK(h2c_store_append_given(&f.store, H2C_ROOMS_DEFAULT, 5, 100, "{\"id\":5}", 8) ==
+          APR_SUCCESS);
+    CHECK(h2c_store_append_given(&f.store, H2C_ROOMS_DEFAULT, 5, 100, "{\"id\":5}", 8) ==
+          APR_EINVAL);
+    CHECK(h2c_store_append_given(&f.store, H2C_ROOMS_DEFAULT, 9, 101, "{\"id\":9}", 8) ==
+          APR_SUCCESS);
     CHECK(h2c_seg_published(&f.seg) == 2 && seen.n == 0);
-    CHECK(h2c_store_read(&f.store, 9, buf, sizeof(buf), &len, &t) == APR_SUCCESS &&
-          t == 101);
-    CHECK(h2c_store_read(&f.store, 7, buf, sizeof(buf), &len, &t) ==
-          APR_NOTFOUND); /* a gap */
+    CHECK(read_id(&f, 9, buf, sizeof(buf), &t) == APR_SUCCESS && t == 101);
+    CHECK(read_id(&f, 7, buf, sizeof(buf), &t) == APR_NOTFOUND); /* never written */
     h2c_store_status(&f.store, &st);
     CHECK(st.n == 1 && !strcmp(st.field[0].name, "Fake") &&
           !strcmp(st.field[0].value, "up"));
@@ -135,10 +155,13 @@ static void test_restore(apr_pool_t *p) {
     int64_t t;
 
     setup(&f, p, &h2c_store_shm_ops, 8);
-    CHECK(h2c_store_restore(&f.store, 3, 1, "{\"id\":3}", 8) == APR_SUCCESS);
-    CHECK(h2c_store_restore(&f.store, 4, 2, "{\"id\":4}", 8) == APR_SUCCESS);
+    CHECK(h2c_store_restore(&f.store, H2C_ROOMS_DEFAULT, 3, 1, "{\"id\":3}", 8) ==
+          APR_SUCCESS);
+    CHECK(h2c_store_restore(&f.store, H2C_ROOMS_DEFAULT, 4, 2, "{\"id\":4}", 8) ==
+          APR_SUCCESS);
     CHECK(h2c_seg_published(&f.seg) == 0);
-    CHECK(h2c_store_publish(&f.store, MSG, strlen(MSG), &id, &t) == APR_SUCCESS &&
+    CHECK(h2c_store_publish(&f.store, H2C_ROOMS_DEFAULT, MSG, strlen(MSG), &id, &t) ==
+              APR_SUCCESS &&
           id == 5);
     apr_global_mutex_destroy(f.lock);
 }
@@ -163,7 +186,8 @@ static void test_stats(apr_pool_t *p) {
     h2c_seg_direct_count(&f.seg, b, 1, 1);
     h2c_seg_count_stalled(&f.seg);
     h2c_seg_count_refusal(&f.seg, H2C_REFUSED_RATE);
-    CHECK(h2c_store_publish(&f.store, MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
+    CHECK(h2c_store_publish(&f.store, H2C_ROOMS_DEFAULT, MSG, strlen(MSG), &id, &t) ==
+          APR_SUCCESS);
     h2c_stats_read(&st, &f.store, 10, 5, p);
     CHECK(st.subscribers == 3 && st.max_subscribers == 10 && st.max_per_address == 5);
     CHECK(st.nchildren == 2 && st.children[0].pid == (uint32_t)getpid() &&
