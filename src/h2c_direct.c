@@ -523,7 +523,7 @@ static void take_published(h2c_direct_t *d) {
         conn_t *c = job->s ? job->s->c : NULL;
 
         done = job->next;
-        h2c_direct_published(job);
+        h2c_direct_published(d, job);
         if (c) {
             conn_send(c);
             if (c->closing) {
@@ -752,7 +752,8 @@ static void *APR_THREAD_FUNC publisher_main(apr_thread_t *thd, void *data) {
             apr_thread_cond_wait(d->cond, d->lock);
         }
         if (!d->jobs_in) {
-            break; /* stopping, nothing left */
+            d->publisher_done = 1; /* later jobs run where they are made */
+            break;                 /* stopping, nothing left */
         }
         job = d->jobs_in;
         d->jobs_in = job->next;
@@ -761,8 +762,7 @@ static void *APR_THREAD_FUNC publisher_main(apr_thread_t *thd, void *data) {
         }
         d->publishing = 1;
         apr_thread_mutex_unlock(d->lock);
-        job->rv = h2c_store_publish(d->env.store, H2C_ROOMS_DEFAULT, job->fields,
-                                    job->flen, &job->id, &job->time_ms);
+        h2c_direct_job_run(d, job);
         apr_thread_mutex_lock(d->lock);
         d->publishing = 0;
         job->next = d->jobs_out;
@@ -779,9 +779,29 @@ static void free_jobs(job_t *job) {
     while (job) {
         job_t *next = job->next;
 
-        free(job->fields);
-        free(job);
+        h2c_direct_job_free(job);
         job = next;
+    }
+}
+
+void h2c_direct_job_free(job_t *job) {
+    free(job->fields), free(job->room), free(job->names), free(job->idx);
+    free(job);
+}
+
+void h2c_direct_job_run(h2c_direct_t *d, job_t *job) {
+    switch (job->kind) {
+    case JOB_PUBLISH:
+        job->rv = h2c_store_publish(d->env.store, job->room, job->fields, job->flen,
+                                    &job->id, &job->time_ms);
+        break;
+    case JOB_HOLD:
+        job->rv = h2c_store_hold(d->env.store, job->names, job->n, job->idx);
+        break;
+    case JOB_RELEASE:
+        h2c_store_release(d->env.store, job->idx, job->n);
+        job->rv = APR_SUCCESS;
+        break;
     }
 }
 

@@ -16,11 +16,18 @@
 
 /* Parses and validates a POST body {"user":"..","text":".."}. `auth_user`
  * (when not NULL) is the user instead of the body's. On success *fields is
- * the encoded `"user":..,"text":..` fragment (no braces). On failure
- * APR_EINVAL and *why says what is wrong, for the client. */
+ * the encoded `"user":..,"text":..` fragment (no braces), after
+ * `"room":..,` when `room` names one (NULL or "": the location's own, which
+ * the line does not name, as before rooms). On failure APR_EINVAL and *why
+ * says what is wrong, for the client. */
 apr_status_t h2c_json_parse_post(const char *body, apr_size_t len, const char *auth_user,
-                                 apr_pool_t *p, char **fields, apr_size_t *flen,
-                                 const char **why);
+                                 const char *room, apr_pool_t *p, char **fields,
+                                 apr_size_t *flen, const char **why);
+
+/* The room a stored message line names (its "room"), into buf (65 bytes):
+ * "" for the location's own. APR_EINVAL if the line is no message line or
+ * its room no room name. */
+apr_status_t h2c_json_line_room(const char *line, apr_size_t len, char *buf);
 
 /* Writes the message line {"type":"message","id":..,<fields>,"time":..}
  * (no newline) into buf; returns its length or 0 if cap is too small. */
@@ -30,7 +37,9 @@ apr_size_t h2c_json_format_message(char *buf, apr_size_t cap, uint64_t id,
 /* The small fixed-shape objects of the protocol. */
 char *h2c_json_error(apr_pool_t *p, const char *msg);
 char *h2c_json_published(apr_pool_t *p, uint64_t id, int64_t time_ms);
-char *h2c_json_gap(apr_pool_t *p, uint64_t missed, uint64_t from, uint64_t to);
+/* room NULL or "": the location's own (not named, as before rooms) */
+char *h2c_json_gap(apr_pool_t *p, const char *room, uint64_t missed, uint64_t from,
+                   uint64_t to);
 char *h2c_json_reset(apr_pool_t *p, uint64_t last_id);
 char *h2c_json_heartbeat(apr_pool_t *p, int64_t time_ms);
 /* {"type":"reconnect","retry":ms}: the last line of a stream its stopping

@@ -39,6 +39,9 @@ typedef enum {
     H2C_DENY_HEADERS,      /* 431: too many header fields, or too large */
     H2C_DENY_URI_TOO_LONG, /* 414: the path is over LimitRequestLine */
     H2C_DENY_BAD_REQUEST,  /* 400: a request httpd would not take (scheme, escapes) */
+    H2C_DENY_BAD_ROOM,     /* 400: not a room name, or a bad ?room= list */
+    H2C_DENY_ROOMS_FULL,   /* 503: H2ChatMaxRooms rooms exist, all with streams */
+    H2C_DENY_MEMORY,       /* 503: H2ChatMemory is full of rooms with streams */
     H2C_DENY_MAX
 } h2c_deny_t;
 
@@ -69,11 +72,15 @@ typedef struct {
     uint32_t rate_interval_ms; /* H2ChatRateLimit; 0: off */
     uint32_t rate_burst;
     const apr_array_header_t *origins; /* H2ChatAllowOrigin (const char *); NULL: any */
+    const char *rooms_base;            /* H2ChatRooms On: the <Location> rooms are
+                                          under; NULL: off (one chat, as before) */
+    uint32_t max_rooms_per_stream;     /* H2ChatMaxRoomsPerStream */
 } h2c_policy_conf_t;
 
 /* The parts of a request the rules look at; NULL / -1 when absent. */
 typedef struct {
     const char *method;
+    const char *path; /* %-decoded, without the query */
     const char *args; /* query string */
     const char *content_type;
     const char *accept;
@@ -120,6 +127,20 @@ h2c_route_t h2c_policy_route(const char *method, int *head, h2c_verdict_t *v);
 int h2c_policy_subscribe(const h2c_request_t *req, int usable, h2c_subscription_t *sub,
                          h2c_verdict_t *v);
 
+/* The rooms a request is for, as names ("" is the location's own room):
+ * with H2ChatRooms off always that one; on, the room its path names
+ * (<location>/<room>) and, for a subscriber (`subscribe`), the rooms of
+ * its ?room= list after it, at most H2ChatMaxRoomsPerStream in all. 1 with
+ * *rooms (const char *, in p), or 0 with the refusal in v: a bad name or
+ * list (400), a path outside the location or a message's (404). */
+int h2c_policy_rooms(const h2c_policy_conf_t *conf, const h2c_request_t *req,
+                     int subscribe, apr_pool_t *p, apr_array_header_t **rooms,
+                     h2c_verdict_t *v);
+
+/* A store could not publish or hold rooms (rv): no record for a new room
+ * (APR_EBUSY: 503 rooms full), no memory (APR_ENOMEM: 503), else 503. */
+void h2c_policy_store_refusal(h2c_verdict_t *v, apr_status_t rv);
+
 /* A subscriber that passed h2c_policy_subscribe and will hold a stream
  * (not HEAD: it holds nothing) takes its place in the counts of child
  * `slot`, in this order: the server-wide cap (H2ChatMaxSubscribers), then
@@ -145,11 +166,11 @@ int h2c_policy_publish_head(const h2c_policy_conf_t *conf, const h2c_request_t *
 /* The body, once read (`over`: it was longer than conf->max_bytes, and
  * only that much was kept). 1 with the message's encoded fields, or 0
  * with the refusal in v. `auth_user` (may be NULL) is the user instead of
- * the body's. */
+ * the body's; `room` the room it goes to ("" or NULL: the location's own). */
 int h2c_policy_publish_body(const h2c_policy_conf_t *conf, const char *body,
                             apr_size_t len, int over, const char *auth_user,
-                            apr_pool_t *p, char **fields, apr_size_t *flen,
-                            h2c_verdict_t *v);
+                            const char *room, apr_pool_t *p, char **fields,
+                            apr_size_t *flen, h2c_verdict_t *v);
 
 /* 1 if a POST with this Origin (may be NULL: not a browser's cross-site
  * request) may publish. */

@@ -1,4 +1,5 @@
 /* h2c_rooms: see h2c_rooms.h. */
+#include <stdlib.h>
 #include <string.h>
 
 #include <time.h>
@@ -718,6 +719,39 @@ apr_status_t h2c_rooms_read(const h2c_rooms_t *rs, const h2c_rooms_msg_t *m, cha
     if (off < len || __atomic_load_n(&h->id, __ATOMIC_RELAXED) != m->id) {
         return APR_NOTFOUND;
     }
+    return APR_SUCCESS;
+}
+
+static int by_id(const void *a, const void *b) {
+    uint64_t x = ((const h2c_rooms_msg_t *)a)->id, y = ((const h2c_rooms_msg_t *)b)->id;
+
+    return x < y ? -1 : x > y;
+}
+
+apr_status_t h2c_rooms_each(const h2c_rooms_t *rs,
+                            int (*fn)(void *ctx, const h2c_rooms_msg_t *m), void *ctx) {
+    apr_size_t n = 0, cap = 0, k;
+    h2c_rooms_msg_t *all, m;
+    uint32_t r, i, next;
+
+    for (r = 0; r < rs->hdr->max_rooms; r++) {
+        cap += rs->rec[r].used ? rs->rec[r].count : 0;
+    }
+    if (!(all = malloc((cap ? cap : 1) * sizeof(*all)))) {
+        return APR_ENOMEM;
+    }
+    for (r = 0; r < rs->hdr->max_rooms; r++) {
+        for (i = rs->rec[r].used ? rs->rec[r].head : NONE; i && n < cap; i = next) {
+            if (!look(rs, i, &m, &next)) {
+                break;
+            }
+            all[n++] = m;
+        }
+    }
+    qsort(all, n, sizeof(*all), by_id);
+    for (k = 0; k < n && !fn(ctx, &all[k]); k++) {
+    }
+    free(all);
     return APR_SUCCESS;
 }
 

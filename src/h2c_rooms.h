@@ -160,6 +160,12 @@ apr_status_t h2c_rooms_read(const h2c_rooms_t *rs, const h2c_rooms_msg_t *m, cha
 
 void h2c_rooms_stats(const h2c_rooms_t *rs, h2c_rooms_stats_t *out);
 
+/* Every message of every room, in id order (a journal's compaction): the
+ * caller holds the lock, so nothing moves. fn returning non-zero stops the
+ * walk. APR_ENOMEM if the list could not be made. */
+apr_status_t h2c_rooms_each(const h2c_rooms_t *rs,
+                            int (*fn)(void *ctx, const h2c_rooms_msg_t *m), void *ctx);
+
 /* Delivery latency: the clock commits are stamped with (CLOCK_MONOTONIC,
  * µs, low 32 bits: compare two readings by their difference). */
 uint32_t h2c_rooms_clock_us(void);

@@ -51,7 +51,7 @@ const uint32_t h2c_lat_bounds_us[H2C_LAT_BUCKETS - 1] = {
 
 static const char *const refusal_names[H2C_REFUSED_MAX] = {
     "Cap",         "TooLarge", "Invalid", "MediaType", "Method",
-    "Unavailable", "Rate",     "Origin",  "Address"};
+    "Unavailable", "Rate",     "Origin",  "Address",   "Rooms"};
 
 const char *h2c_seg_refusal_name(h2c_refusal_t why) {
     return why < H2C_REFUSED_MAX ? refusal_names[why] : "Unknown";

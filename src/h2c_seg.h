@@ -39,6 +39,7 @@ typedef enum {
     H2C_REFUSED_RATE,        /* over H2ChatRateLimit */
     H2C_REFUSED_ORIGIN,      /* Origin not in H2ChatAllowOrigin */
     H2C_REFUSED_ADDRESS,     /* over H2ChatMaxSubscribersPerAddress */
+    H2C_REFUSED_ROOMS,       /* no room for a room: H2ChatMaxRooms or H2ChatMemory */
     H2C_REFUSED_MAX
 } h2c_refusal_t;
 

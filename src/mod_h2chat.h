@@ -21,6 +21,9 @@ extern module AP_MODULE_DECLARE_DATA h2chat_module;
 #define H2CHAT_DEFAULT_SNAPSHOT 50
 #define H2CHAT_DEFAULT_MAX_BYTES 4096
 #define H2CHAT_DEFAULT_HEARTBEAT 20
+#define H2CHAT_DEFAULT_ROOMS_PER_STREAM 32
+#define H2CHAT_DEFAULT_MAX_ROOMS 10000
+#define H2CHAT_DEFAULT_MEMORY (64 * 1024 * 1024)
 
 typedef struct {
     int enabled;          /* -1 unset */
@@ -30,6 +33,9 @@ typedef struct {
     int rate_interval_ms; /* H2ChatRateLimit: -1 unset, 0 off */
     int rate_burst;
     apr_array_header_t *origins; /* H2ChatAllowOrigin; NULL: any */
+    int rooms;                   /* H2ChatRooms: -1 unset, 0 off, 1 on */
+    const char *rooms_base;      /* ... the <Location> it was set in */
+    int max_rooms_per_stream;    /* H2ChatMaxRoomsPerStream, -1 unset */
 } h2chat_dir_conf_t;
 
 typedef enum { H2CHAT_SYNC_OFF, H2CHAT_SYNC_SECOND, H2CHAT_SYNC_ALWAYS } h2chat_sync_t;
@@ -51,6 +57,8 @@ typedef struct {
     int direct_penalty_s;    /* H2ChatDirectPenalty: -1 unset, 0 off */
     int latency;             /* H2ChatLatencyHistogram: -1 unset, 0 off, 1 on */
     int reconnect_spread_s;  /* H2ChatReconnectSpread: -1 unset, -2 auto, 0 off */
+    int max_rooms;           /* H2ChatMaxRooms, -1 unset */
+    apr_off_t memory;        /* H2ChatMemory (bytes), -1 unset */
 } h2chat_srv_conf_t;
 
 /* The process's view of the shared state. */
@@ -75,6 +83,9 @@ int h2chat_conf_snapshot(const h2chat_dir_conf_t *dc);
 int h2chat_conf_max_bytes(const h2chat_dir_conf_t *dc);
 int h2chat_conf_heartbeat(const h2chat_dir_conf_t *dc);
 int h2chat_conf_history(server_rec *s);
+/* the segment's shape: rooms, and memory for their messages */
+uint32_t h2chat_conf_max_rooms(server_rec *s);
+apr_size_t h2chat_conf_memory(server_rec *s, uint32_t history, uint32_t max_len);
 h2chat_sync_t h2chat_conf_journal_sync(server_rec *s);
 h2chat_store_kind_t h2chat_conf_store(server_rec *s);
 int64_t h2chat_conf_coalesce_us(server_rec *s);       /* < 0 auto, 0 off */

@@ -37,10 +37,11 @@ typedef struct {
     request_rec *r;
     h2chat_state_t *st;
     h2c_rooms_t *rooms;
-    h2c_follow_t follow;    /* its place in its room */
-    apr_bucket_brigade *bb; /* cleaned after each pass */
-    apr_pool_t *scratch;    /* protocol lines of one pass: cleared after it, so
-                               a held stream's memory does not grow with time */
+    h2c_follow_t follow;      /* its place in its rooms */
+    const char *const *names; /* ... their names, for gap lines */
+    apr_bucket_brigade *bb;   /* cleaned after each pass */
+    apr_pool_t *scratch;      /* protocol lines of one pass: cleared after it, so
+                                 a held stream's memory does not grow with time */
     int sse;
     int tcp_fd;        /* the TCP socket the bytes leave by (h2: the session's), or -1 */
     uint64_t lat_from; /* ids from here were committed while it held: sampled */
@@ -89,7 +90,9 @@ static apr_status_t put_message(h2chat_sub_t *sub, const h2c_rooms_msg_t *m,
 }
 
 static void put_gap(h2chat_sub_t *sub, const h2c_follow_gap_t *gap) {
-    put_event(sub, "gap", h2c_json_gap(sub->scratch, gap->missed, gap->from, gap->to));
+    put_event(sub, "gap",
+              h2c_json_gap(sub->scratch, sub->names[gap->which], gap->missed, gap->from,
+                           gap->to));
 }
 
 static apr_status_t flush(h2chat_sub_t *sub) {
@@ -125,7 +128,7 @@ static apr_status_t send_pending(h2chat_sub_t *sub) {
                 lost++; /* left meanwhile: the next look says how */
                 continue;
             }
-            h2c_follow_sent(&sub->follow, &m);
+            h2c_follow_sent(&sub->follow, &m, gap.which);
             if (m.id >= sub->lat_from) {
                 stamp = at;
             }
@@ -260,12 +263,50 @@ static apr_status_t leave(void *data) {
     return APR_SUCCESS;
 }
 
+/* The rooms a stream held, let go when its request ends. */
+typedef struct {
+    uint32_t *idx;
+    uint32_t n;
+} held_rooms_t;
+
+static apr_status_t leave_rooms(void *data) {
+    held_rooms_t *h = data;
+
+    if (h2chat_state()->usable) {
+        h2c_store_release(&h2chat_state()->store, h->idx, h->n);
+    }
+    return APR_SUCCESS;
+}
+
+/* Holds the stream's rooms for as long as its request lives. */
+static int hold_rooms(request_rec *r, h2chat_state_t *st, apr_array_header_t *names,
+                      held_rooms_t **held, h2c_verdict_t *v) {
+    held_rooms_t *h = apr_palloc(r->pool, sizeof(*h));
+    apr_status_t rv;
+
+    h->n = (uint32_t)names->nelts;
+    h->idx = apr_palloc(r->pool, h->n * sizeof(uint32_t));
+    if ((rv = h2c_store_hold(&st->store, (const char *const *)(void *)names->elts, h->n,
+                             h->idx)) != APR_SUCCESS) {
+        h2c_policy_store_refusal(v, rv);
+        return 0;
+    }
+    apr_pool_cleanup_register(r->pool, h, leave_rooms, apr_pool_cleanup_null);
+    *held = h;
+    return 1;
+}
+
 /* Where a new stream starts (see h2c_follow_start). */
-static void choose_start(h2chat_sub_t *sub, uint32_t room, int resume, uint64_t since,
-                         uint32_t snapshot) {
+static void choose_start(h2chat_sub_t *sub, const held_rooms_t *held, int resume,
+                         uint64_t since, uint32_t snapshot) {
+    h2c_follow_room_t *mem = NULL;
     int reset;
 
-    h2c_follow_start(&sub->follow, sub->rooms, room, resume, since, snapshot, &reset);
+    if (held->n > 1) {
+        mem = apr_palloc(sub->r->pool, held->n * sizeof(*mem));
+    }
+    h2c_follow_start(&sub->follow, sub->rooms, held->idx, held->n, mem, resume, since,
+                     snapshot, &reset);
     if (reset) {
         put_event(sub, "reset",
                   h2c_json_reset(sub->scratch, h2c_rooms_last_id(sub->rooms)));
@@ -291,12 +332,15 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     h2c_subscription_t want;
     h2c_verdict_t v;
     h2c_hold_t *counted;
+    apr_array_header_t *names;
+    held_rooms_t *held;
     h2chat_sub_t sub;
     apr_os_sock_t fd;
 
     h2chat_conf_policy(dc, &conf);
     h2chat_request_describe(r, &req);
-    if (!h2c_policy_subscribe(&req, st->usable, &want, &v)) {
+    if (!h2c_policy_subscribe(&req, st->usable, &want, &v) ||
+        !h2c_policy_rooms(&conf, &req, 1, r->pool, &names, &v)) {
         return h2chat_reply_refusal(r, &v);
     }
     prepare_response(r, want.sse, conf.heartbeat_s);
@@ -311,11 +355,15 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
         return h2chat_reply_refusal(r, &v);
     }
     apr_pool_cleanup_register(r->pool, counted, leave, apr_pool_cleanup_null);
+    if (!hold_rooms(r, st, names, &held, &v)) {
+        return h2chat_reply_refusal(r, &v);
+    }
 
     memset(&sub, 0, sizeof(sub));
     sub.r = r;
     sub.st = st;
     sub.rooms = h2c_store_history(&st->store);
+    sub.names = (const char *const *)(void *)names->elts;
     sub.sse = want.sse;
     sub.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     apr_pool_create(&sub.scratch, r->pool);
@@ -331,7 +379,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
                                                     : r->connection)) == APR_SUCCESS) {
         sub.tcp_fd = fd;
     }
-    choose_start(&sub, H2C_ROOMS_DEFAULT, want.resume, want.since, conf.snapshot);
+    choose_start(&sub, held, want.resume, want.since, conf.snapshot);
     sub.lat_from = h2c_rooms_last_id(sub.rooms) + 1;
     ap_log_rerror(
         APLOG_MARK, APLOG_DEBUG, 0, r,
