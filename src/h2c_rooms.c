@@ -413,8 +413,10 @@ static int make_room(h2c_rooms_t *rs, uint32_t room, uint32_t need) {
         }
         if (v) {
             drop_oldest(rs, v - 1);
-            idle_touch(rs, v - 1); /* off the list once it holds nothing */
-            rec_maybe_free(rs, v - 1);
+            if (!rs->rec[v - 1].count) { /* off the list once it holds nothing; */
+                idle_unlink(rs, v - 1);  /* else it stays the least recent */
+                rec_maybe_free(rs, v - 1);
+            }
         } else if (rs->rec[room].count) {
             drop_oldest(rs, room);
         } else {

@@ -203,6 +203,28 @@ static void test_pressure(apr_pool_t *p) {
     CHECK(read_all(rs, held, 0, ids, 16) == 3 && ids[0] == 6);
 }
 
+/* The least recently written idle room gives back all it must before the
+ * next one gives anything (it stays least recent while it gives). */
+static void test_pressure_order(apr_pool_t *p) {
+    h2c_rooms_t *rs = make(p, 8, 12 * H2C_ROOMS_CHUNK, 10, 200);
+    uint32_t a = open_room(rs, "a"), b = open_room(rs, "b"), w = open_room(rs, "w");
+    uint64_t ids[16];
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        CHECK(put(rs, a, 100) == APR_SUCCESS); /* 1 3 5 */
+        CHECK(put(rs, b, 100) == APR_SUCCESS); /* 2 4 6 */
+    }
+    CHECK(put(rs, w, 100) == APR_SUCCESS); /* 7: 2 of a's chunks */
+    CHECK(put(rs, w, 100) == APR_SUCCESS); /* 8: a's again */
+    CHECK(read_all(rs, a, 0, ids, 16) == 1 && ids[0] == 5);
+    CHECK(read_all(rs, b, 0, ids, 16) == 3);
+    CHECK(put(rs, w, 100) == APR_SUCCESS);                    /* 9: a's last */
+    CHECK(put(rs, w, 100) == APR_SUCCESS);                    /* 10: now b's oldest */
+    CHECK(h2c_rooms_open(rs, "a", 1, 0, &a) == APR_NOTFOUND); /* emptied: freed */
+    CHECK(read_all(rs, b, 0, ids, 16) == 2 && ids[0] == 4);
+}
+
 /* H2ChatMaxRooms: a new room takes the least recently written idle
  * room's record; a later room of the old name resumes with a gap. */
 static void test_max_rooms(apr_pool_t *p) {
@@ -360,6 +382,7 @@ int main(void) {
     RUN(test_history, pool);
     RUN(test_cursor_after_eviction, pool);
     RUN(test_pressure, pool);
+    RUN(test_pressure_order, pool);
     RUN(test_max_rooms, pool);
     RUN(test_delete_clear, pool);
     RUN(test_concurrent, pool);
