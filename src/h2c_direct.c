@@ -449,8 +449,11 @@ static void conn_tick(conn_t *c) {
             s->pending_since = 0;
             s->progress = d->now_us; /* once: the reset goes out now */
             nghttp2_submit_rst_stream(c->ngh, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
-        } else if (s->kind == STRM_SUB && s->deferred && d->now_us >= s->heartbeat_due) {
-            h2c_direct_heartbeat(s);
+        } else if (s->kind == STRM_SUB && s->deferred &&
+                   (h2c_direct_presence(s) || d->now_us >= s->heartbeat_due)) {
+            if (d->now_us >= s->heartbeat_due && s->out_off >= s->out_len) {
+                h2c_direct_heartbeat(s);
+            }
             s->deferred = 0;
             nghttp2_session_resume_data(c->ngh, s->id);
         }
@@ -537,18 +540,25 @@ static void take_published(h2c_direct_t *d) {
  * also rings for new connections and finished publishes. */
 static void deliver(h2c_direct_t *d) {
     uint64_t last = h2c_rooms_last_id(d->rooms);
+    uint32_t presence = h2c_rooms_presence_seq(d->rooms);
+    int counts = presence != d->presence_seen;
     conn_t *c, *nx;
+    strm_t *s;
 
-    if (last == d->delivered) {
+    if (last == d->delivered && !counts) {
         return;
     }
     d->delivered = last;
+    d->presence_seen = presence;
     for (c = d->conns; c; c = nx) {
         uint64_t data_out0 = c->data_out;
 
         nx = c->next;
         if (c->pend_off < c->pend_len) {
             continue; /* still draining: its streams catch up when it has */
+        }
+        for (s = counts ? c->streams : NULL; s; s = s->lnext) {
+            h2c_direct_presence(s); /* a count changed: lines for who may look */
         }
         h2c_direct_resume(c, 0);
         conn_send(c);
@@ -796,10 +806,11 @@ void h2c_direct_job_run(h2c_direct_t *d, job_t *job) {
                                     &job->id, &job->time_ms);
         break;
     case JOB_HOLD:
-        job->rv = h2c_store_hold(d->env.store, job->names, job->n, job->idx);
+        job->rv =
+            h2c_store_hold(d->env.store, d->env.child_slot, job->names, job->n, job->idx);
         break;
     case JOB_RELEASE:
-        h2c_store_release(d->env.store, job->idx, job->n);
+        h2c_store_release(d->env.store, d->env.child_slot, job->idx, job->n);
         job->rv = APR_SUCCESS;
         break;
     }

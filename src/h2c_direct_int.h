@@ -14,6 +14,7 @@
 #include "h2c_penalty.h"
 #include "h2c_direct.h"
 #include "h2c_follow.h"
+#include "h2c_presence.h"
 #include "h2c_log.h"
 #include "h2c_sock.h"
 
@@ -56,10 +57,12 @@ struct strm_t {
     char *out;
     apr_size_t out_len, out_off;
     /* a subscriber */
-    h2c_follow_t follow; /* its place in its rooms ... */
-    uint32_t *rooms;     /* ... their indexes (malloc'ed), held in the rooms */
-    uint32_t nrooms;     /* 0: none held */
-    int resume;          /* where it starts, kept while its rooms are held */
+    h2c_follow_t follow;     /* its place in its rooms ... */
+    uint32_t *rooms;         /* ... their indexes (malloc'ed), held in the rooms */
+    uint32_t nrooms;         /* 0: none held */
+    h2c_presence_t presence; /* the counts it told (H2ChatPresence count) */
+    int presence_off;
+    int resume; /* where it starts, kept while its rooms are held */
     uint64_t since;
     uint64_t lat_from; /* ids from here were committed while it held: sampled */
     uint64_t lat_id;   /* the newest of those it framed ... */
@@ -151,6 +154,7 @@ struct h2c_direct_t {
     int stop;
     int64_t now_us;
     uint64_t delivered;             /* the rooms' last id at the last delivery pass */
+    uint32_t presence_seen;         /* ... and their presence word */
     char date[APR_RFC822_DATE_LEN]; /* the Date of answers, once a second */
     int64_t date_sec;
     char buf[H2C_DIRECT_COALESCE];
@@ -207,6 +211,8 @@ void h2c_direct_published(h2c_direct_t *d,
 void h2c_direct_job_run(h2c_direct_t *d, job_t *job); /* the publisher's part */
 void h2c_direct_job_free(job_t *job);
 void h2c_direct_heartbeat(strm_t *s);
+/* Presence lines for a held stream, if a look is due: 1 if it has some. */
+int h2c_direct_presence(strm_t *s);
 void h2c_direct_hint(strm_t *s); /* the loop stops: the reconnect hint, if armed */
 int h2c_direct_has_pending(const strm_t *s);
 

@@ -158,6 +158,25 @@ static int sub_line(strm_t *s, const char *event, const char *json) {
     return 1;
 }
 
+static void presence_line(void *ctx, uint32_t which, uint32_t count) {
+    strm_t *s = ctx;
+    char name[H2C_ROOMS_NAME_MAX + 1];
+
+    h2c_rooms_room_name(s->c->d->rooms, s->rooms[which], name);
+    sub_line(s, "presence", h2c_json_presence(s->c->d->scratch, name, count, 1));
+}
+
+int h2c_direct_presence(strm_t *s) {
+    int64_t wait;
+
+    if (s->kind != STRM_SUB || !s->c->site->conf.presence || s->presence_off ||
+        !h2c_presence_due(&s->presence, s->c->d->rooms, s->c->d->now_us, &wait)) {
+        return 0;
+    }
+    return h2c_presence_look(&s->presence, &s->follow, s->c->d->now_us, presence_line,
+                             s) > 0;
+}
+
 void h2c_direct_heartbeat(strm_t *s) {
     sub_line(s, "heartbeat", h2c_json_heartbeat(s->c->d->scratch, h2c_direct_wall_ms()));
 }
@@ -377,6 +396,7 @@ static void sub_start(strm_t *s) {
     const h2c_direct_site_t *site = s->c->site;
     h2c_rooms_t *rooms = d->rooms;
     h2c_follow_room_t *mem = NULL;
+    uint32_t *told;
     h2c_verdict_t v;
     int reset;
     char hb[24];
@@ -402,6 +422,9 @@ static void sub_start(strm_t *s) {
     h2c_follow_start(&s->follow, rooms, s->rooms, s->nrooms, mem, s->resume, s->since,
                      site->conf.snapshot, &reset);
     s->lat_from = h2c_rooms_last_id(rooms) + 1;
+    told = s->nrooms > 1 ? calloc(s->nrooms, sizeof(uint32_t)) : NULL;
+    s->presence_off = s->nrooms > 1 && !told; /* no memory: no presence lines */
+    h2c_presence_init(&s->presence, s->presence_off ? 1 : s->nrooms, told);
     if (reset) {
         sub_line(s, "reset", h2c_json_reset(d->scratch, h2c_rooms_last_id(rooms)));
     }
@@ -840,6 +863,9 @@ void h2c_direct_strm_free(strm_t *s) {
     req_free(s);
     if (s->follow.n > 1) {
         free(s->follow.r); /* sub_start's places of a stream of several rooms */
+        if (s->presence.told != &s->presence.told_one) {
+            free(s->presence.told);
+        }
     }
     free(s->body), free(s->out);
     free(s);

@@ -195,6 +195,19 @@ char *h2c_json_heartbeat(apr_pool_t *p, int64_t time_ms) {
                         (apr_int64_t)time_ms);
 }
 
+char *h2c_json_presence(apr_pool_t *p, const char *room, uint32_t count, int as_event) {
+    json_t *j =
+        pool_json(p, as_event ? json_pack("{s:s}", "type", "presence") : json_object());
+
+    if (!j ||
+        ((as_event ? room && *room : 1) &&
+         json_object_set_new(j, "room", json_string(room ? room : ""))) ||
+        json_object_set_new(j, "count", json_integer(count))) {
+        return as_event ? "{\"type\":\"presence\"}" : "{}";
+    }
+    return pool_dump(p, j);
+}
+
 char *h2c_json_reconnect(apr_pool_t *p, uint32_t retry_ms) {
     return apr_psprintf(p, "{\"type\":\"reconnect\",\"retry\":%u}", retry_ms);
 }

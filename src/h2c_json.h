@@ -42,6 +42,10 @@ char *h2c_json_gap(apr_pool_t *p, const char *room, uint64_t missed, uint64_t fr
                    uint64_t to);
 char *h2c_json_reset(apr_pool_t *p, uint64_t last_id);
 char *h2c_json_heartbeat(apr_pool_t *p, int64_t time_ms);
+/* {"type":"presence","room":"a","count":N} (room NULL or "": not named, the
+ * location's own); and a ?presence answer {"room":"a","count":N} (as_event
+ * 0: no type, the room always named, "" for the location's own). */
+char *h2c_json_presence(apr_pool_t *p, const char *room, uint32_t count, int as_event);
 /* {"type":"reconnect","retry":ms}: the last line of a stream its stopping
  * child ends (H2ChatReconnectSpread) */
 char *h2c_json_reconnect(apr_pool_t *p, uint32_t retry_ms);

@@ -191,6 +191,7 @@ int h2c_policy_subscribe(const h2c_request_t *req, int usable, h2c_subscription_
     }
     sub->resume = resume > 0;
     sub->sse = h2c_policy_wants_sse(req->accept);
+    sub->presence_query = h2c_room_arg_flag(req->args, "presence");
     v->deny = H2C_DENY_NONE;
     return 1;
 }

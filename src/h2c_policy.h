@@ -75,6 +75,7 @@ typedef struct {
     const char *rooms_base;            /* H2ChatRooms On: the <Location> rooms are
                                           under; NULL: off (one chat, as before) */
     uint32_t max_rooms_per_stream;     /* H2ChatMaxRoomsPerStream */
+    int presence;                      /* H2ChatPresence count (1) or off (0) */
 } h2c_policy_conf_t;
 
 /* The parts of a request the rules look at; NULL / -1 when absent. */
@@ -107,10 +108,11 @@ typedef struct {
 
 /* Where a subscriber's stream starts and how it is framed. */
 typedef struct {
-    int sse;        /* text/event-stream, else NDJSON */
-    int resume;     /* since / Last-Event-ID given */
-    uint64_t since; /* ... and its value */
-    int head;       /* HEAD: the answer's headers only */
+    int presence_query; /* ?presence: answer the room's count, hold nothing */
+    int sse;            /* text/event-stream, else NDJSON */
+    int resume;         /* since / Last-Event-ID given */
+    uint64_t since;     /* ... and its value */
+    int head;           /* HEAD: the answer's headers only */
 } h2c_subscription_t;
 
 const h2c_deny_info_t *h2c_policy_info(h2c_deny_t why);

@@ -49,8 +49,8 @@ apr_status_t h2c_store_append_to(h2c_store_t *store, const char *room, uint64_t 
                : rv;
 }
 
-apr_status_t h2c_store_hold(h2c_store_t *store, const char *const *rooms, uint32_t n,
-                            uint32_t *idx) {
+apr_status_t h2c_store_hold(h2c_store_t *store, uint32_t slot, const char *const *rooms,
+                            uint32_t n, uint32_t *idx) {
     apr_status_t rv;
     uint32_t i;
 
@@ -58,27 +58,56 @@ apr_status_t h2c_store_hold(h2c_store_t *store, const char *const *rooms, uint32
         return rv;
     }
     for (i = 0; i < n; i++) {
-        if ((rv = open_room(store, rooms[i], &idx[i])) != APR_SUCCESS) {
+        if ((rv = open_room(store, rooms[i], &idx[i])) != APR_SUCCESS ||
+            (rv = h2c_rooms_hold(h2c_store_history(store), slot, idx[i], 1)) !=
+                APR_SUCCESS) {
             break;
         }
-        h2c_rooms_hold(h2c_store_history(store), idx[i], 1);
     }
     while (rv != APR_SUCCESS && i-- > 0) {
-        h2c_rooms_hold(h2c_store_history(store), idx[i], -1);
+        h2c_rooms_hold(h2c_store_history(store), slot, idx[i], -1);
     }
     apr_global_mutex_unlock(store->lock);
     return rv;
 }
 
-void h2c_store_release(h2c_store_t *store, const uint32_t *idx, uint32_t n) {
+void h2c_store_release(h2c_store_t *store, uint32_t slot, const uint32_t *idx,
+                       uint32_t n) {
     uint32_t i;
 
     if (apr_global_mutex_lock(store->lock) != APR_SUCCESS) {
         return;
     }
     for (i = 0; i < n; i++) {
-        h2c_rooms_hold(h2c_store_history(store), idx[i], -1);
+        h2c_rooms_hold(h2c_store_history(store), slot, idx[i], -1);
     }
+    apr_global_mutex_unlock(store->lock);
+}
+
+apr_status_t h2c_store_counts(h2c_store_t *store, const char *const *rooms, uint32_t n,
+                              uint32_t *counts) {
+    h2c_rooms_t *rs = h2c_store_history(store);
+    apr_status_t rv;
+    uint32_t i, idx;
+
+    if ((rv = apr_global_mutex_lock(store->lock)) != APR_SUCCESS) {
+        return rv;
+    }
+    for (i = 0; i < n; i++) {
+        counts[i] = h2c_rooms_open(rs, rooms[i], strlen(rooms[i]), 0, &idx) == APR_SUCCESS
+                        ? h2c_rooms_room_holders(rs, idx)
+                        : 0;
+    }
+    apr_global_mutex_unlock(store->lock);
+    return APR_SUCCESS;
+}
+
+void h2c_store_forget(h2c_store_t *store, uint32_t slot) {
+    if (!h2c_rooms_slot_holds(h2c_store_history(store), slot) ||
+        apr_global_mutex_lock(store->lock) != APR_SUCCESS) {
+        return;
+    }
+    h2c_rooms_forget(h2c_store_history(store), slot);
     apr_global_mutex_unlock(store->lock);
 }
 

@@ -124,13 +124,24 @@ apr_status_t h2c_store_restore(h2c_store_t *store, const char *room, uint64_t id
 apr_status_t h2c_store_append_to(h2c_store_t *store, const char *room, uint64_t id,
                                  int64_t time_ms, const char *line, uint32_t len);
 
-/* A stream holds rooms[0..n) (names) while it lives: each is made if new,
+/* A stream of child row `slot` holds rooms[0..n) (names) while it lives:
+ * each is made if new,
  * and keeps its history under memory pressure (h2c_rooms_hold); idx gets
  * their indexes. APR_EBUSY: a new room found no record (H2ChatMaxRooms);
  * then nothing is held. */
-apr_status_t h2c_store_hold(h2c_store_t *store, const char *const *rooms, uint32_t n,
-                            uint32_t *idx);
-void h2c_store_release(h2c_store_t *store, const uint32_t *idx, uint32_t n);
+apr_status_t h2c_store_hold(h2c_store_t *store, uint32_t slot, const char *const *rooms,
+                            uint32_t n, uint32_t *idx);
+void h2c_store_release(h2c_store_t *store, uint32_t slot, const uint32_t *idx,
+                       uint32_t n);
+
+/* The presence counts of rooms[0..n) (names; a room that does not exist:
+ * 0), looked up under the lock, made if new never. */
+apr_status_t h2c_store_counts(h2c_store_t *store, const char *const *rooms, uint32_t n,
+                              uint32_t *counts);
+
+/* Lets go of what child row `slot` held (its process is gone, or a new
+ * child took the row), under the lock. */
+void h2c_store_forget(h2c_store_t *store, uint32_t slot);
 
 /* Wakes the history's waiters after commits, through `wake` if set. */
 void h2c_store_wake(h2c_store_t *store);

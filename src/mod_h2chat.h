@@ -36,6 +36,7 @@ typedef struct {
     int rooms;                   /* H2ChatRooms: -1 unset, 0 off, 1 on */
     const char *rooms_base;      /* ... the <Location> it was set in */
     int max_rooms_per_stream;    /* H2ChatMaxRoomsPerStream, -1 unset */
+    int presence;                /* H2ChatPresence: -1 unset, 0 off, 1 count */
 } h2chat_dir_conf_t;
 
 typedef enum { H2CHAT_SYNC_OFF, H2CHAT_SYNC_SECOND, H2CHAT_SYNC_ALWAYS } h2chat_sync_t;
@@ -117,6 +118,12 @@ void h2chat_journal_child_init(apr_pool_t *pchild, server_rec *s, h2c_store_t *s
 apr_status_t h2chat_wake_child_init(apr_pool_t *pchild, server_rec *s,
                                     h2c_store_t *store);
 void h2chat_wake_child_stopping(void);
+
+/* mod_h2chat_presence.c: the ticker that forgets gone children's holds and
+ * wakes the streams when a room's count changed. */
+apr_status_t h2chat_presence_child_init(apr_pool_t *pchild, h2c_store_t *store,
+                                        uint32_t slot);
+void h2chat_presence_child_stopping(void);
 
 /* mod_h2chat_spread.c: H2ChatReconnectSpread, the streams' reconnect hint. */
 void h2chat_spread_child_init(server_rec *s);

@@ -23,7 +23,7 @@ void *h2chat_create_dir_conf(apr_pool_t *p, char *dir) {
     dc->enabled = dc->snapshot = dc->max_bytes = dc->heartbeat = -1;
     dc->rate_interval_ms = dc->rate_burst = -1;
     dc->origins = NULL;
-    dc->rooms = dc->max_rooms_per_stream = -1;
+    dc->rooms = dc->max_rooms_per_stream = dc->presence = -1;
     dc->rooms_base = NULL;
     return dc;
 }
@@ -48,6 +48,7 @@ void *h2chat_merge_dir_conf(apr_pool_t *p, void *basev, void *addv) {
     dc->rooms = MERGE(rooms);
     dc->rooms_base = add->rooms != -1 ? add->rooms_base : base->rooms_base;
     dc->max_rooms_per_stream = MERGE(max_rooms_per_stream);
+    dc->presence = MERGE(presence);
     return dc;
 }
 
@@ -123,6 +124,7 @@ void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc) {
     pc->max_rooms_per_stream = dc->max_rooms_per_stream != -1
                                    ? (uint32_t)dc->max_rooms_per_stream
                                    : H2CHAT_DEFAULT_ROOMS_PER_STREAM;
+    pc->presence = dc->presence != 0;
 }
 
 uint32_t h2chat_conf_max_rooms(server_rec *s) {
@@ -197,6 +199,22 @@ static const char *set_rooms(cmd_parms *cmd, void *dcv, int on) {
     }
     dc->rooms = on;
     dc->rooms_base = on ? apr_pstrdup(cmd->pool, cmd->path) : NULL;
+    return NULL;
+}
+
+/* H2ChatPresence off|count ("members", who by name, is not built yet). */
+static const char *set_presence(cmd_parms *cmd, void *dcv, const char *arg) {
+    h2chat_dir_conf_t *dc = dcv;
+
+    if (!strcasecmp(arg, "off")) {
+        dc->presence = 0;
+    } else if (!strcasecmp(arg, "count")) {
+        dc->presence = 1;
+    } else {
+        return apr_psprintf(cmd->pool,
+                            "H2ChatPresence: '%s' is not off or count (members: not yet)",
+                            arg);
+    }
     return NULL;
 }
 
@@ -584,6 +602,10 @@ const command_rec h2chat_cmds[] = {
     AP_INIT_FLAG("H2ChatRooms", set_rooms, NULL, ACCESS_CONF,
                  "On: <location>/<room> is a room of its own, and ?room=a&room=b "
                  "follows several on one stream (default Off: one chat)"),
+    AP_INIT_TAKE1("H2ChatPresence", set_presence, NULL, ACCESS_CONF,
+                  "off or count: each held stream is told its rooms' subscriber counts "
+                  "when they change, at most once a second, and ?presence answers one "
+                  "(default count)"),
     AP_INIT_TAKE1("H2ChatMaxRoomsPerStream", set_max_rooms_per_stream, NULL, ACCESS_CONF,
                   "rooms one stream may follow (default 32)"),
     AP_INIT_TAKE1("H2ChatMaxRooms", set_max_rooms, NULL, RSRC_CONF,

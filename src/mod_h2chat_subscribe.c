@@ -25,6 +25,7 @@
 #include <http_protocol.h>
 
 #include "h2c_follow.h"
+#include "h2c_presence.h"
 #include "h2c_frame.h"
 #include "h2c_json.h"
 #include "h2c_sock.h"
@@ -39,9 +40,11 @@ typedef struct {
     h2c_rooms_t *rooms;
     h2c_follow_t follow;      /* its place in its rooms */
     const char *const *names; /* ... their names, for gap lines */
-    apr_bucket_brigade *bb;   /* cleaned after each pass */
-    apr_pool_t *scratch;      /* protocol lines of one pass: cleared after it, so
-                                 a held stream's memory does not grow with time */
+    h2c_presence_t presence;  /* the counts it told (H2ChatPresence count) */
+    int presence_on;
+    apr_bucket_brigade *bb; /* cleaned after each pass */
+    apr_pool_t *scratch;    /* protocol lines of one pass: cleared after it, so
+                               a held stream's memory does not grow with time */
     int sse;
     int tcp_fd;        /* the TCP socket the bytes leave by (h2: the session's), or -1 */
     uint64_t lat_from; /* ids from here were committed while it held: sampled */
@@ -215,13 +218,39 @@ static int client_stalled(h2chat_sub_t *sub, apr_time_t now) {
     return 1;
 }
 
+static void put_presence(void *ctx, uint32_t which, uint32_t count) {
+    h2chat_sub_t *sub = ctx;
+
+    put_event(sub, "presence",
+              h2c_json_presence(sub->scratch, sub->names[which], count, 1));
+}
+
+/* Tells the counts of its rooms that changed, if a look is due; *wait: else
+ * when one may be (0: none pending). */
+static apr_status_t send_presence(h2chat_sub_t *sub, apr_time_t now, apr_time_t *wait) {
+    int64_t w = 0;
+
+    *wait = 0;
+    if (!sub->presence_on) {
+        return APR_SUCCESS;
+    }
+    if (!h2c_presence_due(&sub->presence, sub->rooms, now, &w)) {
+        *wait = (apr_time_t)w;
+        return APR_SUCCESS;
+    }
+    if (!h2c_presence_look(&sub->presence, &sub->follow, now, put_presence, sub)) {
+        return APR_SUCCESS;
+    }
+    return flush(sub);
+}
+
 /* The held part: wait, send, until the client leaves or the child stops. */
 static void hold(h2chat_sub_t *sub) {
     volatile uint32_t *seq = h2c_rooms_seq(sub->rooms);
 
     for (;;) {
         uint32_t seen = h2c_wait_read(seq);
-        apr_time_t now, wake;
+        apr_time_t now, wake, wait;
 
         if (stopping(sub->st)) {
             return;
@@ -233,6 +262,9 @@ static void hold(h2chat_sub_t *sub) {
             continue;
         }
         now = apr_time_now();
+        if (send_presence(sub, now, &wait) != APR_SUCCESS) {
+            return;
+        }
         if (now >= sub->heartbeat_due) {
             put_heartbeat(sub);
             if (flush(sub) != APR_SUCCESS) {
@@ -247,6 +279,9 @@ static void hold(h2chat_sub_t *sub) {
             }
         }
         wake = sub->heartbeat_due < sub->check_due ? sub->heartbeat_due : sub->check_due;
+        if (wait > 0 && now + wait < wake) {
+            wake = now + wait; /* a count changed within the last second */
+        }
         h2c_wait_change(seq, seen, wake - now);
         if (sub->r->connection->aborted) {
             return;
@@ -263,6 +298,34 @@ static apr_status_t leave(void *data) {
     return APR_SUCCESS;
 }
 
+/* GET ...?presence: the rooms' counts now, one JSON object (an array of
+ * them for several rooms); nothing is held. */
+static int answer_presence(request_rec *r, h2chat_state_t *st,
+                           apr_array_header_t *names) {
+    uint32_t n = (uint32_t)names->nelts,
+             *counts = apr_palloc(r->pool, n * sizeof(uint32_t));
+    const char *const *room = (const char *const *)(void *)names->elts;
+    const char *body;
+    h2c_verdict_t v;
+    uint32_t i;
+
+    if (h2c_store_counts(&st->store, room, n, counts) != APR_SUCCESS) {
+        h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
+        return h2chat_reply_refusal(r, &v);
+    }
+    body = n == 1 ? h2c_json_presence(r->pool, room[0], counts[0], 0) : "[";
+    for (i = 0; n > 1 && i < n; i++) {
+        body = apr_pstrcat(r->pool, body, i ? "," : "",
+                           h2c_json_presence(r->pool, room[i], counts[i], 0), NULL);
+    }
+    if (n > 1) {
+        body = apr_pstrcat(r->pool, body, "]", NULL);
+    }
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache, no-store");
+    h2chat_reply_json(r, HTTP_OK, body);
+    return OK;
+}
+
 /* The rooms a stream held, let go when its request ends. */
 typedef struct {
     uint32_t *idx;
@@ -273,7 +336,8 @@ static apr_status_t leave_rooms(void *data) {
     held_rooms_t *h = data;
 
     if (h2chat_state()->usable) {
-        h2c_store_release(&h2chat_state()->store, h->idx, h->n);
+        h2c_store_release(&h2chat_state()->store, h2chat_state()->child_slot, h->idx,
+                          h->n);
     }
     return APR_SUCCESS;
 }
@@ -286,8 +350,9 @@ static int hold_rooms(request_rec *r, h2chat_state_t *st, apr_array_header_t *na
 
     h->n = (uint32_t)names->nelts;
     h->idx = apr_palloc(r->pool, h->n * sizeof(uint32_t));
-    if ((rv = h2c_store_hold(&st->store, (const char *const *)(void *)names->elts, h->n,
-                             h->idx)) != APR_SUCCESS) {
+    if ((rv = h2c_store_hold(&st->store, st->child_slot,
+                             (const char *const *)(void *)names->elts, h->n, h->idx)) !=
+        APR_SUCCESS) {
         h2c_policy_store_refusal(v, rv);
         return 0;
     }
@@ -343,6 +408,9 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
         !h2c_policy_rooms(&conf, &req, 1, r->pool, &names, &v)) {
         return h2chat_reply_refusal(r, &v);
     }
+    if (want.presence_query) {
+        return answer_presence(r, st, names);
+    }
     prepare_response(r, want.sse, conf.heartbeat_s);
     if (r->header_only) {
         return OK;
@@ -381,12 +449,17 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     }
     choose_start(&sub, held, want.resume, want.since, conf.snapshot);
     sub.lat_from = h2c_rooms_last_id(sub.rooms) + 1;
+    sub.presence_on = conf.presence;
+    h2c_presence_init(&sub.presence, held->n,
+                      held->n > 1 ? apr_palloc(r->pool, held->n * sizeof(uint32_t))
+                                  : NULL);
     ap_log_rerror(
         APLOG_MARK, APLOG_DEBUG, 0, r,
         H2C_TAG_SUB_START ": subscriber starts at id %" APR_UINT64_T_FMT " (%s)",
         (apr_uint64_t)h2c_follow_last(&sub.follow) + 1, sub.sse ? "sse" : "ndjson");
     /* headers and snapshot go out at once, even when there is nothing */
-    if (send_pending(&sub) == APR_SUCCESS) {
+    if (send_pending(&sub) == APR_SUCCESS &&
+        send_presence(&sub, apr_time_now(), &(apr_time_t){0}) == APR_SUCCESS) {
         hold(&sub);
         if (stopping(st) && !sub.stalled) {
             put_reconnect(&sub);

@@ -7,10 +7,10 @@
 #include "unit.h"
 
 static h2c_rooms_t *make(apr_pool_t *p, uint32_t history) {
-    apr_size_t size = h2c_rooms_size(4, 64 * 1024);
+    apr_size_t size = h2c_rooms_size(4, 1, 64 * 1024);
     h2c_rooms_t *rs = apr_pcalloc(p, sizeof(*rs));
 
-    CHECK(h2c_rooms_init(rs, apr_pcalloc(p, size), size, 4, 64 * 1024, history, 256) ==
+    CHECK(h2c_rooms_init(rs, apr_pcalloc(p, size), size, 4, 1, 64 * 1024, history, 256) ==
           APR_SUCCESS);
     return rs;
 }
