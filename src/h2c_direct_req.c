@@ -844,6 +844,8 @@ void h2c_direct_strm_free(strm_t *s) {
         s->job->s = NULL; /* its answer is dropped when it comes back */
     }
     release_rooms(s);
+    /* idempotent: also a subscriber gone while its rooms were being held */
+    h2c_policy_release(&s->hold);
     if (s->entered) {
         h2c_policy_release(&s->hold);
         h2c_seg_direct_count(c->d->env.seg, c->d->env.child_slot, 0, -1);

@@ -63,6 +63,8 @@ static const h2c_deny_info_t table[H2C_DENY_MAX] = {
     [H2C_DENY_MEMORY] = {503, H2C_TAG_MEMORY,
                          "chat memory is full of rooms with subscribers, retry later",
                          H2C_LOG_WARN, H2C_REFUSED_ROOMS, H2C_POLICY_RETRY_S, NULL, 0},
+    [H2C_DENY_ROOM_FORBIDDEN] = {403, H2C_TAG_ROOM_FORBIDDEN, NULL, H2C_LOG_INFO, N, 0,
+                                 NULL, 0},
     [H2C_DENY_BAD_REQUEST] = {400, H2C_TAG_BAD_REQUEST, NULL, H2C_LOG_INFO,
                               H2C_REFUSED_INVALID, 0, NULL, 0},
 };

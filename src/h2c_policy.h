@@ -23,25 +23,26 @@
 /* Every way a chat request is refused. */
 typedef enum {
     H2C_DENY_NONE = 0,
-    H2C_DENY_UNAVAILABLE,  /* 503: the store is not usable in this process */
-    H2C_DENY_PUBLISH,      /* 503: the store could not publish */
-    H2C_DENY_METHOD,       /* 405 */
-    H2C_DENY_ORIGIN,       /* 403: Origin not in H2ChatAllowOrigin */
-    H2C_DENY_MEDIA_TYPE,   /* 415 */
-    H2C_DENY_RATE,         /* 429: over H2ChatRateLimit */
-    H2C_DENY_TOO_LARGE,    /* 413: body over H2ChatMaxMessageBytes */
-    H2C_DENY_READ_BODY,    /* 400: the body could not be read */
-    H2C_DENY_BAD_MESSAGE,  /* 400: the body is not a valid message */
-    H2C_DENY_BAD_RESUME,   /* 400: since / Last-Event-ID is not an id */
-    H2C_DENY_CAP,          /* 503: H2ChatMaxSubscribers reached */
-    H2C_DENY_ADDRESS,      /* 503: H2ChatMaxSubscribersPerAddress reached */
-    H2C_DENY_NOT_FOUND,    /* 404: a path the direct listener does not serve */
-    H2C_DENY_HEADERS,      /* 431: too many header fields, or too large */
-    H2C_DENY_URI_TOO_LONG, /* 414: the path is over LimitRequestLine */
-    H2C_DENY_BAD_REQUEST,  /* 400: a request httpd would not take (scheme, escapes) */
-    H2C_DENY_BAD_ROOM,     /* 400: not a room name, or a bad ?room= list */
-    H2C_DENY_ROOMS_FULL,   /* 503: H2ChatMaxRooms rooms exist, all with streams */
-    H2C_DENY_MEMORY,       /* 503: H2ChatMemory is full of rooms with streams */
+    H2C_DENY_UNAVAILABLE,    /* 503: the store is not usable in this process */
+    H2C_DENY_PUBLISH,        /* 503: the store could not publish */
+    H2C_DENY_METHOD,         /* 405 */
+    H2C_DENY_ORIGIN,         /* 403: Origin not in H2ChatAllowOrigin */
+    H2C_DENY_MEDIA_TYPE,     /* 415 */
+    H2C_DENY_RATE,           /* 429: over H2ChatRateLimit */
+    H2C_DENY_TOO_LARGE,      /* 413: body over H2ChatMaxMessageBytes */
+    H2C_DENY_READ_BODY,      /* 400: the body could not be read */
+    H2C_DENY_BAD_MESSAGE,    /* 400: the body is not a valid message */
+    H2C_DENY_BAD_RESUME,     /* 400: since / Last-Event-ID is not an id */
+    H2C_DENY_CAP,            /* 503: H2ChatMaxSubscribers reached */
+    H2C_DENY_ADDRESS,        /* 503: H2ChatMaxSubscribersPerAddress reached */
+    H2C_DENY_NOT_FOUND,      /* 404: a path the direct listener does not serve */
+    H2C_DENY_HEADERS,        /* 431: too many header fields, or too large */
+    H2C_DENY_URI_TOO_LONG,   /* 414: the path is over LimitRequestLine */
+    H2C_DENY_BAD_REQUEST,    /* 400: a request httpd would not take (scheme, escapes) */
+    H2C_DENY_BAD_ROOM,       /* 400: not a room name, or a bad ?room= list */
+    H2C_DENY_ROOMS_FULL,     /* 503: H2ChatMaxRooms rooms exist, all with streams */
+    H2C_DENY_MEMORY,         /* 503: H2ChatMemory is full of rooms with streams */
+    H2C_DENY_ROOM_FORBIDDEN, /* 403: a ?room= its own URL's access config refuses */
     H2C_DENY_MAX
 } h2c_deny_t;
 

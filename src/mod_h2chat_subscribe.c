@@ -23,6 +23,7 @@
 #include <http_connection.h>
 #include <http_core.h>
 #include <http_protocol.h>
+#include <http_request.h>
 
 #include "h2c_follow.h"
 #include "h2c_presence.h"
@@ -326,6 +327,37 @@ static int answer_presence(request_rec *r, h2chat_state_t *st,
     return OK;
 }
 
+/* A stream of several rooms: each room is checked as if its own URL had
+ * been requested (<Location>, <LocationMatch>, Require: httpd's access
+ * hooks, by a subrequest), except the request's own, which passed them. */
+static int rooms_allowed(request_rec *r, const h2c_policy_conf_t *conf,
+                         apr_array_header_t *names, h2c_verdict_t *v) {
+    int i, status;
+
+    for (i = 0; conf->rooms_base && i < names->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+        const char *uri = apr_pstrcat(r->pool, conf->rooms_base, "/", name, NULL);
+        request_rec *sub;
+
+        if (!*name || !strcmp(uri, r->uri) ||
+            !strcmp(apr_pstrcat(r->pool, uri, "/", NULL), r->uri)) {
+            continue;
+        }
+        sub = ap_sub_req_lookup_uri(uri, r, NULL);
+        status = sub->status;
+        ap_destroy_sub_req(sub);
+        if (status != HTTP_OK) {
+            h2c_policy_refuse(v, H2C_DENY_ROOM_FORBIDDEN,
+                              apr_psprintf(r->pool,
+                                           "room \"%s\" is forbidden here (its URL %s "
+                                           "answers %d)",
+                                           name, uri, status));
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* The rooms a stream held, let go when its request ends. */
 typedef struct {
     uint32_t *idx;
@@ -405,7 +437,8 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     h2chat_conf_policy(dc, &conf);
     h2chat_request_describe(r, &req);
     if (!h2c_policy_subscribe(&req, st->usable, &want, &v) ||
-        !h2c_policy_rooms(&conf, &req, 1, r->pool, &names, &v)) {
+        !h2c_policy_rooms(&conf, &req, 1, r->pool, &names, &v) ||
+        !rooms_allowed(r, &conf, names, &v)) {
         return h2chat_reply_refusal(r, &v);
     }
     if (want.presence_query) {

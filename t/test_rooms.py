@@ -4,7 +4,8 @@ On every transport: the direct loop (h2c), mod_http2 (h2 over TLS) and
 HTTP/1.1, NDJSON and SSE; the location itself stays the default room,
 so clients from before rooms keep working."""
 
-import json
+import base64
+import subprocess
 import time
 
 import pytest
@@ -25,7 +26,28 @@ H2ChatMaxSubscribersPerAddress off
 <Location /plain>
     H2Chat On
 </Location>
+<LocationMatch "^/msgs/staff(/|$)">
+    AuthType Basic
+    AuthName "staff only"
+    AuthBasicProvider file
+    AuthUserFile "@ROOT@/htpasswd"
+    Require user boss
+</LocationMatch>
 """
+USERS = {'boss': 'b0ss', 'worker': 'w0rk'}
+
+
+def SETUP(server):
+    path = server.root / 'htpasswd'
+    for i, (user, pw) in enumerate(USERS.items()):
+        subprocess.run(['htpasswd', '-b'] + (['-c'] if i == 0 else []) + [str(path), user, pw],
+                       check=True, capture_output=True)
+    path.chmod(0o644)
+
+
+def basic(user):
+    cred = f'{user}:{USERS[user]}'.encode()
+    return {'Authorization': 'Basic ' + base64.b64encode(cred).decode()}
 
 # (transport, mode): h2c is the direct loop, h2tls mod_http2, h1 HTTP/1.1
 TRANSPORTS = [('h2c', 'ndjson'), ('h2c', 'sse'), ('h2tls', 'ndjson'), ('h2tls', 'sse'),
@@ -181,3 +203,59 @@ def test_status_counts_rooms(server):
     assert st['H2ChatMemory'] >= 64 * 1024 * 1024, st
     m = env.request(server.port, 'GET', '/server-status?auto').body.decode()
     assert 'H2ChatRefusedRooms: 0' in m, m
+
+
+@pytest.mark.parametrize('transport', ['h2tls', 'h1'])
+def test_room_require_applies(server, transport):
+    """Apache's own access config of a room's URL governs it: GET and POST
+    of the room, and a ?room= of a stream of several (checked as if its URL
+    had been requested); other rooms are unaffected; the message's user is
+    the authenticated one. (The direct loop runs no Require: README.)"""
+    def get(path, user=None):
+        return env.curl_request(server.port, server.tls_port, transport, 'GET', path,
+                                headers=basic(user) if user else None, timeout=3)
+
+    r = get('/msgs/staff')
+    assert r.status == 401 and 'basic' in r.headers.get('www-authenticate', '').lower(), r
+    assert get('/msgs/staff', 'worker').status == 401
+    mark = server.errlog_mark()
+    r = get('/msgs?room=lobby&room=staff')
+    env.assert_json_error(r, 403)
+    assert '"staff"' in r.json()['error'], r.json()
+    assert server.wait_errlog(r'H2C0059: .*403', mark), server.errlog_since(mark)
+    env.assert_json_error(get('/msgs/lobby?room=staff', 'worker'), 403)
+    # allowed: the boss, and anyone for rooms without a Require
+    s = sub(server, transport, 'ndjson', '/msgs?room=lobby&room=staff',
+            extra_headers=basic('boss'))
+    t = sub(server, transport, 'ndjson', '/msgs?room=lobby')
+    r = server.post({'user': 'x', 'text': 'nope'}, transport=transport, path='/msgs/staff')
+    assert r.status == 401, r
+    r = server.post({'user': 'mallory', 'text': 'staff meeting'}, transport=transport,
+                    path='/msgs/staff', headers=basic('boss'))
+    assert r.status == 201, r
+    post(server, 'lobby', 'hello lobby', transport=transport)
+    s.wait_for(2)
+    t.wait_event(lambda e: e.get('text') == 'hello lobby', 5)
+    got = [(m['room'], m['user'], m['text']) for m in s.messages[-2:]]
+    assert got == [('staff', 'boss', 'staff meeting'), ('lobby', 'u', 'hello lobby')], got
+    assert not [m for m in t.messages if m.get('room') == 'staff'], t.summary()
+    s.close()
+    t.close()
+
+
+def test_streams_reset_while_their_rooms_are_held(server):
+    """The direct loop holds a subscriber's rooms through its publisher
+    thread; a stream the client resets meanwhile gives back its place in
+    the caps and its rooms (nothing counted stays behind)."""
+    base = server.h2chat_status()
+    conns = [env.H2Connection(server.port) for _ in range(4)]
+    for i in range(200):
+        c = conns[i % 4]
+        sid = c.request('GET', f'/msgs/reset-{i % 7}?room=reset-x')
+        c.reset(sid)
+    for c in conns:
+        c.close()
+    assert server.wait_subscribers(base['H2ChatSubscribers'], 10) == \
+        base['H2ChatSubscribers'], server.h2chat_status()
+    st = server.h2chat_status()
+    assert st['H2ChatDirectSubscribers'] == base['H2ChatDirectSubscribers'], st
