@@ -813,6 +813,9 @@ void h2c_direct_job_run(h2c_direct_t *d, job_t *job) {
         h2c_store_release(d->env.store, d->env.child_slot, job->idx, job->n);
         job->rv = APR_SUCCESS;
         break;
+    case JOB_COUNTS:
+        job->rv = h2c_store_counts(d->env.store, job->names, job->n, job->idx);
+        break;
     }
 }
 

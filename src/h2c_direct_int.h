@@ -116,6 +116,7 @@ typedef enum {
     JOB_PUBLISH, /* a POST: fields into room */
     JOB_HOLD,    /* a subscriber's rooms: names in, idx out */
     JOB_RELEASE, /* a gone subscriber's rooms: idx */
+    JOB_COUNTS,  /* ?presence: names in, counts out (in idx) */
 } job_kind_t;
 
 struct job_t {

@@ -442,6 +442,37 @@ static void sub_start(strm_t *s) {
 
 /* A subscriber: the policy's checks and caps here; its rooms are held by
  * the publisher thread (they may be new: the global lock), then sub_start. */
+/* A job carrying the request's room names (one malloc with the strings)
+ * and n indexes or counts for the answer; NULL out of memory. */
+static job_t *job_rooms(strm_t *s, job_kind_t kind, const apr_array_header_t *names) {
+    apr_size_t bytes = 0;
+    job_t *job;
+    char *at;
+    int i;
+
+    for (i = 0; i < names->nelts; i++) {
+        bytes += sizeof(char *) + strlen(APR_ARRAY_IDX(names, i, const char *)) + 1;
+    }
+    if (!(job = job_make(s, kind)) || !(job->names = malloc(bytes)) ||
+        !(job->idx = malloc((apr_size_t)names->nelts * sizeof(uint32_t)))) {
+        if (job) {
+            s->job = NULL;
+            h2c_direct_job_free(job);
+        }
+        return NULL;
+    }
+    job->n = (uint32_t)names->nelts;
+    at = (char *)(job->names + job->n);
+    for (i = 0; i < names->nelts; i++) {
+        job->names[i] = at;
+        at = stpcpy(at, APR_ARRAY_IDX(names, i, const char *)) + 1;
+    }
+    return job;
+}
+
+/* A subscriber: the policy's checks and caps here; its rooms are held by
+ * the publisher thread (they may be new: the global lock), then sub_start.
+ * ?presence: the rooms' counts, looked up there too, and no stream. */
 static void subscribe(strm_t *s, const char *path, const char *args) {
     h2c_direct_t *d = s->c->d;
     const h2c_direct_site_t *site = s->c->site;
@@ -449,12 +480,10 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
     apr_array_header_t *names;
     h2c_request_t req;
     h2c_verdict_t v;
-    apr_size_t bytes = 0;
-    char hb[24], *at;
+    char hb[24];
     nghttp2_nv nv[6];
     size_t n = 0;
     job_t *job;
-    int i;
 
     describe(s, path, args, &req);
     if (!h2c_policy_subscribe(&req, 1, &want, &v) ||
@@ -463,6 +492,15 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
         return;
     }
     s->sse = want.sse;
+    if (want.presence_query) {
+        if (!(job = job_rooms(s, JOB_COUNTS, names))) {
+            h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
+            refuse(s, &v);
+            return;
+        }
+        job_submit(d, job);
+        return;
+    }
     if (s->head) {
         apr_snprintf(hb, sizeof(hb), "%u", site->conf.heartbeat_s);
         NV(":status", "200");
@@ -483,27 +521,11 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
     }
     s->resume = want.resume;
     s->since = want.since;
-    for (i = 0; i < names->nelts; i++) {
-        bytes += sizeof(char *) + strlen(APR_ARRAY_IDX(names, i, const char *)) + 1;
-    }
-    if (!(job = job_make(s, JOB_HOLD)) || !(job->names = malloc(bytes)) ||
-        !(job->idx = malloc((apr_size_t)names->nelts * sizeof(uint32_t)))) {
-        if (job) {
-            s->job = NULL;
-            h2c_direct_job_free(job);
-        }
+    if (!(job = job_rooms(s, JOB_HOLD, names))) {
         h2c_policy_release(&s->hold);
         h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
         refuse(s, &v);
         return;
-    }
-    job->n = (uint32_t)names->nelts;
-    at = (char *)(job->names + job->n);
-    for (i = 0; i < names->nelts; i++) {
-        const char *name = APR_ARRAY_IDX(names, i, const char *);
-
-        job->names[i] = at;
-        at = stpcpy(at, name) + 1;
     }
     job_submit(d, job);
 }
@@ -594,6 +616,13 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
         s->nrooms = job->n;
         job->idx = NULL;
         sub_start(s);
+        break;
+    case JOB_COUNTS:
+        if (s) {
+            reply(s, 200,
+                  h2c_json_presence_list(s->c->d->scratch, job->names, job->idx, job->n),
+                  NULL, NULL);
+        }
         break;
     case JOB_RELEASE:
         break;

@@ -208,6 +208,22 @@ char *h2c_json_presence(apr_pool_t *p, const char *room, uint32_t count, int as_
     return pool_dump(p, j);
 }
 
+char *h2c_json_presence_list(apr_pool_t *p, const char *const *rooms,
+                             const uint32_t *counts, uint32_t n) {
+    char *body;
+    uint32_t i;
+
+    if (n == 1) {
+        return h2c_json_presence(p, rooms[0], counts[0], 0);
+    }
+    body = "[";
+    for (i = 0; i < n; i++) {
+        body = apr_pstrcat(p, body, i ? "," : "",
+                           h2c_json_presence(p, rooms[i], counts[i], 0), NULL);
+    }
+    return apr_pstrcat(p, body, "]", NULL);
+}
+
 char *h2c_json_reconnect(apr_pool_t *p, uint32_t retry_ms) {
     return apr_psprintf(p, "{\"type\":\"reconnect\",\"retry\":%u}", retry_ms);
 }

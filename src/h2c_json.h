@@ -46,6 +46,9 @@ char *h2c_json_heartbeat(apr_pool_t *p, int64_t time_ms);
  * location's own); and a ?presence answer {"room":"a","count":N} (as_event
  * 0: no type, the room always named, "" for the location's own). */
 char *h2c_json_presence(apr_pool_t *p, const char *room, uint32_t count, int as_event);
+/* A ?presence answer: one room's object, or an array of them for n > 1. */
+char *h2c_json_presence_list(apr_pool_t *p, const char *const *rooms,
+                             const uint32_t *counts, uint32_t n);
 /* {"type":"reconnect","retry":ms}: the last line of a stream its stopping
  * child ends (H2ChatReconnectSpread) */
 char *h2c_json_reconnect(apr_pool_t *p, uint32_t retry_ms);

@@ -306,24 +306,14 @@ static int answer_presence(request_rec *r, h2chat_state_t *st,
     uint32_t n = (uint32_t)names->nelts,
              *counts = apr_palloc(r->pool, n * sizeof(uint32_t));
     const char *const *room = (const char *const *)(void *)names->elts;
-    const char *body;
     h2c_verdict_t v;
-    uint32_t i;
 
     if (h2c_store_counts(&st->store, room, n, counts) != APR_SUCCESS) {
         h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
         return h2chat_reply_refusal(r, &v);
     }
-    body = n == 1 ? h2c_json_presence(r->pool, room[0], counts[0], 0) : "[";
-    for (i = 0; n > 1 && i < n; i++) {
-        body = apr_pstrcat(r->pool, body, i ? "," : "",
-                           h2c_json_presence(r->pool, room[i], counts[i], 0), NULL);
-    }
-    if (n > 1) {
-        body = apr_pstrcat(r->pool, body, "]", NULL);
-    }
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache, no-store");
-    h2chat_reply_json(r, HTTP_OK, body);
+    h2chat_reply_json(r, HTTP_OK, h2c_json_presence_list(r->pool, room, counts, n));
     return OK;
 }
 

@@ -191,6 +191,19 @@ static void test_parse_resume(apr_pool_t *p) {
 static void test_small_objects(apr_pool_t *p) {
     CHECK(!strcmp(h2c_json_error(p, "bad \"x\""), "{\"error\":\"bad \\\"x\\\"\"}"));
     CHECK(!strcmp(h2c_json_published(p, 17, 5), "{\"id\":17,\"time\":5}"));
+    CHECK(!strcmp(h2c_json_presence(p, "a", 3, 1),
+                  "{\"type\":\"presence\",\"room\":\"a\",\"count\":3}"));
+    CHECK(!strcmp(h2c_json_presence(p, "", 0, 1), "{\"type\":\"presence\",\"count\":0}"));
+    CHECK(!strcmp(h2c_json_presence(p, "", 2, 0), "{\"room\":\"\",\"count\":2}"));
+    {
+        const char *rooms[] = {"a", "b"};
+        uint32_t counts[] = {1, 2};
+
+        CHECK(!strcmp(h2c_json_presence_list(p, rooms, counts, 1),
+                      "{\"room\":\"a\",\"count\":1}"));
+        CHECK(!strcmp(h2c_json_presence_list(p, rooms, counts, 2),
+                      "[{\"room\":\"a\",\"count\":1},{\"room\":\"b\",\"count\":2}]"));
+    }
     CHECK(!strcmp(h2c_json_gap(p, NULL, 3, 4, 6),
                   "{\"type\":\"gap\",\"missed\":3,\"from\":4,\"to\":6}"));
     CHECK(!strcmp(h2c_json_gap(p, "", 3, 4, 6),
