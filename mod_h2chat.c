@@ -78,6 +78,8 @@ static void h2chat_child_init(apr_pool_t *pchild, server_rec *s) {
     }
     h2chat_journal_child_init(pchild, s, &st->store);
     if ((rv = h2chat_wake_child_init(pchild, s, &st->store)) != APR_SUCCESS ||
+        (rv = h2chat_presence_child_init(pchild, &st->store, st->child_slot)) !=
+            APR_SUCCESS ||
         (rv = h2c_store_open(&st->store, pchild)) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      H2C_TAG_CHILD_INIT ": cannot start the %s store's threads",
@@ -103,6 +105,7 @@ static void h2chat_child_stopping(apr_pool_t *pchild, int graceful) {
     h2chat_spread_child_stopping();
     __atomic_store_n(&st->stopping, 1, __ATOMIC_RELEASE);
     h2c_store_stop(&st->store);
+    h2chat_presence_child_stopping();
     h2chat_wake_child_stopping();
     /* the handler's streams end now, while the loop below may take a moment
      * to drain; waiters in other children wake, find nothing new and sleep

@@ -80,8 +80,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     CHECK(apr_global_mutex_create(&lock, NULL, APR_LOCK_DEFAULT, pool) == APR_SUCCESS);
     h2c_store_init(&store, &h2c_store_shm_ops, &seg, lock, NULL);
     for (i = 0; i < 10; i++) { /* the room rolls over: resumes find gaps */
-        CHECK(h2c_store_publish(&store, H2C_ROOMS_DEFAULT, MSG, strlen(MSG), &id, &t) ==
-              APR_SUCCESS);
+        CHECK(h2c_store_publish(&store, "", MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
     }
     origins = apr_array_make(pool, 1, sizeof(const char *));
     APR_ARRAY_PUSH(origins, const char *) = "https://chat.example";
@@ -119,8 +118,7 @@ static int piece(conn_t *c, int peer, const uint8_t *p, size_t n, int flags) {
     int open = h2c_direct_conn_input(c, p, n);
 
     if (flags & 1) {
-        CHECK(h2c_store_publish(&store, H2C_ROOMS_DEFAULT, MSG, strlen(MSG), &id, &t) ==
-              APR_SUCCESS);
+        CHECK(h2c_store_publish(&store, "", MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
     }
     h2c_direct_settle(d, (flags & 4) ? 3000000 : 10000);
     if (!(flags & 2)) {

@@ -295,7 +295,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     in = json_loadb(body, len, JSON_ALLOW_NUL, &err);
     expect = in && oracle_accepts(in, auth, &user, &text);
 
-    rv = h2c_json_parse_post(body, len, auth, pool, &fields, &flen, &why);
+    rv = h2c_json_parse_post(body, len, auth, NULL, pool, &fields, &flen, &why);
     if (rv != APR_SUCCESS) {
         CHECK(rv == APR_EINVAL);
         CHECK(why != NULL && why[0] != '\0');

@@ -449,8 +449,11 @@ static void conn_tick(conn_t *c) {
             s->pending_since = 0;
             s->progress = d->now_us; /* once: the reset goes out now */
             nghttp2_submit_rst_stream(c->ngh, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
-        } else if (s->kind == STRM_SUB && s->deferred && d->now_us >= s->heartbeat_due) {
-            h2c_direct_heartbeat(s);
+        } else if (s->kind == STRM_SUB && s->deferred &&
+                   (h2c_direct_presence(s) || d->now_us >= s->heartbeat_due)) {
+            if (d->now_us >= s->heartbeat_due && s->out_off >= s->out_len) {
+                h2c_direct_heartbeat(s);
+            }
             s->deferred = 0;
             nghttp2_session_resume_data(c->ngh, s->id);
         }
@@ -523,7 +526,7 @@ static void take_published(h2c_direct_t *d) {
         conn_t *c = job->s ? job->s->c : NULL;
 
         done = job->next;
-        h2c_direct_published(job);
+        h2c_direct_published(d, job);
         if (c) {
             conn_send(c);
             if (c->closing) {
@@ -537,18 +540,25 @@ static void take_published(h2c_direct_t *d) {
  * also rings for new connections and finished publishes. */
 static void deliver(h2c_direct_t *d) {
     uint64_t last = h2c_rooms_last_id(d->rooms);
+    uint32_t presence = h2c_rooms_presence_seq(d->rooms);
+    int counts = presence != d->presence_seen;
     conn_t *c, *nx;
+    strm_t *s;
 
-    if (last == d->delivered) {
+    if (last == d->delivered && !counts) {
         return;
     }
     d->delivered = last;
+    d->presence_seen = presence;
     for (c = d->conns; c; c = nx) {
         uint64_t data_out0 = c->data_out;
 
         nx = c->next;
         if (c->pend_off < c->pend_len) {
             continue; /* still draining: its streams catch up when it has */
+        }
+        for (s = counts ? c->streams : NULL; s; s = s->lnext) {
+            h2c_direct_presence(s); /* a count changed: lines for who may look */
         }
         h2c_direct_resume(c, 0);
         conn_send(c);
@@ -752,7 +762,8 @@ static void *APR_THREAD_FUNC publisher_main(apr_thread_t *thd, void *data) {
             apr_thread_cond_wait(d->cond, d->lock);
         }
         if (!d->jobs_in) {
-            break; /* stopping, nothing left */
+            d->publisher_done = 1; /* later jobs run where they are made */
+            break;                 /* stopping, nothing left */
         }
         job = d->jobs_in;
         d->jobs_in = job->next;
@@ -761,8 +772,7 @@ static void *APR_THREAD_FUNC publisher_main(apr_thread_t *thd, void *data) {
         }
         d->publishing = 1;
         apr_thread_mutex_unlock(d->lock);
-        job->rv = h2c_store_publish(d->env.store, H2C_ROOMS_DEFAULT, job->fields,
-                                    job->flen, &job->id, &job->time_ms);
+        h2c_direct_job_run(d, job);
         apr_thread_mutex_lock(d->lock);
         d->publishing = 0;
         job->next = d->jobs_out;
@@ -779,9 +789,33 @@ static void free_jobs(job_t *job) {
     while (job) {
         job_t *next = job->next;
 
-        free(job->fields);
-        free(job);
+        h2c_direct_job_free(job);
         job = next;
+    }
+}
+
+void h2c_direct_job_free(job_t *job) {
+    free(job->fields), free(job->room), free(job->names), free(job->idx);
+    free(job);
+}
+
+void h2c_direct_job_run(h2c_direct_t *d, job_t *job) {
+    switch (job->kind) {
+    case JOB_PUBLISH:
+        job->rv = h2c_store_publish(d->env.store, job->room, job->fields, job->flen,
+                                    &job->id, &job->time_ms);
+        break;
+    case JOB_HOLD:
+        job->rv =
+            h2c_store_hold(d->env.store, d->env.child_slot, job->names, job->n, job->idx);
+        break;
+    case JOB_RELEASE:
+        h2c_store_release(d->env.store, d->env.child_slot, job->idx, job->n);
+        job->rv = APR_SUCCESS;
+        break;
+    case JOB_COUNTS:
+        job->rv = h2c_store_counts(d->env.store, job->names, job->n, job->idx);
+        break;
     }
 }
 

@@ -14,6 +14,7 @@
 #include "h2c_penalty.h"
 #include "h2c_direct.h"
 #include "h2c_follow.h"
+#include "h2c_presence.h"
 #include "h2c_log.h"
 #include "h2c_sock.h"
 
@@ -33,7 +34,7 @@ typedef struct job_t job_t;
 
 typedef enum {
     STRM_NEW,   /* the request is coming in */
-    STRM_WAIT,  /* a publish is with the publisher thread */
+    STRM_WAIT,  /* a publish, or a subscriber's rooms, with the publisher thread */
     STRM_SUB,   /* a held stream */
     STRM_REPLY, /* a complete answer is going out */
 } strm_kind_t;
@@ -51,15 +52,21 @@ struct strm_t {
     char *body;
     uint32_t body_len, body_cap;
     int body_over;
-    job_t *job; /* STRM_WAIT: the publish in flight */
+    job_t *job; /* STRM_WAIT: the job in flight */
     /* a reply's body, or a subscriber's protocol lines and split messages */
     char *out;
     apr_size_t out_len, out_off;
     /* a subscriber */
-    h2c_follow_t follow; /* its place in its room */
-    uint64_t lat_from;   /* ids from here were committed while it held: sampled */
-    uint64_t lat_id;     /* the newest of those it framed ... */
-    uint32_t lat_us;     /* ... and its commit stamp */
+    h2c_follow_t follow;     /* its place in its rooms ... */
+    uint32_t *rooms;         /* ... their indexes (malloc'ed), held in the rooms */
+    uint32_t nrooms;         /* 0: none held */
+    h2c_presence_t presence; /* the counts it told (H2ChatPresence count) */
+    int presence_off;
+    int resume; /* where it starts, kept while its rooms are held */
+    uint64_t since;
+    uint64_t lat_from; /* ids from here were committed while it held: sampled */
+    uint64_t lat_id;   /* the newest of those it framed ... */
+    uint32_t lat_us;   /* ... and its commit stamp */
     int sse;
     int entered;     /* counted in the segment ... */
     h2c_hold_t hold; /* ... here (h2c_policy_hold) */
@@ -103,11 +110,24 @@ struct conn_t {
     int64_t goaway_at;
 };
 
-/* A POST for the publisher thread, and its answer. */
+/* What the publisher thread does for the loop: everything that takes the
+ * global lock or waits on a store. */
+typedef enum {
+    JOB_PUBLISH, /* a POST: fields into room */
+    JOB_HOLD,    /* a subscriber's rooms: names in, idx out */
+    JOB_RELEASE, /* a gone subscriber's rooms: idx */
+    JOB_COUNTS,  /* ?presence: names in, counts out (in idx) */
+} job_kind_t;
+
 struct job_t {
     strm_t *s; /* NULL once the stream is gone: the answer is dropped */
-    char *fields;
+    job_kind_t kind;
+    char *fields; /* publish */
     apr_size_t flen;
+    char *room;
+    const char **names; /* hold: n names (one malloc with the strings) */
+    uint32_t *idx;      /* hold, release: n indexes (malloc) */
+    uint32_t n;
     apr_status_t rv;
     uint64_t id;
     int64_t time_ms;
@@ -130,10 +150,12 @@ struct h2c_direct_t {
     job_t *jobs_in, *jobs_out; /* FIFO in (to the publisher), LIFO out */
     job_t **jobs_in_tail;
     apr_thread_t *publisher;
-    int publishing; /* the publisher has a job in hand */
+    int publishing;     /* the publisher has a job in hand */
+    int publisher_done; /* ... and left: jobs run where they are made */
     int stop;
     int64_t now_us;
     uint64_t delivered;             /* the rooms' last id at the last delivery pass */
+    uint32_t presence_seen;         /* ... and their presence word */
     char date[APR_RFC822_DATE_LEN]; /* the Date of answers, once a second */
     int64_t date_sec;
     char buf[H2C_DIRECT_COALESCE];
@@ -185,8 +207,13 @@ int h2c_direct_refuse_penalized(h2c_direct_t *d, conn_t *c);
 /* h2c_direct_req.c */
 void h2c_direct_callbacks(nghttp2_session_callbacks *cbs);
 void h2c_direct_strm_free(strm_t *s);
-void h2c_direct_published(job_t *job); /* on the loop: answer a finished job */
+void h2c_direct_published(h2c_direct_t *d,
+                          job_t *job); /* on the loop: answer a finished job */
+void h2c_direct_job_run(h2c_direct_t *d, job_t *job); /* the publisher's part */
+void h2c_direct_job_free(job_t *job);
 void h2c_direct_heartbeat(strm_t *s);
+/* Presence lines for a held stream, if a look is due: 1 if it has some. */
+int h2c_direct_presence(strm_t *s);
 void h2c_direct_hint(strm_t *s); /* the loop stops: the reconnect hint, if armed */
 int h2c_direct_has_pending(const strm_t *s);
 

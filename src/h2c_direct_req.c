@@ -9,6 +9,7 @@
 #include "h2c_direct_int.h"
 #include "h2c_frame.h"
 #include "h2c_json.h"
+#include "h2c_room.h"
 #include "h2c_tags.h"
 
 /* one header into nv[n++]: names and values are copied by nghttp2 */
@@ -111,8 +112,10 @@ static void refuse(strm_t *s, const h2c_verdict_t *v) {
 }
 
 /* The request as the policy reads it. */
-static void describe(const strm_t *s, const char *args, h2c_request_t *req) {
+static void describe(const strm_t *s, const char *path, const char *args,
+                     h2c_request_t *req) {
     req->method = s->method;
+    req->path = path;
     req->args = args;
     req->content_type = s->ctype;
     req->accept = s->accept;
@@ -153,6 +156,25 @@ static int sub_line(strm_t *s, const char *event, const char *json) {
     }
     h2c_frame_event(s->sse, event, json, at, n + 1);
     return 1;
+}
+
+static void presence_line(void *ctx, uint32_t which, uint32_t count) {
+    strm_t *s = ctx;
+    char name[H2C_ROOMS_NAME_MAX + 1];
+
+    h2c_rooms_room_name(s->c->d->rooms, s->rooms[which], name);
+    sub_line(s, "presence", h2c_json_presence(s->c->d->scratch, name, count, 1));
+}
+
+int h2c_direct_presence(strm_t *s) {
+    int64_t wait;
+
+    if (s->kind != STRM_SUB || !s->c->site->conf.presence || s->presence_off ||
+        !h2c_presence_due(&s->presence, s->c->d->rooms, s->c->d->now_us, &wait)) {
+        return 0;
+    }
+    return h2c_presence_look(&s->presence, &s->follow, s->c->d->now_us, presence_line,
+                             s) > 0;
 }
 
 void h2c_direct_heartbeat(strm_t *s) {
@@ -201,14 +223,20 @@ static int sub_spill(strm_t *s, const h2c_rooms_msg_t *m, uint32_t *commit_us) {
     return 1;
 }
 
-/* Messages of the stream's room left before it read them: a gap line. */
+/* Messages of one of the stream's rooms left before it read them: a gap
+ * line naming the room (the stream keeps indexes, the rooms the names). */
 static void sub_gap(strm_t *s, const h2c_follow_gap_t *gap) {
-    sub_line(s, "gap", h2c_json_gap(s->c->d->scratch, gap->missed, gap->from, gap->to));
+    char name[H2C_ROOMS_NAME_MAX + 1];
+
+    h2c_rooms_room_name(s->c->d->rooms, s->rooms[gap->which], name);
+    sub_line(s, "gap",
+             h2c_json_gap(s->c->d->scratch, name, gap->missed, gap->from, gap->to));
 }
 
-/* Message m went into the stream's frames. */
-static void sub_sent(strm_t *s, const h2c_rooms_msg_t *m, uint32_t commit_us) {
-    h2c_follow_sent(&s->follow, m);
+/* Message m (of the stream's room `which`) went into the stream's frames. */
+static void sub_sent(strm_t *s, const h2c_rooms_msg_t *m, uint32_t which,
+                     uint32_t commit_us) {
+    h2c_follow_sent(&s->follow, m, which);
     s->sent++;
     if (m->id >= s->lat_from) {
         s->lat_id = m->id;
@@ -281,13 +309,13 @@ static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t l
                                   &us)) {
         case APR_SUCCESS:
             n += m;
-            sub_sent(s, &msg, us);
+            sub_sent(s, &msg, gap.which, us);
             break;
         case APR_ENOSPC:
             if (n > 0) {
                 more = 0; /* the next frame takes it */
             } else if (sub_spill(s, &msg, &us)) {
-                sub_sent(s, &msg, us);
+                sub_sent(s, &msg, gap.which, us);
             } else if (++lost > 8) {
                 more = 0;
             }
@@ -307,12 +335,68 @@ static ssize_t sub_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t l
     return (ssize_t)n;
 }
 
-static void subscribe(strm_t *s, const char *args) {
+/* Hands a job to the publisher thread; once it has left (the loop stops),
+ * runs it here and answers it at once. */
+static void job_submit(h2c_direct_t *d, job_t *job) {
+    int done;
+
+    apr_thread_mutex_lock(d->lock);
+    done = d->publisher_done;
+    if (!done) {
+        *d->jobs_in_tail = job;
+        d->jobs_in_tail = &job->next;
+        apr_thread_cond_signal(d->cond);
+    }
+    apr_thread_mutex_unlock(d->lock);
+    if (done) {
+        h2c_direct_job_run(d, job);
+        h2c_direct_published(d, job);
+    }
+}
+
+/* A job for stream s (NULL: none waits for it), or NULL out of memory. */
+static job_t *job_make(strm_t *s, job_kind_t kind) {
+    job_t *job = calloc(1, sizeof(*job));
+
+    if (job) {
+        job->kind = kind;
+        job->s = s;
+        if (s) {
+            s->job = job;
+            s->kind = STRM_WAIT;
+        }
+    }
+    return job;
+}
+
+/* A held stream is gone: its rooms are let go by the publisher thread
+ * (the global lock is never taken on the loop). */
+static void release_rooms(strm_t *s) {
+    job_t *job;
+
+    if (!s->nrooms) {
+        return;
+    }
+    if ((job = job_make(NULL, JOB_RELEASE))) {
+        job->idx = s->rooms;
+        job->n = s->nrooms;
+        job_submit(s->c->d, job);
+    } else {
+        free(s->rooms); /* out of memory: the rooms stay held (a leak, logged) */
+        h2c_log(H2C_LOG_ERR, H2C_TAG_DIRECT_CONN, "out of memory: rooms stay held");
+    }
+    s->rooms = NULL;
+    s->nrooms = 0;
+}
+
+/* The response of a subscriber whose rooms are held: headers, where it
+ * starts, then DATA as messages come. */
+static void sub_start(strm_t *s) {
     h2c_direct_t *d = s->c->d;
     const h2c_direct_site_t *site = s->c->site;
-    h2c_rooms_t *rooms = h2c_store_history(d->env.store);
-    h2c_subscription_t want;
-    h2c_request_t req;
+    h2c_rooms_t *rooms = d->rooms;
+    h2c_follow_room_t *mem = NULL;
+    uint32_t *told;
     h2c_verdict_t v;
     int reset;
     char hb[24];
@@ -320,15 +404,8 @@ static void subscribe(strm_t *s, const char *args) {
     size_t n = 0;
     nghttp2_data_provider dp;
 
-    describe(s, args, &req);
-    if (!h2c_policy_subscribe(&req, 1, &want, &v)) {
-        refuse(s, &v);
-        return;
-    }
-    s->sse = want.sse;
-    /* the caps, in the policy's order; the address is the connection's */
-    if (!s->head && !h2c_policy_hold(d->env.seg, d->env.child_slot, &d->env.limits,
-                                     s->c->peer, &s->hold, &v)) {
+    if (s->nrooms > 1 && !(mem = malloc(s->nrooms * sizeof(*mem)))) {
+        h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
         refuse(s, &v);
         return;
     }
@@ -339,103 +416,237 @@ static void subscribe(strm_t *s, const char *args) {
     NV("cache-control", "no-cache, no-store");
     NV("x-accel-buffering", "no");
     NV("x-h2chat-heartbeat", hb);
-    if (s->head) {
-        s->kind = STRM_REPLY;
-        nghttp2_submit_response(s->c->ngh, s->id, nv, n, NULL);
-        return;
-    }
     s->kind = STRM_SUB;
     s->entered = 1;
     h2c_seg_direct_count(d->env.seg, d->env.child_slot, 0, 1);
-    h2c_follow_start(&s->follow, rooms, H2C_ROOMS_DEFAULT, want.resume, want.since,
+    h2c_follow_start(&s->follow, rooms, s->rooms, s->nrooms, mem, s->resume, s->since,
                      site->conf.snapshot, &reset);
     s->lat_from = h2c_rooms_last_id(rooms) + 1;
+    told = s->nrooms > 1 ? calloc(s->nrooms, sizeof(uint32_t)) : NULL;
+    s->presence_off = s->nrooms > 1 && !told; /* no memory: no presence lines */
+    h2c_presence_init(&s->presence, s->presence_off ? 1 : s->nrooms, told);
     if (reset) {
         sub_line(s, "reset", h2c_json_reset(d->scratch, h2c_rooms_last_id(rooms)));
     }
     s->heartbeat_due = d->now_us + heartbeat_us(s->c);
     h2c_log(H2C_LOG_DEBUG, H2C_TAG_SUB_START,
-            "subscriber starts at id %" APR_UINT64_T_FMT " (%s, direct, client %s)",
+            "subscriber starts at id %" APR_UINT64_T_FMT
+            " (%s, direct, %u room%s, client %s)",
             (apr_uint64_t)h2c_follow_last(&s->follow) + 1, s->sse ? "sse" : "ndjson",
-            s->c->peer);
+            s->nrooms, s->nrooms == 1 ? "" : "s", s->c->peer);
     dp.source.ptr = s;
     dp.read_callback = sub_read;
     nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);
     req_free(s); /* a held stream lives long: its request is done with */
 }
 
+/* A subscriber: the policy's checks and caps here; its rooms are held by
+ * the publisher thread (they may be new: the global lock), then sub_start. */
+/* A job carrying the request's room names (one malloc with the strings)
+ * and n indexes or counts for the answer; NULL out of memory. */
+static job_t *job_rooms(strm_t *s, job_kind_t kind, const apr_array_header_t *names) {
+    apr_size_t bytes = 0;
+    job_t *job;
+    char *at;
+    int i;
+
+    for (i = 0; i < names->nelts; i++) {
+        bytes += sizeof(char *) + strlen(APR_ARRAY_IDX(names, i, const char *)) + 1;
+    }
+    if (!(job = job_make(s, kind)) || !(job->names = malloc(bytes)) ||
+        !(job->idx = malloc((apr_size_t)names->nelts * sizeof(uint32_t)))) {
+        if (job) {
+            s->job = NULL;
+            h2c_direct_job_free(job);
+        }
+        return NULL;
+    }
+    job->n = (uint32_t)names->nelts;
+    at = (char *)(job->names + job->n);
+    for (i = 0; i < names->nelts; i++) {
+        job->names[i] = at;
+        at = stpcpy(at, APR_ARRAY_IDX(names, i, const char *)) + 1;
+    }
+    return job;
+}
+
+/* A subscriber: the policy's checks and caps here; its rooms are held by
+ * the publisher thread (they may be new: the global lock), then sub_start.
+ * ?presence: the rooms' counts, looked up there too, and no stream. */
+static void subscribe(strm_t *s, const char *path, const char *args) {
+    h2c_direct_t *d = s->c->d;
+    const h2c_direct_site_t *site = s->c->site;
+    h2c_subscription_t want;
+    apr_array_header_t *names;
+    h2c_request_t req;
+    h2c_verdict_t v;
+    char hb[24];
+    nghttp2_nv nv[6];
+    size_t n = 0;
+    job_t *job;
+
+    describe(s, path, args, &req);
+    if (!h2c_policy_subscribe(&req, 1, &want, &v) ||
+        !h2c_policy_rooms(&site->conf, &req, 1, d->scratch, &names, &v)) {
+        refuse(s, &v);
+        return;
+    }
+    s->sse = want.sse;
+    if (want.presence_query) {
+        if (!(job = job_rooms(s, JOB_COUNTS, names))) {
+            h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
+            refuse(s, &v);
+            return;
+        }
+        job_submit(d, job);
+        return;
+    }
+    if (s->head) {
+        apr_snprintf(hb, sizeof(hb), "%u", site->conf.heartbeat_s);
+        NV(":status", "200");
+        NV("date", d->date);
+        NV("content-type", h2c_policy_stream_type(s->sse));
+        NV("cache-control", "no-cache, no-store");
+        NV("x-accel-buffering", "no");
+        NV("x-h2chat-heartbeat", hb);
+        s->kind = STRM_REPLY;
+        nghttp2_submit_response(s->c->ngh, s->id, nv, n, NULL);
+        return;
+    }
+    /* the caps, in the policy's order; the address is the connection's */
+    if (!h2c_policy_hold(d->env.seg, d->env.child_slot, &d->env.limits, s->c->peer,
+                         &s->hold, &v)) {
+        refuse(s, &v);
+        return;
+    }
+    s->resume = want.resume;
+    s->since = want.since;
+    if (!(job = job_rooms(s, JOB_HOLD, names))) {
+        h2c_policy_release(&s->hold);
+        h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
+        refuse(s, &v);
+        return;
+    }
+    job_submit(d, job);
+}
+
 /* ---- publishers ------------------------------------------------------- */
 
 /* Checks a complete POST and hands it to the publisher thread: a store may
  * block (the global lock, a journal's fdatasync, Redis), the loop never. */
-static void publish(strm_t *s) {
+static void publish(strm_t *s, const char *path) {
     h2c_direct_t *d = s->c->d;
     const h2c_policy_conf_t *conf = &s->c->site->conf;
+    apr_array_header_t *rooms;
+    const char *room = "";
     h2c_request_t req;
     h2c_verdict_t v;
     apr_size_t flen;
     char *fields;
     job_t *job;
 
-    describe(s, NULL, &req);
-    if (!h2c_policy_publish_head(conf, &req, 1, &d->env.seg->rate, h2c_direct_wall_ms(),
+    describe(s, path, NULL, &req);
+    if ((path && !h2c_policy_rooms(conf, &req, 0, d->scratch, &rooms, &v)) ||
+        (path && !(room = APR_ARRAY_IDX(rooms, 0, const char *))) ||
+        !h2c_policy_publish_head(conf, &req, 1, &d->env.seg->rate, h2c_direct_wall_ms(),
                                  d->scratch, &v) ||
-        !h2c_policy_publish_body(conf, s->body, s->body_len, s->body_over, NULL,
+        !h2c_policy_publish_body(conf, s->body, s->body_len, s->body_over, NULL, room,
                                  d->scratch, &fields, &flen, &v)) {
         refuse(s, &v);
         return;
     }
-    if (!(job = calloc(1, sizeof(*job))) || !(job->fields = malloc(flen ? flen : 1))) {
-        free(job);
+    if (!(job = job_make(s, JOB_PUBLISH)) || !(job->fields = malloc(flen ? flen : 1)) ||
+        !(job->room = strdup(room))) {
+        if (job) {
+            s->job = NULL;
+            s->kind = STRM_NEW;
+            h2c_direct_job_free(job);
+        }
         h2c_policy_refuse(&v, H2C_DENY_PUBLISH, NULL);
         refuse(s, &v);
         return;
     }
     memcpy(job->fields, fields, flen);
     job->flen = flen;
-    job->s = s;
-    s->job = job;
-    s->kind = STRM_WAIT;
-    apr_thread_mutex_lock(d->lock);
-    *d->jobs_in_tail = job;
-    d->jobs_in_tail = &job->next;
-    apr_thread_cond_signal(d->cond);
-    apr_thread_mutex_unlock(d->lock);
+    job_submit(d, job);
 }
 
-void h2c_direct_published(job_t *job) {
+/* A finished job, on the loop. */
+void h2c_direct_published(h2c_direct_t *d, job_t *job) {
     strm_t *s = job->s;
+    h2c_verdict_t v;
 
     if (s) {
         s->job = NULL;
+    }
+    switch (job->kind) {
+    case JOB_PUBLISH:
+        if (!s) {
+            break;
+        }
         if (job->rv != APR_SUCCESS) {
-            h2c_verdict_t v;
-
-            h2c_policy_refuse(&v, H2C_DENY_PUBLISH, NULL);
+            h2c_policy_store_refusal(&v, job->rv);
             refuse(s, &v);
         } else {
             reply(s, 201, h2c_json_published(s->c->d->scratch, job->id, job->time_ms),
                   NULL, NULL);
         }
+        break;
+    case JOB_HOLD:
+        if (job->rv != APR_SUCCESS) {
+            if (s) {
+                h2c_policy_release(&s->hold);
+                h2c_policy_store_refusal(&v, job->rv);
+                refuse(s, &v);
+            }
+            break;
+        }
+        if (!s) { /* gone while its rooms were held: let them go */
+            job_t *rel = job_make(NULL, JOB_RELEASE);
+
+            if (rel) {
+                rel->idx = job->idx;
+                rel->n = job->n;
+                job->idx = NULL;
+                job_submit(d, rel);
+            }
+            break;
+        }
+        s->rooms = job->idx;
+        s->nrooms = job->n;
+        job->idx = NULL;
+        sub_start(s);
+        break;
+    case JOB_COUNTS:
+        if (s) {
+            reply(s, 200,
+                  h2c_json_presence_list(s->c->d->scratch, job->names, job->idx, job->n),
+                  NULL, NULL);
+        }
+        break;
+    case JOB_RELEASE:
+        break;
     }
-    free(job->fields);
-    free(job);
+    h2c_direct_job_free(job);
 }
 
 /* ---- dispatch --------------------------------------------------------- */
 
 /* The request's target as httpd reads it (h2c_policy_target) is this
- * listener's path: 1 with *args, else 0 with the refusal (404 or 400). */
-static int target_is_ours(strm_t *s, const char **args, h2c_verdict_t *v) {
+ * listener's path, or with H2ChatRooms a path under it: 1 with *path
+ * (in the loop's scratch) and *args, else 0 with the refusal (404, 400). */
+static int target_is_ours(strm_t *s, char **path, const char **args, h2c_verdict_t *v) {
     conn_t *c = s->c;
-    char *path;
+    const char *base = c->site->conf.rooms_base;
+    h2c_room_target_t t;
 
     if (!h2c_policy_scheme_ok(s->scheme)) {
         h2c_policy_refuse(v, H2C_DENY_BAD_REQUEST, "the :scheme must be http or https");
         return 0;
     }
-    if (h2c_policy_target(s->path, c->d->scratch, &path, args, v)) {
-        if (!strcmp(path, c->site->path)) {
+    if (h2c_policy_target(s->path, c->d->scratch, path, args, v)) {
+        if (!strcmp(*path, c->site->path) ||
+            (base && h2c_room_target(base, *path, &t) != H2C_ROOM_AT_OUTSIDE)) {
             return 1;
         }
         v->deny = H2C_DENY_NOT_FOUND;
@@ -450,6 +661,7 @@ static int target_is_ours(strm_t *s, const char **args, h2c_verdict_t *v) {
  * body: answer it. */
 static void dispatch(strm_t *s) {
     const char *args = NULL;
+    char *path = NULL;
     h2c_verdict_t v;
 
     if (s->kind != STRM_NEW) {
@@ -461,16 +673,16 @@ static void dispatch(strm_t *s) {
         refuse(s, &v);
         return;
     }
-    if (!target_is_ours(s, &args, &v)) {
+    if (!target_is_ours(s, &path, &args, &v)) {
         refuse(s, &v);
         return;
     }
     switch (h2c_policy_route(s->method, &s->head, &v)) {
     case H2C_ROUTE_SUBSCRIBE:
-        subscribe(s, args);
+        subscribe(s, path, args);
         break;
     case H2C_ROUTE_PUBLISH:
-        publish(s);
+        publish(s, path);
         break;
     default:
         refuse(s, &v);
@@ -614,6 +826,7 @@ static int on_data(nghttp2_session *ngh, uint8_t flags, int32_t id, const uint8_
 static int on_frame(nghttp2_session *ngh, const nghttp2_frame *frame, void *user) {
     conn_t *c = user;
     const char *args;
+    char *path;
     h2c_verdict_t v;
     strm_t *s;
 
@@ -636,10 +849,10 @@ static int on_frame(nghttp2_session *ngh, const nghttp2_frame *frame, void *user
         /* a body follows: only a POST to the chat waits for it; anything
          * else is answered now and its body dropped as it comes */
         if (s->hdr.deny != H2C_DENY_NONE || !s->method || strcmp(s->method, "POST") ||
-            !target_is_ours(s, &args, &v)) {
+            !target_is_ours(s, &path, &args, &v)) {
             dispatch(s);
         } else if (s->clen > (int64_t)c->site->conf.max_bytes) {
-            publish(s); /* refused by its declared length, before any byte of it */
+            publish(s, NULL); /* refused by its declared length, before any byte of it */
         }
     }
     return 0;
@@ -659,6 +872,9 @@ void h2c_direct_strm_free(strm_t *s) {
     if (s->job) {
         s->job->s = NULL; /* its answer is dropped when it comes back */
     }
+    release_rooms(s);
+    /* idempotent: also a subscriber gone while its rooms were being held */
+    h2c_policy_release(&s->hold);
     if (s->entered) {
         h2c_policy_release(&s->hold);
         h2c_seg_direct_count(c->d->env.seg, c->d->env.child_slot, 0, -1);
@@ -676,6 +892,12 @@ void h2c_direct_strm_free(strm_t *s) {
         s->lnext->lprev = s->lprev;
     }
     req_free(s);
+    if (s->follow.n > 1) {
+        free(s->follow.r); /* sub_start's places of a stream of several rooms */
+        if (s->presence.told != &s->presence.told_one) {
+            free(s->presence.told);
+        }
+    }
     free(s->body), free(s->out);
     free(s);
 }

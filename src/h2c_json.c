@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "h2c_json.h"
+#include "h2c_room.h"
 #include "h2c_text.h"
 
 static apr_status_t json_cleanup(void *j) {
@@ -64,8 +65,8 @@ static int field_ok(const json_t *v, const char *name, const char **why) {
 }
 
 apr_status_t h2c_json_parse_post(const char *body, apr_size_t len, const char *auth_user,
-                                 apr_pool_t *p, char **fields, apr_size_t *flen,
-                                 const char **why) {
+                                 const char *room, apr_pool_t *p, char **fields,
+                                 apr_size_t *flen, const char **why) {
     json_error_t err;
     json_t *in, *out, *user, *text;
     char *enc;
@@ -101,8 +102,10 @@ apr_status_t h2c_json_parse_post(const char *body, apr_size_t len, const char *a
         return APR_EINVAL;
     }
     out = pool_json(p, json_object());
-    if (!out || json_object_set(out, "user", user) ||
-        json_object_set(out, "text", text) || !(enc = pool_dump(p, out))) {
+    /* jansson keeps insertion order: the room leads, then user and text */
+    if (!out || (room && *room && json_object_set_new(out, "room", json_string(room))) ||
+        json_object_set(out, "user", user) || json_object_set(out, "text", text) ||
+        !(enc = pool_dump(p, out))) {
         *why = "out of memory";
         return APR_ENOMEM;
     }
@@ -143,11 +146,43 @@ char *h2c_json_published(apr_pool_t *p, uint64_t id, int64_t time_ms) {
                         (apr_uint64_t)id, (apr_int64_t)time_ms);
 }
 
-char *h2c_json_gap(apr_pool_t *p, uint64_t missed, uint64_t from, uint64_t to) {
-    return apr_psprintf(p,
-                        "{\"type\":\"gap\",\"missed\":%" APR_UINT64_T_FMT
-                        ",\"from\":%" APR_UINT64_T_FMT ",\"to\":%" APR_UINT64_T_FMT "}",
-                        (apr_uint64_t)missed, (apr_uint64_t)from, (apr_uint64_t)to);
+char *h2c_json_gap(apr_pool_t *p, const char *room, uint64_t missed, uint64_t from,
+                   uint64_t to) {
+    json_t *j = pool_json(p, json_pack("{s:s,s:I,s:I,s:I}", "type", "gap", "missed",
+                                       (json_int_t)missed, "from", (json_int_t)from, "to",
+                                       (json_int_t)to));
+
+    if (j && room && *room) {
+        /* after "type", as in message lines */
+        json_t *named = pool_json(p, json_pack("{s:s,s:s}", "type", "gap", "room", room));
+
+        if (named && !json_object_update(named, j)) {
+            j = named;
+        }
+    }
+    return j ? pool_dump(p, j) : "{\"type\":\"gap\"}";
+}
+
+apr_status_t h2c_json_line_room(const char *line, apr_size_t len, char *buf) {
+    json_t *j = json_loadb(line, len, 0, NULL), *room;
+    const char *s;
+    size_t n;
+    apr_status_t rv = APR_EINVAL;
+
+    buf[0] = '\0';
+    if (j && json_is_object(j)) {
+        room = json_object_get(j, "room");
+        if (!room) {
+            rv = APR_SUCCESS;
+        } else if ((s = json_string_value(room)) && (n = json_string_length(room)) >= 1 &&
+                   n <= 64 && h2c_room_name_ok(s, n)) {
+            memcpy(buf, s, n);
+            buf[n] = '\0';
+            rv = APR_SUCCESS;
+        }
+    }
+    json_decref(j);
+    return rv;
 }
 
 char *h2c_json_reset(apr_pool_t *p, uint64_t last_id) {
@@ -158,6 +193,35 @@ char *h2c_json_reset(apr_pool_t *p, uint64_t last_id) {
 char *h2c_json_heartbeat(apr_pool_t *p, int64_t time_ms) {
     return apr_psprintf(p, "{\"type\":\"heartbeat\",\"time\":%" APR_INT64_T_FMT "}",
                         (apr_int64_t)time_ms);
+}
+
+char *h2c_json_presence(apr_pool_t *p, const char *room, uint32_t count, int as_event) {
+    json_t *j =
+        pool_json(p, as_event ? json_pack("{s:s}", "type", "presence") : json_object());
+
+    if (!j ||
+        ((as_event ? room && *room : 1) &&
+         json_object_set_new(j, "room", json_string(room ? room : ""))) ||
+        json_object_set_new(j, "count", json_integer(count))) {
+        return as_event ? "{\"type\":\"presence\"}" : "{}";
+    }
+    return pool_dump(p, j);
+}
+
+char *h2c_json_presence_list(apr_pool_t *p, const char *const *rooms,
+                             const uint32_t *counts, uint32_t n) {
+    char *body;
+    uint32_t i;
+
+    if (n == 1) {
+        return h2c_json_presence(p, rooms[0], counts[0], 0);
+    }
+    body = "[";
+    for (i = 0; i < n; i++) {
+        body = apr_pstrcat(p, body, i ? "," : "",
+                           h2c_json_presence(p, rooms[i], counts[i], 0), NULL);
+    }
+    return apr_pstrcat(p, body, "]", NULL);
 }
 
 char *h2c_json_reconnect(apr_pool_t *p, uint32_t retry_ms) {

@@ -16,11 +16,18 @@
 
 /* Parses and validates a POST body {"user":"..","text":".."}. `auth_user`
  * (when not NULL) is the user instead of the body's. On success *fields is
- * the encoded `"user":..,"text":..` fragment (no braces). On failure
- * APR_EINVAL and *why says what is wrong, for the client. */
+ * the encoded `"user":..,"text":..` fragment (no braces), after
+ * `"room":..,` when `room` names one (NULL or "": the location's own, which
+ * the line does not name, as before rooms). On failure APR_EINVAL and *why
+ * says what is wrong, for the client. */
 apr_status_t h2c_json_parse_post(const char *body, apr_size_t len, const char *auth_user,
-                                 apr_pool_t *p, char **fields, apr_size_t *flen,
-                                 const char **why);
+                                 const char *room, apr_pool_t *p, char **fields,
+                                 apr_size_t *flen, const char **why);
+
+/* The room a stored message line names (its "room"), into buf (65 bytes):
+ * "" for the location's own. APR_EINVAL if the line is no message line or
+ * its room no room name. */
+apr_status_t h2c_json_line_room(const char *line, apr_size_t len, char *buf);
 
 /* Writes the message line {"type":"message","id":..,<fields>,"time":..}
  * (no newline) into buf; returns its length or 0 if cap is too small. */
@@ -30,9 +37,18 @@ apr_size_t h2c_json_format_message(char *buf, apr_size_t cap, uint64_t id,
 /* The small fixed-shape objects of the protocol. */
 char *h2c_json_error(apr_pool_t *p, const char *msg);
 char *h2c_json_published(apr_pool_t *p, uint64_t id, int64_t time_ms);
-char *h2c_json_gap(apr_pool_t *p, uint64_t missed, uint64_t from, uint64_t to);
+/* room NULL or "": the location's own (not named, as before rooms) */
+char *h2c_json_gap(apr_pool_t *p, const char *room, uint64_t missed, uint64_t from,
+                   uint64_t to);
 char *h2c_json_reset(apr_pool_t *p, uint64_t last_id);
 char *h2c_json_heartbeat(apr_pool_t *p, int64_t time_ms);
+/* {"type":"presence","room":"a","count":N} (room NULL or "": not named, the
+ * location's own); and a ?presence answer {"room":"a","count":N} (as_event
+ * 0: no type, the room always named, "" for the location's own). */
+char *h2c_json_presence(apr_pool_t *p, const char *room, uint32_t count, int as_event);
+/* A ?presence answer: one room's object, or an array of them for n > 1. */
+char *h2c_json_presence_list(apr_pool_t *p, const char *const *rooms,
+                             const uint32_t *counts, uint32_t n);
 /* {"type":"reconnect","retry":ms}: the last line of a stream its stopping
  * child ends (H2ChatReconnectSpread) */
 char *h2c_json_reconnect(apr_pool_t *p, uint32_t retry_ms);

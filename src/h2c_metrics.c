@@ -243,6 +243,22 @@ const char *h2c_metrics_render(const h2c_stats_t *st, apr_pool_t *p, apr_size_t 
             "Messages the history holds now (H2ChatHistory at most).", st->history_count);
         one(&o, "h2chat_history_capacity_messages", "gauge",
             "Messages the history can hold (H2ChatHistory).", st->history_capacity);
+        one(&o, "h2chat_rooms", "gauge", "Rooms in use (the location's own among them).",
+            st->rooms.rooms);
+        one(&o, "h2chat_rooms_max", "gauge",
+            "Rooms that may exist at once (H2ChatMaxRooms).", st->rooms.max_rooms);
+        one(&o, "h2chat_memory_used_bytes", "gauge",
+            "Shared memory the rooms' messages take now (H2ChatMemory at most).",
+            st->rooms.chunks_used * H2C_ROOMS_CHUNK);
+        one(&o, "h2chat_memory_bytes", "gauge",
+            "Shared memory for the rooms' messages (H2ChatMemory).",
+            st->rooms.chunks * H2C_ROOMS_CHUNK);
+        one(&o, "h2chat_evicted_messages_total", "counter",
+            "Messages rooms without streams gave back when memory ran out.",
+            st->rooms.evicted);
+        one(&o, "h2chat_rooms_reclaimed_total", "counter",
+            "Rooms without streams whose record a new room took (H2ChatMaxRooms).",
+            st->rooms.rooms_freed);
         one(&o, "h2chat_direct_connections", "gauge",
             "Connections the H2ChatDirect loops serve, all children.", st->direct_conns);
         one(&o, "h2chat_direct_calm_total", "counter",

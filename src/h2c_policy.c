@@ -6,6 +6,7 @@
 
 #include "h2c_json.h"
 #include "h2c_policy.h"
+#include "h2c_room.h"
 #include "h2c_tags.h"
 #include "h2c_text.h"
 
@@ -54,6 +55,16 @@ static const h2c_deny_info_t table[H2C_DENY_MAX] = {
                           H2C_REFUSED_INVALID, 0, NULL, 0},
     [H2C_DENY_URI_TOO_LONG] = {414, H2C_TAG_URI_LONG, "request path too long",
                                H2C_LOG_INFO, H2C_REFUSED_INVALID, 0, NULL, 0},
+    [H2C_DENY_BAD_ROOM] = {400, H2C_TAG_BAD_ROOM, NULL, H2C_LOG_INFO, H2C_REFUSED_INVALID,
+                           0, NULL, 0},
+    [H2C_DENY_ROOMS_FULL] = {503, H2C_TAG_ROOMS_FULL,
+                             "too many rooms with subscribers, retry later", H2C_LOG_WARN,
+                             H2C_REFUSED_ROOMS, H2C_POLICY_RETRY_S, NULL, 0},
+    [H2C_DENY_MEMORY] = {503, H2C_TAG_MEMORY,
+                         "chat memory is full of rooms with subscribers, retry later",
+                         H2C_LOG_WARN, H2C_REFUSED_ROOMS, H2C_POLICY_RETRY_S, NULL, 0},
+    [H2C_DENY_ROOM_FORBIDDEN] = {403, H2C_TAG_ROOM_FORBIDDEN, NULL, H2C_LOG_INFO, N, 0,
+                                 NULL, 0},
     [H2C_DENY_BAD_REQUEST] = {400, H2C_TAG_BAD_REQUEST, NULL, H2C_LOG_INFO,
                               H2C_REFUSED_INVALID, 0, NULL, 0},
 };
@@ -100,6 +111,73 @@ const char *h2c_policy_stream_type(int sse) {
     return sse ? "text/event-stream" : "application/x-ndjson; charset=utf-8";
 }
 
+int h2c_policy_rooms(const h2c_policy_conf_t *conf, const h2c_request_t *req,
+                     int subscribe, apr_pool_t *p, apr_array_header_t **rooms,
+                     h2c_verdict_t *v) {
+    apr_array_header_t *list = NULL;
+    h2c_room_target_t t;
+    const char *err;
+    int i;
+
+    *rooms = apr_array_make(p, 1, sizeof(const char *));
+    if (!conf->rooms_base) {
+        APR_ARRAY_PUSH(*rooms, const char *) = "";
+        v->deny = H2C_DENY_NONE;
+        return 1;
+    }
+    switch (h2c_room_target(conf->rooms_base, req->path ? req->path : "", &t)) {
+    case H2C_ROOM_AT_DEFAULT:
+        break;
+    case H2C_ROOM_AT_ROOM:
+        APR_ARRAY_PUSH(*rooms, const char *) = apr_pstrmemdup(p, t.room, t.room_len);
+        break;
+    case H2C_ROOM_AT_BAD:
+        h2c_policy_refuse(v, H2C_DENY_BAD_ROOM,
+                          "bad room: a room is <location>/<name>, the name 1 to 64 of "
+                          "A-Z a-z 0-9 _ . : @ -");
+        return 0;
+    default: /* a message's path (DELETE only) or not under the location */
+        h2c_policy_refuse(
+            v, H2C_DENY_NOT_FOUND,
+            apr_pstrcat(p, "not found: rooms are ", conf->rooms_base, "/<name>", NULL));
+        return 0;
+    }
+    if (subscribe && h2c_room_list(req->args, conf->max_rooms_per_stream, p, &list,
+                                   &err) != APR_SUCCESS) {
+        h2c_policy_refuse(v, H2C_DENY_BAD_ROOM, err);
+        return 0;
+    }
+    for (i = 0; list && i < list->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(list, i, const char *);
+
+        if ((*rooms)->nelts && !strcmp(APR_ARRAY_IDX(*rooms, 0, const char *), name)) {
+            h2c_policy_refuse(v, H2C_DENY_BAD_ROOM,
+                              apr_psprintf(p, "room given twice: \"%s\"", name));
+            return 0;
+        }
+        if ((uint32_t)(*rooms)->nelts >= conf->max_rooms_per_stream) {
+            h2c_policy_refuse(v, H2C_DENY_BAD_ROOM,
+                              apr_psprintf(p, "more than %u rooms: \"%s\"",
+                                           conf->max_rooms_per_stream, name));
+            return 0;
+        }
+        APR_ARRAY_PUSH(*rooms, const char *) = name;
+    }
+    if ((*rooms)->nelts == 0) {
+        APR_ARRAY_PUSH(*rooms, const char *) = "";
+    }
+    v->deny = H2C_DENY_NONE;
+    return 1;
+}
+
+void h2c_policy_store_refusal(h2c_verdict_t *v, apr_status_t rv) {
+    h2c_policy_refuse(v,
+                      rv == APR_EBUSY    ? H2C_DENY_ROOMS_FULL
+                      : rv == APR_ENOMEM ? H2C_DENY_MEMORY
+                                         : H2C_DENY_PUBLISH,
+                      NULL);
+}
+
 int h2c_policy_subscribe(const h2c_request_t *req, int usable, h2c_subscription_t *sub,
                          h2c_verdict_t *v) {
     int resume;
@@ -115,6 +193,7 @@ int h2c_policy_subscribe(const h2c_request_t *req, int usable, h2c_subscription_
     }
     sub->resume = resume > 0;
     sub->sse = h2c_policy_wants_sse(req->accept);
+    sub->presence_query = h2c_room_arg_flag(req->args, "presence");
     v->deny = H2C_DENY_NONE;
     return 1;
 }
@@ -219,16 +298,16 @@ int h2c_policy_publish_head(const h2c_policy_conf_t *conf, const h2c_request_t *
 
 int h2c_policy_publish_body(const h2c_policy_conf_t *conf, const char *body,
                             apr_size_t len, int over, const char *auth_user,
-                            apr_pool_t *p, char **fields, apr_size_t *flen,
-                            h2c_verdict_t *v) {
+                            const char *room, apr_pool_t *p, char **fields,
+                            apr_size_t *flen, h2c_verdict_t *v) {
     const char *why;
 
     if (over || len > conf->max_bytes) {
         too_large(conf, p, v);
         return 0;
     }
-    if (h2c_json_parse_post(body ? body : "", len, auth_user, p, fields, flen, &why) !=
-        APR_SUCCESS) {
+    if (h2c_json_parse_post(body ? body : "", len, auth_user, room, p, fields, flen,
+                            &why) != APR_SUCCESS) {
         h2c_policy_refuse(v, H2C_DENY_BAD_MESSAGE, why);
         return 0;
     }

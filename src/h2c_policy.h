@@ -23,22 +23,26 @@
 /* Every way a chat request is refused. */
 typedef enum {
     H2C_DENY_NONE = 0,
-    H2C_DENY_UNAVAILABLE,  /* 503: the store is not usable in this process */
-    H2C_DENY_PUBLISH,      /* 503: the store could not publish */
-    H2C_DENY_METHOD,       /* 405 */
-    H2C_DENY_ORIGIN,       /* 403: Origin not in H2ChatAllowOrigin */
-    H2C_DENY_MEDIA_TYPE,   /* 415 */
-    H2C_DENY_RATE,         /* 429: over H2ChatRateLimit */
-    H2C_DENY_TOO_LARGE,    /* 413: body over H2ChatMaxMessageBytes */
-    H2C_DENY_READ_BODY,    /* 400: the body could not be read */
-    H2C_DENY_BAD_MESSAGE,  /* 400: the body is not a valid message */
-    H2C_DENY_BAD_RESUME,   /* 400: since / Last-Event-ID is not an id */
-    H2C_DENY_CAP,          /* 503: H2ChatMaxSubscribers reached */
-    H2C_DENY_ADDRESS,      /* 503: H2ChatMaxSubscribersPerAddress reached */
-    H2C_DENY_NOT_FOUND,    /* 404: a path the direct listener does not serve */
-    H2C_DENY_HEADERS,      /* 431: too many header fields, or too large */
-    H2C_DENY_URI_TOO_LONG, /* 414: the path is over LimitRequestLine */
-    H2C_DENY_BAD_REQUEST,  /* 400: a request httpd would not take (scheme, escapes) */
+    H2C_DENY_UNAVAILABLE,    /* 503: the store is not usable in this process */
+    H2C_DENY_PUBLISH,        /* 503: the store could not publish */
+    H2C_DENY_METHOD,         /* 405 */
+    H2C_DENY_ORIGIN,         /* 403: Origin not in H2ChatAllowOrigin */
+    H2C_DENY_MEDIA_TYPE,     /* 415 */
+    H2C_DENY_RATE,           /* 429: over H2ChatRateLimit */
+    H2C_DENY_TOO_LARGE,      /* 413: body over H2ChatMaxMessageBytes */
+    H2C_DENY_READ_BODY,      /* 400: the body could not be read */
+    H2C_DENY_BAD_MESSAGE,    /* 400: the body is not a valid message */
+    H2C_DENY_BAD_RESUME,     /* 400: since / Last-Event-ID is not an id */
+    H2C_DENY_CAP,            /* 503: H2ChatMaxSubscribers reached */
+    H2C_DENY_ADDRESS,        /* 503: H2ChatMaxSubscribersPerAddress reached */
+    H2C_DENY_NOT_FOUND,      /* 404: a path the direct listener does not serve */
+    H2C_DENY_HEADERS,        /* 431: too many header fields, or too large */
+    H2C_DENY_URI_TOO_LONG,   /* 414: the path is over LimitRequestLine */
+    H2C_DENY_BAD_REQUEST,    /* 400: a request httpd would not take (scheme, escapes) */
+    H2C_DENY_BAD_ROOM,       /* 400: not a room name, or a bad ?room= list */
+    H2C_DENY_ROOMS_FULL,     /* 503: H2ChatMaxRooms rooms exist, all with streams */
+    H2C_DENY_MEMORY,         /* 503: H2ChatMemory is full of rooms with streams */
+    H2C_DENY_ROOM_FORBIDDEN, /* 403: a ?room= its own URL's access config refuses */
     H2C_DENY_MAX
 } h2c_deny_t;
 
@@ -69,11 +73,16 @@ typedef struct {
     uint32_t rate_interval_ms; /* H2ChatRateLimit; 0: off */
     uint32_t rate_burst;
     const apr_array_header_t *origins; /* H2ChatAllowOrigin (const char *); NULL: any */
+    const char *rooms_base;            /* H2ChatRooms On: the <Location> rooms are
+                                          under; NULL: off (one chat, as before) */
+    uint32_t max_rooms_per_stream;     /* H2ChatMaxRoomsPerStream */
+    int presence;                      /* H2ChatPresence count (1) or off (0) */
 } h2c_policy_conf_t;
 
 /* The parts of a request the rules look at; NULL / -1 when absent. */
 typedef struct {
     const char *method;
+    const char *path; /* %-decoded, without the query */
     const char *args; /* query string */
     const char *content_type;
     const char *accept;
@@ -100,10 +109,11 @@ typedef struct {
 
 /* Where a subscriber's stream starts and how it is framed. */
 typedef struct {
-    int sse;        /* text/event-stream, else NDJSON */
-    int resume;     /* since / Last-Event-ID given */
-    uint64_t since; /* ... and its value */
-    int head;       /* HEAD: the answer's headers only */
+    int presence_query; /* ?presence: answer the room's count, hold nothing */
+    int sse;            /* text/event-stream, else NDJSON */
+    int resume;         /* since / Last-Event-ID given */
+    uint64_t since;     /* ... and its value */
+    int head;           /* HEAD: the answer's headers only */
 } h2c_subscription_t;
 
 const h2c_deny_info_t *h2c_policy_info(h2c_deny_t why);
@@ -119,6 +129,20 @@ h2c_route_t h2c_policy_route(const char *method, int *head, h2c_verdict_t *v);
  * `usable`: the store is usable in this process. */
 int h2c_policy_subscribe(const h2c_request_t *req, int usable, h2c_subscription_t *sub,
                          h2c_verdict_t *v);
+
+/* The rooms a request is for, as names ("" is the location's own room):
+ * with H2ChatRooms off always that one; on, the room its path names
+ * (<location>/<room>) and, for a subscriber (`subscribe`), the rooms of
+ * its ?room= list after it, at most H2ChatMaxRoomsPerStream in all. 1 with
+ * *rooms (const char *, in p), or 0 with the refusal in v: a bad name or
+ * list (400), a path outside the location or a message's (404). */
+int h2c_policy_rooms(const h2c_policy_conf_t *conf, const h2c_request_t *req,
+                     int subscribe, apr_pool_t *p, apr_array_header_t **rooms,
+                     h2c_verdict_t *v);
+
+/* A store could not publish or hold rooms (rv): no record for a new room
+ * (APR_EBUSY: 503 rooms full), no memory (APR_ENOMEM: 503), else 503. */
+void h2c_policy_store_refusal(h2c_verdict_t *v, apr_status_t rv);
 
 /* A subscriber that passed h2c_policy_subscribe and will hold a stream
  * (not HEAD: it holds nothing) takes its place in the counts of child
@@ -145,11 +169,11 @@ int h2c_policy_publish_head(const h2c_policy_conf_t *conf, const h2c_request_t *
 /* The body, once read (`over`: it was longer than conf->max_bytes, and
  * only that much was kept). 1 with the message's encoded fields, or 0
  * with the refusal in v. `auth_user` (may be NULL) is the user instead of
- * the body's. */
+ * the body's; `room` the room it goes to ("" or NULL: the location's own). */
 int h2c_policy_publish_body(const h2c_policy_conf_t *conf, const char *body,
                             apr_size_t len, int over, const char *auth_user,
-                            apr_pool_t *p, char **fields, apr_size_t *flen,
-                            h2c_verdict_t *v);
+                            const char *room, apr_pool_t *p, char **fields,
+                            apr_size_t *flen, h2c_verdict_t *v);
 
 /* 1 if a POST with this Origin (may be NULL: not a browser's cross-site
  * request) may publish. */

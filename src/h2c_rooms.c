@@ -1,4 +1,5 @@
 /* h2c_rooms: see h2c_rooms.h. */
+#include <stdlib.h>
 #include <string.h>
 
 #include <time.h>
@@ -12,6 +13,7 @@ struct h2c_rooms_hdr_t {
     uint32_t magic;
     uint32_t version;
     uint32_t max_rooms;
+    uint32_t nslots;   /* child rows: holders are counted per row */
     uint32_t nbuckets; /* a power of two */
     uint32_t nchunks;
     uint32_t history;
@@ -30,6 +32,8 @@ struct h2c_rooms_hdr_t {
     uint64_t evicted;
     uint64_t rooms_freed;
     uint64_t refused;
+    uint32_t presence_seq; /* bumped at every change of holders */
+    uint32_t pad;
 };
 
 struct h2c_rooms_rec_t {
@@ -86,18 +90,25 @@ static uint32_t buckets_for(uint32_t max_rooms) {
     return n;
 }
 
-static apr_size_t layout(uint32_t max_rooms, uint32_t nbuckets, apr_size_t *off_rec,
-                         apr_size_t *off_hash, apr_size_t *off_tomb,
-                         apr_size_t *off_chunks) {
+typedef struct {
+    apr_size_t rec, hash, tomb, slot_total, held, chunks;
+} layout_t;
+
+static apr_size_t layout(uint32_t max_rooms, uint32_t nslots, uint32_t nbuckets,
+                         layout_t *l) {
     apr_size_t o = ALIGN8(sizeof(h2c_rooms_hdr_t));
 
-    *off_rec = o;
+    l->rec = o;
     o += ALIGN8((apr_size_t)max_rooms * sizeof(h2c_rooms_rec_t));
-    *off_hash = o;
+    l->hash = o;
     o += ALIGN8((apr_size_t)nbuckets * sizeof(uint32_t));
-    *off_tomb = o;
+    l->tomb = o;
     o += (apr_size_t)nbuckets * sizeof(uint64_t);
-    *off_chunks = o;
+    l->slot_total = o;
+    o += ALIGN8((apr_size_t)nslots * sizeof(uint32_t));
+    l->held = o;
+    o += ALIGN8((apr_size_t)nslots * max_rooms * sizeof(uint16_t));
+    l->chunks = o;
     return o;
 }
 
@@ -105,22 +116,24 @@ apr_size_t h2c_rooms_memory_for(uint32_t messages, uint32_t max_len) {
     return (apr_size_t)messages * chunks_for(max_len) * H2C_ROOMS_CHUNK;
 }
 
-apr_size_t h2c_rooms_size(uint32_t max_rooms, apr_size_t memory) {
-    apr_size_t a, b, c, d;
+apr_size_t h2c_rooms_size(uint32_t max_rooms, uint32_t nslots, apr_size_t memory) {
+    layout_t l;
 
-    return layout(max_rooms, buckets_for(max_rooms), &a, &b, &c, &d) +
+    return layout(max_rooms, nslots, buckets_for(max_rooms), &l) +
            memory / H2C_ROOMS_CHUNK * H2C_ROOMS_CHUNK;
 }
 
 static void view(h2c_rooms_t *rs, void *mem) {
-    apr_size_t rec, hash, tomb, chunks;
+    layout_t l;
 
     rs->hdr = mem;
-    layout(rs->hdr->max_rooms, rs->hdr->nbuckets, &rec, &hash, &tomb, &chunks);
-    rs->rec = (h2c_rooms_rec_t *)(void *)((char *)mem + rec);
-    rs->hash = (uint32_t *)(void *)((char *)mem + hash);
-    rs->tomb = (uint64_t *)(void *)((char *)mem + tomb);
-    rs->chunks = (char *)mem + chunks;
+    layout(rs->hdr->max_rooms, rs->hdr->nslots, rs->hdr->nbuckets, &l);
+    rs->rec = (h2c_rooms_rec_t *)(void *)((char *)mem + l.rec);
+    rs->hash = (uint32_t *)(void *)((char *)mem + l.hash);
+    rs->tomb = (uint64_t *)(void *)((char *)mem + l.tomb);
+    rs->slot_total = (uint32_t *)(void *)((char *)mem + l.slot_total);
+    rs->held = (uint16_t *)(void *)((char *)mem + l.held);
+    rs->chunks = (char *)mem + l.chunks;
 }
 
 static h2c_chunk_t *chunk_at(const h2c_rooms_t *rs, uint32_t i) {
@@ -132,25 +145,27 @@ static h2c_msg_t *msg_at(const h2c_rooms_t *rs, uint32_t i) {
 }
 
 apr_status_t h2c_rooms_init(h2c_rooms_t *rs, void *mem, apr_size_t size,
-                            uint32_t max_rooms, apr_size_t memory, uint32_t history,
-                            uint32_t max_len) {
+                            uint32_t max_rooms, uint32_t nslots, apr_size_t memory,
+                            uint32_t history, uint32_t max_len) {
     h2c_rooms_hdr_t *hdr = mem;
     uint32_t i, nchunks = (uint32_t)(memory / H2C_ROOMS_CHUNK);
 
-    if (max_rooms == 0 || history == 0 || max_len == 0 ||
+    if (max_rooms == 0 || nslots == 0 || history == 0 || max_len == 0 ||
         memory / H2C_ROOMS_CHUNK > UINT32_MAX - 1 || nchunks < chunks_for(max_len) ||
-        size < h2c_rooms_size(max_rooms, memory)) {
+        size < h2c_rooms_size(max_rooms, nslots, memory)) {
         return APR_EINVAL;
     }
     memset(mem, 0,
-           h2c_rooms_size(max_rooms, memory) - (apr_size_t)nchunks * H2C_ROOMS_CHUNK);
+           h2c_rooms_size(max_rooms, nslots, memory) -
+               (apr_size_t)nchunks * H2C_ROOMS_CHUNK);
     hdr->max_rooms = max_rooms;
+    hdr->nslots = nslots;
     hdr->nbuckets = buckets_for(max_rooms);
     hdr->nchunks = nchunks;
     hdr->history = history;
     hdr->max_len = max_len;
     hdr->memory = memory;
-    hdr->size = h2c_rooms_size(max_rooms, memory);
+    hdr->size = h2c_rooms_size(max_rooms, nslots, memory);
     view(rs, mem);
     hdr->free_chunks = nchunks;
     for (i = max_rooms; i > 1; i--) {
@@ -169,20 +184,21 @@ apr_status_t h2c_rooms_attach(h2c_rooms_t *rs, void *mem, apr_size_t size) {
 
     if (size < sizeof(*hdr) ||
         __atomic_load_n(&hdr->magic, __ATOMIC_ACQUIRE) != H2C_ROOMS_MAGIC ||
-        hdr->version != H2C_ROOMS_VERSION || hdr->max_rooms == 0 ||
+        hdr->version != H2C_ROOMS_VERSION || hdr->max_rooms == 0 || hdr->nslots == 0 ||
         hdr->nbuckets != buckets_for(hdr->max_rooms) ||
-        hdr->size != h2c_rooms_size(hdr->max_rooms, hdr->memory) || hdr->size > size ||
-        hdr->nchunks != hdr->memory / H2C_ROOMS_CHUNK) {
+        hdr->size != h2c_rooms_size(hdr->max_rooms, hdr->nslots, hdr->memory) ||
+        hdr->size > size || hdr->nchunks != hdr->memory / H2C_ROOMS_CHUNK) {
         return APR_EGENERAL;
     }
     view(rs, mem);
     return APR_SUCCESS;
 }
 
-int h2c_rooms_fits(const h2c_rooms_t *rs, uint32_t max_rooms, apr_size_t memory,
-                   uint32_t history, uint32_t max_len) {
-    return rs->hdr->max_rooms == max_rooms && rs->hdr->memory == memory &&
-           rs->hdr->history == history && rs->hdr->max_len == max_len;
+int h2c_rooms_fits(const h2c_rooms_t *rs, uint32_t max_rooms, uint32_t nslots,
+                   apr_size_t memory, uint32_t history, uint32_t max_len) {
+    return rs->hdr->max_rooms == max_rooms && rs->hdr->nslots == nslots &&
+           rs->hdr->memory == memory && rs->hdr->history == history &&
+           rs->hdr->max_len == max_len;
 }
 
 uint32_t h2c_rooms_max_len(const h2c_rooms_t *rs) {
@@ -384,16 +400,62 @@ apr_status_t h2c_rooms_open(h2c_rooms_t *rs, const char *name, apr_size_t len, i
     return APR_SUCCESS;
 }
 
-void h2c_rooms_hold(h2c_rooms_t *rs, uint32_t room, int delta) {
-    h2c_rooms_rec_t *r = &rs->rec[room];
+static uint16_t *held_at(const h2c_rooms_t *rs, uint32_t slot, uint32_t room) {
+    return &rs->held[(apr_size_t)slot * rs->hdr->max_rooms + room];
+}
 
-    if (delta < 0 && r->holders < (uint32_t)-delta) {
-        r->holders = 0;
-    } else {
-        r->holders += (uint32_t)delta;
-    }
+/* holders and the row's counts move together; relaxed atomics: presence
+ * reads them without the lock */
+static void holders_add(h2c_rooms_t *rs, uint32_t slot, uint32_t room, int delta) {
+    __atomic_add_fetch(&rs->rec[room].holders, (uint32_t)delta, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&rs->slot_total[slot], (uint32_t)delta, __ATOMIC_RELAXED);
+    *held_at(rs, slot, room) = (uint16_t)(*held_at(rs, slot, room) + delta);
+    __atomic_add_fetch(&rs->hdr->presence_seq, 1, __ATOMIC_RELEASE);
     idle_touch(rs, room);
     rec_maybe_free(rs, room);
+}
+
+apr_status_t h2c_rooms_hold(h2c_rooms_t *rs, uint32_t slot, uint32_t room, int delta) {
+    uint16_t have;
+
+    if (slot >= rs->hdr->nslots || room >= rs->hdr->max_rooms) {
+        return APR_EINVAL;
+    }
+    have = *held_at(rs, slot, room);
+    if (delta > 0 && (uint32_t)have + (uint32_t)delta > UINT16_MAX) {
+        return APR_EBUSY;
+    }
+    if (delta < 0 && have < (uint32_t)-delta) {
+        delta = -(int)have; /* its row was forgotten meanwhile: nothing left */
+    }
+    if (delta) {
+        holders_add(rs, slot, room, delta);
+    }
+    return APR_SUCCESS;
+}
+
+void h2c_rooms_forget(h2c_rooms_t *rs, uint32_t slot) {
+    uint32_t room;
+
+    for (room = 0;
+         slot < rs->hdr->nslots && rs->slot_total[slot] && room < rs->hdr->max_rooms;
+         room++) {
+        uint16_t n = *held_at(rs, slot, room);
+
+        if (n) {
+            holders_add(rs, slot, room, -(int)n);
+        }
+    }
+}
+
+uint32_t h2c_rooms_slot_holds(const h2c_rooms_t *rs, uint32_t slot) {
+    return slot < rs->hdr->nslots
+               ? __atomic_load_n(&rs->slot_total[slot], __ATOMIC_RELAXED)
+               : 0;
+}
+
+uint32_t h2c_rooms_presence_seq(const h2c_rooms_t *rs) {
+    return __atomic_load_n(&rs->hdr->presence_seq, __ATOMIC_ACQUIRE);
 }
 
 uint64_t h2c_rooms_next_id(const h2c_rooms_t *rs) {
@@ -412,8 +474,10 @@ static int make_room(h2c_rooms_t *rs, uint32_t room, uint32_t need) {
         }
         if (v) {
             drop_oldest(rs, v - 1);
-            idle_touch(rs, v - 1); /* off the list once it holds nothing */
-            rec_maybe_free(rs, v - 1);
+            if (!rs->rec[v - 1].count) { /* off the list once it holds nothing; */
+                idle_unlink(rs, v - 1);  /* else it stays the least recent */
+                rec_maybe_free(rs, v - 1);
+            }
         } else if (rs->rec[room].count) {
             drop_oldest(rs, room);
         } else {
@@ -718,6 +782,39 @@ apr_status_t h2c_rooms_read(const h2c_rooms_t *rs, const h2c_rooms_msg_t *m, cha
     if (off < len || __atomic_load_n(&h->id, __ATOMIC_RELAXED) != m->id) {
         return APR_NOTFOUND;
     }
+    return APR_SUCCESS;
+}
+
+static int by_id(const void *a, const void *b) {
+    uint64_t x = ((const h2c_rooms_msg_t *)a)->id, y = ((const h2c_rooms_msg_t *)b)->id;
+
+    return x < y ? -1 : x > y;
+}
+
+apr_status_t h2c_rooms_each(const h2c_rooms_t *rs,
+                            int (*fn)(void *ctx, const h2c_rooms_msg_t *m), void *ctx) {
+    apr_size_t n = 0, cap = 0, k;
+    h2c_rooms_msg_t *all, m;
+    uint32_t r, i, next;
+
+    for (r = 0; r < rs->hdr->max_rooms; r++) {
+        cap += rs->rec[r].used ? rs->rec[r].count : 0;
+    }
+    if (!(all = malloc((cap ? cap : 1) * sizeof(*all)))) {
+        return APR_ENOMEM;
+    }
+    for (r = 0; r < rs->hdr->max_rooms; r++) {
+        for (i = rs->rec[r].used ? rs->rec[r].head : NONE; i && n < cap; i = next) {
+            if (!look(rs, i, &m, &next)) {
+                break;
+            }
+            all[n++] = m;
+        }
+    }
+    qsort(all, n, sizeof(*all), by_id);
+    for (k = 0; k < n && !fn(ctx, &all[k]); k++) {
+    }
+    free(all);
     return APR_SUCCESS;
 }
 

@@ -1,7 +1,8 @@
 /* h2c_rooms: the rooms' histories in shared memory (pure unit, no httpd
  * headers). h2c_room (singular) is the other side: what a URL names.
  *
- *   header | room records | name hash | tombstones | chunks
+ *   header | room records | name hash | tombstones | holders per child
+ *   row and room | chunks
  *
  * One id sequence for the whole server: every message, whatever its room,
  * takes the next id, so one number (since= / Last-Event-ID) says how far a
@@ -43,8 +44,10 @@ typedef struct h2c_rooms_rec_t h2c_rooms_rec_t;
 typedef struct {
     h2c_rooms_hdr_t *hdr;
     h2c_rooms_rec_t *rec;
-    uint32_t *hash; /* bucket -> room index + 1 */
-    uint64_t *tomb; /* bucket -> newest id of a freed room of that bucket */
+    uint32_t *hash;       /* bucket -> room index + 1 */
+    uint64_t *tomb;       /* bucket -> newest id of a freed room of that bucket */
+    uint32_t *slot_total; /* child row -> streams it holds, all rooms */
+    uint16_t *held;       /* [row][room] -> streams that row holds there */
     char *chunks;
 } h2c_rooms_t;
 
@@ -75,17 +78,18 @@ typedef struct {
 /* The chunks' share that holds `messages` of max_len bytes each. */
 apr_size_t h2c_rooms_memory_for(uint32_t messages, uint32_t max_len);
 
-/* Bytes a region for these settings needs; memory: the chunks' share. */
-apr_size_t h2c_rooms_size(uint32_t max_rooms, apr_size_t memory);
+/* Bytes a region for these settings needs; nslots: the child rows that
+ * hold rooms (h2c_seg's); memory: the chunks' share. */
+apr_size_t h2c_rooms_size(uint32_t max_rooms, uint32_t nslots, apr_size_t memory);
 
 /* Formats `mem` (8-aligned) as empty, with the default room. */
 apr_status_t h2c_rooms_init(h2c_rooms_t *rs, void *mem, apr_size_t size,
-                            uint32_t max_rooms, apr_size_t memory, uint32_t history,
-                            uint32_t max_len);
+                            uint32_t max_rooms, uint32_t nslots, apr_size_t memory,
+                            uint32_t history, uint32_t max_len);
 /* Views a formatted region; APR_EGENERAL if it is not one of this version. */
 apr_status_t h2c_rooms_attach(h2c_rooms_t *rs, void *mem, apr_size_t size);
-int h2c_rooms_fits(const h2c_rooms_t *rs, uint32_t max_rooms, apr_size_t memory,
-                   uint32_t history, uint32_t max_len);
+int h2c_rooms_fits(const h2c_rooms_t *rs, uint32_t max_rooms, uint32_t nslots,
+                   apr_size_t memory, uint32_t history, uint32_t max_len);
 
 uint32_t h2c_rooms_max_len(const h2c_rooms_t *rs);
 uint32_t h2c_rooms_history(const h2c_rooms_t *rs);
@@ -98,10 +102,19 @@ uint32_t h2c_rooms_history(const h2c_rooms_t *rs);
 apr_status_t h2c_rooms_open(h2c_rooms_t *rs, const char *name, apr_size_t len, int create,
                             uint32_t *room);
 
-/* A stream starts (+1) or ends (-1) holding `room`: a room with streams
- * keeps its history under memory pressure. Ending the last one of an empty
- * room frees its record. */
-void h2c_rooms_hold(h2c_rooms_t *rs, uint32_t room, int delta);
+/* A stream of child row `slot` starts (+1) or ends (-1) holding `room`: a
+ * room with streams keeps its history under memory pressure, and its
+ * holders are its presence count. Ending the last one of an empty room
+ * frees its record. APR_EBUSY (nothing counted): that row holds 65,535 of
+ * this room already. */
+apr_status_t h2c_rooms_hold(h2c_rooms_t *rs, uint32_t slot, uint32_t room, int delta);
+
+/* Row `slot`'s process is gone (killed, or its row taken by a new child):
+ * what it held is let go, as if each of its streams had ended. */
+void h2c_rooms_forget(h2c_rooms_t *rs, uint32_t slot);
+
+/* Streams row `slot` holds in all (0: nothing to forget). */
+uint32_t h2c_rooms_slot_holds(const h2c_rooms_t *rs, uint32_t slot);
 
 /* The next id (the newest + 1): what the message to append gets. */
 uint64_t h2c_rooms_next_id(const h2c_rooms_t *rs);
@@ -138,6 +151,10 @@ void h2c_rooms_room_name(const h2c_rooms_t *rs, uint32_t room, char *buf);
 volatile uint32_t *h2c_rooms_room_seq(h2c_rooms_t *rs, uint32_t room);
 volatile uint32_t *h2c_rooms_seq(h2c_rooms_t *rs);
 
+/* Bumped whenever a room's holders change (presence): no one sleeps on it;
+ * a ticker compares it once a second. */
+uint32_t h2c_rooms_presence_seq(const h2c_rooms_t *rs);
+
 /* A cursor before the first message with an id above `after`. */
 void h2c_rooms_cursor_at(h2c_rooms_cursor_t *cur, uint64_t after);
 
@@ -159,6 +176,12 @@ apr_status_t h2c_rooms_read(const h2c_rooms_t *rs, const h2c_rooms_msg_t *m, cha
                             apr_size_t cap, int64_t *time_ms, uint32_t *commit_us);
 
 void h2c_rooms_stats(const h2c_rooms_t *rs, h2c_rooms_stats_t *out);
+
+/* Every message of every room, in id order (a journal's compaction): the
+ * caller holds the lock, so nothing moves. fn returning non-zero stops the
+ * walk. APR_ENOMEM if the list could not be made. */
+apr_status_t h2c_rooms_each(const h2c_rooms_t *rs,
+                            int (*fn)(void *ctx, const h2c_rooms_msg_t *m), void *ctx);
 
 /* Delivery latency: the clock commits are stamped with (CLOCK_MONOTONIC,
  * µs, low 32 bits: compare two readings by their difference). */

@@ -51,7 +51,7 @@ const uint32_t h2c_lat_bounds_us[H2C_LAT_BUCKETS - 1] = {
 
 static const char *const refusal_names[H2C_REFUSED_MAX] = {
     "Cap",         "TooLarge", "Invalid", "MediaType", "Method",
-    "Unavailable", "Rate",     "Origin",  "Address"};
+    "Unavailable", "Rate",     "Origin",  "Address",   "Rooms"};
 
 const char *h2c_seg_refusal_name(h2c_refusal_t why) {
     return why < H2C_REFUSED_MAX ? refusal_names[why] : "Unknown";
@@ -88,7 +88,8 @@ static void shape_default(h2c_seg_shape_t *sh, uint32_t nchildren, uint32_t capa
 }
 
 apr_size_t h2c_seg_size_shape(const h2c_seg_shape_t *sh) {
-    return rooms_off(sh->nchildren) + h2c_rooms_size(sh->max_rooms, sh->memory);
+    return rooms_off(sh->nchildren) +
+           h2c_rooms_size(sh->max_rooms, sh->nchildren, sh->memory);
 }
 
 apr_size_t h2c_seg_size(uint32_t nchildren, uint32_t capacity, uint32_t max_len) {
@@ -110,7 +111,7 @@ apr_status_t h2c_seg_init_shape(h2c_seg_t *seg, void *mem, apr_size_t size,
     }
     memset(mem, 0, rooms_off(nchildren));
     rv = h2c_rooms_init(&seg->rooms, base + rooms_off(nchildren),
-                        size - rooms_off(nchildren), sh->max_rooms, sh->memory,
+                        size - rooms_off(nchildren), sh->max_rooms, nchildren, sh->memory,
                         sh->history, sh->max_len);
     if (rv != APR_SUCCESS) {
         return rv;

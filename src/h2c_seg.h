@@ -39,6 +39,7 @@ typedef enum {
     H2C_REFUSED_RATE,        /* over H2ChatRateLimit */
     H2C_REFUSED_ORIGIN,      /* Origin not in H2ChatAllowOrigin */
     H2C_REFUSED_ADDRESS,     /* over H2ChatMaxSubscribersPerAddress */
+    H2C_REFUSED_ROOMS,       /* no room for a room: H2ChatMaxRooms or H2ChatMemory */
     H2C_REFUSED_MAX
 } h2c_refusal_t;
 
@@ -63,6 +64,8 @@ typedef struct {
                                     (H2ChatDirectPenalty) */
     uint32_t direct_handed;      /* ... handed by the child that accepted them
                                     to a less loaded one (h2c_balance) */
+    uint32_t presence_rung;      /* the rooms' presence word at the last ring
+                                    (mod_h2chat_presence) */
     h2c_gate_t wake_gate;        /* H2ChatCoalesce: the last wake-up, pending or not */
     h2c_penalty_t penalty;       /* H2ChatDirectPenalty: addresses refused a while */
 } h2c_seg_shared_t;

@@ -33,14 +33,92 @@ h2c_rooms_t *h2c_store_history(h2c_store_t *store) {
     return &store->seg->rooms;
 }
 
-apr_status_t h2c_store_append_given(h2c_store_t *store, uint32_t room, uint64_t id,
+/* The room of this name, made if new; under the lock. */
+static apr_status_t open_room(h2c_store_t *store, const char *room, uint32_t *idx) {
+    return h2c_rooms_open(h2c_store_history(store), room, room ? strlen(room) : 0, 1,
+                          idx);
+}
+
+apr_status_t h2c_store_append_to(h2c_store_t *store, const char *room, uint64_t id,
+                                 int64_t time_ms, const char *line, uint32_t len) {
+    uint32_t idx;
+    apr_status_t rv = open_room(store, room, &idx);
+
+    return rv == APR_SUCCESS
+               ? h2c_rooms_append(h2c_store_history(store), idx, id, time_ms, line, len)
+               : rv;
+}
+
+apr_status_t h2c_store_hold(h2c_store_t *store, uint32_t slot, const char *const *rooms,
+                            uint32_t n, uint32_t *idx) {
+    apr_status_t rv;
+    uint32_t i;
+
+    if ((rv = apr_global_mutex_lock(store->lock)) != APR_SUCCESS) {
+        return rv;
+    }
+    for (i = 0; i < n; i++) {
+        if ((rv = open_room(store, rooms[i], &idx[i])) != APR_SUCCESS ||
+            (rv = h2c_rooms_hold(h2c_store_history(store), slot, idx[i], 1)) !=
+                APR_SUCCESS) {
+            break;
+        }
+    }
+    while (rv != APR_SUCCESS && i-- > 0) {
+        h2c_rooms_hold(h2c_store_history(store), slot, idx[i], -1);
+    }
+    apr_global_mutex_unlock(store->lock);
+    return rv;
+}
+
+void h2c_store_release(h2c_store_t *store, uint32_t slot, const uint32_t *idx,
+                       uint32_t n) {
+    uint32_t i;
+
+    if (apr_global_mutex_lock(store->lock) != APR_SUCCESS) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        h2c_rooms_hold(h2c_store_history(store), slot, idx[i], -1);
+    }
+    apr_global_mutex_unlock(store->lock);
+}
+
+apr_status_t h2c_store_counts(h2c_store_t *store, const char *const *rooms, uint32_t n,
+                              uint32_t *counts) {
+    h2c_rooms_t *rs = h2c_store_history(store);
+    apr_status_t rv;
+    uint32_t i, idx;
+
+    if ((rv = apr_global_mutex_lock(store->lock)) != APR_SUCCESS) {
+        return rv;
+    }
+    for (i = 0; i < n; i++) {
+        counts[i] = h2c_rooms_open(rs, rooms[i], strlen(rooms[i]), 0, &idx) == APR_SUCCESS
+                        ? h2c_rooms_room_holders(rs, idx)
+                        : 0;
+    }
+    apr_global_mutex_unlock(store->lock);
+    return APR_SUCCESS;
+}
+
+void h2c_store_forget(h2c_store_t *store, uint32_t slot) {
+    if (!h2c_rooms_slot_holds(h2c_store_history(store), slot) ||
+        apr_global_mutex_lock(store->lock) != APR_SUCCESS) {
+        return;
+    }
+    h2c_rooms_forget(h2c_store_history(store), slot);
+    apr_global_mutex_unlock(store->lock);
+}
+
+apr_status_t h2c_store_append_given(h2c_store_t *store, const char *room, uint64_t id,
                                     int64_t time_ms, const char *line, uint32_t len) {
     apr_status_t rv;
 
     if ((rv = apr_global_mutex_lock(store->lock)) != APR_SUCCESS) {
         return rv;
     }
-    rv = h2c_rooms_append(h2c_store_history(store), room, id, time_ms, line, len);
+    rv = h2c_store_append_to(store, room, id, time_ms, line, len);
     if (rv == APR_SUCCESS) {
         h2c_seg_count_published(store->seg);
     }
@@ -48,9 +126,9 @@ apr_status_t h2c_store_append_given(h2c_store_t *store, uint32_t room, uint64_t 
     return rv;
 }
 
-apr_status_t h2c_store_restore(h2c_store_t *store, uint32_t room, uint64_t id,
+apr_status_t h2c_store_restore(h2c_store_t *store, const char *room, uint64_t id,
                                int64_t time_ms, const char *line, uint32_t len) {
-    return h2c_rooms_append(h2c_store_history(store), room, id, time_ms, line, len);
+    return h2c_store_append_to(store, room, id, time_ms, line, len);
 }
 
 void h2c_store_wake(h2c_store_t *store) {

@@ -9,8 +9,9 @@
  * Subscribers always read the local shared-memory rooms (the history view,
  * h2c_store_history): the shm store appends to them under the global lock;
  * the Redis store publishes to Redis and its reader feeds them through
- * h2c_store_append_given. Every message goes to one room (an index in the
- * rooms, H2C_ROOMS_DEFAULT for the location's own). */
+ * h2c_store_append_given. Every message goes to one room, named ("" is
+ * the location's own); a room is made when a message or a stream first
+ * needs it, under the lock. */
 #ifndef H2C_STORE_H
 #define H2C_STORE_H
 
@@ -37,10 +38,11 @@ typedef struct {
     const char *name;
     /* In each child before it serves (connections, threads); may be NULL. */
     apr_status_t (*open)(h2c_store_t *store, apr_pool_t *pchild);
-    /* Publishes the encoded fields of one message to `room`; sets its id
-     * and time. APR_ENOSPC: longer than the largest message; APR_ENOMEM:
-     * no memory left for it (h2c_rooms_append). */
-    apr_status_t (*publish)(h2c_store_t *store, uint32_t room, const char *fields,
+    /* Publishes the encoded fields of one message to room `room`; sets its
+     * id and time. APR_ENOSPC: longer than the largest message; APR_EBUSY:
+     * no record for a new room (H2ChatMaxRooms); APR_ENOMEM: no memory left
+     * for it (H2ChatMemory, h2c_rooms_append). */
+    apr_status_t (*publish)(h2c_store_t *store, const char *room, const char *fields,
                             apr_size_t flen, uint64_t *id, int64_t *time_ms);
     /* Adds its own lines to *out; may be NULL. */
     void (*status)(h2c_store_t *store, h2c_store_status_t *out);
@@ -54,8 +56,8 @@ typedef struct {
 
 /* Called under the global lock after a message is committed to the ring,
  * so calls come in id order (H2ChatJournal appends there). */
-typedef void (*h2c_store_committed_fn)(void *ctx, uint32_t room, uint64_t id,
-                                       int64_t time_ms, const char *line, uint32_t len);
+typedef void (*h2c_store_committed_fn)(void *ctx, uint64_t id, int64_t time_ms,
+                                       const char *line, uint32_t len);
 
 /* Called after the lock is let go, to wake the ring's waiters; NULL: wake
  * them all at once (H2ChatCoalesce off). */
@@ -84,7 +86,7 @@ static inline apr_status_t h2c_store_open(h2c_store_t *store, apr_pool_t *pchild
     return store->ops->open ? store->ops->open(store, pchild) : APR_SUCCESS;
 }
 
-static inline apr_status_t h2c_store_publish(h2c_store_t *store, uint32_t room,
+static inline apr_status_t h2c_store_publish(h2c_store_t *store, const char *room,
                                              const char *fields, apr_size_t flen,
                                              uint64_t *id, int64_t *time_ms) {
     return store->ops->publish(store, room, fields, flen, id, time_ms);
@@ -110,13 +112,36 @@ h2c_rooms_t *h2c_store_history(h2c_store_t *store);
  * `room` of the local history, under the lock, counted as published; the
  * waiters are not woken (h2c_store_wake, once per batch). APR_EINVAL if id
  * is not above the last one. */
-apr_status_t h2c_store_append_given(h2c_store_t *store, uint32_t room, uint64_t id,
+apr_status_t h2c_store_append_given(h2c_store_t *store, const char *room, uint64_t id,
                                     int64_t time_ms, const char *line, uint32_t len);
 
 /* Before any child runs (a journal replayed into a new segment): as
  * append_given without the lock, not counted as published. */
-apr_status_t h2c_store_restore(h2c_store_t *store, uint32_t room, uint64_t id,
+apr_status_t h2c_store_restore(h2c_store_t *store, const char *room, uint64_t id,
                                int64_t time_ms, const char *line, uint32_t len);
+
+/* For stores, under the lock: one line into room `room` (made if new). */
+apr_status_t h2c_store_append_to(h2c_store_t *store, const char *room, uint64_t id,
+                                 int64_t time_ms, const char *line, uint32_t len);
+
+/* A stream of child row `slot` holds rooms[0..n) (names) while it lives:
+ * each is made if new,
+ * and keeps its history under memory pressure (h2c_rooms_hold); idx gets
+ * their indexes. APR_EBUSY: a new room found no record (H2ChatMaxRooms);
+ * then nothing is held. */
+apr_status_t h2c_store_hold(h2c_store_t *store, uint32_t slot, const char *const *rooms,
+                            uint32_t n, uint32_t *idx);
+void h2c_store_release(h2c_store_t *store, uint32_t slot, const uint32_t *idx,
+                       uint32_t n);
+
+/* The presence counts of rooms[0..n) (names; a room that does not exist:
+ * 0), looked up under the lock, made if new never. */
+apr_status_t h2c_store_counts(h2c_store_t *store, const char *const *rooms, uint32_t n,
+                              uint32_t *counts);
+
+/* Lets go of what child row `slot` held (its process is gone, or a new
+ * child took the row), under the lock. */
+void h2c_store_forget(h2c_store_t *store, uint32_t slot);
 
 /* Wakes the history's waiters after commits, through `wake` if set. */
 void h2c_store_wake(h2c_store_t *store);

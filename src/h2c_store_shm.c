@@ -7,7 +7,7 @@
 #include "h2c_json.h"
 #include "h2c_store.h"
 
-static apr_status_t shm_publish(h2c_store_t *store, uint32_t room, const char *fields,
+static apr_status_t shm_publish(h2c_store_t *store, const char *room, const char *fields,
                                 apr_size_t flen, uint64_t *id, int64_t *time_ms) {
     h2c_rooms_t *rooms = h2c_store_history(store);
     uint32_t max = h2c_rooms_max_len(rooms);
@@ -33,11 +33,10 @@ static apr_status_t shm_publish(h2c_store_t *store, uint32_t room, const char *f
     *time_ms = (int64_t)(apr_time_now() / 1000);
     len = h2c_json_format_message(line, flen + H2C_JSON_LINE_OVERHEAD, *id, *time_ms,
                                   fields, flen);
-    rv = h2c_rooms_append(rooms, room, *id, *time_ms, line, (uint32_t)len);
+    rv = h2c_store_append_to(store, room, *id, *time_ms, line, (uint32_t)len);
     if (rv == APR_SUCCESS) {
         if (store->committed) {
-            store->committed(store->committed_ctx, room, *id, *time_ms, line,
-                             (uint32_t)len);
+            store->committed(store->committed_ctx, *id, *time_ms, line, (uint32_t)len);
         }
         h2c_seg_count_published(store->seg);
     }

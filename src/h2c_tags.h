@@ -58,4 +58,12 @@
 #define H2C_TAG_PROTOCOL "H2C0054"      /* connection closed: an HTTP/2 error */
 #define H2C_TAG_PENALTY "H2C0055"       /* an address's new connections refused a while */
 
+/* rooms (H2ChatRooms) */
+#define H2C_TAG_BAD_ROOM "H2C0056"   /* 400: not a room name, or a bad ?room= list */
+#define H2C_TAG_ROOMS_FULL "H2C0057" /* 503: H2ChatMaxRooms rooms, all with streams */
+#define H2C_TAG_MEMORY "H2C0058"     /* 503: H2ChatMemory full of rooms with streams */
+#define H2C_TAG_ROOM_FORBIDDEN                                                           \
+    "H2C0059" /* 403: a ?room= its own URL's config refuses                              \
+               */
+
 #endif /* H2C_TAGS_H */

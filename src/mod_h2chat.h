@@ -21,6 +21,9 @@ extern module AP_MODULE_DECLARE_DATA h2chat_module;
 #define H2CHAT_DEFAULT_SNAPSHOT 50
 #define H2CHAT_DEFAULT_MAX_BYTES 4096
 #define H2CHAT_DEFAULT_HEARTBEAT 20
+#define H2CHAT_DEFAULT_ROOMS_PER_STREAM 32
+#define H2CHAT_DEFAULT_MAX_ROOMS 10000
+#define H2CHAT_DEFAULT_MEMORY (64 * 1024 * 1024)
 
 typedef struct {
     int enabled;          /* -1 unset */
@@ -30,6 +33,10 @@ typedef struct {
     int rate_interval_ms; /* H2ChatRateLimit: -1 unset, 0 off */
     int rate_burst;
     apr_array_header_t *origins; /* H2ChatAllowOrigin; NULL: any */
+    int rooms;                   /* H2ChatRooms: -1 unset, 0 off, 1 on */
+    const char *rooms_base;      /* ... the <Location> it was set in */
+    int max_rooms_per_stream;    /* H2ChatMaxRoomsPerStream, -1 unset */
+    int presence;                /* H2ChatPresence: -1 unset, 0 off, 1 count */
 } h2chat_dir_conf_t;
 
 typedef enum { H2CHAT_SYNC_OFF, H2CHAT_SYNC_SECOND, H2CHAT_SYNC_ALWAYS } h2chat_sync_t;
@@ -51,6 +58,8 @@ typedef struct {
     int direct_penalty_s;    /* H2ChatDirectPenalty: -1 unset, 0 off */
     int latency;             /* H2ChatLatencyHistogram: -1 unset, 0 off, 1 on */
     int reconnect_spread_s;  /* H2ChatReconnectSpread: -1 unset, -2 auto, 0 off */
+    int max_rooms;           /* H2ChatMaxRooms, -1 unset */
+    apr_off_t memory;        /* H2ChatMemory (bytes), -1 unset */
 } h2chat_srv_conf_t;
 
 /* The process's view of the shared state. */
@@ -75,6 +84,9 @@ int h2chat_conf_snapshot(const h2chat_dir_conf_t *dc);
 int h2chat_conf_max_bytes(const h2chat_dir_conf_t *dc);
 int h2chat_conf_heartbeat(const h2chat_dir_conf_t *dc);
 int h2chat_conf_history(server_rec *s);
+/* the segment's shape: rooms, and memory for their messages */
+uint32_t h2chat_conf_max_rooms(server_rec *s);
+apr_size_t h2chat_conf_memory(server_rec *s, uint32_t history, uint32_t max_len);
 h2chat_sync_t h2chat_conf_journal_sync(server_rec *s);
 h2chat_store_kind_t h2chat_conf_store(server_rec *s);
 int64_t h2chat_conf_coalesce_us(server_rec *s);       /* < 0 auto, 0 off */
@@ -106,6 +118,12 @@ void h2chat_journal_child_init(apr_pool_t *pchild, server_rec *s, h2c_store_t *s
 apr_status_t h2chat_wake_child_init(apr_pool_t *pchild, server_rec *s,
                                     h2c_store_t *store);
 void h2chat_wake_child_stopping(void);
+
+/* mod_h2chat_presence.c: the ticker that forgets gone children's holds and
+ * wakes the streams when a room's count changed. */
+apr_status_t h2chat_presence_child_init(apr_pool_t *pchild, h2c_store_t *store,
+                                        uint32_t slot);
+void h2chat_presence_child_stopping(void);
 
 /* mod_h2chat_spread.c: H2ChatReconnectSpread, the streams' reconnect hint. */
 void h2chat_spread_child_init(server_rec *s);

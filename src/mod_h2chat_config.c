@@ -23,6 +23,8 @@ void *h2chat_create_dir_conf(apr_pool_t *p, char *dir) {
     dc->enabled = dc->snapshot = dc->max_bytes = dc->heartbeat = -1;
     dc->rate_interval_ms = dc->rate_burst = -1;
     dc->origins = NULL;
+    dc->rooms = dc->max_rooms_per_stream = dc->presence = -1;
+    dc->rooms_base = NULL;
     return dc;
 }
 
@@ -43,6 +45,10 @@ void *h2chat_merge_dir_conf(apr_pool_t *p, void *basev, void *addv) {
         dc->rate_burst = base->rate_burst;
     }
     dc->origins = add->origins ? add->origins : base->origins;
+    dc->rooms = MERGE(rooms);
+    dc->rooms_base = add->rooms != -1 ? add->rooms_base : base->rooms_base;
+    dc->max_rooms_per_stream = MERGE(max_rooms_per_stream);
+    dc->presence = MERGE(presence);
     return dc;
 }
 
@@ -60,6 +66,8 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     sc->direct_penalty_s = -1;
     sc->latency = -1;
     sc->reconnect_spread_s = -1;
+    sc->max_rooms = -1;
+    sc->memory = -1;
     return sc;
 }
 
@@ -75,6 +83,8 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
     sc->direct_penalty_s = MERGE(direct_penalty_s);
     sc->latency = MERGE(latency);
     sc->reconnect_spread_s = MERGE(reconnect_spread_s);
+    sc->max_rooms = MERGE(max_rooms);
+    sc->memory = MERGE(memory);
     sc->journal_path = add->journal_path ? add->journal_path : base->journal_path;
     sc->direct_path = add->direct_path ? add->direct_path : base->direct_path;
     if (add->redis_host) {
@@ -110,6 +120,30 @@ void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc) {
     pc->rate_interval_ms = dc->rate_interval_ms > 0 ? (uint32_t)dc->rate_interval_ms : 0;
     pc->rate_burst = dc->rate_burst > 0 ? (uint32_t)dc->rate_burst : 1;
     pc->origins = dc->origins;
+    pc->rooms_base = dc->rooms == 1 ? dc->rooms_base : NULL;
+    pc->max_rooms_per_stream = dc->max_rooms_per_stream != -1
+                                   ? (uint32_t)dc->max_rooms_per_stream
+                                   : H2CHAT_DEFAULT_ROOMS_PER_STREAM;
+    pc->presence = dc->presence != 0;
+}
+
+uint32_t h2chat_conf_max_rooms(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return sc->max_rooms != -1 ? (uint32_t)sc->max_rooms : H2CHAT_DEFAULT_MAX_ROOMS;
+}
+
+/* H2ChatMemory, and never less than one full history of the largest
+ * messages: the location's own room keeps what it kept before rooms. */
+apr_size_t h2chat_conf_memory(server_rec *s, uint32_t history, uint32_t max_len) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+    apr_size_t want = sc->memory != -1 ? (apr_size_t)sc->memory : H2CHAT_DEFAULT_MEMORY;
+    apr_size_t least = h2c_rooms_memory_for(history, max_len);
+
+    if (sc->memory != -1) { /* as said, but room for one largest message */
+        least = h2c_rooms_memory_for(1, max_len);
+    }
+    return want > least ? want : least;
 }
 
 int h2chat_conf_history(server_rec *s) {
@@ -151,6 +185,88 @@ static const char *parse_int(cmd_parms *cmd, const char *arg, int min, int max,
 static const char *set_enabled(cmd_parms *cmd, void *dcv, int on) {
     (void)cmd;
     ((h2chat_dir_conf_t *)dcv)->enabled = on;
+    return NULL;
+}
+
+/* H2ChatRooms On: <location>/<room> names rooms; the location is the
+ * section's own path, so only a <Location> (not a regex) may say it. */
+static const char *set_rooms(cmd_parms *cmd, void *dcv, int on) {
+    h2chat_dir_conf_t *dc = dcv;
+
+    if (on && (!cmd->path || cmd->path[0] != '/' || strpbrk(cmd->path, "^$*?[(|\\"))) {
+        return "H2ChatRooms On belongs in a <Location /path> section (not a regex): "
+               "rooms are that path + /<name>";
+    }
+    dc->rooms = on;
+    dc->rooms_base = on ? apr_pstrdup(cmd->pool, cmd->path) : NULL;
+    return NULL;
+}
+
+/* H2ChatPresence off|count ("members", who by name, is not built yet). */
+static const char *set_presence(cmd_parms *cmd, void *dcv, const char *arg) {
+    h2chat_dir_conf_t *dc = dcv;
+
+    if (!strcasecmp(arg, "off")) {
+        dc->presence = 0;
+    } else if (!strcasecmp(arg, "count")) {
+        dc->presence = 1;
+    } else {
+        return apr_psprintf(cmd->pool,
+                            "H2ChatPresence: '%s' is not off or count (members: not yet)",
+                            arg);
+    }
+    return NULL;
+}
+
+static const char *set_max_rooms_per_stream(cmd_parms *cmd, void *dcv, const char *arg) {
+    return parse_int(cmd, arg, 1, 1024,
+                     &((h2chat_dir_conf_t *)dcv)->max_rooms_per_stream);
+}
+
+static const char *set_max_rooms(cmd_parms *cmd, void *dcv, const char *arg) {
+    h2chat_srv_conf_t *sc =
+        ap_get_module_config(cmd->server->module_config, &h2chat_module);
+
+    (void)dcv;
+    return parse_int(cmd, arg, 1, 10000000, &sc->max_rooms);
+}
+
+/* H2ChatMemory SIZE: bytes, or with K, M or G (1024-based). */
+static const char *set_memory(cmd_parms *cmd, void *dcv, const char *arg) {
+    h2chat_srv_conf_t *sc =
+        ap_get_module_config(cmd->server->module_config, &h2chat_module);
+    char *end;
+    apr_int64_t n = apr_strtoi64(arg, &end, 10);
+    int shift = 0;
+
+    (void)dcv;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    default:
+        break;
+    }
+    if (end == arg || *end || n < 1 || n > ((apr_int64_t)256 << 30) >> shift ||
+        (n << shift) < 64 * 1024) {
+        return apr_psprintf(cmd->pool,
+                            "%s: '%s' is not a size from 64K to 256G (bytes, or with "
+                            "K, M or G)",
+                            cmd->cmd->name, arg);
+    }
+    sc->memory = (apr_off_t)(n << shift);
     return NULL;
 }
 
@@ -483,6 +599,20 @@ const command_rec h2chat_cmds[] = {
     AP_INIT_TAKE1(
         "H2ChatHistory", set_history, NULL, RSRC_CONF,
         "messages kept in shared memory for snapshots and resume (default 1000)"),
+    AP_INIT_FLAG("H2ChatRooms", set_rooms, NULL, ACCESS_CONF,
+                 "On: <location>/<room> is a room of its own, and ?room=a&room=b "
+                 "follows several on one stream (default Off: one chat)"),
+    AP_INIT_TAKE1("H2ChatPresence", set_presence, NULL, ACCESS_CONF,
+                  "off or count: each held stream is told its rooms' subscriber counts "
+                  "when they change, at most once a second, and ?presence answers one "
+                  "(default count)"),
+    AP_INIT_TAKE1("H2ChatMaxRoomsPerStream", set_max_rooms_per_stream, NULL, ACCESS_CONF,
+                  "rooms one stream may follow (default 32)"),
+    AP_INIT_TAKE1("H2ChatMaxRooms", set_max_rooms, NULL, RSRC_CONF,
+                  "rooms kept at once, across the server (default 10000)"),
+    AP_INIT_TAKE1("H2ChatMemory", set_memory, NULL, RSRC_CONF,
+                  "shared memory for the rooms' messages, e.g. 64M (default 64M, "
+                  "at least one H2ChatHistory of the largest messages)"),
     AP_INIT_TAKE1("H2ChatSnapshot", set_snapshot, NULL, ACCESS_CONF,
                   "messages a new subscriber gets first (default 50)"),
     AP_INIT_TAKE1("H2ChatMaxMessageBytes", set_max_bytes, NULL, ACCESS_CONF,

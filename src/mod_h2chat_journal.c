@@ -25,6 +25,7 @@
 #include <unixd.h>
 
 #include "h2c_journal.h"
+#include "h2c_json.h"
 
 #define H2CHAT_JOURNAL_KEEP 4 /* compact past this many times the history */
 /* Longest line a record may hold when replaying: the largest slot any
@@ -72,11 +73,16 @@ typedef struct {
     uint64_t replayed, skipped;
 } replay_t;
 
+/* A record's line names its room (as subscribers get it; a line written
+ * before rooms names none: the location's own), so the record format did
+ * not change for rooms. */
 static int replay_one(void *ctx, const h2c_journal_rec_t *rec) {
     replay_t *rp = ctx;
+    char room[H2C_ROOMS_NAME_MAX + 1];
 
-    if (h2c_store_restore(rp->store, H2C_ROOMS_DEFAULT, rec->id, rec->time_ms, rec->line,
-                          rec->len) == APR_SUCCESS) {
+    if (h2c_json_line_room(rec->line, rec->len, room) == APR_SUCCESS &&
+        h2c_store_restore(rp->store, room, rec->id, rec->time_ms, rec->line, rec->len) ==
+            APR_SUCCESS) {
         rp->replayed++;
     } else {
         rp->skipped++; /* out of order, too long for today's largest, no memory */
@@ -198,32 +204,49 @@ static int write_all(int fd, const char *buf, apr_size_t n) {
     return 1;
 }
 
-/* Rewrites the journal as the history's messages (the last
- * H2ChatHistory), under the global lock. */
+/* One held message into the compacted file. */
+typedef struct {
+    h2chat_journal_t *j;
+    int fd;
+    int failed;
+    uint64_t n;
+} compact_t;
+
+static int compact_one(void *ctx, const h2c_rooms_msg_t *m) {
+    compact_t *cp = ctx;
+    h2chat_journal_t *j = cp->j;
+    h2c_rooms_t *rooms = h2c_store_history(j->store);
+    apr_size_t size;
+    int64_t t;
+
+    if (h2c_rooms_read(rooms, m, j->line, h2c_rooms_max_len(rooms), &t, NULL) !=
+        APR_SUCCESS) {
+        return 0;
+    }
+    size = h2c_journal_encode(j->buf, j->cap, m->id, t, j->line, m->len);
+    if (size == 0 || !write_all(cp->fd, j->buf, size)) {
+        cp->failed = 1;
+        return 1;
+    }
+    cp->n++;
+    return 0;
+}
+
+/* Rewrites the journal as the messages the rooms hold (each room's last
+ * H2ChatHistory), in id order, under the global lock. */
 static void compact(h2chat_journal_t *j) {
     h2c_seg_shared_t *sh = h2c_seg_shared(j->seg);
     h2c_rooms_t *rooms = h2c_store_history(j->store);
-    h2c_rooms_cursor_t cur;
-    h2c_rooms_msg_t m;
+    compact_t cp = {j, -1, 0, 0};
     uint64_t n = 0;
     int fd, ok;
 
     fd = open(j->cpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     ok = fd >= 0;
-    /* under the lock: nothing moves while the room is walked */
-    h2c_rooms_cursor_at(&cur, 0);
-    while (ok && h2c_rooms_next(rooms, H2C_ROOMS_DEFAULT, &cur, &m) == APR_SUCCESS) {
-        int64_t t;
-        apr_size_t size;
-
-        h2c_rooms_advance(&cur, &m);
-        if (h2c_rooms_read(rooms, &m, j->line, h2c_rooms_max_len(rooms), &t, NULL) !=
-            APR_SUCCESS) {
-            continue;
-        }
-        size = h2c_journal_encode(j->buf, j->cap, m.id, t, j->line, m.len);
-        ok = size > 0 && write_all(fd, j->buf, size);
-        n++;
+    if (ok) {
+        cp.fd = fd;
+        ok = h2c_rooms_each(rooms, compact_one, &cp) == APR_SUCCESS && !cp.failed;
+        n = cp.n;
     }
     if (ok && (fdatasync(fd) != 0 || rename(j->cpath, j->path) != 0)) {
         ok = 0;
@@ -240,7 +263,9 @@ static void compact(h2chat_journal_t *j) {
         sh->journal_compact_at = sh->journal_records + j->keep;
     } else {
         sh->journal_records = n;
-        sh->journal_compact_at = 0;
+        /* many rooms hold more than one history: compact again only once
+         * the file has grown well past what they hold */
+        sh->journal_compact_at = (n > j->keep ? n : j->keep) * H2CHAT_JOURNAL_KEEP;
         sh->journal_gen++; /* every child reopens before its next write */
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, j->s,
                      H2C_TAG_JOURNAL_COMPACT
@@ -267,11 +292,9 @@ static void sync_file(h2chat_journal_t *j) {
 }
 
 /* The store's commit hook: under the global lock, in id order. */
-static void append_record(void *ctx, uint32_t room, uint64_t id, int64_t time_ms,
-                          const char *line, uint32_t len) {
+static void append_record(void *ctx, uint64_t id, int64_t time_ms, const char *line,
+                          uint32_t len) {
     h2chat_journal_t *j = ctx;
-
-    (void)room; /* only the default room publishes until records carry one */
     h2c_seg_shared_t *sh = h2c_seg_shared(j->seg);
     apr_size_t size;
 

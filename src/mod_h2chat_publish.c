@@ -56,6 +56,8 @@ int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc) {
     h2c_policy_conf_t conf;
     h2c_request_t req;
     h2c_verdict_t v;
+    apr_array_header_t *rooms;
+    const char *room;
     apr_size_t len = 0, flen;
     char *body, *fields;
     uint64_t id;
@@ -64,6 +66,10 @@ int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc) {
 
     h2chat_conf_policy(dc, &conf);
     h2chat_request_describe(r, &req);
+    if (!h2c_policy_rooms(&conf, &req, 0, r->pool, &rooms, &v)) {
+        return h2chat_reply_refusal(r, &v);
+    }
+    room = APR_ARRAY_IDX(rooms, 0, const char *);
     if (!h2c_policy_publish_head(&conf, &req, st->usable, &st->seg.rate,
                                  (int64_t)(apr_time_now() / 1000), r->pool, &v)) {
         return h2chat_reply_refusal(r, &v);
@@ -74,13 +80,13 @@ int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc) {
         h2c_policy_refuse(&v, H2C_DENY_READ_BODY, NULL);
         return h2chat_reply_refusal(r, &v);
     }
-    if (!h2c_policy_publish_body(&conf, body, len, rv == APR_ENOSPC, r->user, r->pool,
-                                 &fields, &flen, &v)) {
+    if (!h2c_policy_publish_body(&conf, body, len, rv == APR_ENOSPC, r->user, room,
+                                 r->pool, &fields, &flen, &v)) {
         return h2chat_reply_refusal(r, &v);
     }
-    if (h2c_store_publish(&st->store, H2C_ROOMS_DEFAULT, fields, flen, &id, &time_ms) !=
+    if ((rv = h2c_store_publish(&st->store, room, fields, flen, &id, &time_ms)) !=
         APR_SUCCESS) {
-        h2c_policy_refuse(&v, H2C_DENY_PUBLISH, NULL);
+        h2c_policy_store_refusal(&v, rv);
         return h2chat_reply_refusal(r, &v);
     }
     ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,

@@ -121,15 +121,16 @@ static void pool_give(h2chat_redis_t *rd, redisContext *c, int healthy) {
     }
 }
 
-static apr_status_t redis_publish(h2c_store_t *store, uint32_t room, const char *fields,
-                                  apr_size_t flen, uint64_t *id, int64_t *time_ms) {
+static apr_status_t redis_publish(h2c_store_t *store, const char *room,
+                                  const char *fields, apr_size_t flen, uint64_t *id,
+                                  int64_t *time_ms) {
     h2chat_redis_t *rd = store->impl;
     redisContext *c;
     redisReply *reply;
     apr_status_t rv = APR_EGENERAL;
     int pooled;
 
-    (void)room; /* only the default room publishes until entries carry one */
+    (void)room; /* the fields name it (h2c_policy_publish_body): readers route by them */
     if (flen + H2C_JSON_LINE_OVERHEAD > h2c_rooms_max_len(h2c_store_history(store))) {
         return APR_ENOSPC;
     }
@@ -184,6 +185,8 @@ static void feed_entry(h2chat_redis_t *rd, const redisReply *e) {
     int64_t t = 0;
     uint64_t id;
     h2c_rooms_t *rooms = h2c_store_history(rd->store);
+    char room[H2C_ROOMS_NAME_MAX + 1];
+    apr_status_t rv;
 
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
         e->element[0]->type != REDIS_REPLY_STRING ||
@@ -212,9 +215,20 @@ static void feed_entry(h2chat_redis_t *rd, const redisReply *e) {
     if (len == 0) {
         return; /* longer than this server's largest: not here */
     }
-    if (h2c_store_append_given(rd->store, H2C_ROOMS_DEFAULT, id, t, rd->line,
-                               (uint32_t)len) == APR_SUCCESS) {
+    /* the line names its room (the publisher's fields did) */
+    if (h2c_json_line_room(rd->line, len, room) != APR_SUCCESS) {
+        return; /* not ours to read: skipped, as a line too long */
+    }
+    rv = h2c_store_append_given(rd->store, room, id, t, rd->line, (uint32_t)len);
+    if (rv == APR_SUCCESS) {
         h2c_seg_redis_set_last_id(rd->store->seg, id);
+    } else {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, rd->s,
+                     "%s: message %" APR_UINT64_T_FMT " of room \"%s\" not kept here: %s",
+                     rv == APR_EBUSY ? H2C_TAG_ROOMS_FULL : H2C_TAG_MEMORY,
+                     (apr_uint64_t)id, room,
+                     rv == APR_EBUSY ? "H2ChatMaxRooms rooms, all with streams"
+                                     : "H2ChatMemory full of rooms with streams");
     }
 }
 

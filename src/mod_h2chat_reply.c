@@ -20,6 +20,7 @@ void h2chat_request_describe(request_rec *r, h2c_request_t *req) {
     const char *clen = apr_table_get(r->headers_in, "Content-Length");
 
     req->method = r->method;
+    req->path = r->uri;
     req->args = r->args;
     req->content_type = apr_table_get(r->headers_in, "Content-Type");
     req->accept = apr_table_get(r->headers_in, "Accept");

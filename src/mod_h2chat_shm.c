@@ -71,9 +71,9 @@ static uint32_t default_max_per_address(uint32_t max_subscribers) {
     return max_subscribers / 2 + max_subscribers % 2;
 }
 
-static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t capacity,
-                                 uint32_t max_len, int *fresh) {
-    apr_size_t size = h2c_seg_size(nchildren, capacity, max_len);
+static apr_status_t make_segment(server_rec *s, const h2c_seg_shape_t *shape,
+                                 int *fresh) {
+    apr_size_t size = h2c_seg_size_shape(shape);
     apr_status_t rv;
     int same_layout;
 
@@ -83,7 +83,7 @@ static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t cap
          * another version made the segment before this graceful restart */
         same_layout = h2c_seg_attach(&state.seg, apr_shm_baseaddr_get(retained->shm),
                                      apr_shm_size_get(retained->shm)) == APR_SUCCESS;
-        if (same_layout && h2c_seg_fits(&state.seg, nchildren, capacity, max_len)) {
+        if (same_layout && h2c_seg_fits_shape(&state.seg, shape)) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
                          H2C_TAG_SHM_REUSED ": restart keeps the segment: %u messages "
                                             "held, last id %" APR_UINT64_T_FMT,
@@ -94,13 +94,15 @@ static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t cap
         if (same_layout) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                          H2C_TAG_SHM_RESHAPED
-                         ": H2ChatHistory, H2ChatMaxMessageBytes or "
-                         "ServerLimit changed: history and ids start over");
+                         ": H2ChatHistory, H2ChatMaxMessageBytes, H2ChatMaxRooms, "
+                         "H2ChatMemory or ServerLimit changed: history and ids start "
+                         "over (a journal or Redis refills them)");
         } else {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                          H2C_TAG_SHM_RESHAPED
                          ": the shared segment has another layout (a module of another "
-                         "version made it): history and ids start over");
+                         "version made it): history and ids start over (a journal or "
+                         "Redis refills them)");
         }
         /* Children of the old generation keep their own mapping. */
         apr_shm_destroy(retained->shm);
@@ -114,14 +116,15 @@ static apr_status_t make_segment(server_rec *s, uint32_t nchildren, uint32_t cap
         return rv;
     }
     *fresh = 1;
-    return h2c_seg_init(&state.seg, apr_shm_baseaddr_get(retained->shm), size, nchildren,
-                        capacity, max_len, (int64_t)(apr_time_now() / 1000));
+    return h2c_seg_init_shape(&state.seg, apr_shm_baseaddr_get(retained->shm), size,
+                              shape, (int64_t)(apr_time_now() / 1000));
 }
 
 /* The segment (kept across a graceful restart when it still fits) and the
  * global lock. *fresh: the segment is new (a journal may refill it). */
 apr_status_t h2chat_shm_post_config(server_rec *s, int *fresh) {
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+    h2c_seg_shape_t shape;
     uint32_t max_len;
     apr_status_t rv;
 
@@ -132,8 +135,12 @@ apr_status_t h2chat_shm_post_config(server_rec *s, int *fresh) {
     }
     /* escaping can double the body's bytes; then type, id and time */
     max_len = (uint32_t)h2chat_conf_largest_max_bytes() * 2 + 2 * H2C_JSON_LINE_OVERHEAD;
-    if ((rv = make_segment(s, child_table_size(), (uint32_t)h2chat_conf_history(s),
-                           max_len, fresh)) != APR_SUCCESS) {
+    shape.nchildren = child_table_size();
+    shape.history = (uint32_t)h2chat_conf_history(s);
+    shape.max_len = max_len;
+    shape.max_rooms = h2chat_conf_max_rooms(s);
+    shape.memory = h2chat_conf_memory(s, shape.history, max_len);
+    if ((rv = make_segment(s, &shape, fresh)) != APR_SUCCESS) {
         return rv;
     }
     if (!retained->mutex) {

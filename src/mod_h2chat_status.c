@@ -38,6 +38,17 @@ static void status_auto(request_rec *r, const h2c_stats_t *st) {
                (apr_uint64_t)st->published);
     ap_rprintf(r, "H2ChatLastId: %" APR_UINT64_T_FMT "\n", (apr_uint64_t)st->last_id);
     ap_rprintf(r, "H2ChatHistoryFill: %u/%u\n", st->history_count, st->history_capacity);
+    ap_rprintf(r, "H2ChatRooms: %u\nH2ChatMaxRooms: %u\n", st->rooms.rooms,
+               st->rooms.max_rooms);
+    ap_rprintf(r,
+               "H2ChatMemoryUsed: %" APR_UINT64_T_FMT "\nH2ChatMemory: %" APR_UINT64_T_FMT
+               "\n",
+               (apr_uint64_t)st->rooms.chunks_used * H2C_ROOMS_CHUNK,
+               (apr_uint64_t)st->rooms.chunks * H2C_ROOMS_CHUNK);
+    ap_rprintf(r,
+               "H2ChatEvicted: %" APR_UINT64_T_FMT
+               "\nH2ChatRoomsReclaimed: %" APR_UINT64_T_FMT "\n",
+               (apr_uint64_t)st->rooms.evicted, (apr_uint64_t)st->rooms.rooms_freed);
     for (i = 0; i < st->store.n; i++) {
         ap_rprintf(r, "H2Chat%s: %s\n", st->store.field[i].name,
                    st->store.field[i].value);
@@ -70,6 +81,14 @@ static void status_html(request_rec *r, const h2c_stats_t *st) {
                (apr_uint64_t)st->last_id);
     ap_rprintf(r, "<tr><th>history</th><td>%u of %u</td></tr>\n", st->history_count,
                st->history_capacity);
+    ap_rprintf(r,
+               "<tr><th>rooms</th><td>%u of at most %u; memory %" APR_UINT64_T_FMT
+               " of %" APR_UINT64_T_FMT " KiB; %" APR_UINT64_T_FMT
+               " messages evicted</td></tr>\n",
+               st->rooms.rooms, st->rooms.max_rooms,
+               (apr_uint64_t)st->rooms.chunks_used * H2C_ROOMS_CHUNK / 1024,
+               (apr_uint64_t)st->rooms.chunks * H2C_ROOMS_CHUNK / 1024,
+               (apr_uint64_t)st->rooms.evicted);
     for (k = 0; k < st->store.n; k++) {
         ap_rprintf(r, "<tr><th>%s</th><td>%s</td></tr>\n", st->store.field[k].name,
                    st->store.field[k].value);

@@ -23,8 +23,10 @@
 #include <http_connection.h>
 #include <http_core.h>
 #include <http_protocol.h>
+#include <http_request.h>
 
 #include "h2c_follow.h"
+#include "h2c_presence.h"
 #include "h2c_frame.h"
 #include "h2c_json.h"
 #include "h2c_sock.h"
@@ -37,7 +39,10 @@ typedef struct {
     request_rec *r;
     h2chat_state_t *st;
     h2c_rooms_t *rooms;
-    h2c_follow_t follow;    /* its place in its room */
+    h2c_follow_t follow;      /* its place in its rooms */
+    const char *const *names; /* ... their names, for gap lines */
+    h2c_presence_t presence;  /* the counts it told (H2ChatPresence count) */
+    int presence_on;
     apr_bucket_brigade *bb; /* cleaned after each pass */
     apr_pool_t *scratch;    /* protocol lines of one pass: cleared after it, so
                                a held stream's memory does not grow with time */
@@ -89,7 +94,9 @@ static apr_status_t put_message(h2chat_sub_t *sub, const h2c_rooms_msg_t *m,
 }
 
 static void put_gap(h2chat_sub_t *sub, const h2c_follow_gap_t *gap) {
-    put_event(sub, "gap", h2c_json_gap(sub->scratch, gap->missed, gap->from, gap->to));
+    put_event(sub, "gap",
+              h2c_json_gap(sub->scratch, sub->names[gap->which], gap->missed, gap->from,
+                           gap->to));
 }
 
 static apr_status_t flush(h2chat_sub_t *sub) {
@@ -125,7 +132,7 @@ static apr_status_t send_pending(h2chat_sub_t *sub) {
                 lost++; /* left meanwhile: the next look says how */
                 continue;
             }
-            h2c_follow_sent(&sub->follow, &m);
+            h2c_follow_sent(&sub->follow, &m, gap.which);
             if (m.id >= sub->lat_from) {
                 stamp = at;
             }
@@ -212,13 +219,39 @@ static int client_stalled(h2chat_sub_t *sub, apr_time_t now) {
     return 1;
 }
 
+static void put_presence(void *ctx, uint32_t which, uint32_t count) {
+    h2chat_sub_t *sub = ctx;
+
+    put_event(sub, "presence",
+              h2c_json_presence(sub->scratch, sub->names[which], count, 1));
+}
+
+/* Tells the counts of its rooms that changed, if a look is due; *wait: else
+ * when one may be (0: none pending). */
+static apr_status_t send_presence(h2chat_sub_t *sub, apr_time_t now, apr_time_t *wait) {
+    int64_t w = 0;
+
+    *wait = 0;
+    if (!sub->presence_on) {
+        return APR_SUCCESS;
+    }
+    if (!h2c_presence_due(&sub->presence, sub->rooms, now, &w)) {
+        *wait = (apr_time_t)w;
+        return APR_SUCCESS;
+    }
+    if (!h2c_presence_look(&sub->presence, &sub->follow, now, put_presence, sub)) {
+        return APR_SUCCESS;
+    }
+    return flush(sub);
+}
+
 /* The held part: wait, send, until the client leaves or the child stops. */
 static void hold(h2chat_sub_t *sub) {
     volatile uint32_t *seq = h2c_rooms_seq(sub->rooms);
 
     for (;;) {
         uint32_t seen = h2c_wait_read(seq);
-        apr_time_t now, wake;
+        apr_time_t now, wake, wait;
 
         if (stopping(sub->st)) {
             return;
@@ -230,6 +263,9 @@ static void hold(h2chat_sub_t *sub) {
             continue;
         }
         now = apr_time_now();
+        if (send_presence(sub, now, &wait) != APR_SUCCESS) {
+            return;
+        }
         if (now >= sub->heartbeat_due) {
             put_heartbeat(sub);
             if (flush(sub) != APR_SUCCESS) {
@@ -244,6 +280,9 @@ static void hold(h2chat_sub_t *sub) {
             }
         }
         wake = sub->heartbeat_due < sub->check_due ? sub->heartbeat_due : sub->check_due;
+        if (wait > 0 && now + wait < wake) {
+            wake = now + wait; /* a count changed within the last second */
+        }
         h2c_wait_change(seq, seen, wake - now);
         if (sub->r->connection->aborted) {
             return;
@@ -260,12 +299,101 @@ static apr_status_t leave(void *data) {
     return APR_SUCCESS;
 }
 
+/* GET ...?presence: the rooms' counts now, one JSON object (an array of
+ * them for several rooms); nothing is held. */
+static int answer_presence(request_rec *r, h2chat_state_t *st,
+                           apr_array_header_t *names) {
+    uint32_t n = (uint32_t)names->nelts,
+             *counts = apr_palloc(r->pool, n * sizeof(uint32_t));
+    const char *const *room = (const char *const *)(void *)names->elts;
+    h2c_verdict_t v;
+
+    if (h2c_store_counts(&st->store, room, n, counts) != APR_SUCCESS) {
+        h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
+        return h2chat_reply_refusal(r, &v);
+    }
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache, no-store");
+    h2chat_reply_json(r, HTTP_OK, h2c_json_presence_list(r->pool, room, counts, n));
+    return OK;
+}
+
+/* A stream of several rooms: each room is checked as if its own URL had
+ * been requested (<Location>, <LocationMatch>, Require: httpd's access
+ * hooks, by a subrequest), except the request's own, which passed them. */
+static int rooms_allowed(request_rec *r, const h2c_policy_conf_t *conf,
+                         apr_array_header_t *names, h2c_verdict_t *v) {
+    int i, status;
+
+    for (i = 0; conf->rooms_base && i < names->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(names, i, const char *);
+        const char *uri = apr_pstrcat(r->pool, conf->rooms_base, "/", name, NULL);
+        request_rec *sub;
+
+        if (!*name || !strcmp(uri, r->uri) ||
+            !strcmp(apr_pstrcat(r->pool, uri, "/", NULL), r->uri)) {
+            continue;
+        }
+        sub = ap_sub_req_lookup_uri(uri, r, NULL);
+        status = sub->status;
+        ap_destroy_sub_req(sub);
+        if (status != HTTP_OK) {
+            h2c_policy_refuse(v, H2C_DENY_ROOM_FORBIDDEN,
+                              apr_psprintf(r->pool,
+                                           "room \"%s\" is forbidden here (its URL %s "
+                                           "answers %d)",
+                                           name, uri, status));
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The rooms a stream held, let go when its request ends. */
+typedef struct {
+    uint32_t *idx;
+    uint32_t n;
+} held_rooms_t;
+
+static apr_status_t leave_rooms(void *data) {
+    held_rooms_t *h = data;
+
+    if (h2chat_state()->usable) {
+        h2c_store_release(&h2chat_state()->store, h2chat_state()->child_slot, h->idx,
+                          h->n);
+    }
+    return APR_SUCCESS;
+}
+
+/* Holds the stream's rooms for as long as its request lives. */
+static int hold_rooms(request_rec *r, h2chat_state_t *st, apr_array_header_t *names,
+                      held_rooms_t **held, h2c_verdict_t *v) {
+    held_rooms_t *h = apr_palloc(r->pool, sizeof(*h));
+    apr_status_t rv;
+
+    h->n = (uint32_t)names->nelts;
+    h->idx = apr_palloc(r->pool, h->n * sizeof(uint32_t));
+    if ((rv = h2c_store_hold(&st->store, st->child_slot,
+                             (const char *const *)(void *)names->elts, h->n, h->idx)) !=
+        APR_SUCCESS) {
+        h2c_policy_store_refusal(v, rv);
+        return 0;
+    }
+    apr_pool_cleanup_register(r->pool, h, leave_rooms, apr_pool_cleanup_null);
+    *held = h;
+    return 1;
+}
+
 /* Where a new stream starts (see h2c_follow_start). */
-static void choose_start(h2chat_sub_t *sub, uint32_t room, int resume, uint64_t since,
-                         uint32_t snapshot) {
+static void choose_start(h2chat_sub_t *sub, const held_rooms_t *held, int resume,
+                         uint64_t since, uint32_t snapshot) {
+    h2c_follow_room_t *mem = NULL;
     int reset;
 
-    h2c_follow_start(&sub->follow, sub->rooms, room, resume, since, snapshot, &reset);
+    if (held->n > 1) {
+        mem = apr_palloc(sub->r->pool, held->n * sizeof(*mem));
+    }
+    h2c_follow_start(&sub->follow, sub->rooms, held->idx, held->n, mem, resume, since,
+                     snapshot, &reset);
     if (reset) {
         put_event(sub, "reset",
                   h2c_json_reset(sub->scratch, h2c_rooms_last_id(sub->rooms)));
@@ -291,13 +419,20 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     h2c_subscription_t want;
     h2c_verdict_t v;
     h2c_hold_t *counted;
+    apr_array_header_t *names;
+    held_rooms_t *held;
     h2chat_sub_t sub;
     apr_os_sock_t fd;
 
     h2chat_conf_policy(dc, &conf);
     h2chat_request_describe(r, &req);
-    if (!h2c_policy_subscribe(&req, st->usable, &want, &v)) {
+    if (!h2c_policy_subscribe(&req, st->usable, &want, &v) ||
+        !h2c_policy_rooms(&conf, &req, 1, r->pool, &names, &v) ||
+        !rooms_allowed(r, &conf, names, &v)) {
         return h2chat_reply_refusal(r, &v);
+    }
+    if (want.presence_query) {
+        return answer_presence(r, st, names);
     }
     prepare_response(r, want.sse, conf.heartbeat_s);
     if (r->header_only) {
@@ -311,11 +446,15 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
         return h2chat_reply_refusal(r, &v);
     }
     apr_pool_cleanup_register(r->pool, counted, leave, apr_pool_cleanup_null);
+    if (!hold_rooms(r, st, names, &held, &v)) {
+        return h2chat_reply_refusal(r, &v);
+    }
 
     memset(&sub, 0, sizeof(sub));
     sub.r = r;
     sub.st = st;
     sub.rooms = h2c_store_history(&st->store);
+    sub.names = (const char *const *)(void *)names->elts;
     sub.sse = want.sse;
     sub.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     apr_pool_create(&sub.scratch, r->pool);
@@ -331,14 +470,19 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
                                                     : r->connection)) == APR_SUCCESS) {
         sub.tcp_fd = fd;
     }
-    choose_start(&sub, H2C_ROOMS_DEFAULT, want.resume, want.since, conf.snapshot);
+    choose_start(&sub, held, want.resume, want.since, conf.snapshot);
     sub.lat_from = h2c_rooms_last_id(sub.rooms) + 1;
+    sub.presence_on = conf.presence;
+    h2c_presence_init(&sub.presence, held->n,
+                      held->n > 1 ? apr_palloc(r->pool, held->n * sizeof(uint32_t))
+                                  : NULL);
     ap_log_rerror(
         APLOG_MARK, APLOG_DEBUG, 0, r,
         H2C_TAG_SUB_START ": subscriber starts at id %" APR_UINT64_T_FMT " (%s)",
         (apr_uint64_t)h2c_follow_last(&sub.follow) + 1, sub.sse ? "sse" : "ndjson");
     /* headers and snapshot go out at once, even when there is nothing */
-    if (send_pending(&sub) == APR_SUCCESS) {
+    if (send_pending(&sub) == APR_SUCCESS &&
+        send_presence(&sub, apr_time_now(), &(apr_time_t){0}) == APR_SUCCESS) {
         hold(&sub);
         if (stopping(st) && !sub.stalled) {
             put_reconnect(&sub);

@@ -37,6 +37,9 @@ def nodes(redis, cert):
 H2ChatStore redis
 H2ChatRedis {redis.url}/0 {KEY}
 H2ChatHistory 200
+<Location /msgs>
+    H2ChatRooms On
+</Location>
 """
     servers = [env.H2ChatServer(f'test_redis_{n}', conf, cert=cert) for n in 'ab']
     try:
@@ -87,6 +90,41 @@ def test_two_nodes_same_messages_same_order(nodes):
     for n in nodes:
         st = n.h2chat_status()
         assert st['H2ChatRedis'] == 'up' and st['H2ChatRedisLastId'] == ids[-1], st
+
+
+def test_rooms_on_both_nodes(nodes):
+    """A message posted to a room on either node reaches that room's
+    subscribers on both, in order, with the same ids; a stream of two rooms
+    gets both merged by id; the location's own room none of them."""
+    a, b = nodes
+    specs = [('h2c', 'ndjson', '/msgs/red'), ('h1', 'sse', '/msgs/blue'),
+             ('h2tls', 'ndjson', '/msgs?room=red&room=blue')]
+    subs = {(n.name, path): n.subscriber(t, m, path=path) for n in nodes
+            for t, m, path in specs}
+    own = [n.subscriber('h1', 'ndjson') for n in nodes]
+    for s in list(subs.values()) + own:
+        assert s.wait_headers() == 200, s.summary()
+    time.sleep(0.5)
+    own_before = [len(s.messages) for s in own]
+    posted = []
+    for i in range(12):
+        node, room = nodes[i % 2], ('red', 'blue', 'red')[i % 3]
+        r = node.post({'user': 'u', 'text': f'{room} {i}'}, path=f'/msgs/{room}',
+                      transport=('h1', 'h2c')[i // 2 % 2])
+        assert r.status == 201, (r, node.errlog_tail())
+        posted.append((r.json()['id'], room, f'{room} {i}'))
+    for (name, path), s in subs.items():
+        want = [p for p in posted if path.endswith(p[1]) or '?' in path]
+        s.wait_for(len(want), 10)
+    time.sleep(0.5)
+    for (name, path), s in subs.items():
+        want = [p for p in posted if path.endswith(p[1]) or '?' in path]
+        got = [(m['id'], m['room'], m['text']) for m in s.messages]
+        assert got == want, (name, path, s.summary())
+    for s, n in zip(own, own_before):
+        assert len(s.messages) == n, s.summary()
+    for s in list(subs.values()) + own:
+        s.close()
 
 
 def test_resume_on_the_other_node(nodes):

@@ -8,10 +8,10 @@
 #include "unit.h"
 
 static h2c_rooms_t *make_rooms(apr_pool_t *p) {
-    apr_size_t size = h2c_rooms_size(2, 16 * 1024);
+    apr_size_t size = h2c_rooms_size(2, 1, 16 * 1024);
     h2c_rooms_t *rs = apr_pcalloc(p, sizeof(*rs));
 
-    h2c_rooms_init(rs, apr_pcalloc(p, size), size, 2, 16 * 1024, 4, 256);
+    h2c_rooms_init(rs, apr_pcalloc(p, size), size, 2, 1, 16 * 1024, 4, 256);
     return rs;
 }
 

@@ -13,7 +13,7 @@ static apr_status_t parse(apr_pool_t *p, const char *body, const char *auth,
     apr_size_t flen;
 
     *why = NULL;
-    return h2c_json_parse_post(body, strlen(body), auth, p, fields, &flen, why);
+    return h2c_json_parse_post(body, strlen(body), auth, NULL, p, fields, &flen, why);
 }
 
 /* Encodes a message line and decodes it again with jansson. */
@@ -22,7 +22,7 @@ static json_t *roundtrip(apr_pool_t *p, const char *body, const char *auth) {
     const char *why;
     apr_size_t flen, n;
 
-    if (h2c_json_parse_post(body, strlen(body), auth, p, &fields, &flen, &why)) {
+    if (h2c_json_parse_post(body, strlen(body), auth, NULL, p, &fields, &flen, &why)) {
         return NULL;
     }
     n = h2c_json_format_message(line, sizeof(line), 17, 1764061200123LL, fields, flen);
@@ -53,7 +53,7 @@ static void test_exact_format(apr_pool_t *p) {
 
     const char *body = "{\"text\":\"hi\",\"user\":\"ann\",\"x\":1}";
 
-    CHECK(h2c_json_parse_post(body, strlen(body), NULL, p, &fields, &flen, &why) ==
+    CHECK(h2c_json_parse_post(body, strlen(body), NULL, NULL, p, &fields, &flen, &why) ==
           APR_SUCCESS);
     n = h2c_json_format_message(line, sizeof(line), 17, 1764061200123LL, fields, flen);
     CHECK(n == strlen("{\"type\":\"message\",\"id\":17,\"user\":\"ann\",\"text\":\"hi\","
@@ -191,8 +191,46 @@ static void test_parse_resume(apr_pool_t *p) {
 static void test_small_objects(apr_pool_t *p) {
     CHECK(!strcmp(h2c_json_error(p, "bad \"x\""), "{\"error\":\"bad \\\"x\\\"\"}"));
     CHECK(!strcmp(h2c_json_published(p, 17, 5), "{\"id\":17,\"time\":5}"));
-    CHECK(!strcmp(h2c_json_gap(p, 3, 4, 6),
+    CHECK(!strcmp(h2c_json_presence(p, "a", 3, 1),
+                  "{\"type\":\"presence\",\"room\":\"a\",\"count\":3}"));
+    CHECK(!strcmp(h2c_json_presence(p, "", 0, 1), "{\"type\":\"presence\",\"count\":0}"));
+    CHECK(!strcmp(h2c_json_presence(p, "", 2, 0), "{\"room\":\"\",\"count\":2}"));
+    {
+        const char *rooms[] = {"a", "b"};
+        uint32_t counts[] = {1, 2};
+
+        CHECK(!strcmp(h2c_json_presence_list(p, rooms, counts, 1),
+                      "{\"room\":\"a\",\"count\":1}"));
+        CHECK(!strcmp(h2c_json_presence_list(p, rooms, counts, 2),
+                      "[{\"room\":\"a\",\"count\":1},{\"room\":\"b\",\"count\":2}]"));
+    }
+    CHECK(!strcmp(h2c_json_gap(p, NULL, 3, 4, 6),
                   "{\"type\":\"gap\",\"missed\":3,\"from\":4,\"to\":6}"));
+    CHECK(!strcmp(h2c_json_gap(p, "", 3, 4, 6),
+                  "{\"type\":\"gap\",\"missed\":3,\"from\":4,\"to\":6}"));
+    CHECK(
+        !strcmp(h2c_json_gap(p, "a:b", 3, 4, 6),
+                "{\"type\":\"gap\",\"room\":\"a:b\",\"missed\":3,\"from\":4,\"to\":6}"));
+    /* a message names its room after its type and id; replay reads it back */
+    {
+        char *fields, line[256], room[65];
+        apr_size_t flen, n;
+        const char *why;
+
+        CHECK(h2c_json_parse_post("{\"user\":\"u\",\"text\":\"t\"}", 23, NULL, "lobby", p,
+                                  &fields, &flen, &why) == APR_SUCCESS);
+        CHECK(!strcmp(fields, "\"room\":\"lobby\",\"user\":\"u\",\"text\":\"t\""));
+        n = h2c_json_format_message(line, sizeof(line), 7, 9, fields, flen);
+        CHECK(!strncmp(line, "{\"type\":\"message\",\"id\":7,\"room\":\"lobby\",", 40));
+        CHECK(h2c_json_line_room(line, n, room) == APR_SUCCESS && !strcmp(room, "lobby"));
+        CHECK(h2c_json_parse_post("{\"user\":\"u\",\"text\":\"t\"}", 23, NULL, "", p,
+                                  &fields, &flen, &why) == APR_SUCCESS);
+        n = h2c_json_format_message(line, sizeof(line), 8, 9, fields, flen);
+        CHECK(h2c_json_line_room(line, n, room) == APR_SUCCESS && room[0] == '\0');
+        CHECK(h2c_json_line_room("{\"room\":\"a b\"}", 14, room) == APR_EINVAL);
+        CHECK(h2c_json_line_room("{\"room\":7}", 10, room) == APR_EINVAL);
+        CHECK(h2c_json_line_room("not json", 8, room) == APR_EINVAL);
+    }
     CHECK(!strcmp(h2c_json_reset(p, 9), "{\"type\":\"reset\",\"last_id\":9}"));
     CHECK(!strcmp(h2c_json_heartbeat(p, 7), "{\"type\":\"heartbeat\",\"time\":7}"));
     CHECK(!strcmp(h2c_json_reconnect(p, 0), "{\"type\":\"reconnect\",\"retry\":0}"));

@@ -188,20 +188,83 @@ static void test_publish_body(apr_pool_t *p) {
     apr_size_t flen;
     const char *ok = "{\"user\":\"a\",\"text\":\"hi\"}";
 
-    CHECK(h2c_policy_publish_body(&c, ok, strlen(ok), 0, NULL, p, &fields, &flen, &v));
+    CHECK(h2c_policy_publish_body(&c, ok, strlen(ok), 0, NULL, NULL, p, &fields, &flen,
+                                  &v));
     CHECK(flen == strlen("\"user\":\"a\",\"text\":\"hi\"") &&
           !memcmp(fields, "\"user\":", 7));
-    CHECK(h2c_policy_publish_body(&c, ok, strlen(ok), 0, "bob", p, &fields, &flen, &v));
+    CHECK(h2c_policy_publish_body(&c, ok, strlen(ok), 0, "bob", NULL, p, &fields, &flen,
+                                  &v));
     CHECK(strstr(fields, "\"bob\"") != NULL); /* the authenticated user wins */
-    CHECK(!h2c_policy_publish_body(&c, ok, strlen(ok), 1, NULL, p, &fields, &flen, &v));
-    CHECK(v.deny == H2C_DENY_TOO_LARGE && !strcmp(v.message, "body over 64 bytes"));
-    CHECK(!h2c_policy_publish_body(&c, "{\"user\":\"a\"}", 12, 0, NULL, p, &fields, &flen,
+    CHECK(!h2c_policy_publish_body(&c, ok, strlen(ok), 1, NULL, NULL, p, &fields, &flen,
                                    &v));
+    CHECK(v.deny == H2C_DENY_TOO_LARGE && !strcmp(v.message, "body over 64 bytes"));
+    CHECK(!h2c_policy_publish_body(&c, "{\"user\":\"a\"}", 12, 0, NULL, NULL, p, &fields,
+                                   &flen, &v));
     CHECK(v.deny == H2C_DENY_BAD_MESSAGE && !strcmp(v.message, "missing \"text\""));
     CHECK(h2c_policy_info(v.deny)->status == 400 &&
           !strcmp(h2c_policy_info(v.deny)->tag, H2C_TAG_BAD_MESSAGE));
-    CHECK(!h2c_policy_publish_body(&c, NULL, 0, 0, NULL, p, &fields, &flen, &v));
+    CHECK(!h2c_policy_publish_body(&c, NULL, 0, 0, NULL, NULL, p, &fields, &flen, &v));
     CHECK(v.deny == H2C_DENY_BAD_MESSAGE);
+}
+
+/* The rooms of a request: off, a path's room, ?room= lists, refusals. */
+static const char *rooms_of(apr_pool_t *p, h2c_policy_conf_t *c, const char *path,
+                            const char *args, int subscribe, h2c_verdict_t *v) {
+    h2c_request_t r;
+    apr_array_header_t *rooms;
+    const char *all = "";
+    int i;
+
+    memset(&r, 0, sizeof(r));
+    r.path = path;
+    r.args = args;
+    if (!h2c_policy_rooms(c, &r, subscribe, p, &rooms, v)) {
+        return NULL;
+    }
+    for (i = 0; i < rooms->nelts; i++) {
+        all = apr_pstrcat(p, all, i ? "," : "", "[",
+                          APR_ARRAY_IDX(rooms, i, const char *), "]", NULL);
+    }
+    return all;
+}
+
+static void test_rooms(apr_pool_t *p) {
+    h2c_policy_conf_t c = conf_of(NULL);
+    h2c_verdict_t v;
+    const char *got;
+
+    /* off: one chat, whatever the path or query (as before rooms) */
+    CHECK(!strcmp(rooms_of(p, &c, "/msgs/a", "room=b", 1, &v), "[]"));
+    c.rooms_base = "/msgs";
+    c.max_rooms_per_stream = 3;
+    CHECK(!strcmp(rooms_of(p, &c, "/msgs", NULL, 1, &v), "[]"));
+    CHECK(!strcmp(rooms_of(p, &c, "/msgs/lobby", NULL, 1, &v), "[lobby]"));
+    CHECK(!strcmp(rooms_of(p, &c, "/msgs/lobby/", "since=3", 0, &v), "[lobby]"));
+    /* a list: instead of the location's own, or after the path's room */
+    CHECK(!strcmp(rooms_of(p, &c, "/msgs", "room=a&room=b", 1, &v), "[a],[b]"));
+    CHECK(!strcmp(rooms_of(p, &c, "/msgs/x", "room=a&room=b", 1, &v), "[x],[a],[b]"));
+    /* a POST goes to its path's room only */
+    CHECK(!strcmp(rooms_of(p, &c, "/msgs/x", "room=a", 0, &v), "[x]"));
+    /* refusals */
+    got = rooms_of(p, &c, "/msgs/a b", NULL, 1, &v);
+    CHECK(!got && v.deny == H2C_DENY_BAD_ROOM && h2c_policy_info(v.deny)->status == 400);
+    CHECK(!strcmp(h2c_policy_info(v.deny)->tag, H2C_TAG_BAD_ROOM));
+    CHECK(!rooms_of(p, &c, "/msgs/x", "room=x", 1, &v) && v.deny == H2C_DENY_BAD_ROOM &&
+          strstr(v.message, "twice"));
+    CHECK(!rooms_of(p, &c, "/msgs/x", "room=a&room=b&room=c", 1, &v) &&
+          v.deny == H2C_DENY_BAD_ROOM && strstr(v.message, "more than 3"));
+    CHECK(rooms_of(p, &c, "/msgs", "room=a&room=b&room=c", 1, &v) != NULL);
+    CHECK(!rooms_of(p, &c, "/msgs", "room=a%2", 1, &v) && v.deny == H2C_DENY_BAD_ROOM);
+    CHECK(!rooms_of(p, &c, "/msgs/a/17", NULL, 1, &v) && v.deny == H2C_DENY_NOT_FOUND);
+    CHECK(!rooms_of(p, &c, "/msgsx", NULL, 0, &v) && v.deny == H2C_DENY_NOT_FOUND);
+    /* the store's refusals */
+    h2c_policy_store_refusal(&v, APR_EBUSY);
+    CHECK(v.deny == H2C_DENY_ROOMS_FULL && h2c_policy_info(v.deny)->status == 503 &&
+          h2c_policy_info(v.deny)->counter == H2C_REFUSED_ROOMS);
+    h2c_policy_store_refusal(&v, APR_ENOMEM);
+    CHECK(v.deny == H2C_DENY_MEMORY && h2c_policy_info(v.deny)->retry_after > 0);
+    h2c_policy_store_refusal(&v, APR_EGENERAL);
+    CHECK(v.deny == H2C_DENY_PUBLISH);
 }
 
 static void test_refuse_and_not_found(apr_pool_t *p) {
@@ -402,6 +465,7 @@ int main(void) {
     RUN(test_publish_head, p);
     RUN(test_rate, p);
     RUN(test_publish_body, p);
+    RUN(test_rooms, p);
     RUN(test_refuse_and_not_found, p);
     RUN(test_hold, p);
     RUN(test_log, p);

@@ -9,11 +9,11 @@
 static h2c_rooms_t *make(apr_pool_t *p, uint32_t max_rooms, apr_size_t memory,
                          uint32_t history, uint32_t max_len) {
     h2c_rooms_t *rs = apr_pcalloc(p, sizeof(*rs));
-    apr_size_t size = h2c_rooms_size(max_rooms, memory);
+    apr_size_t size = h2c_rooms_size(max_rooms, 2, memory);
     void *mem = apr_palloc(p, size);
 
     memset(mem, 0xa5, size); /* init must not rely on zeroed memory */
-    CHECK(h2c_rooms_init(rs, mem, size, max_rooms, memory, history, max_len) ==
+    CHECK(h2c_rooms_init(rs, mem, size, max_rooms, 2, memory, history, max_len) ==
           APR_SUCCESS);
     return rs;
 }
@@ -64,11 +64,12 @@ static void test_layout(apr_pool_t *p) {
     h2c_rooms_stats_t st;
     char name[80];
 
-    CHECK(h2c_rooms_attach(&view, rs->hdr, h2c_rooms_size(10, 64 * 1024)) == APR_SUCCESS);
+    CHECK(h2c_rooms_attach(&view, rs->hdr, h2c_rooms_size(10, 2, 64 * 1024)) ==
+          APR_SUCCESS);
     CHECK(h2c_rooms_attach(&view, rs->hdr, 100) == APR_EGENERAL);
-    CHECK(h2c_rooms_fits(rs, 10, 64 * 1024, 5, 1000));
-    CHECK(!h2c_rooms_fits(rs, 11, 64 * 1024, 5, 1000));
-    CHECK(!h2c_rooms_fits(rs, 10, 64 * 1024, 6, 1000));
+    CHECK(h2c_rooms_fits(rs, 10, 2, 64 * 1024, 5, 1000));
+    CHECK(!h2c_rooms_fits(rs, 11, 2, 64 * 1024, 5, 1000));
+    CHECK(!h2c_rooms_fits(rs, 10, 2, 64 * 1024, 6, 1000));
     CHECK(h2c_rooms_max_len(rs) == 1000 && h2c_rooms_history(rs) == 5);
     CHECK(h2c_rooms_last_id(rs) == 0 && h2c_rooms_next_id(rs) == 1);
     h2c_rooms_stats(rs, &st);
@@ -78,11 +79,11 @@ static void test_layout(apr_pool_t *p) {
     /* too little memory for one largest message: refused */
     {
         h2c_rooms_t bad;
-        apr_size_t size = h2c_rooms_size(2, 256);
+        apr_size_t size = h2c_rooms_size(2, 2, 256);
         void *mem = apr_pcalloc(p, size);
 
-        CHECK(h2c_rooms_init(&bad, mem, size, 2, 256, 5, 1000) == APR_EINVAL);
-        CHECK(h2c_rooms_init(&bad, mem, size - 8, 2, 256, 5, 100) == APR_EINVAL);
+        CHECK(h2c_rooms_init(&bad, mem, size, 2, 2, 256, 5, 1000) == APR_EINVAL);
+        CHECK(h2c_rooms_init(&bad, mem, size - 8, 2, 2, 256, 5, 100) == APR_EINVAL);
     }
 }
 
@@ -173,7 +174,7 @@ static void test_pressure(apr_pool_t *p) {
     h2c_rooms_stats_t st;
     uint64_t ids[16];
 
-    h2c_rooms_hold(rs, held, 1);
+    h2c_rooms_hold(rs, 0, held, 1);
     CHECK(put(rs, x, 100) == APR_SUCCESS);    /* 1 */
     CHECK(put(rs, y, 100) == APR_SUCCESS);    /* 2 */
     CHECK(put(rs, held, 100) == APR_SUCCESS); /* 3 */
@@ -184,8 +185,8 @@ static void test_pressure(apr_pool_t *p) {
     CHECK(h2c_rooms_open(rs, "y", 1, 0, &y) == APR_NOTFOUND);
     y = open_room(rs, "y"); /* again: what it had is gone, and says so */
     CHECK(read_all(rs, y, 0, ids, 16) == 0 && h2c_rooms_room_gone(rs, y) >= 2);
-    h2c_rooms_hold(rs, y, 1);
-    h2c_rooms_hold(rs, y, -1);                /* empty, no streams: freed again */
+    h2c_rooms_hold(rs, 0, y, 1);
+    h2c_rooms_hold(rs, 0, y, -1);             /* empty, no streams: freed again */
     CHECK(put(rs, held, 100) == APR_SUCCESS); /* 6: x's oldest (1) */
     CHECK(put(rs, held, 100) == APR_SUCCESS); /* 7: x's 4 */
     CHECK(read_all(rs, held, 0, ids, 16) == 4 && ids[0] == 3 && ids[3] == 7);
@@ -198,9 +199,31 @@ static void test_pressure(apr_pool_t *p) {
     CHECK(st.refused == 1 && st.chunks_used == 8);
     CHECK(h2c_rooms_last_id(rs) == 8);
     /* the stream leaves: its room may give back now */
-    h2c_rooms_hold(rs, held, -1);
+    h2c_rooms_hold(rs, 0, held, -1);
     CHECK(put(rs, x, 100) == APR_SUCCESS);
     CHECK(read_all(rs, held, 0, ids, 16) == 3 && ids[0] == 6);
+}
+
+/* The least recently written idle room gives back all it must before the
+ * next one gives anything (it stays least recent while it gives). */
+static void test_pressure_order(apr_pool_t *p) {
+    h2c_rooms_t *rs = make(p, 8, 12 * H2C_ROOMS_CHUNK, 10, 200);
+    uint32_t a = open_room(rs, "a"), b = open_room(rs, "b"), w = open_room(rs, "w");
+    uint64_t ids[16];
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        CHECK(put(rs, a, 100) == APR_SUCCESS); /* 1 3 5 */
+        CHECK(put(rs, b, 100) == APR_SUCCESS); /* 2 4 6 */
+    }
+    CHECK(put(rs, w, 100) == APR_SUCCESS); /* 7: 2 of a's chunks */
+    CHECK(put(rs, w, 100) == APR_SUCCESS); /* 8: a's again */
+    CHECK(read_all(rs, a, 0, ids, 16) == 1 && ids[0] == 5);
+    CHECK(read_all(rs, b, 0, ids, 16) == 3);
+    CHECK(put(rs, w, 100) == APR_SUCCESS);                    /* 9: a's last */
+    CHECK(put(rs, w, 100) == APR_SUCCESS);                    /* 10: now b's oldest */
+    CHECK(h2c_rooms_open(rs, "a", 1, 0, &a) == APR_NOTFOUND); /* emptied: freed */
+    CHECK(read_all(rs, b, 0, ids, 16) == 2 && ids[0] == 4);
 }
 
 /* H2ChatMaxRooms: a new room takes the least recently written idle
@@ -218,14 +241,45 @@ static void test_max_rooms(apr_pool_t *p) {
     h2c_rooms_stats(rs, &st);
     CHECK(st.rooms == 3 && st.rooms_freed == 1 && st.evicted == 1);
     CHECK(h2c_rooms_room_gone(rs, c) == 0 || h2c_rooms_room_gone(rs, c) == 2);
-    h2c_rooms_hold(rs, a, 1);
-    h2c_rooms_hold(rs, c, 1);
+    h2c_rooms_hold(rs, 0, a, 1);
+    h2c_rooms_hold(rs, 0, c, 1);
     CHECK(h2c_rooms_open(rs, "b", 1, 1, &b) == APR_EBUSY);
-    h2c_rooms_hold(rs, c, -1); /* c: empty, no streams: freed */
+    h2c_rooms_hold(rs, 0, c, -1); /* c: empty, no streams: freed */
     b = open_room(rs, "b");
     /* b's old newest id (2) left with its record: a resume gets a gap */
     CHECK(h2c_rooms_room_gone(rs, b) >= 2);
     CHECK(h2c_rooms_room_last(rs, b) == 0);
+}
+
+/* Holders per child row: a row that is gone is forgotten, and its rooms
+ * act as if its streams had ended (idle, freed when empty). */
+static void test_holders_per_row(apr_pool_t *p) {
+    h2c_rooms_t *rs = make(p, 4, 8 * H2C_ROOMS_CHUNK, 10, 200);
+    uint32_t a = open_room(rs, "a"), b = open_room(rs, "b"), seq;
+    h2c_rooms_stats_t st;
+
+    seq = h2c_rooms_presence_seq(rs);
+    CHECK(h2c_rooms_hold(rs, 0, a, 1) == APR_SUCCESS);
+    CHECK(h2c_rooms_hold(rs, 1, a, 2) == APR_SUCCESS);
+    CHECK(h2c_rooms_hold(rs, 1, b, 1) == APR_SUCCESS);
+    CHECK(h2c_rooms_presence_seq(rs) != seq);
+    CHECK(h2c_rooms_room_holders(rs, a) == 3 && h2c_rooms_room_holders(rs, b) == 1);
+    CHECK(h2c_rooms_slot_holds(rs, 0) == 1 && h2c_rooms_slot_holds(rs, 1) == 3);
+    CHECK(h2c_rooms_hold(rs, 2, a, 1) == APR_EINVAL); /* no such row */
+    CHECK(h2c_rooms_hold(rs, 0, a, 65535) == APR_EBUSY);
+    CHECK(put(rs, a, 10) == APR_SUCCESS);
+    h2c_rooms_forget(rs, 1); /* row 1's process died */
+    CHECK(h2c_rooms_room_holders(rs, a) == 1 && h2c_rooms_slot_holds(rs, 1) == 0);
+    h2c_rooms_stats(rs, &st);
+    CHECK(st.rooms == 2); /* b held nothing and nobody holds it now: freed */
+    CHECK(h2c_rooms_open(rs, "b", 1, 0, &b) == APR_NOTFOUND);
+    /* a stream of the forgotten row that ends later takes nothing twice */
+    CHECK(h2c_rooms_hold(rs, 1, a, -1) == APR_SUCCESS);
+    CHECK(h2c_rooms_room_holders(rs, a) == 1);
+    CHECK(h2c_rooms_hold(rs, 0, a, -1) == APR_SUCCESS);
+    CHECK(h2c_rooms_room_holders(rs, a) == 0);
+    h2c_rooms_forget(rs, 0); /* nothing held: nothing changes */
+    CHECK(h2c_rooms_room_count(rs, a) == 1);
 }
 
 static void test_delete_clear(apr_pool_t *p) {
@@ -253,7 +307,7 @@ static void test_delete_clear(apr_pool_t *p) {
     CHECK(read_all(rs, a, 0, ids, 16) == 2 && ids[0] == 3 && ids[1] == 4);
     CHECK(put(rs, a, 10) == APR_SUCCESS); /* 6 links after 4 */
     CHECK(read_all(rs, a, 0, ids, 16) == 3 && ids[2] == 6);
-    h2c_rooms_hold(rs, a, 1);
+    h2c_rooms_hold(rs, 0, a, 1);
     h2c_rooms_clear(rs, a);
     CHECK(h2c_rooms_room_count(rs, a) == 0 && h2c_rooms_room_gone(rs, a) == 6);
     CHECK(read_all(rs, a, 0, ids, 16) == 0);
@@ -262,7 +316,7 @@ static void test_delete_clear(apr_pool_t *p) {
 
         h2c_rooms_stats(rs, &st);
         CHECK(st.chunks_used == 0 && st.rooms == 2);
-        h2c_rooms_hold(rs, a, -1);
+        h2c_rooms_hold(rs, 0, a, -1);
         h2c_rooms_stats(rs, &st);
         CHECK(st.rooms == 1);
     }
@@ -360,7 +414,9 @@ int main(void) {
     RUN(test_history, pool);
     RUN(test_cursor_after_eviction, pool);
     RUN(test_pressure, pool);
+    RUN(test_pressure_order, pool);
     RUN(test_max_rooms, pool);
+    RUN(test_holders_per_row, pool);
     RUN(test_delete_clear, pool);
     RUN(test_concurrent, pool);
     apr_pool_destroy(pool);

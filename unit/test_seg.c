@@ -429,8 +429,7 @@ static void test_store_across_processes(apr_pool_t *p) {
         int64_t t;
 
         memset(big, 'x', sizeof(big));
-        CHECK(h2c_store_publish(&store, H2C_ROOMS_DEFAULT, big, sizeof(big), &id, &t) ==
-              APR_ENOSPC);
+        CHECK(h2c_store_publish(&store, "", big, sizeof(big), &id, &t) == APR_ENOSPC);
         CHECK(h2c_rooms_last_id(&seg.rooms) == CHILDREN * EACH);
     }
     apr_global_mutex_destroy(lock);
@@ -467,12 +466,11 @@ static void test_lock_survives_kill(apr_pool_t *p) {
     h2c_seg_init(&seg, mem, size, 2, 8, 256, 0);
     h2c_store_init(&store, &h2c_store_shm_ops, &seg, lock, NULL);
     alarm(10); /* a lock left held would hang here: fail loudly instead */
-    rv = h2c_store_publish(&store, H2C_ROOMS_DEFAULT, "\"user\":\"u\",\"text\":\"t\"", 21,
-                           &id, &t);
+    rv = h2c_store_publish(&store, "", "\"user\":\"u\",\"text\":\"t\"", 21, &id, &t);
     alarm(0);
     CHECK(rv == APR_SUCCESS && id == 1);
-    CHECK(h2c_store_publish(&store, H2C_ROOMS_DEFAULT, "\"user\":\"u\",\"text\":\"t\"",
-                            21, &id, &t) == APR_SUCCESS);
+    CHECK(h2c_store_publish(&store, "", "\"user\":\"u\",\"text\":\"t\"", 21, &id, &t) ==
+          APR_SUCCESS);
     CHECK(id == 2);
     apr_global_mutex_destroy(lock);
     munmap(mem, size);

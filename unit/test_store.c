@@ -54,11 +54,11 @@ typedef struct {
     int n;
 } seen_t;
 
-static void committed(void *ctx, uint32_t room, uint64_t id, int64_t time_ms,
-                      const char *line, uint32_t len) {
+static void committed(void *ctx, uint64_t id, int64_t time_ms, const char *line,
+                      uint32_t len) {
     seen_t *s = ctx;
 
-    (void)time_ms, (void)room;
+    (void)time_ms;
     if (s->n < 16 && len > 0 && line[0] == '{') {
         s->ids[s->n++] = id;
     }
@@ -82,8 +82,7 @@ static void test_shm_publish_read(apr_pool_t *p) {
     seq = h2c_wait_read(h2c_rooms_seq(h2c_store_history(&f.store)));
     dseq = h2c_wait_read(h2c_seg_direct_seq(&f.seg));
     for (i = 1; i <= 6; i++) {
-        CHECK(h2c_store_publish(&f.store, H2C_ROOMS_DEFAULT, MSG, strlen(MSG), &id, &t) ==
-              APR_SUCCESS);
+        CHECK(h2c_store_publish(&f.store, "", MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
         CHECK(id == (uint64_t)i);
     }
     CHECK(h2c_wait_read(h2c_rooms_seq(h2c_store_history(&f.store))) != seq);
@@ -100,8 +99,7 @@ static void test_shm_publish_read(apr_pool_t *p) {
         char big[300];
 
         memset(big, 'x', sizeof(big));
-        CHECK(h2c_store_publish(&f.store, H2C_ROOMS_DEFAULT, big, sizeof(big), &id, &t) ==
-              APR_ENOSPC);
+        CHECK(h2c_store_publish(&f.store, "", big, sizeof(big), &id, &t) == APR_ENOSPC);
     }
     CHECK(h2c_rooms_last_id(h2c_store_history(&f.store)) == 6);
     h2c_store_stop(&f.store); /* no stop op: a no-op */
@@ -130,12 +128,9 @@ static void test_given_ids(apr_pool_t *p) {
 
     setup(&f, p, &fake_ops, 8);
     CHECK(h2c_store_follow(&f.store, committed, &seen) == APR_ENOTIMPL);
-    CHECK(h2c_store_append_given(&f.store, H2C_ROOMS_DEFAULT, 5, 100, "{\"id\":5}", 8) ==
-          APR_SUCCESS);
-    CHECK(h2c_store_append_given(&f.store, H2C_ROOMS_DEFAULT, 5, 100, "{\"id\":5}", 8) ==
-          APR_EINVAL);
-    CHECK(h2c_store_append_given(&f.store, H2C_ROOMS_DEFAULT, 9, 101, "{\"id\":9}", 8) ==
-          APR_SUCCESS);
+    CHECK(h2c_store_append_given(&f.store, "", 5, 100, "{\"id\":5}", 8) == APR_SUCCESS);
+    CHECK(h2c_store_append_given(&f.store, "", 5, 100, "{\"id\":5}", 8) == APR_EINVAL);
+    CHECK(h2c_store_append_given(&f.store, "", 9, 101, "{\"id\":9}", 8) == APR_SUCCESS);
     CHECK(h2c_seg_published(&f.seg) == 2 && seen.n == 0);
     CHECK(read_id(&f, 9, buf, sizeof(buf), &t) == APR_SUCCESS && t == 101);
     CHECK(read_id(&f, 7, buf, sizeof(buf), &t) == APR_NOTFOUND); /* never written */
@@ -155,13 +150,10 @@ static void test_restore(apr_pool_t *p) {
     int64_t t;
 
     setup(&f, p, &h2c_store_shm_ops, 8);
-    CHECK(h2c_store_restore(&f.store, H2C_ROOMS_DEFAULT, 3, 1, "{\"id\":3}", 8) ==
-          APR_SUCCESS);
-    CHECK(h2c_store_restore(&f.store, H2C_ROOMS_DEFAULT, 4, 2, "{\"id\":4}", 8) ==
-          APR_SUCCESS);
+    CHECK(h2c_store_restore(&f.store, "", 3, 1, "{\"id\":3}", 8) == APR_SUCCESS);
+    CHECK(h2c_store_restore(&f.store, "", 4, 2, "{\"id\":4}", 8) == APR_SUCCESS);
     CHECK(h2c_seg_published(&f.seg) == 0);
-    CHECK(h2c_store_publish(&f.store, H2C_ROOMS_DEFAULT, MSG, strlen(MSG), &id, &t) ==
-              APR_SUCCESS &&
+    CHECK(h2c_store_publish(&f.store, "", MSG, strlen(MSG), &id, &t) == APR_SUCCESS &&
           id == 5);
     apr_global_mutex_destroy(f.lock);
 }
@@ -186,8 +178,7 @@ static void test_stats(apr_pool_t *p) {
     h2c_seg_direct_count(&f.seg, b, 1, 1);
     h2c_seg_count_stalled(&f.seg);
     h2c_seg_count_refusal(&f.seg, H2C_REFUSED_RATE);
-    CHECK(h2c_store_publish(&f.store, H2C_ROOMS_DEFAULT, MSG, strlen(MSG), &id, &t) ==
-          APR_SUCCESS);
+    CHECK(h2c_store_publish(&f.store, "", MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
     h2c_stats_read(&st, &f.store, 10, 5, p);
     CHECK(st.subscribers == 3 && st.max_subscribers == 10 && st.max_per_address == 5);
     CHECK(st.nchildren == 2 && st.children[0].pid == (uint32_t)getpid() &&
