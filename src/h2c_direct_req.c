@@ -389,6 +389,21 @@ static void release_rooms(strm_t *s) {
     s->nrooms = 0;
 }
 
+/* A held stream's response headers (a HEAD's too): 6 into nv; hb (24
+ * bytes) holds the heartbeat's digits. */
+static size_t stream_headers(strm_t *s, nghttp2_nv *nv, char *hb) {
+    size_t n = 0;
+
+    apr_snprintf(hb, 24, "%u", s->c->site->conf.heartbeat_s);
+    NV(":status", "200");
+    NV("date", s->c->d->date);
+    NV("content-type", h2c_policy_stream_type(s->sse));
+    NV("cache-control", "no-cache, no-store");
+    NV("x-accel-buffering", "no");
+    NV("x-h2chat-heartbeat", hb);
+    return n;
+}
+
 /* The response of a subscriber whose rooms are held: headers, where it
  * starts, then DATA as messages come. */
 static void sub_start(strm_t *s) {
@@ -409,13 +424,7 @@ static void sub_start(strm_t *s) {
         refuse(s, &v);
         return;
     }
-    apr_snprintf(hb, sizeof(hb), "%u", site->conf.heartbeat_s);
-    NV(":status", "200");
-    NV("date", d->date);
-    NV("content-type", h2c_policy_stream_type(s->sse));
-    NV("cache-control", "no-cache, no-store");
-    NV("x-accel-buffering", "no");
-    NV("x-h2chat-heartbeat", hb);
+    n = stream_headers(s, nv, hb);
     s->kind = STRM_SUB;
     s->entered = 1;
     h2c_seg_direct_count(d->env.seg, d->env.child_slot, 0, 1);
@@ -502,13 +511,7 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
         return;
     }
     if (s->head) {
-        apr_snprintf(hb, sizeof(hb), "%u", site->conf.heartbeat_s);
-        NV(":status", "200");
-        NV("date", d->date);
-        NV("content-type", h2c_policy_stream_type(s->sse));
-        NV("cache-control", "no-cache, no-store");
-        NV("x-accel-buffering", "no");
-        NV("x-h2chat-heartbeat", hb);
+        n = stream_headers(s, nv, hb);
         s->kind = STRM_REPLY;
         nghttp2_submit_response(s->c->ngh, s->id, nv, n, NULL);
         return;
