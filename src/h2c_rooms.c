@@ -828,4 +828,10 @@ void h2c_rooms_stats(const h2c_rooms_t *rs, h2c_rooms_stats_t *out) {
     out->evicted = __atomic_load_n(&h->evicted, __ATOMIC_RELAXED);
     out->rooms_freed = __atomic_load_n(&h->rooms_freed, __ATOMIC_RELAXED);
     out->refused = __atomic_load_n(&h->refused, __ATOMIC_RELAXED);
+    {
+        layout_t l;
+
+        layout(h->max_rooms, h->nslots, h->nbuckets, &l);
+        out->record_bytes = (uint32_t)((l.chunks - l.rec) / h->max_rooms);
+    }
 }

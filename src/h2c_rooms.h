@@ -70,9 +70,11 @@ typedef struct {
 typedef struct {
     uint32_t rooms, max_rooms;
     uint64_t chunks_used, chunks;
-    uint64_t evicted;     /* messages given back under memory pressure */
-    uint64_t rooms_freed; /* idle rooms whose record a new room took */
-    uint64_t refused;     /* rooms or messages refused: nothing left to give */
+    uint64_t evicted;      /* messages given back under memory pressure */
+    uint64_t rooms_freed;  /* idle rooms whose record a new room took */
+    uint64_t refused;      /* rooms or messages refused: nothing left to give */
+    uint32_t record_bytes; /* a room's fixed share of the segment: its record,
+                              hash and tombstone entries, holder counts */
 } h2c_rooms_stats_t;
 
 /* The chunks' share that holds `messages` of max_len bytes each. */
@@ -120,7 +122,7 @@ uint32_t h2c_rooms_slot_holds(const h2c_rooms_t *rs, uint32_t slot);
 uint64_t h2c_rooms_next_id(const h2c_rooms_t *rs);
 
 /* Appends message `id` (above every id so far) to `room`. Ids skipped since
- * the newest read as gone in every room. APR_ENOSPC: len over max_len;
+ * the newest belong to no room. APR_ENOSPC: len over max_len;
  * APR_ENOMEM: no chunks even after giving back what may be (counted as
  * refused; nothing changed); APR_EINVAL: id not above the newest. */
 apr_status_t h2c_rooms_append(h2c_rooms_t *rs, uint32_t room, uint64_t id,

@@ -49,6 +49,7 @@ static void status_auto(request_rec *r, const h2c_stats_t *st) {
                "H2ChatEvicted: %" APR_UINT64_T_FMT
                "\nH2ChatRoomsReclaimed: %" APR_UINT64_T_FMT "\n",
                (apr_uint64_t)st->rooms.evicted, (apr_uint64_t)st->rooms.rooms_freed);
+    ap_rprintf(r, "H2ChatRoomRecordBytes: %u\n", st->rooms.record_bytes);
     for (i = 0; i < st->store.n; i++) {
         ap_rprintf(r, "H2Chat%s: %s\n", st->store.field[i].name,
                    st->store.field[i].value);
