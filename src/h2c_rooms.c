@@ -44,7 +44,6 @@ struct h2c_rooms_rec_t {
     uint32_t head, tail; /* oldest / newest message's first chunk + 1; atomic */
     uint32_t count;      /* messages held */
     uint32_t holders;    /* streams holding it */
-    uint32_t seq;        /* futex word: bumped at each commit to the room */
     uint32_t hash_next;  /* next record of its bucket + 1 */
     uint32_t idle_prev, idle_next;
     uint32_t idle; /* on the idle list */
@@ -550,7 +549,6 @@ apr_status_t h2c_rooms_append(h2c_rooms_t *rs, uint32_t room, uint64_t id,
     __atomic_store_n(&r->last_id, id, __ATOMIC_RELEASE);
     __atomic_store_n(&rs->hdr->last_id, id, __ATOMIC_RELEASE);
     idle_touch(rs, room);
-    __atomic_add_fetch(&r->seq, 1, __ATOMIC_RELEASE);
     __atomic_add_fetch(&rs->hdr->seq, 1, __ATOMIC_RELEASE);
     return APR_SUCCESS;
 }
@@ -580,7 +578,6 @@ apr_status_t h2c_rooms_delete(h2c_rooms_t *rs, uint32_t room, uint64_t id) {
         chunks_free(rs, i);
     }
     idle_touch(rs, room);
-    __atomic_add_fetch(&r->seq, 1, __ATOMIC_RELEASE);
     return APR_SUCCESS;
 }
 
@@ -636,10 +633,6 @@ void h2c_rooms_room_name(const h2c_rooms_t *rs, uint32_t room, char *buf) {
     n = n > H2C_ROOMS_NAME_MAX ? H2C_ROOMS_NAME_MAX : n;
     memcpy(buf, rs->rec[room].name, n);
     buf[n] = '\0';
-}
-
-volatile uint32_t *h2c_rooms_room_seq(h2c_rooms_t *rs, uint32_t room) {
-    return &rs->rec[room].seq;
 }
 
 volatile uint32_t *h2c_rooms_seq(h2c_rooms_t *rs) {

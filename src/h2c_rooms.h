@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define H2C_ROOMS_MAGIC 0x4d524348u /* "HCRM" */
-#define H2C_ROOMS_VERSION 1u
+#define H2C_ROOMS_VERSION 2u        /* 2: no per-room futex word (never waited on) */
 #define H2C_ROOMS_CHUNK 128u
 #define H2C_ROOMS_NAME_MAX 64u
 #define H2C_ROOMS_DEFAULT 0u /* the location's own room: name "", never freed */
@@ -148,9 +148,8 @@ uint32_t h2c_rooms_room_holders(const h2c_rooms_t *rs, uint32_t room);
 /* Copies the room's name (NUL-terminated, at most 64 bytes + NUL). */
 void h2c_rooms_room_name(const h2c_rooms_t *rs, uint32_t room, char *buf);
 
-/* The futex words: the room's, bumped at each commit to it, and the
- * region's, bumped at every commit. */
-volatile uint32_t *h2c_rooms_room_seq(h2c_rooms_t *rs, uint32_t room);
+/* The futex word, bumped at every commit (one for all rooms: a per-room
+ * word would wake fewer streams, see the notes of #14). */
 volatile uint32_t *h2c_rooms_seq(h2c_rooms_t *rs);
 
 /* Bumped whenever a room's holders change (presence): no one sleeps on it;
