@@ -29,6 +29,8 @@ static int h2chat_handler(request_rec *r) {
         return h2chat_subscribe(r, dc);
     case H2C_ROUTE_PUBLISH:
         return h2chat_publish(r, dc);
+    case H2C_ROUTE_DELETE:
+        return h2chat_moderate(r, dc);
     default:
         return h2chat_reply_refusal(r, &v);
     }

@@ -1,5 +1,6 @@
 /* libFuzzer target: the POST body parser (h2c_json_parse_post), the message
- * line it feeds (h2c_json_format_message) and the UTF-8 checks of h2c_text.
+ * line it feeds (h2c_json_format_message), the UTF-8 checks of h2c_text,
+ * and h2c_json_line_kind on the same bytes (as a stored line).
  *
  * Input: byte 0 picks the authenticated user (r->user), the rest is the
  * body. Byte 0 % 16: 0..7 no auth user (the body's "user" counts),
@@ -50,6 +51,36 @@ static apr_pool_t *pool;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* h2c_json_line_kind (a journal's or a Redis entry's line): a message only
+ * by its exact first bytes; a delete only with a positive integer id, a
+ * clear only by its type, as jansson reads the same bytes. */
+static void check_line_kind(const char *body, size_t len) {
+    static const char message[] = "{\"type\":\"message\",";
+    h2c_entry_kind_t kind;
+    uint64_t target = 7;
+    json_t *j;
+    const char *type;
+
+    if (h2c_json_line_kind(body, len, &kind, &target) != APR_SUCCESS) {
+        CHECK(target == 0);
+        return;
+    }
+    if (kind == H2C_ENTRY_MESSAGE) {
+        CHECK(len >= sizeof(message) - 1 && !memcmp(body, message, sizeof(message) - 1));
+        return;
+    }
+    j = json_loadb(body, len, 0, NULL);
+    type = json_string_value(json_object_get(j, "type"));
+    CHECK(type != NULL);
+    if (kind == H2C_ENTRY_DELETE) {
+        CHECK(!strcmp(type, "delete") && target > 0 &&
+              (uint64_t)json_integer_value(json_object_get(j, "id")) == target);
+    } else {
+        CHECK(kind == H2C_ENTRY_CLEAR && !strcmp(type, "clear"));
+    }
+    json_decref(j);
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
@@ -287,6 +318,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
 
     check_text((const uint8_t *)body, len);
+    check_line_kind(body, len);
     if (auth) {
         check_text((const uint8_t *)auth, strlen(auth));
     }

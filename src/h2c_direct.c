@@ -816,6 +816,10 @@ void h2c_direct_job_run(h2c_direct_t *d, job_t *job) {
     case JOB_COUNTS:
         job->rv = h2c_store_counts(d->env.store, job->names, job->n, job->idx);
         break;
+    case JOB_MODERATE:
+        job->rv = h2c_store_moderate(d->env.store, job->room, job->mkind, job->target,
+                                     job->fields, job->flen, &job->id, &job->time_ms);
+        break;
     }
 }
 

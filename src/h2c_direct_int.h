@@ -117,13 +117,16 @@ typedef enum {
     JOB_HOLD,    /* a subscriber's rooms: names in, idx out */
     JOB_RELEASE, /* a gone subscriber's rooms: idx */
     JOB_COUNTS,  /* ?presence: names in, counts out (in idx) */
+    JOB_MODERATE /* a DELETE: entry line (fields) of mkind into room */
 } job_kind_t;
 
 struct job_t {
     strm_t *s; /* NULL once the stream is gone: the answer is dropped */
     job_kind_t kind;
-    char *fields; /* publish */
+    char *fields; /* publish; moderate: the entry's line */
     apr_size_t flen;
+    h2c_entry_kind_t mkind; /* moderate */
+    uint64_t target;
     char *room;
     const char **names; /* hold: n names (one malloc with the strings) */
     uint32_t *idx;      /* hold, release: n indexes (malloc) */

@@ -237,6 +237,9 @@ static void sub_gap(strm_t *s, const h2c_follow_gap_t *gap) {
 static void sub_sent(strm_t *s, const h2c_rooms_msg_t *m, uint32_t which,
                      uint32_t commit_us) {
     h2c_follow_sent(&s->follow, m, which);
+    if (h2c_follow_ended(&s->follow)) {
+        s->ending = 1; /* its room was cleared: the stream ends after it */
+    }
     s->sent++;
     if (m->id >= s->lat_from) {
         s->lat_id = m->id;
@@ -535,6 +538,30 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
 
 /* ---- publishers ------------------------------------------------------- */
 
+/* A job that writes data[0..len) into room (a POST's fields, a DELETE's
+ * entry), with copies of both; NULL when out of memory, the stream then
+ * refused (503). */
+static job_t *job_write(strm_t *s, job_kind_t kind, const char *data, apr_size_t len,
+                        const char *room) {
+    h2c_verdict_t v;
+    job_t *job;
+
+    if ((job = job_make(s, kind)) && (job->fields = malloc(len ? len : 1)) &&
+        (job->room = strdup(room))) {
+        memcpy(job->fields, data, len);
+        job->flen = len;
+        return job;
+    }
+    if (job) {
+        s->job = NULL;
+        s->kind = STRM_NEW;
+        h2c_direct_job_free(job);
+    }
+    h2c_policy_refuse(&v, H2C_DENY_PUBLISH, NULL);
+    refuse(s, &v);
+    return NULL;
+}
+
 /* Checks a complete POST and hands it to the publisher thread: a store may
  * block (the global lock, a journal's fdatasync, Redis), the loop never. */
 static void publish(strm_t *s, const char *path) {
@@ -558,20 +585,30 @@ static void publish(strm_t *s, const char *path) {
         refuse(s, &v);
         return;
     }
-    if (!(job = job_make(s, JOB_PUBLISH)) || !(job->fields = malloc(flen ? flen : 1)) ||
-        !(job->room = strdup(room))) {
-        if (job) {
-            s->job = NULL;
-            s->kind = STRM_NEW;
-            h2c_direct_job_free(job);
-        }
-        h2c_policy_refuse(&v, H2C_DENY_PUBLISH, NULL);
+    if ((job = job_write(s, JOB_PUBLISH, fields, flen, room))) {
+        job_submit(d, job);
+    }
+}
+
+/* A DELETE: checked here, done by the publisher thread. The loop runs no
+ * httpd auth, so there is no user: refused unless H2ChatAnonymousDelete. */
+static void moderate(strm_t *s, const char *path, const char *args) {
+    h2c_direct_t *d = s->c->d;
+    h2c_moderation_t mod;
+    h2c_request_t req;
+    h2c_verdict_t v;
+    job_t *job;
+
+    describe(s, path, args, &req);
+    if (!h2c_policy_delete(&s->c->site->conf, &req, 1, NULL, d->scratch, &mod, &v)) {
         refuse(s, &v);
         return;
     }
-    memcpy(job->fields, fields, flen);
-    job->flen = flen;
-    job_submit(d, job);
+    if ((job = job_write(s, JOB_MODERATE, mod.line, strlen(mod.line), mod.room))) {
+        job->mkind = mod.kind;
+        job->target = mod.target;
+        job_submit(d, job);
+    }
 }
 
 /* A finished job, on the loop. */
@@ -625,6 +662,23 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
             reply(s, 200,
                   h2c_json_presence_list(s->c->d->scratch, job->names, job->idx, job->n),
                   NULL, NULL);
+        }
+        break;
+    case JOB_MODERATE:
+        if (!s) {
+            break;
+        }
+        {
+            h2c_moderation_t mod = {job->room, job->mkind, job->target, job->fields};
+
+            if (job->rv != APR_SUCCESS) {
+                h2c_policy_moderate_refusal(&v, &mod, job->rv, s->c->d->scratch);
+                refuse(s, &v);
+            } else {
+                h2c_policy_log_moderated(&mod, job->id, NULL, s->c->peer);
+                reply(s, 200, apr_pstrmemdup(s->c->d->scratch, job->fields, job->flen),
+                      NULL, NULL);
+            }
         }
         break;
     case JOB_RELEASE:
@@ -686,6 +740,9 @@ static void dispatch(strm_t *s) {
         break;
     case H2C_ROUTE_PUBLISH:
         publish(s, path);
+        break;
+    case H2C_ROUTE_DELETE:
+        moderate(s, path, args);
         break;
     default:
         refuse(s, &v);

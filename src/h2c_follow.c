@@ -35,6 +35,8 @@ void h2c_follow_start(h2c_follow_t *f, h2c_rooms_t *rs, const uint32_t *rooms, u
 
     f->rs = rs;
     f->n = n;
+    f->began = h2c_rooms_last_id(rs);
+    f->ended = 0;
     f->r = n > 1 ? mem : &f->one;
     *reset = resume && since > h2c_rooms_last_id(rs);
     resume = resume && !*reset;
@@ -147,6 +149,13 @@ void h2c_follow_sent(h2c_follow_t *f, const h2c_rooms_msg_t *m, uint32_t which) 
     if (m->id > f->last) {
         f->last = m->id;
     }
+    if (m->kind == H2C_ENTRY_CLEAR && m->id > f->began) {
+        f->ended = 1; /* cleared while this stream was held */
+    }
+}
+
+int h2c_follow_ended(const h2c_follow_t *f) {
+    return f->ended;
 }
 
 uint64_t h2c_follow_last(const h2c_follow_t *f) {

@@ -41,7 +41,9 @@ typedef struct {
     uint32_t n;
     h2c_follow_room_t *r; /* n places: `one`, or the caller's memory */
     h2c_follow_room_t one;
-    uint64_t last; /* the id sent last (or the place it started after) */
+    uint64_t last;  /* the id sent last (or the place it started after) */
+    uint64_t began; /* the newest id of any room when it started */
+    int ended;      /* it sent a clear committed after it started */
 } h2c_follow_t;
 
 typedef enum { H2C_FOLLOW_NONE, H2C_FOLLOW_MESSAGE, H2C_FOLLOW_GAP } h2c_follow_what_t;
@@ -70,6 +72,12 @@ int h2c_follow_pending(const h2c_follow_t *f);
 h2c_follow_what_t h2c_follow_next(h2c_follow_t *f, h2c_rooms_msg_t *m,
                                   h2c_follow_gap_t *gap);
 void h2c_follow_sent(h2c_follow_t *f, const h2c_rooms_msg_t *m, uint32_t which);
+
+/* 1 once the stream sent a clear of one of its rooms committed while it
+ * was held (DELETE <room>): the transport ends it after that entry (its
+ * client comes back to what the room is now). A clear met by a resume or a
+ * snapshot, committed before the stream began, ends nothing. */
+int h2c_follow_ended(const h2c_follow_t *f);
 
 /* The id of the last message sent (or of the place it started after). */
 uint64_t h2c_follow_last(const h2c_follow_t *f);

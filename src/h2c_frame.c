@@ -4,16 +4,31 @@
 
 #include "h2c_frame.h"
 
-apr_size_t h2c_frame_message_size(uint64_t id, uint32_t len, int sse) {
+/* SSE: a moderation entry is an event of its own name, so a page's
+ * EventSource listens for it apart from messages; it keeps its id: line
+ * (the resume token says how far the stream got, whatever the entry). */
+static const char *sse_event(uint32_t kind) {
+    switch (kind) {
+    case H2C_ENTRY_DELETE:
+        return "event: delete\n";
+    case H2C_ENTRY_CLEAR:
+        return "event: clear\n";
+    default:
+        return "";
+    }
+}
+
+apr_size_t h2c_frame_message_size(const h2c_rooms_msg_t *m, int sse) {
     apr_size_t digits = 1;
+    uint64_t id = m->id;
 
     if (!sse) {
-        return (apr_size_t)len + 1;
+        return (apr_size_t)m->len + 1;
     }
     for (; id >= 10; id /= 10) {
         digits++;
     }
-    return sizeof("id: \ndata: ") - 1 + digits + len + 2;
+    return strlen(sse_event(m->kind)) + sizeof("id: \ndata: ") - 1 + digits + m->len + 2;
 }
 
 apr_status_t h2c_frame_message(const h2c_rooms_t *rs, const h2c_rooms_msg_t *m, int sse,
@@ -25,7 +40,8 @@ apr_status_t h2c_frame_message(const h2c_rooms_t *rs, const h2c_rooms_msg_t *m, 
 
     if (sse) {
         plen = (apr_size_t)snprintf(prefix, sizeof(prefix),
-                                    "id: %llu\ndata: ", (unsigned long long)m->id);
+                                    "%sid: %llu\ndata: ", sse_event(m->kind),
+                                    (unsigned long long)m->id);
     }
     *n = plen + m->len + tlen;
     if (*n > cap) {

@@ -3,8 +3,9 @@
  * handler thread (mod_h2chat_subscribe) and the module's own HTTP/2 loop
  * (h2c_direct), so both send exactly the same bytes.
  *
- * NDJSON: one JSON object per line. SSE: `id:`/`data:` per message,
- * `event:` for protocol lines, a comment for heartbeats. */
+ * NDJSON: one JSON object per line. SSE: `id:`/`data:` per message (and
+ * `event: delete|clear` for moderation entries), `event:` for protocol
+ * lines, a comment for heartbeats. */
 #ifndef H2C_FRAME_H
 #define H2C_FRAME_H
 
@@ -14,11 +15,11 @@
 
 #include "h2c_rooms.h"
 
-/* Bytes message framing adds around a stored message, at most. */
-#define H2C_FRAME_OVERHEAD 40
+/* Bytes message framing adds around a stored entry, at most. */
+#define H2C_FRAME_OVERHEAD 56
 
-/* The exact size message `id` of `len` stored bytes takes framed. */
-apr_size_t h2c_frame_message_size(uint64_t id, uint32_t len, int sse);
+/* The exact size entry m takes framed. */
+apr_size_t h2c_frame_message_size(const h2c_rooms_msg_t *m, int sse);
 
 /* Frames message m (h2c_follow_next's) into buf. APR_SUCCESS with *n
  * bytes and its commit stamp; APR_ENOSPC if it needs more than cap (*n:

@@ -185,6 +185,60 @@ apr_status_t h2c_json_line_room(const char *line, apr_size_t len, char *buf) {
     return rv;
 }
 
+apr_status_t h2c_json_line_kind(const char *line, apr_size_t len, h2c_entry_kind_t *kind,
+                                uint64_t *target) {
+    static const char message[] = "{\"type\":\"message\",";
+    json_t *j, *id;
+    const char *type;
+    apr_status_t rv = APR_EINVAL;
+
+    *target = 0;
+    if (len >= sizeof(message) - 1 && !memcmp(line, message, sizeof(message) - 1)) {
+        *kind = H2C_ENTRY_MESSAGE; /* the hot path: every message, no parse */
+        return APR_SUCCESS;
+    }
+    j = json_loadb(line, len, 0, NULL);
+    type = json_string_value(json_object_get(j, "type"));
+    id = json_object_get(j, "id");
+    if (type && !strcmp(type, "delete") && json_is_integer(id) &&
+        json_integer_value(id) > 0) {
+        *kind = H2C_ENTRY_DELETE;
+        *target = (uint64_t)json_integer_value(id);
+        rv = APR_SUCCESS;
+    } else if (type && !strcmp(type, "clear")) {
+        *kind = H2C_ENTRY_CLEAR;
+        rv = APR_SUCCESS;
+    }
+    json_decref(j);
+    return rv;
+}
+
+/* {"type":<type>[,"room":<room>]}: the room after the type, as in
+ * message lines */
+static json_t *typed(apr_pool_t *p, const char *type, const char *room) {
+    json_t *j = pool_json(p, json_pack("{s:s}", "type", type));
+
+    if (j && room && *room && json_object_set_new(j, "room", json_string(room))) {
+        return NULL;
+    }
+    return j;
+}
+
+char *h2c_json_delete(apr_pool_t *p, const char *room, uint64_t target) {
+    json_t *j = typed(p, "delete", room);
+
+    if (!j || json_object_set_new(j, "id", json_integer((json_int_t)target))) {
+        return NULL;
+    }
+    return pool_dump(p, j);
+}
+
+char *h2c_json_clear(apr_pool_t *p, const char *room) {
+    json_t *j = typed(p, "clear", room);
+
+    return j ? pool_dump(p, j) : NULL;
+}
+
 char *h2c_json_reset(apr_pool_t *p, uint64_t last_id) {
     return apr_psprintf(p, "{\"type\":\"reset\",\"last_id\":%" APR_UINT64_T_FMT "}",
                         (apr_uint64_t)last_id);

@@ -8,6 +8,8 @@
 #include <apr_pools.h>
 #include <stdint.h>
 
+#include "h2c_rooms.h"
+
 #define H2C_JSON_USER_MAX_CHARS 64
 
 /* Room a message line needs beyond twice the POST body (escaping at most
@@ -28,6 +30,19 @@ apr_status_t h2c_json_parse_post(const char *body, apr_size_t len, const char *a
  * "" for the location's own. APR_EINVAL if the line is no message line or
  * its room no room name. */
 apr_status_t h2c_json_line_room(const char *line, apr_size_t len, char *buf);
+
+/* What a stored line is (it names its kind first, as every line the
+ * module stores): a message, cheaply told by its first bytes; a delete
+ * (*target: the message it deleted) or a clear. APR_EINVAL: none of these
+ * (a line of a later version, or not ours). */
+apr_status_t h2c_json_line_kind(const char *line, apr_size_t len, h2c_entry_kind_t *kind,
+                                uint64_t *target);
+
+/* The moderation lines, stored in their room and sent to its streams:
+ * {"type":"delete","room":"a","id":17} and {"type":"clear","room":"a"}
+ * (room NULL or "": the location's own, not named). */
+char *h2c_json_delete(apr_pool_t *p, const char *room, uint64_t target);
+char *h2c_json_clear(apr_pool_t *p, const char *room);
 
 /* Writes the message line {"type":"message","id":..,<fields>,"time":..}
  * (no newline) into buf; returns its length or 0 if cap is too small. */

@@ -24,8 +24,9 @@ static const h2c_deny_info_t table[H2C_DENY_MAX] = {
     [H2C_DENY_PUBLISH] = {503, H2C_TAG_PUBLISH, "chat store could not publish",
                           H2C_LOG_WARN, H2C_REFUSED_UNAVAILABLE, H2C_POLICY_RETRY_S, NULL,
                           0},
-    [H2C_DENY_METHOD] = {405, H2C_TAG_METHOD, "method not allowed: use GET or POST",
-                         H2C_LOG_INFO, H2C_REFUSED_METHOD, 0, "GET, POST", 1},
+    [H2C_DENY_METHOD] = {405, H2C_TAG_METHOD,
+                         "method not allowed: use GET, POST or DELETE", H2C_LOG_INFO,
+                         H2C_REFUSED_METHOD, 0, "GET, HEAD, POST, DELETE", 1},
     [H2C_DENY_ORIGIN] = {403, H2C_TAG_ORIGIN, "this Origin may not post here",
                          H2C_LOG_INFO, H2C_REFUSED_ORIGIN, 0, NULL, 1},
     [H2C_DENY_MEDIA_TYPE] = {415, H2C_TAG_MEDIA_TYPE,
@@ -67,6 +68,11 @@ static const h2c_deny_info_t table[H2C_DENY_MAX] = {
                                  NULL, 0},
     [H2C_DENY_BAD_REQUEST] = {400, H2C_TAG_BAD_REQUEST, NULL, H2C_LOG_INFO,
                               H2C_REFUSED_INVALID, 0, NULL, 0},
+    [H2C_DENY_DELETE_USER] = {403, H2C_TAG_DELETE_USER,
+                              "deleting needs an authenticated user (Require, or "
+                              "H2ChatAnonymousDelete On)",
+                              H2C_LOG_INFO, N, 0, NULL, 1},
+    [H2C_DENY_NO_ENTRY] = {404, H2C_TAG_NO_ENTRY, NULL, H2C_LOG_INFO, N, 0, NULL, 1},
 };
 
 #undef N
@@ -90,6 +96,9 @@ h2c_route_t h2c_policy_route(const char *method, int *head, h2c_verdict_t *v) {
     }
     if (method && !strcmp(method, "POST")) {
         return H2C_ROUTE_PUBLISH;
+    }
+    if (method && !strcmp(method, "DELETE")) {
+        return H2C_ROUTE_DELETE;
     }
     h2c_policy_refuse(v, H2C_DENY_METHOD, NULL);
     return H2C_ROUTE_REFUSED;
@@ -168,6 +177,100 @@ int h2c_policy_rooms(const h2c_policy_conf_t *conf, const h2c_request_t *req,
     }
     v->deny = H2C_DENY_NONE;
     return 1;
+}
+
+int h2c_policy_delete(const h2c_policy_conf_t *conf, const h2c_request_t *req, int usable,
+                      const char *user, apr_pool_t *p, h2c_moderation_t *mod,
+                      h2c_verdict_t *v) {
+    h2c_room_target_t t = {H2C_ROOM_AT_DEFAULT, NULL, 0, 0};
+    const char *id;
+
+    if (!usable) {
+        h2c_policy_refuse(v, H2C_DENY_UNAVAILABLE, NULL);
+        return 0;
+    }
+    if (!h2c_policy_origin_allowed(conf->origins, req->origin)) {
+        h2c_policy_refuse(v, H2C_DENY_ORIGIN, "this Origin may not delete here");
+        return 0;
+    }
+    if ((!user || !*user) && !conf->anonymous_delete) {
+        h2c_policy_refuse(v, H2C_DENY_DELETE_USER, NULL);
+        return 0;
+    }
+    if (conf->rooms_base) {
+        h2c_room_target(conf->rooms_base, req->path ? req->path : "", &t);
+    }
+    switch (t.at) {
+    case H2C_ROOM_AT_DEFAULT:
+    case H2C_ROOM_AT_ROOM:
+    case H2C_ROOM_AT_MESSAGE:
+        break;
+    case H2C_ROOM_AT_BAD:
+        h2c_policy_refuse(
+            v, H2C_DENY_BAD_ROOM,
+            "bad room: DELETE <location>/<room>[/<id>], the name 1 to 64 of "
+            "A-Z a-z 0-9 _ . : @ -");
+        return 0;
+    default:
+        h2c_policy_refuse(
+            v, H2C_DENY_NOT_FOUND,
+            apr_pstrcat(p, "not found: rooms are ", conf->rooms_base, "/<name>", NULL));
+        return 0;
+    }
+    mod->room = t.room ? apr_pstrmemdup(p, t.room, t.room_len) : "";
+    mod->target = t.id;
+    /* ?id= names a message of the path's room: the location's own room has
+     * no path of its own messages (<location>/17 is room "17") */
+    if (t.at != H2C_ROOM_AT_MESSAGE && (id = h2c_room_arg_value(req->args, "id", p))) {
+        if (h2c_text_parse_id(id, &mod->target) != APR_SUCCESS || mod->target == 0) {
+            h2c_policy_refuse(v, H2C_DENY_BAD_ROOM,
+                              "id must be a message id (decimal "
+                              "digits, 1 to 2^53-1)");
+            return 0;
+        }
+    }
+    mod->kind = mod->target ? H2C_ENTRY_DELETE : H2C_ENTRY_CLEAR;
+    mod->line = mod->target ? h2c_json_delete(p, mod->room, mod->target)
+                            : h2c_json_clear(p, mod->room);
+    if (!mod->line) {
+        h2c_policy_refuse(v, H2C_DENY_UNAVAILABLE, NULL);
+        return 0;
+    }
+    v->deny = H2C_DENY_NONE;
+    return 1;
+}
+
+void h2c_policy_moderate_refusal(h2c_verdict_t *v, const h2c_moderation_t *mod,
+                                 apr_status_t rv, apr_pool_t *p) {
+    const char *room = *mod->room ? mod->room : "(the location's own)";
+
+    if (rv != APR_NOTFOUND) {
+        h2c_policy_store_refusal(v, rv);
+        return;
+    }
+    h2c_policy_refuse(v, H2C_DENY_NO_ENTRY,
+                      mod->kind == H2C_ENTRY_DELETE
+                          ? apr_psprintf(p, "no message %" APR_UINT64_T_FMT " in room %s",
+                                         (apr_uint64_t)mod->target, room)
+                          : apr_psprintf(p, "no room %s", room));
+}
+
+void h2c_policy_log_moderated(const h2c_moderation_t *mod, uint64_t id, const char *user,
+                              const char *client) {
+    const char *room = *mod->room ? mod->room : "(the location's own)";
+
+    if (mod->kind == H2C_ENTRY_DELETE) {
+        h2c_log(H2C_LOG_NOTICE, H2C_TAG_MODERATED,
+                "room %s: message %" APR_UINT64_T_FMT
+                " deleted by %s from %s (entry %" APR_UINT64_T_FMT ")",
+                room, (apr_uint64_t)mod->target, user && *user ? user : "anonymous",
+                client ? client : "-", (apr_uint64_t)id);
+    } else {
+        h2c_log(H2C_LOG_NOTICE, H2C_TAG_MODERATED,
+                "room %s: cleared by %s from %s (entry %" APR_UINT64_T_FMT ")", room,
+                user && *user ? user : "anonymous", client ? client : "-",
+                (apr_uint64_t)id);
+    }
 }
 
 void h2c_policy_store_refusal(h2c_verdict_t *v, apr_status_t rv) {

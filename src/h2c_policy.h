@@ -18,6 +18,7 @@
 
 #include "h2c_log.h"
 #include "h2c_rate.h"
+#include "h2c_rooms.h"
 #include "h2c_seg.h"
 
 /* Every way a chat request is refused. */
@@ -43,6 +44,8 @@ typedef enum {
     H2C_DENY_ROOMS_FULL,     /* 503: H2ChatMaxRooms rooms exist, all with streams */
     H2C_DENY_MEMORY,         /* 503: H2ChatMemory is full of rooms with streams */
     H2C_DENY_ROOM_FORBIDDEN, /* 403: a ?room= its own URL's access config refuses */
+    H2C_DENY_DELETE_USER,    /* 403: DELETE without a user, H2ChatAnonymousDelete Off */
+    H2C_DENY_NO_ENTRY,       /* 404: no such message (DELETE) or room (clear) */
     H2C_DENY_MAX
 } h2c_deny_t;
 
@@ -77,6 +80,7 @@ typedef struct {
                                           under; NULL: off (one chat, as before) */
     uint32_t max_rooms_per_stream;     /* H2ChatMaxRoomsPerStream */
     int presence;                      /* H2ChatPresence count (1) or off (0) */
+    int anonymous_delete; /* H2ChatAnonymousDelete On: DELETE without a user */
 } h2c_policy_conf_t;
 
 /* The parts of a request the rules look at; NULL / -1 when absent. */
@@ -92,7 +96,20 @@ typedef struct {
     const char *client;     /* the address rate limits count by */
 } h2c_request_t;
 
-typedef enum { H2C_ROUTE_SUBSCRIBE, H2C_ROUTE_PUBLISH, H2C_ROUTE_REFUSED } h2c_route_t;
+typedef enum {
+    H2C_ROUTE_SUBSCRIBE,
+    H2C_ROUTE_PUBLISH,
+    H2C_ROUTE_DELETE,
+    H2C_ROUTE_REFUSED
+} h2c_route_t;
+
+/* What a DELETE removes (h2c_policy_delete). */
+typedef struct {
+    const char *room;      /* its name; "": the location's own */
+    h2c_entry_kind_t kind; /* H2C_ENTRY_DELETE: message `target`; CLEAR: the room */
+    uint64_t target;
+    const char *line; /* the entry to log and send (h2c_json_delete / _clear) */
+} h2c_moderation_t;
 
 /* The limits on held streams (server config, the same for both paths). */
 typedef struct {
@@ -122,7 +139,7 @@ const h2c_deny_info_t *h2c_policy_info(h2c_deny_t why);
 void h2c_policy_refuse(h2c_verdict_t *v, h2c_deny_t why, const char *message);
 
 /* The route of a method: GET and HEAD subscribe (*head set for HEAD),
- * POST publishes, anything else is refused (405) in v. */
+ * POST publishes, DELETE moderates, anything else is refused (405) in v. */
 h2c_route_t h2c_policy_route(const char *method, int *head, h2c_verdict_t *v);
 
 /* A subscribe request: 1 with *sub set, or 0 with the refusal in v.
@@ -174,6 +191,25 @@ int h2c_policy_publish_body(const h2c_policy_conf_t *conf, const char *body,
                             apr_size_t len, int over, const char *auth_user,
                             const char *room, apr_pool_t *p, char **fields,
                             apr_size_t *flen, h2c_verdict_t *v);
+
+/* A DELETE, in this order: store usable, Origin (as a POST), a user
+ * (`user`: the authenticated one, NULL or "" without; refused unless
+ * H2ChatAnonymousDelete), its target: <room>/<id> or ?id=<id> a message,
+ * the room itself (<location>, <location>/<room>) a clear. 1 with *mod (in
+ * p), or 0 with the refusal in v. */
+int h2c_policy_delete(const h2c_policy_conf_t *conf, const h2c_request_t *req, int usable,
+                      const char *user, apr_pool_t *p, h2c_moderation_t *mod,
+                      h2c_verdict_t *v);
+
+/* A store could not moderate (rv): APR_NOTFOUND is 404 (nothing to delete
+ * or clear), the rest as h2c_policy_store_refusal. */
+void h2c_policy_moderate_refusal(h2c_verdict_t *v, const h2c_moderation_t *mod,
+                                 apr_status_t rv, apr_pool_t *p);
+
+/* The error log's line of a moderation done (notice, H2C0062: an audit
+ * trail of who deleted what), user NULL: anonymous. */
+void h2c_policy_log_moderated(const h2c_moderation_t *mod, uint64_t id, const char *user,
+                              const char *client);
 
 /* 1 if a POST with this Origin (may be NULL: not a browser's cross-site
  * request) may publish. */

@@ -56,7 +56,7 @@ struct h2c_rooms_rec_t {
 /* Every chunk starts with the index + 1 of the next chunk of its message. */
 typedef struct {
     uint32_t cont;
-    uint32_t pad;
+    uint32_t kind; /* a message's first chunk: its h2c_entry_kind_t */
 } h2c_chunk_t;
 
 /* ... and a message's first chunk then with this. */
@@ -487,8 +487,9 @@ static int make_room(h2c_rooms_t *rs, uint32_t room, uint32_t need) {
     return 1;
 }
 
-apr_status_t h2c_rooms_append(h2c_rooms_t *rs, uint32_t room, uint64_t id,
-                              int64_t time_ms, const char *data, uint32_t len) {
+apr_status_t h2c_rooms_append(h2c_rooms_t *rs, uint32_t room, h2c_entry_kind_t kind,
+                              uint64_t id, int64_t time_ms, const char *data,
+                              uint32_t len) {
     h2c_rooms_rec_t *r = &rs->rec[room];
     uint32_t need = chunks_for(len), first = NONE, i, n, prev = NONE;
     apr_size_t off = 0, take;
@@ -530,6 +531,7 @@ apr_status_t h2c_rooms_append(h2c_rooms_t *rs, uint32_t room, uint64_t id,
         off += take;
         prev = i;
     }
+    chunk_at(rs, first - 1)->kind = (uint32_t)kind;
     m = msg_at(rs, first - 1);
     m->time_ms = time_ms;
     m->room_seq = ++r->room_seq;
@@ -558,7 +560,7 @@ apr_status_t h2c_rooms_delete(h2c_rooms_t *rs, uint32_t room, uint64_t id) {
     uint32_t i = r->head, prev = NONE;
     h2c_msg_t *m;
 
-    while (i && msg_at(rs, i - 1)->id != id) {
+    while (i && (msg_at(rs, i - 1)->id != id || chunk_at(rs, i - 1)->kind)) {
         prev = i;
         i = msg_at(rs, i - 1)->next_msg;
     }
@@ -670,6 +672,7 @@ static int look(const h2c_rooms_t *rs, uint32_t i, h2c_rooms_msg_t *m, uint32_t 
     m->chunk = i - 1;
     m->room_seq = h->room_seq;
     m->len = h->len;
+    m->kind = chunk_at(rs, i - 1)->kind;
     *next = __atomic_load_n(&h->next_msg, __ATOMIC_ACQUIRE);
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(&h->id, __ATOMIC_RELAXED) != id || m->len > rs->hdr->max_len) {

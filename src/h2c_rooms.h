@@ -37,6 +37,15 @@
 #define H2C_ROOMS_NAME_MAX 64u
 #define H2C_ROOMS_DEFAULT 0u /* the location's own room: name "", never freed */
 
+/* What a room's entry is. Moderation is logged in the room itself, in id
+ * order with its messages, so every reader (a resume, a journal replay, a
+ * Redis node) meets it in its place. Segments before kinds wrote 0. */
+typedef enum {
+    H2C_ENTRY_MESSAGE = 0,
+    H2C_ENTRY_DELETE = 1, /* a message of the room was deleted */
+    H2C_ENTRY_CLEAR = 2   /* the room's history was cleared */
+} h2c_entry_kind_t;
+
 typedef struct h2c_rooms_hdr_t h2c_rooms_hdr_t;
 typedef struct h2c_rooms_rec_t h2c_rooms_rec_t;
 
@@ -57,6 +66,7 @@ typedef struct {
     uint64_t id;
     uint64_t room_seq; /* 1 + the room's messages before it (deleted ones too) */
     uint32_t len;
+    uint32_t kind; /* h2c_entry_kind_t */
 } h2c_rooms_msg_t;
 
 /* Where a reader is in one room: the message it read last. */
@@ -121,14 +131,16 @@ uint32_t h2c_rooms_slot_holds(const h2c_rooms_t *rs, uint32_t slot);
 /* The next id (the newest + 1): what the message to append gets. */
 uint64_t h2c_rooms_next_id(const h2c_rooms_t *rs);
 
-/* Appends message `id` (above every id so far) to `room`. Ids skipped since
- * the newest belong to no room. APR_ENOSPC: len over max_len;
+/* Appends entry `id` (above every id so far) of `kind` to `room`. Ids
+ * skipped since the newest belong to no room. APR_ENOSPC: len over max_len;
  * APR_ENOMEM: no chunks even after giving back what may be (counted as
  * refused; nothing changed); APR_EINVAL: id not above the newest. */
-apr_status_t h2c_rooms_append(h2c_rooms_t *rs, uint32_t room, uint64_t id,
-                              int64_t time_ms, const char *data, uint32_t len);
+apr_status_t h2c_rooms_append(h2c_rooms_t *rs, uint32_t room, h2c_entry_kind_t kind,
+                              uint64_t id, int64_t time_ms, const char *data,
+                              uint32_t len);
 
-/* Removes message `id` from `room`: APR_NOTFOUND if it holds none. */
+/* Removes message `id` from `room`: APR_NOTFOUND if it holds no message
+ * (an entry of another kind is never removed) of that id. */
 apr_status_t h2c_rooms_delete(h2c_rooms_t *rs, uint32_t room, uint64_t id);
 
 /* Removes every message of `room`; its record stays while it is held. */

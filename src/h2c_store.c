@@ -1,6 +1,7 @@
 /* h2c_store: what every store shares (see h2c_store.h). */
 #include <string.h>
 
+#include "h2c_json.h"
 #include "h2c_store.h"
 #include "h2c_wait.h"
 
@@ -39,14 +40,70 @@ static apr_status_t open_room(h2c_store_t *store, const char *room, uint32_t *id
                           idx);
 }
 
+/* Entry `line` of `kind` into room `room`, after what it does to the room.
+ * `strict`: there must be something to delete or clear (APR_NOTFOUND, and
+ * nothing changed), else it is done where it can be (a replay meets a
+ * delete whose message has left already). */
+static apr_status_t put(h2c_store_t *store, const char *room, h2c_entry_kind_t kind,
+                        uint64_t target, int strict, uint64_t id, int64_t time_ms,
+                        const char *line, uint32_t len) {
+    h2c_rooms_t *rs = h2c_store_history(store);
+    apr_size_t nlen = room ? strlen(room) : 0;
+    uint32_t idx;
+    apr_status_t rv;
+
+    if (h2c_rooms_next_id(rs) > id) {
+        return APR_EINVAL; /* before anything changes */
+    }
+    rv = h2c_rooms_open(rs, room, nlen, kind == H2C_ENTRY_MESSAGE || !strict, &idx);
+    if (rv == APR_SUCCESS && kind == H2C_ENTRY_DELETE) {
+        rv = h2c_rooms_delete(rs, idx, target);
+        rv = rv == APR_NOTFOUND && !strict ? APR_SUCCESS : rv;
+    } else if (rv == APR_SUCCESS && kind == H2C_ENTRY_CLEAR) {
+        h2c_rooms_clear(rs, idx); /* may free the record: opened again */
+        rv = h2c_rooms_open(rs, room, nlen, 1, &idx);
+    }
+    return rv == APR_SUCCESS ? h2c_rooms_append(rs, idx, kind, id, time_ms, line, len)
+                             : rv;
+}
+
 apr_status_t h2c_store_append_to(h2c_store_t *store, const char *room, uint64_t id,
                                  int64_t time_ms, const char *line, uint32_t len) {
-    uint32_t idx;
-    apr_status_t rv = open_room(store, room, &idx);
+    h2c_entry_kind_t kind;
+    uint64_t target;
 
-    return rv == APR_SUCCESS
-               ? h2c_rooms_append(h2c_store_history(store), idx, id, time_ms, line, len)
-               : rv;
+    if (h2c_json_line_kind(line, len, &kind, &target) != APR_SUCCESS) {
+        kind = H2C_ENTRY_MESSAGE;
+    }
+    return put(store, room, kind, target, 0, id, time_ms, line, len);
+}
+
+apr_status_t h2c_store_moderate_to(h2c_store_t *store, const char *room,
+                                   h2c_entry_kind_t kind, uint64_t target, uint64_t id,
+                                   int64_t time_ms, const char *line, uint32_t len) {
+    return put(store, room, kind, target, 1, id, time_ms, line, len);
+}
+
+int h2c_store_has(h2c_store_t *store, const char *room, h2c_entry_kind_t kind,
+                  uint64_t target) {
+    h2c_rooms_t *rs = h2c_store_history(store);
+    h2c_rooms_cursor_t cur;
+    h2c_rooms_msg_t m;
+    uint32_t idx;
+    int has;
+
+    /* the name hash is the writers': looked up under the lock */
+    if (apr_global_mutex_lock(store->lock) != APR_SUCCESS) {
+        return 0;
+    }
+    has = h2c_rooms_open(rs, room, room ? strlen(room) : 0, 0, &idx) == APR_SUCCESS;
+    if (has && kind == H2C_ENTRY_DELETE) {
+        h2c_rooms_cursor_at(&cur, target - 1);
+        has = h2c_rooms_next(rs, idx, &cur, &m) == APR_SUCCESS && m.id == target &&
+              m.kind == H2C_ENTRY_MESSAGE;
+    }
+    apr_global_mutex_unlock(store->lock);
+    return has;
 }
 
 apr_status_t h2c_store_hold(h2c_store_t *store, uint32_t slot, const char *const *rooms,

@@ -44,6 +44,14 @@ typedef struct {
      * for it (H2ChatMemory, h2c_rooms_append). */
     apr_status_t (*publish)(h2c_store_t *store, const char *room, const char *fields,
                             apr_size_t flen, uint64_t *id, int64_t *time_ms);
+    /* Logs moderation entry `line` (h2c_json_delete, h2c_json_clear) of
+     * `kind` in room `room`, for every reader in its place: a DELETE
+     * removes message `target` of the room, a CLEAR every message of it.
+     * Sets the entry's id and time. APR_NOTFOUND: the room holds no message
+     * `target` (DELETE), or there is no such room (CLEAR). */
+    apr_status_t (*moderate)(h2c_store_t *store, const char *room, h2c_entry_kind_t kind,
+                             uint64_t target, const char *line, apr_size_t len,
+                             uint64_t *id, int64_t *time_ms);
     /* Adds its own lines to *out; may be NULL. */
     void (*status)(h2c_store_t *store, h2c_store_status_t *out);
     /* child_stopping: let go of what another child must take over (the
@@ -92,6 +100,13 @@ static inline apr_status_t h2c_store_publish(h2c_store_t *store, const char *roo
     return store->ops->publish(store, room, fields, flen, id, time_ms);
 }
 
+static inline apr_status_t h2c_store_moderate(h2c_store_t *store, const char *room,
+                                              h2c_entry_kind_t kind, uint64_t target,
+                                              const char *line, apr_size_t len,
+                                              uint64_t *id, int64_t *time_ms) {
+    return store->ops->moderate(store, room, kind, target, line, len, id, time_ms);
+}
+
 static inline void h2c_store_stop(h2c_store_t *store) {
     if (store->ops->stop) {
         store->ops->stop(store);
@@ -120,9 +135,25 @@ apr_status_t h2c_store_append_given(h2c_store_t *store, const char *room, uint64
 apr_status_t h2c_store_restore(h2c_store_t *store, const char *room, uint64_t id,
                                int64_t time_ms, const char *line, uint32_t len);
 
-/* For stores, under the lock: one line into room `room` (made if new). */
+/* For stores, under the lock: one line into room `room` (made if new), as
+ * its kind says (h2c_json_line_kind; a line of no known kind is a
+ * message): a delete removes its message first if the room still holds it,
+ * a clear empties the room. */
 apr_status_t h2c_store_append_to(h2c_store_t *store, const char *room, uint64_t id,
                                  int64_t time_ms, const char *line, uint32_t len);
+
+/* For stores, under the lock: entry `line` of `kind` into room `room` as
+ * the moderate op says (APR_NOTFOUND: nothing to delete or clear; then
+ * nothing changed). */
+apr_status_t h2c_store_moderate_to(h2c_store_t *store, const char *room,
+                                   h2c_entry_kind_t kind, uint64_t target, uint64_t id,
+                                   int64_t time_ms, const char *line, uint32_t len);
+
+/* 1 if the local history holds what a moderation of `kind` needs: message
+ * `target` in room `room` (DELETE), or the room (CLEAR). Lock-free: for a
+ * store whose entries are committed elsewhere (Redis), a look first. */
+int h2c_store_has(h2c_store_t *store, const char *room, h2c_entry_kind_t kind,
+                  uint64_t target);
 
 /* A stream of child row `slot` holds rooms[0..n) (names) while it lives:
  * each is made if new,

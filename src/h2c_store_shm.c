@@ -48,6 +48,31 @@ static apr_status_t shm_publish(h2c_store_t *store, const char *room, const char
     return rv;
 }
 
+static apr_status_t shm_moderate(h2c_store_t *store, const char *room,
+                                 h2c_entry_kind_t kind, uint64_t target, const char *line,
+                                 apr_size_t len, uint64_t *id, int64_t *time_ms) {
+    h2c_rooms_t *rooms = h2c_store_history(store);
+    apr_status_t rv;
+
+    if ((rv = apr_global_mutex_lock(store->lock)) != APR_SUCCESS) {
+        return rv;
+    }
+    /* the message goes and its delete entry comes in one step: a reader
+     * never sees one without the other for long */
+    *id = h2c_rooms_next_id(rooms);
+    *time_ms = (int64_t)(apr_time_now() / 1000);
+    rv = h2c_store_moderate_to(store, room, kind, target, *id, *time_ms, line,
+                               (uint32_t)len);
+    if (rv == APR_SUCCESS && store->committed) {
+        store->committed(store->committed_ctx, *id, *time_ms, line, (uint32_t)len);
+    }
+    apr_global_mutex_unlock(store->lock);
+    if (rv == APR_SUCCESS) {
+        h2c_store_wake(store);
+    }
+    return rv;
+}
+
 const h2c_store_ops_t h2c_store_shm_ops = {
-    "shm", NULL, shm_publish, NULL, NULL, 1,
+    "shm", NULL, shm_publish, shm_moderate, NULL, NULL, 1,
 };

@@ -62,8 +62,12 @@
 #define H2C_TAG_BAD_ROOM "H2C0056"   /* 400: not a room name, or a bad ?room= list */
 #define H2C_TAG_ROOMS_FULL "H2C0057" /* 503: H2ChatMaxRooms rooms, all with streams */
 #define H2C_TAG_MEMORY "H2C0058"     /* 503: H2ChatMemory full of rooms with streams */
-#define H2C_TAG_ROOM_FORBIDDEN                                                           \
-    "H2C0059" /* 403: a ?room= its own URL's config refuses                              \
-               */
+/* 403: a ?room= its own URL's config refuses */
+#define H2C_TAG_ROOM_FORBIDDEN "H2C0059"
+
+/* moderation (DELETE) */
+#define H2C_TAG_DELETE_USER "H2C0060" /* 403: DELETE without an authenticated user */
+#define H2C_TAG_NO_ENTRY "H2C0061"    /* 404: no such message in the room, no such room */
+#define H2C_TAG_MODERATED "H2C0062"   /* notice: a message deleted, a room cleared */
 
 #endif /* H2C_TAGS_H */

@@ -37,6 +37,7 @@ typedef struct {
     const char *rooms_base;      /* ... the <Location> it was set in */
     int max_rooms_per_stream;    /* H2ChatMaxRoomsPerStream, -1 unset */
     int presence;                /* H2ChatPresence: -1 unset, 0 off, 1 count */
+    int anonymous_delete;        /* H2ChatAnonymousDelete: -1 unset, 0 off, 1 on */
 } h2chat_dir_conf_t;
 
 typedef enum { H2CHAT_SYNC_OFF, H2CHAT_SYNC_SECOND, H2CHAT_SYNC_ALWAYS } h2chat_sync_t;
@@ -149,6 +150,7 @@ void h2chat_log_install(server_rec *s);
 /* mod_h2chat_subscribe.c / _publish.c / _status.c */
 int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc);
 int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc);
+int h2chat_moderate(request_rec *r, const h2chat_dir_conf_t *dc);
 int h2chat_status_hook(request_rec *r, int flags);
 
 /* mod_h2chat_metrics.c: SetHandler h2chat-metrics (Prometheus). */

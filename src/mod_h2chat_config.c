@@ -23,7 +23,7 @@ void *h2chat_create_dir_conf(apr_pool_t *p, char *dir) {
     dc->enabled = dc->snapshot = dc->max_bytes = dc->heartbeat = -1;
     dc->rate_interval_ms = dc->rate_burst = -1;
     dc->origins = NULL;
-    dc->rooms = dc->max_rooms_per_stream = dc->presence = -1;
+    dc->rooms = dc->max_rooms_per_stream = dc->presence = dc->anonymous_delete = -1;
     dc->rooms_base = NULL;
     return dc;
 }
@@ -49,6 +49,7 @@ void *h2chat_merge_dir_conf(apr_pool_t *p, void *basev, void *addv) {
     dc->rooms_base = add->rooms != -1 ? add->rooms_base : base->rooms_base;
     dc->max_rooms_per_stream = MERGE(max_rooms_per_stream);
     dc->presence = MERGE(presence);
+    dc->anonymous_delete = MERGE(anonymous_delete);
     return dc;
 }
 
@@ -125,6 +126,7 @@ void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc) {
                                    ? (uint32_t)dc->max_rooms_per_stream
                                    : H2CHAT_DEFAULT_ROOMS_PER_STREAM;
     pc->presence = dc->presence != 0;
+    pc->anonymous_delete = dc->anonymous_delete == 1;
 }
 
 uint32_t h2chat_conf_max_rooms(server_rec *s) {
@@ -203,6 +205,12 @@ static const char *set_rooms(cmd_parms *cmd, void *dcv, int on) {
 }
 
 /* H2ChatPresence off|count ("members", who by name, is not built yet). */
+static const char *set_anonymous_delete(cmd_parms *cmd, void *dcv, int on) {
+    (void)cmd;
+    ((h2chat_dir_conf_t *)dcv)->anonymous_delete = on;
+    return NULL;
+}
+
 static const char *set_presence(cmd_parms *cmd, void *dcv, const char *arg) {
     h2chat_dir_conf_t *dc = dcv;
 
@@ -595,7 +603,8 @@ bad:
 
 const command_rec h2chat_cmds[] = {
     AP_INIT_FLAG("H2Chat", set_enabled, NULL, ACCESS_CONF,
-                 "On: this location is a chat endpoint (GET subscribes, POST publishes)"),
+                 "On: this location is a chat endpoint (GET subscribes, POST publishes, "
+                 "DELETE moderates)"),
     AP_INIT_TAKE1(
         "H2ChatHistory", set_history, NULL, RSRC_CONF,
         "messages kept in shared memory for snapshots and resume (default 1000)"),
@@ -606,6 +615,9 @@ const command_rec h2chat_cmds[] = {
                   "off or count: each held stream is told its rooms' subscriber counts "
                   "when they change, at most once a second, and ?presence answers one "
                   "(default count)"),
+    AP_INIT_FLAG("H2ChatAnonymousDelete", set_anonymous_delete, NULL, ACCESS_CONF,
+                 "On: DELETE (moderation) is allowed without an authenticated user, "
+                 "e.g. behind other access control (default Off)"),
     AP_INIT_TAKE1("H2ChatMaxRoomsPerStream", set_max_rooms_per_stream, NULL, ACCESS_CONF,
                   "rooms one stream may follow (default 32)"),
     AP_INIT_TAKE1("H2ChatMaxRooms", set_max_rooms, NULL, RSRC_CONF,

@@ -11,7 +11,9 @@
  * the writing child compacts it: the history's messages go to PATH.compact,
  * which is renamed over PATH; the generation word in the segment makes the
  * other children reopen before their next write, so none writes to the
- * unlinked file. Compaction needs the directory writable by the child
+ * unlinked file. A moderation entry (a message deleted, a room cleared)
+ * compacts at once, so the text it removed leaves the disk with it.
+ * Compaction needs the directory writable by the child
  * user (see docs/operations.md, "Durability on one server"). */
 #include "mod_h2chat.h"
 
@@ -297,6 +299,8 @@ static void append_record(void *ctx, uint64_t id, int64_t time_ms, const char *l
     h2chat_journal_t *j = ctx;
     h2c_seg_shared_t *sh = h2c_seg_shared(j->seg);
     apr_size_t size;
+    h2c_entry_kind_t kind;
+    uint64_t target;
 
     if (!reopen(j)) {
         return;
@@ -316,7 +320,11 @@ static void append_record(void *ctx, uint64_t id, int64_t time_ms, const char *l
     if (!sh->journal_compact_at) {
         sh->journal_compact_at = j->keep * H2CHAT_JOURNAL_KEEP;
     }
-    if (sh->journal_records > sh->journal_compact_at) {
+    /* a delete or clear takes what it removed off the disk too, at once:
+     * the rooms (already without it) are what the compacted file holds */
+    if (sh->journal_records > sh->journal_compact_at ||
+        (h2c_json_line_kind(line, len, &kind, &target) == APR_SUCCESS &&
+         kind != H2C_ENTRY_MESSAGE)) {
         compact(j);
     }
 }

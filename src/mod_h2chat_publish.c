@@ -1,4 +1,5 @@
-/* mod_h2chat_publish: POST <location> -> one message into the store. */
+/* mod_h2chat_publish: POST <location> -> one message into the store;
+ * DELETE -> a moderation entry (a message deleted, a room cleared). */
 #include "mod_h2chat.h"
 
 #include <apr_strings.h>
@@ -92,5 +93,35 @@ int h2chat_publish(request_rec *r, const h2chat_dir_conf_t *dc) {
     ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r,
                   H2C_TAG_DELIVER ": published id %" APR_UINT64_T_FMT, (apr_uint64_t)id);
     h2chat_reply_json(r, HTTP_CREATED, h2c_json_published(r->pool, id, time_ms));
+    return OK;
+}
+
+int h2chat_moderate(request_rec *r, const h2chat_dir_conf_t *dc) {
+    h2chat_state_t *st = h2chat_state();
+    h2c_policy_conf_t conf;
+    h2c_moderation_t mod;
+    h2c_request_t req;
+    h2c_verdict_t v;
+    uint64_t id;
+    int64_t time_ms;
+    apr_status_t rv;
+
+    h2chat_conf_policy(dc, &conf);
+    h2chat_request_describe(r, &req);
+    if (ap_discard_request_body(r) != OK) {
+        h2c_policy_refuse(&v, H2C_DENY_READ_BODY, NULL);
+        return h2chat_reply_refusal(r, &v);
+    }
+    if (!h2c_policy_delete(&conf, &req, st->usable, r->user, r->pool, &mod, &v)) {
+        return h2chat_reply_refusal(r, &v);
+    }
+    rv = h2c_store_moderate(&st->store, mod.room, mod.kind, mod.target, mod.line,
+                            strlen(mod.line), &id, &time_ms);
+    if (rv != APR_SUCCESS) {
+        h2c_policy_moderate_refusal(&v, &mod, rv, r->pool);
+        return h2chat_reply_refusal(r, &v);
+    }
+    h2c_policy_log_moderated(&mod, id, r->user, r->useragent_ip);
+    h2chat_reply_json(r, HTTP_OK, mod.line);
     return OK;
 }

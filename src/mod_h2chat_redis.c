@@ -40,6 +40,27 @@ static const char publish_script[] =
     "'f', ARGV[1], 't', ARGV[2]) "
     "return id";
 
+/* Moderation: KEYS as above; ARGV line, time, history, kind (delete |
+ * clear), the deleted message's entry id (delete), the room's prefix in a
+ * message's fields (clear: `"room":"a",`, or "" for the location's own,
+ * whose fields name no room). The entry is logged as `l` (the whole line:
+ * it carries no id of its own), and the message(s) leave the stream. */
+static const char moderate_script[] =
+    "local id = redis.call('INCR', KEYS[2]) "
+    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], id .. '-1', "
+    "'l', ARGV[1], 't', ARGV[2]) "
+    "if ARGV[4] == 'delete' then redis.call('XDEL', KEYS[1], ARGV[5]) "
+    "else "
+    "  for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do "
+    "    local f = e[2][1] == 'f' and e[2][2] "
+    "    if f and ((ARGV[6] == '' and string.sub(f, 1, 7) ~= '\"room\":') or "
+    "        (ARGV[6] ~= '' and string.sub(f, 1, #ARGV[6]) == ARGV[6])) then "
+    "      redis.call('XDEL', KEYS[1], e[1]) "
+    "    end "
+    "  end "
+    "end "
+    "return id";
+
 typedef struct {
     server_rec *s;
     const char *host, *key, *id_key;
@@ -121,13 +142,37 @@ static void pool_give(h2chat_redis_t *rd, redisContext *c, int healthy) {
     }
 }
 
+/* A script's answer, the id it gave: APR_SUCCESS with *id, else logged
+ * (`what` the redis:// URL); the connection goes back to the pool if
+ * healthy. */
+static apr_status_t script_done(h2chat_redis_t *rd, redisContext *c, redisReply *reply,
+                                const char *what, uint64_t *id) {
+    apr_status_t rv = APR_EGENERAL;
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        *id = (uint64_t)reply->integer;
+        rv = APR_SUCCESS;
+    } else {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, rd->s,
+                     H2C_TAG_REDIS_ERROR ": %s redis://%s:%d failed: %s", what, rd->host,
+                     rd->port,
+                     reply && reply->type == REDIS_REPLY_ERROR ? reply->str
+                     : c->err                                  ? c->errstr
+                                                               : "unexpected reply");
+    }
+    if (reply) {
+        freeReplyObject(reply);
+    }
+    pool_give(rd, c, rv == APR_SUCCESS);
+    return rv;
+}
+
 static apr_status_t redis_publish(h2c_store_t *store, const char *room,
                                   const char *fields, apr_size_t flen, uint64_t *id,
                                   int64_t *time_ms) {
     h2chat_redis_t *rd = store->impl;
     redisContext *c;
     redisReply *reply;
-    apr_status_t rv = APR_EGENERAL;
     int pooled;
 
     (void)room; /* the fields name it (h2c_policy_publish_body): readers route by them */
@@ -151,22 +196,39 @@ static apr_status_t redis_publish(h2c_store_t *store, const char *room,
         reply = redisCommand(c, "EVAL %s 2 %s %s %b %lld %ld", publish_script, rd->key,
                              rd->id_key, fields, flen, (long long)*time_ms, rd->history);
     }
-    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
-        *id = (uint64_t)reply->integer;
-        rv = APR_SUCCESS;
-    } else {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, rd->s,
-                     H2C_TAG_REDIS_ERROR ": publish to redis://%s:%d failed: %s",
-                     rd->host, rd->port,
-                     reply && reply->type == REDIS_REPLY_ERROR ? reply->str
-                     : c->err                                  ? c->errstr
-                                                               : "unexpected reply");
+    return script_done(rd, c, reply, "publish to", id);
+}
+
+/* The moderate op: checked against the local history first (it follows
+ * Redis within a read), then logged in Redis for every node's reader,
+ * which applies it to its rooms in its place. */
+static apr_status_t redis_moderate(h2c_store_t *store, const char *room,
+                                   h2c_entry_kind_t kind, uint64_t target,
+                                   const char *line, apr_size_t len, uint64_t *id,
+                                   int64_t *time_ms) {
+    h2chat_redis_t *rd = store->impl;
+    redisContext *c;
+    redisReply *reply;
+    char entry[32], pre[H2C_ROOMS_NAME_MAX + 16];
+    int pooled;
+
+    if (!h2c_store_has(store, room, kind, target)) {
+        return APR_NOTFOUND;
     }
-    if (reply) {
-        freeReplyObject(reply);
+    if (!(c = pool_take(rd, &pooled))) {
+        return APR_ECONNREFUSED;
     }
-    pool_give(rd, c, rv == APR_SUCCESS);
-    return rv;
+    apr_snprintf(entry, sizeof(entry), "%" APR_UINT64_T_FMT "-1", (apr_uint64_t)target);
+    pre[0] = '\0';
+    if (room && *room) {
+        apr_snprintf(pre, sizeof(pre), "\"room\":\"%s\",",
+                     room); /* a name needs no escape */
+    }
+    *time_ms = (int64_t)(apr_time_now() / 1000);
+    reply = redisCommand(c, "EVAL %s 2 %s %s %b %lld %ld %s %s %s", moderate_script,
+                         rd->key, rd->id_key, line, len, (long long)*time_ms, rd->history,
+                         kind == H2C_ENTRY_DELETE ? "delete" : "clear", entry, pre);
+    return script_done(rd, c, reply, "moderation in", id);
 }
 
 /* "<n>-1" -> n; 0 if it is not one of ours. */
@@ -180,8 +242,8 @@ static uint64_t entry_id(const char *s) {
 /* One stream entry [id, [f, <fields>, t, <time>]] into the rooms. */
 static void feed_entry(h2chat_redis_t *rd, const redisReply *e) {
     const redisReply *kv;
-    const char *fields = NULL;
-    apr_size_t flen = 0, i, len;
+    const char *fields = NULL, *whole = NULL;
+    apr_size_t flen = 0, i, len = 0;
     int64_t t = 0;
     uint64_t id;
     h2c_rooms_t *rooms = h2c_store_history(rd->store);
@@ -203,15 +265,23 @@ static void feed_entry(h2chat_redis_t *rd, const redisReply *e) {
         if (!strcmp(kv->element[i]->str, "f")) {
             fields = kv->element[i + 1]->str;
             flen = kv->element[i + 1]->len;
+        } else if (!strcmp(kv->element[i]->str, "l")) {
+            whole = kv->element[i + 1]->str; /* a moderation line, as it is */
+            len = kv->element[i + 1]->len;
         } else if (!strcmp(kv->element[i]->str, "t")) {
             t = (int64_t)apr_atoi64(kv->element[i + 1]->str);
         }
     }
-    if (!id || !fields || id <= h2c_rooms_last_id(rooms)) {
+    if (!id || (!fields && !whole) || id <= h2c_rooms_last_id(rooms)) {
         return;
     }
-    len =
-        h2c_json_format_message(rd->line, h2c_rooms_max_len(rooms), id, t, fields, flen);
+    if (whole && len <= h2c_rooms_max_len(rooms)) {
+        memcpy(rd->line, whole, len);
+    } else {
+        len = fields ? h2c_json_format_message(rd->line, h2c_rooms_max_len(rooms), id, t,
+                                               fields, flen)
+                     : 0;
+    }
     if (len == 0) {
         return; /* longer than this server's largest: not here */
     }
@@ -399,7 +469,7 @@ static void redis_status(h2c_store_t *store, h2c_store_status_t *out) {
 }
 
 static const h2c_store_ops_t redis_ops = {
-    "redis", redis_open, redis_publish, redis_status, redis_stop, 0,
+    "redis", redis_open, redis_publish, redis_moderate, redis_status, redis_stop, 0,
 };
 
 /* H2ChatStore redis: the store over the segment (post_config, in the

@@ -82,7 +82,7 @@ static apr_status_t put_message(h2chat_sub_t *sub, const h2c_rooms_msg_t *m,
 
     /* the exact size: small ones come from the bucket allocator's free
      * list, a rounded-up size would take a whole 8 KiB block each */
-    cap = h2c_frame_message_size(m->id, m->len, sub->sse);
+    cap = h2c_frame_message_size(m, sub->sse);
     buf = apr_bucket_alloc(cap, ba);
     rv = h2c_frame_message(sub->rooms, m, sub->sse, buf, cap, &n, commit_us);
     if (rv != APR_SUCCESS) {
@@ -138,6 +138,9 @@ static apr_status_t send_pending(h2chat_sub_t *sub) {
             }
             sub->sent++;
             n++;
+            if (h2c_follow_ended(&sub->follow)) {
+                break; /* its room was cleared: nothing after that */
+            }
             continue;
         default:
             break;
@@ -257,7 +260,7 @@ static void hold(h2chat_sub_t *sub) {
             return;
         }
         if (h2c_follow_pending(&sub->follow)) {
-            if (send_pending(sub) != APR_SUCCESS) {
+            if (send_pending(sub) != APR_SUCCESS || h2c_follow_ended(&sub->follow)) {
                 return;
             }
             continue;
@@ -492,8 +495,9 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
         APLOG_MARK, APLOG_DEBUG, 0, r,
         H2C_TAG_SUB_END ": subscriber ends after %" APR_UINT64_T_FMT " messages (%s)",
         sub.sent,
-        st->stopping  ? "child stopping"
-        : sub.stalled ? "client stopped reading"
+        st->stopping                    ? "child stopping"
+        : h2c_follow_ended(&sub.follow) ? "its room was cleared"
+        : sub.stalled                   ? "client stopped reading"
                       : (r->connection->aborted ? "client gone" : "write failed"));
     return OK;
 }

@@ -6,6 +6,7 @@ servers and real HTTP clients; nothing is mocked. Each subscriber is its own
 curl process, hence its own TCP connection, as browsers do.
 """
 
+import base64
 import http.client
 import json
 import os
@@ -1164,6 +1165,21 @@ def parse_status_auto(text):
         except ValueError:
             out[k.strip()] = v
     return out
+
+
+def write_htpasswd(server, users):
+    """<server root>/htpasswd with users {name: password}, readable by
+    the child user (AuthUserFile "@ROOT@/htpasswd")."""
+    path = server.root / 'htpasswd'
+    for i, (user, pw) in enumerate(users.items()):
+        subprocess.run(['htpasswd', '-b'] + (['-c'] if i == 0 else []) + [str(path), user, pw],
+                       check=True, capture_output=True)
+    path.chmod(0o644)
+
+
+def basic_auth(user, pw):
+    """The Authorization header of HTTP Basic for user:pw."""
+    return {'Authorization': 'Basic ' + base64.b64encode(f'{user}:{pw}'.encode()).decode()}
 
 
 def assert_json_error(resp, status):

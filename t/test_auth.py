@@ -1,8 +1,6 @@
 """A chat location behind Basic auth: no credentials, no chat; with them
 the message's user is the authenticated name, whatever the body says."""
 
-import base64
-import subprocess
 
 import h2chat_env as env
 
@@ -20,15 +18,10 @@ USERS = {'alice': 'wonder land', 'bob': 'b0b'}
 
 
 def SETUP(server):
-    path = server.root / 'htpasswd'
-    for i, (user, pw) in enumerate(USERS.items()):
-        subprocess.run(['htpasswd', '-b'] + (['-c'] if i == 0 else []) + [str(path), user, pw],
-                       check=True, capture_output=True)
-    path.chmod(0o644)
+    env.write_htpasswd(server, USERS)
 
 
-def basic(user, pw):
-    return {'Authorization': 'Basic ' + base64.b64encode(f'{user}:{pw}'.encode()).decode()}
+basic = env.basic_auth
 
 
 def test_no_credentials_401(server):

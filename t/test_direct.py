@@ -94,13 +94,16 @@ def test_errors(server):
         (lambda: server.get('/msgs?since=abc', transport='h2c'), 400, 'H2C0016'),
         (lambda: env.curl_request(server.port, server.tls_port, 'h2c', 'PUT', '/msgs', b'{}',
                                   {'Content-Type': 'application/json'}), 405, 'H2C0013'),
+        # the loop runs no httpd auth: no user, and H2ChatAnonymousDelete is off
+        (lambda: env.curl_request(server.port, server.tls_port, 'h2c', 'DELETE', '/msgs?id=1'),
+         403, 'H2C0060'),
     ]
     for call, status, tag in cases:
         m = server.errlog_mark()
         r = call()
         env.assert_json_error(r, status)
         if status == 405:
-            assert r.headers.get('allow') == 'GET, POST', r.headers
+            assert r.headers.get('allow') == 'GET, HEAD, POST, DELETE', r.headers
         assert server.wait_errlog(rf'{tag}: .*{status}', m), (tag, server.errlog_since(m))
     after = server.h2chat_status()
     assert after['H2ChatRefusedInvalid'] - before['H2ChatRefusedInvalid'] == 3

@@ -39,6 +39,7 @@ H2ChatRedis {redis.url}/0 {KEY}
 H2ChatHistory 200
 <Location /msgs>
     H2ChatRooms On
+    H2ChatAnonymousDelete On
 </Location>
 """
     servers = [env.H2ChatServer(f'test_redis_{n}', conf, cert=cert) for n in 'ab']
@@ -125,6 +126,46 @@ def test_rooms_on_both_nodes(nodes):
         assert len(s.messages) == n, s.summary()
     for s in list(subs.values()) + own:
         s.close()
+
+
+def test_moderation_on_both_nodes(nodes, redis):
+    """A DELETE on one node reaches the room's streams on both (Redis logs
+    the entry in its place) and takes the message out of the Redis stream;
+    a clear on the other node ends both nodes' streams of the room and
+    leaves the room's messages nowhere, other rooms untouched."""
+    a, b = nodes
+    subs = [a.subscriber('h1', 'ndjson', path='/msgs/mod'),
+            b.subscriber('h2c', 'sse', path='/msgs/mod')]
+    for s in subs:
+        assert s.wait_headers() == 200, s.summary()
+    ids = []
+    for text in ('rude redis words', 'kind redis words'):
+        r = a.post({'user': 'u', 'text': text}, path='/msgs/mod')
+        assert r.status == 201, r
+        ids.append(r.json()['id'])
+    r = a.post({'user': 'u', 'text': 'other room stays'}, path='/msgs/keep')
+    keep = r.json()['id']
+    for s in subs:
+        s.wait_for(2, 10)
+    env.wait_until(lambda: b.h2chat_status()['H2ChatLastId'] >= keep, 5)
+    r = env.curl_request(b.port, b.tls_port, 'h1', 'DELETE', f'/msgs/mod/{ids[0]}')
+    assert r.status == 200 and r.json() == {'type': 'delete', 'room': 'mod', 'id': ids[0]}, r
+    for s in subs:
+        got = s.wait_event(lambda e: e.get('type') == 'delete', 5)
+        assert [e['id'] for e in got] == [ids[0]], s.summary()
+    assert redis.reply('XRANGE', KEY, f'{ids[0]}-1', f'{ids[0]}-1') == b'*0\r\n'
+    assert b'kind redis words' in redis.reply('XRANGE', KEY, f'{ids[1]}-1', f'{ids[1]}-1')
+    r = env.curl_request(a.port, a.tls_port, 'h1', 'DELETE', '/msgs/mod')
+    assert r.status == 200 and r.json() == {'type': 'clear', 'room': 'mod'}, r
+    for s in subs:
+        assert s.wait_end(5), s.summary()
+    assert redis.reply('XRANGE', KEY, f'{ids[1]}-1', f'{ids[1]}-1') == b'*0\r\n'
+    assert b'other room stays' in redis.reply('XRANGE', KEY, f'{keep}-1', f'{keep}-1')
+    n = b.subscriber('h1', 'ndjson', path='/msgs?room=mod&room=keep', since=ids[0] - 1)
+    n.wait_event(lambda e: e.get('type') == 'clear', 5)
+    time.sleep(0.3)
+    assert [m['id'] for m in n.messages] == [keep], n.summary()
+    n.close()
 
 
 def test_resume_on_the_other_node(nodes):

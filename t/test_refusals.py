@@ -226,9 +226,9 @@ CASES = [
     bad_resume('last-event-id-exponent', headers=[('Accept', 'text/event-stream'),
                                                   ('Last-Event-ID', '1e3')]),
     # 405
-    *[Case(f'405-{m}', 405, 'H2C0013', 'method not allowed: use GET or POST', method=m,
-           body=body, headers=[JSON_CT] if body else [], allow='GET, POST')
-      for m, body in [('PUT', VALID), ('DELETE', None), ('PATCH', VALID),
+    *[Case(f'405-{m}', 405, 'H2C0013', 'method not allowed: use GET, POST or DELETE', method=m,
+           body=body, headers=[JSON_CT] if body else [], allow='GET, HEAD, POST, DELETE')
+      for m, body in [('PUT', VALID), ('PATCH', VALID),
                       ('OPTIONS', None)]],
     # 413
     Case('413-declared', 413, 'H2C0011', f'body over {MAX_BYTES} bytes',
@@ -270,9 +270,9 @@ CASES = [
     # Which refusal wins when a request has several faults: method, then
     # (POST) Origin, media type, rate, size, body; (GET) resume point, then
     # the cap, then the address's cap.
-    Case('precedence-405-over-403-415', 405, 'H2C0013', 'method not allowed: use GET or POST',
+    Case('precedence-405-over-403-415', 405, 'H2C0013', 'method not allowed: use GET, POST or DELETE',
          method='PUT', headers=[('Content-Type', 'text/plain'),
-                                ('Origin', 'https://evil.example')], allow='GET, POST'),
+                                ('Origin', 'https://evil.example')], allow='GET, HEAD, POST, DELETE'),
     Case('precedence-403-over-415', 403, 'H2C0023', 'this Origin may not post here',
          headers=[('Content-Type', 'text/plain'), ('Origin', 'https://evil.example')]),
     Case('precedence-403-over-429', 403, 'H2C0023', 'this Origin may not post here',

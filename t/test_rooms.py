@@ -4,8 +4,6 @@ On every transport: the direct loop (h2c), mod_http2 (h2 over TLS) and
 HTTP/1.1, NDJSON and SSE; the location itself stays the default room,
 so clients from before rooms keep working."""
 
-import base64
-import subprocess
 import time
 
 import pytest
@@ -38,16 +36,11 @@ USERS = {'boss': 'b0ss', 'worker': 'w0rk'}
 
 
 def SETUP(server):
-    path = server.root / 'htpasswd'
-    for i, (user, pw) in enumerate(USERS.items()):
-        subprocess.run(['htpasswd', '-b'] + (['-c'] if i == 0 else []) + [str(path), user, pw],
-                       check=True, capture_output=True)
-    path.chmod(0o644)
+    env.write_htpasswd(server, USERS)
 
 
 def basic(user):
-    cred = f'{user}:{USERS[user]}'.encode()
-    return {'Authorization': 'Basic ' + base64.b64encode(cred).decode()}
+    return env.basic_auth(user, USERS[user])
 
 # (transport, mode): h2c is the direct loop, h2tls mod_http2, h1 HTTP/1.1
 TRANSPORTS = [('h2c', 'ndjson'), ('h2c', 'sse'), ('h2tls', 'ndjson'), ('h2tls', 'sse'),

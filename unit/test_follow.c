@@ -16,7 +16,7 @@ static h2c_rooms_t *make(apr_pool_t *p, uint32_t history) {
 }
 
 static void put(h2c_rooms_t *rs, uint32_t room) {
-    h2c_rooms_append(rs, room, h2c_rooms_next_id(rs), 1000, "{}", 2);
+    h2c_rooms_append(rs, room, H2C_ENTRY_MESSAGE, h2c_rooms_next_id(rs), 1000, "{}", 2);
 }
 
 /* What a stream sends until nothing is new: message ids, and each gap as

@@ -16,8 +16,8 @@ static h2c_rooms_t *make_rooms(apr_pool_t *p) {
 }
 
 static void put(h2c_rooms_t *rs, const char *line) {
-    h2c_rooms_append(rs, H2C_ROOMS_DEFAULT, h2c_rooms_next_id(rs), 1000, line,
-                     (uint32_t)strlen(line));
+    h2c_rooms_append(rs, H2C_ROOMS_DEFAULT, H2C_ENTRY_MESSAGE, h2c_rooms_next_id(rs),
+                     1000, line, (uint32_t)strlen(line));
 }
 
 static void test_message(apr_pool_t *p) {
@@ -38,8 +38,38 @@ static void test_message(apr_pool_t *p) {
     CHECK(h2c_frame_message(rs, &m, 1, buf, 21, &n, &us) == APR_ENOSPC);
     CHECK(n == 22 && buf[0] == '#');
     CHECK(h2c_frame_message(rs, &m, 0, buf, 9, &n, &us) == APR_SUCCESS && n == 9);
-    CHECK(h2c_frame_message_size(1, 8, 0) == 9 && h2c_frame_message_size(1, 8, 1) == 22);
-    CHECK(h2c_frame_message_size(12345, 8, 1) == 26);
+    CHECK(h2c_frame_message_size(&m, 0) == 9 && h2c_frame_message_size(&m, 1) == 22);
+    m.id = 12345;
+    CHECK(h2c_frame_message_size(&m, 1) == 26);
+}
+
+/* Moderation entries: SSE names them (event: delete / clear) and keeps
+ * their id: line; NDJSON is the line as stored. */
+static void test_moderation(apr_pool_t *p) {
+    static const char del[] = "{\"type\":\"delete\",\"id\":1}";
+    static const char want[] =
+        "event: delete\nid: 2\ndata: {\"type\":\"delete\",\"id\":1}\n\n";
+    h2c_rooms_t *rs = make_rooms(p);
+    h2c_rooms_msg_t m;
+    char buf[128];
+    apr_size_t n = 0;
+    uint32_t us = 0;
+
+    put(rs, "{}");
+    h2c_rooms_append(rs, H2C_ROOMS_DEFAULT, H2C_ENTRY_DELETE, 2, 1000, del,
+                     (uint32_t)strlen(del));
+    h2c_rooms_append(rs, H2C_ROOMS_DEFAULT, H2C_ENTRY_CLEAR, 3, 1000, "{}", 2);
+    CHECK(h2c_rooms_tail(rs, H2C_ROOMS_DEFAULT, 2, &m) == APR_SUCCESS && m.id == 2 &&
+          m.kind == H2C_ENTRY_DELETE);
+    CHECK(h2c_frame_message(rs, &m, 1, buf, sizeof(buf), &n, &us) == APR_SUCCESS);
+    CHECK(n == sizeof(want) - 1 && !memcmp(buf, want, n));
+    CHECK(h2c_frame_message_size(&m, 1) == n);
+    CHECK(h2c_frame_message(rs, &m, 0, buf, sizeof(buf), &n, &us) == APR_SUCCESS);
+    CHECK(n == strlen(del) + 1 && !memcmp(buf, del, n - 1));
+    CHECK(h2c_rooms_tail(rs, H2C_ROOMS_DEFAULT, 1, &m) == APR_SUCCESS && m.id == 3 &&
+          m.kind == H2C_ENTRY_CLEAR);
+    CHECK(h2c_frame_message(rs, &m, 1, buf, sizeof(buf), &n, &us) == APR_SUCCESS);
+    CHECK(n == 29 && !memcmp(buf, "event: clear\nid: 3\ndata: {}\n\n", 29));
 }
 
 /* A message that left its room while a stream held it: NOTFOUND. */
@@ -87,6 +117,7 @@ int main(void) {
     apr_pool_create(&pool, NULL);
     RUN(test_message, pool);
     RUN(test_evicted, pool);
+    RUN(test_moderation, pool);
     RUN(test_event, pool);
     apr_pool_destroy(pool);
     apr_terminate();

@@ -55,7 +55,7 @@ static void test_table(apr_pool_t *p) {
         CHECK((info->status == 405) == (info->allow != NULL));
     }
     CHECK(h2c_policy_info(H2C_DENY_METHOD)->drop_body);
-    CHECK(!strcmp(h2c_policy_info(H2C_DENY_METHOD)->allow, "GET, POST"));
+    CHECK(!strcmp(h2c_policy_info(H2C_DENY_METHOD)->allow, "GET, HEAD, POST, DELETE"));
     CHECK(h2c_policy_info(H2C_DENY_CAP)->counter == H2C_REFUSED_CAP);
     /* H2ChatMaxSubscribersPerAddress: a capacity refusal like the cap's */
     {
@@ -82,7 +82,7 @@ static void test_route(apr_pool_t *p) {
     CHECK(h2c_policy_route("POST", &head, &v) == H2C_ROUTE_PUBLISH && !head);
     CHECK(h2c_policy_route("PUT", &head, &v) == H2C_ROUTE_REFUSED);
     CHECK(v.deny == H2C_DENY_METHOD &&
-          !strcmp(v.message, "method not allowed: use GET or POST"));
+          !strcmp(v.message, "method not allowed: use GET, POST or DELETE"));
     CHECK(h2c_policy_route("get", &head, &v) ==
           H2C_ROUTE_REFUSED); /* methods are case-sensitive */
     CHECK(h2c_policy_route(NULL, &head, &v) == H2C_ROUTE_REFUSED);
@@ -265,6 +265,87 @@ static void test_rooms(apr_pool_t *p) {
     CHECK(v.deny == H2C_DENY_MEMORY && h2c_policy_info(v.deny)->retry_after > 0);
     h2c_policy_store_refusal(&v, APR_EGENERAL);
     CHECK(v.deny == H2C_DENY_PUBLISH);
+}
+
+/* DELETE: the order of its checks, its targets, the store's answers. */
+static void test_delete(apr_pool_t *p) {
+    apr_array_header_t *origins = apr_array_make(p, 1, sizeof(const char *));
+    h2c_policy_conf_t c = conf_of(NULL);
+    h2c_request_t r;
+    h2c_moderation_t mod;
+    h2c_verdict_t v;
+
+    memset(&r, 0, sizeof(r));
+    r.method = "DELETE";
+    r.path = "/msgs";
+    CHECK(!h2c_policy_delete(&c, &r, 0, "boss", p, &mod, &v) &&
+          v.deny == H2C_DENY_UNAVAILABLE);
+    /* no user: refused, unless the location allows it (the direct loop
+     * never has one) */
+    CHECK(!h2c_policy_delete(&c, &r, 1, NULL, p, &mod, &v) &&
+          v.deny == H2C_DENY_DELETE_USER && h2c_policy_info(v.deny)->status == 403 &&
+          !strcmp(h2c_policy_info(v.deny)->tag, H2C_TAG_DELETE_USER));
+    CHECK(!h2c_policy_delete(&c, &r, 1, "", p, &mod, &v) &&
+          v.deny == H2C_DENY_DELETE_USER);
+    /* rooms off: the location's own room, cleared, or a message by ?id= */
+    CHECK(h2c_policy_delete(&c, &r, 1, "boss", p, &mod, &v) && !*mod.room &&
+          mod.kind == H2C_ENTRY_CLEAR && !strcmp(mod.line, "{\"type\":\"clear\"}"));
+    r.args = "id=17";
+    CHECK(h2c_policy_delete(&c, &r, 1, "boss", p, &mod, &v) && !*mod.room &&
+          mod.kind == H2C_ENTRY_DELETE && mod.target == 17 &&
+          !strcmp(mod.line, "{\"type\":\"delete\",\"id\":17}"));
+    r.args = "id=1x";
+    CHECK(!h2c_policy_delete(&c, &r, 1, "boss", p, &mod, &v) &&
+          v.deny == H2C_DENY_BAD_ROOM && h2c_policy_info(v.deny)->status == 400);
+    r.args = "id=0";
+    CHECK(!h2c_policy_delete(&c, &r, 1, "boss", p, &mod, &v));
+    c.anonymous_delete = 1;
+    r.args = NULL;
+    CHECK(h2c_policy_delete(&c, &r, 1, NULL, p, &mod, &v));
+    /* rooms on: <room>/<id>, <room>, <room>?id= */
+    c.rooms_base = "/msgs";
+    r.path = "/msgs/lobby/42";
+    CHECK(h2c_policy_delete(&c, &r, 1, NULL, p, &mod, &v) && !strcmp(mod.room, "lobby") &&
+          mod.kind == H2C_ENTRY_DELETE && mod.target == 42 &&
+          !strcmp(mod.line, "{\"type\":\"delete\",\"room\":\"lobby\",\"id\":42}"));
+    r.path = "/msgs/lobby";
+    CHECK(h2c_policy_delete(&c, &r, 1, NULL, p, &mod, &v) && !strcmp(mod.room, "lobby") &&
+          mod.kind == H2C_ENTRY_CLEAR &&
+          !strcmp(mod.line, "{\"type\":\"clear\",\"room\":\"lobby\"}"));
+    r.args = "id=5";
+    CHECK(h2c_policy_delete(&c, &r, 1, NULL, p, &mod, &v) && mod.target == 5);
+    r.args = NULL;
+    r.path = "/msgs/a b";
+    CHECK(!h2c_policy_delete(&c, &r, 1, NULL, p, &mod, &v) &&
+          v.deny == H2C_DENY_BAD_ROOM);
+    r.path = "/elsewhere";
+    CHECK(!h2c_policy_delete(&c, &r, 1, NULL, p, &mod, &v) &&
+          v.deny == H2C_DENY_NOT_FOUND);
+    /* a cross-site DELETE: the Origin rule of POST */
+    APR_ARRAY_PUSH(origins, const char *) = "https://chat.example";
+    c.origins = origins;
+    r.path = "/msgs/lobby";
+    r.origin = "https://evil.example";
+    CHECK(!h2c_policy_delete(&c, &r, 1, "boss", p, &mod, &v) &&
+          v.deny == H2C_DENY_ORIGIN);
+    /* the store's answers */
+    mod.room = "lobby";
+    mod.kind = H2C_ENTRY_DELETE;
+    mod.target = 9;
+    h2c_policy_moderate_refusal(&v, &mod, APR_NOTFOUND, p);
+    CHECK(v.deny == H2C_DENY_NO_ENTRY && h2c_policy_info(v.deny)->status == 404 &&
+          strstr(v.message, "no message 9 in room lobby"));
+    mod.kind = H2C_ENTRY_CLEAR;
+    h2c_policy_moderate_refusal(&v, &mod, APR_NOTFOUND, p);
+    CHECK(v.deny == H2C_DENY_NO_ENTRY && !strcmp(v.message, "no room lobby"));
+    h2c_policy_moderate_refusal(&v, &mod, APR_ENOMEM, p);
+    CHECK(v.deny == H2C_DENY_MEMORY);
+    /* the route */
+    {
+        int head;
+
+        CHECK(h2c_policy_route("DELETE", &head, &v) == H2C_ROUTE_DELETE);
+    }
 }
 
 static void test_refuse_and_not_found(apr_pool_t *p) {
@@ -466,6 +547,7 @@ int main(void) {
     RUN(test_rate, p);
     RUN(test_publish_body, p);
     RUN(test_rooms, p);
+    RUN(test_delete, p);
     RUN(test_refuse_and_not_found, p);
     RUN(test_hold, p);
     RUN(test_log, p);

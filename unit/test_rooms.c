@@ -35,7 +35,8 @@ static apr_status_t put(h2c_rooms_t *rs, uint32_t room, uint32_t pad) {
         buf[n] = (char)('a' + n % 26);
         n++;
     }
-    return h2c_rooms_append(rs, room, id, (int64_t)id * 10, buf, (uint32_t)n);
+    return h2c_rooms_append(rs, room, H2C_ENTRY_MESSAGE, id, (int64_t)id * 10, buf,
+                            (uint32_t)n);
 }
 
 /* The ids a fresh reader of `room` gets after `after`, into ids (max n). */
@@ -101,7 +102,8 @@ static void test_append_read(apr_pool_t *p) {
     CHECK(put(rs, a, 4000) == APR_SUCCESS);               /* 3: the largest */
     CHECK(put(rs, H2C_ROOMS_DEFAULT, 80) == APR_SUCCESS); /* 4 */
     CHECK(put(rs, a, 4001) == APR_ENOSPC);
-    CHECK(h2c_rooms_append(rs, a, 4, 0, "x", 1) == APR_EINVAL); /* not above the newest */
+    CHECK(h2c_rooms_append(rs, a, H2C_ENTRY_MESSAGE, 4, 0, "x", 1) ==
+          APR_EINVAL); /* not above the newest */
     CHECK(h2c_rooms_last_id(rs) == 4);
     CHECK(h2c_rooms_room_last(rs, a) == 3 && h2c_rooms_room_last(rs, b) == 2);
     CHECK(h2c_rooms_room_count(rs, a) == 2);

@@ -8,6 +8,7 @@
 
 #include <apr_global_mutex.h>
 
+#include "h2c_json.h"
 #include "h2c_stats.h"
 #include "h2c_store.h"
 #include "h2c_wait.h"
@@ -116,7 +117,7 @@ static void fake_status(h2c_store_t *store, h2c_store_status_t *out) {
 }
 
 static const h2c_store_ops_t fake_ops = {
-    "fake", NULL, NULL, fake_status, NULL, 0,
+    "fake", NULL, NULL, NULL, fake_status, NULL, 0,
 };
 
 static void test_given_ids(apr_pool_t *p) {
@@ -139,6 +140,89 @@ static void test_given_ids(apr_pool_t *p) {
           !strcmp(st.field[0].value, "up"));
     h2c_store_status(&(h2c_store_t){.ops = &h2c_store_shm_ops}, &st);
     CHECK(st.n == 0);
+    apr_global_mutex_destroy(f.lock);
+}
+
+/* Moderation: a delete entry replaces its message in one step (the
+ * journal hook sees the entry), a delete of nothing changes nothing, a
+ * replayed delete whose message left is kept as an entry, a clear empties
+ * the room and stays its only entry. */
+static void test_moderate(apr_pool_t *p) {
+    static const char del1[] = "{\"type\":\"delete\",\"room\":\"r\",\"id\":1}";
+    static const char clr[] = "{\"type\":\"clear\",\"room\":\"r\"}";
+    fixture_t f;
+    seen_t seen = {{0}, 0};
+    h2c_rooms_t *rs;
+    h2c_rooms_cursor_t cur;
+    h2c_rooms_msg_t m;
+    uint32_t room;
+    uint64_t id;
+    int64_t t;
+
+    {
+        h2c_seg_shape_t sh = {4, 8, 256, 4, 64 * 1024}; /* rooms beside the default */
+        apr_size_t size = h2c_seg_size_shape(&sh);
+
+        CHECK(h2c_seg_init_shape(&f.seg, apr_pcalloc(p, size), size, &sh, 0) ==
+              APR_SUCCESS);
+        CHECK(apr_global_mutex_create(&f.lock, NULL, APR_LOCK_DEFAULT, p) == APR_SUCCESS);
+        h2c_store_init(&f.store, &h2c_store_shm_ops, &f.seg, f.lock, NULL);
+    }
+    rs = h2c_store_history(&f.store);
+    CHECK(h2c_store_follow(&f.store, committed, &seen) == APR_SUCCESS);
+    CHECK(h2c_store_publish(&f.store, "r", MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
+    CHECK(h2c_store_publish(&f.store, "r", MSG, strlen(MSG), &id, &t) == APR_SUCCESS);
+    CHECK(h2c_store_has(&f.store, "r", H2C_ENTRY_DELETE, 1));
+    CHECK(!h2c_store_has(&f.store, "r", H2C_ENTRY_DELETE, 3));
+    CHECK(!h2c_store_has(&f.store, "nope", H2C_ENTRY_CLEAR, 0));
+    CHECK(h2c_store_moderate(&f.store, "r", H2C_ENTRY_DELETE, 1, del1, strlen(del1), &id,
+                             &t) == APR_SUCCESS &&
+          id == 3 && seen.n == 3 && seen.ids[2] == 3);
+    CHECK(h2c_rooms_open(rs, "r", 1, 0, &room) == APR_SUCCESS);
+    CHECK(h2c_rooms_room_count(rs, room) == 2);
+    h2c_rooms_cursor_at(&cur, 0);
+    CHECK(h2c_rooms_next(rs, room, &cur, &m) == APR_SUCCESS && m.id == 2 &&
+          m.kind == H2C_ENTRY_MESSAGE);
+    h2c_rooms_advance(&cur, &m);
+    CHECK(h2c_rooms_next(rs, room, &cur, &m) == APR_SUCCESS && m.id == 3 &&
+          m.kind == H2C_ENTRY_DELETE);
+    /* nothing to delete: no entry, no id taken; an entry is no message */
+    CHECK(h2c_store_moderate(&f.store, "r", H2C_ENTRY_DELETE, 1, del1, strlen(del1), &id,
+                             &t) == APR_NOTFOUND);
+    CHECK(h2c_store_moderate(&f.store, "r", H2C_ENTRY_DELETE, 3, del1, strlen(del1), &id,
+                             &t) == APR_NOTFOUND);
+    CHECK(h2c_store_moderate(&f.store, "nope", H2C_ENTRY_CLEAR, 0, clr, strlen(clr), &id,
+                             &t) == APR_NOTFOUND);
+    CHECK(h2c_rooms_last_id(rs) == 3 && seen.n == 3);
+    /* a replay (or a Redis node) meets a delete of what is gone: kept */
+    CHECK(h2c_store_append_given(&f.store, "r", 4, 0, del1, strlen(del1)) == APR_SUCCESS);
+    CHECK(h2c_rooms_room_count(rs, room) == 3);
+    /* a clear: only its entry stays, and readers past it lost the rest */
+    CHECK(h2c_store_moderate(&f.store, "r", H2C_ENTRY_CLEAR, 0, clr, strlen(clr), &id,
+                             &t) == APR_SUCCESS &&
+          id == 5);
+    CHECK(h2c_rooms_open(rs, "r", 1, 0, &room) == APR_SUCCESS);
+    CHECK(h2c_rooms_room_count(rs, room) == 1 && h2c_rooms_room_gone(rs, room) == 4);
+    CHECK(h2c_rooms_tail(rs, room, 5, &m) == APR_SUCCESS && m.id == 5 &&
+          m.kind == H2C_ENTRY_CLEAR);
+    /* the lines say their kind */
+    {
+        h2c_entry_kind_t kind;
+        uint64_t target;
+
+        CHECK(h2c_json_line_kind(del1, strlen(del1), &kind, &target) == APR_SUCCESS &&
+              kind == H2C_ENTRY_DELETE && target == 1);
+        CHECK(h2c_json_line_kind(clr, strlen(clr), &kind, &target) == APR_SUCCESS &&
+              kind == H2C_ENTRY_CLEAR);
+        CHECK(h2c_json_line_kind("{\"type\":\"message\",\"id\":1}", 27, &kind, &target) ==
+                  APR_SUCCESS &&
+              kind == H2C_ENTRY_MESSAGE);
+        CHECK(h2c_json_line_kind("{\"type\":\"delete\"}", 17, &kind, &target) ==
+              APR_EINVAL);
+        CHECK(h2c_json_line_kind("{\"type\":\"poll\"}", 15, &kind, &target) ==
+              APR_EINVAL);
+        CHECK(h2c_json_line_kind("nope", 4, &kind, &target) == APR_EINVAL);
+    }
     apr_global_mutex_destroy(f.lock);
 }
 
@@ -206,6 +290,7 @@ int main(void) {
     RUN(test_shm_publish_read, pool);
     RUN(test_given_ids, pool);
     RUN(test_restore, pool);
+    RUN(test_moderate, pool);
     RUN(test_stats, pool);
     apr_pool_destroy(pool);
     apr_terminate();
