@@ -23,6 +23,7 @@
  * library's scenarios (lib-*, run by t/test_client_browser.py) talk the same way:
  * lib-graceful as graceful; lib-backoff asks "ready" (post two), "stop" (stop
  * Apache) and "start" (start it, post three), each answered with {"ids":[...]}.
+ * es-rooms (t/test_eventsource_rooms.py) asks "ready" and "reconnected" as graceful.
  * Exit status: 0 if every scenario passed, 1 if one failed, 2 for bad usage.
  *
  * Chromium is kept on loopback: a dead proxy on 127.0.0.1:9 for everything but
@@ -928,6 +929,61 @@ SCENARIOS['lib-backoff'] = async (run) => {
   await checkExactlyOnce(run, [page], ids);
 };
 
+// The browser's own EventSource on a stream of two rooms (?room=es-a&room=es-b)
+// across `apache2 -k graceful`: the server ends the stream with a retry: hint,
+// EventSource comes back by itself with Last-Event-ID, and that one id resumes
+// both rooms exactly (run by t/test_eventsource_rooms.py: the driver posts to
+// both rooms and to a third around the restart, and reads in the error log
+// where the second stream started; DevTools does not show the header).
+const ES_PAGE = '/__eventsource-test.html';
+const ES_HTML = `<!doctype html><meta charset="utf-8"><title>EventSource rooms</title>
+<script>
+const es = { events: [], opens: 0, errors: 0 };
+window.__es = es;
+const source = new EventSource('/msgs?room=es-a&room=es-b');
+const note = (type) => (e) => {
+  const d = JSON.parse(e.data);
+  es.events.push({ type, id: d.id, room: d.room, lastEventId: e.lastEventId });
+};
+for (const t of ['message', 'gap', 'reset']) source.addEventListener(t, note(t));
+source.onopen = () => { es.opens++; };
+source.onerror = () => { es.errors++; };
+</script>`;
+
+SCENARIOS['es-rooms'] = async (run) => {
+  await run.launch();
+  const ctx = await run.context();
+  await ctx.route(BASE + ES_PAGE, (route) => route.fulfill({ status: 200,
+    contentType: 'text/html; charset=utf-8', body: ES_HTML }));
+  const page = await ctx.newPage();
+  page.h2log = { dialogs: [], errors: [], console: [], tag: 'es' };
+  page.on('pageerror', (e) => page.h2log.errors.push(String(e && e.stack || e)));
+  run.pages.push(page);
+  await page.goto(BASE + ES_PAGE, { waitUntil: 'load' });
+  await page.waitForFunction(() => window.__es.opens === 1, null, { timeout: T });
+  const mine = (id) => page.waitForFunction((want) =>
+    window.__es.events.some((e) => e.id === want), id, { timeout: 30000, polling: 50 });
+  const ids = await askDriver(run, 'ready');
+  // back after the restart: opened again, and everything posted so far there
+  await page.waitForFunction(() => window.__es.opens >= 2, null, { timeout: 30000 }).catch(() => {});
+  await Promise.all(ids.map((id) => mine(id).catch(() => {})));
+  ids.push(...await askDriver(run, 'reconnected'));
+  await Promise.all(ids.map((id) => mine(id).catch(() => {})));
+  await sleep(1000); // a late duplicate would show up now
+  const es = await page.evaluate(() => window.__es);
+  const got = es.events.filter((e) => e.type === 'message' && e.id >= Math.min(...ids));
+  run.data = { posted: ids, got: got.map((e) => [e.id, e.room]), opens: es.opens };
+  run.check('EventSource opened again after the restart', es.opens >= 2, es.opens);
+  run.check('both rooms\' messages exactly once, in id order', sameList(got.map((e) => e.id), ids),
+    { missing: ids.filter((id) => !got.some((e) => e.id === id)), dupes: dupes(got.map((e) => e.id)) });
+  run.check('each event\'s lastEventId is its id', got.every((e) => e.lastEventId === String(e.id)),
+    got.filter((e) => e.lastEventId !== String(e.id)).slice(0, 5));
+  run.check('only the stream\'s rooms', got.every((e) => e.room === 'es-a' || e.room === 'es-b'),
+    got.map((e) => e.room));
+  run.check('no gap, no reset', !es.events.some((e) => e.type !== 'message'),
+    es.events.filter((e) => e.type !== 'message'));
+};
+
 /* ---------------- main ---------------- */
 
 async function runOne(name) {
@@ -957,7 +1013,8 @@ async function runOne(name) {
 async function main() {
   if (!BASE) usage('no base URL: set H2CHAT_URL or pass --url');
   // the default: the page's scenarios that need no driver
-  const list = names.length ? names : Object.keys(SCENARIOS).filter((n) => n !== 'graceful' && !n.startsWith('lib-'));
+  const list = names.length ? names : Object.keys(SCENARIOS).filter((n) => n !== 'graceful' && !n.startsWith('lib-') &&
+    !n.startsWith('es-'));
   for (const n of list) if (!SCENARIOS[n]) usage(`unknown scenario ${n} (have: ${Object.keys(SCENARIOS).join(', ')})`);
   let allOk = true;
   for (const n of list) allOk = (await runOne(n)) && allOk;
