@@ -84,19 +84,26 @@ static apr_status_t make_segment(server_rec *s, const h2c_seg_shape_t *shape,
         same_layout = h2c_seg_attach(&state.seg, apr_shm_baseaddr_get(retained->shm),
                                      apr_shm_size_get(retained->shm)) == APR_SUCCESS;
         if (same_layout && h2c_seg_fits_shape(&state.seg, shape)) {
+            h2c_rooms_stats_t rs;
+
+            h2c_rooms_stats(&state.seg.rooms, &rs);
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
-                         H2C_TAG_SHM_REUSED ": restart keeps the segment: %u messages "
-                                            "held, last id %" APR_UINT64_T_FMT,
+                         H2C_TAG_SHM_REUSED ": restart keeps the segment: %u rooms (%u "
+                                            "messages in the location's own), last id "
+                                            "%" APR_UINT64_T_FMT,
+                         rs.rooms,
                          h2c_rooms_room_count(&state.seg.rooms, H2C_ROOMS_DEFAULT),
                          (apr_uint64_t)h2c_rooms_last_id(&state.seg.rooms));
             return APR_SUCCESS;
         }
         if (same_layout) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                         H2C_TAG_SHM_RESHAPED
-                         ": H2ChatHistory, H2ChatMaxMessageBytes, H2ChatMaxRooms, "
-                         "H2ChatMemory or ServerLimit changed: history and ids start "
-                         "over (a journal or Redis refills them)");
+            ap_log_error(
+                APLOG_MARK, APLOG_WARNING, 0, s,
+                H2C_TAG_SHM_RESHAPED
+                ": H2ChatHistory, H2ChatMaxMessageBytes, H2ChatMaxRooms, "
+                "H2ChatMemory, H2ChatMaxMembers or ServerLimit changed: history and "
+                "ids start "
+                "over (a journal or Redis refills them)");
         } else {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                          H2C_TAG_SHM_RESHAPED
