@@ -16,6 +16,7 @@
 #include "mod_h2chat.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -33,19 +34,34 @@
 #define REDIS_BATCH 256
 #define REDIS_BACKOFF_MAX_MS 2000
 
-/* KEYS[1] stream, KEYS[2] id counter; ARGV fields, time, history. */
+/* The stream's format, in <key>:format: 1, entries `f` (a message's
+ * fields) and `t`; 2, also `l` (a moderation line, #14). A node writes only
+ * into a stream of its format or an older one (which it then marks as
+ * its own: every older entry reads the same), and refuses a newer one. */
+#define H2CHAT_REDIS_FORMAT "2"
+
+/* Every script's start (KEYS[3]: the format key). */
+#define FORMAT_CHECK                                                                     \
+    "local v = tonumber(redis.call('GET', KEYS[3]) or '0') "                             \
+    "if v > " H2CHAT_REDIS_FORMAT " then "                                               \
+    "  return redis.error_reply('H2CHAT_FORMAT ' .. v) end "                             \
+    "if v < " H2CHAT_REDIS_FORMAT " then "                                               \
+    "  redis.call('SET', KEYS[3], '" H2CHAT_REDIS_FORMAT "') end "
+
+/* KEYS[1] stream, KEYS[2] id counter, KEYS[3] format; ARGV fields, time,
+ * history. */
 static const char publish_script[] =
-    "local id = redis.call('INCR', KEYS[2]) "
-    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], id .. '-1', "
-    "'f', ARGV[1], 't', ARGV[2]) "
-    "return id";
+    FORMAT_CHECK "local id = redis.call('INCR', KEYS[2]) "
+                 "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], id .. '-1', "
+                 "'f', ARGV[1], 't', ARGV[2]) "
+                 "return id";
 
 /* Moderation: KEYS as above; ARGV line, time, history, kind (delete |
  * clear), the deleted message's entry id (delete), the room's prefix in a
  * message's fields (clear: `"room":"a",`, or "" for the location's own,
  * whose fields name no room). The entry is logged as `l` (the whole line:
  * it carries no id of its own), and the message(s) leave the stream. */
-static const char moderate_script[] =
+static const char moderate_script[] = FORMAT_CHECK
     "local id = redis.call('INCR', KEYS[2]) "
     "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], id .. '-1', "
     "'l', ARGV[1], 't', ARGV[2]) "
@@ -63,7 +79,7 @@ static const char moderate_script[] =
 
 typedef struct {
     server_rec *s;
-    const char *host, *key, *id_key;
+    const char *host, *key, *id_key, *format_key;
     int port, db;
     long history;
     h2c_store_t *store;
@@ -72,7 +88,8 @@ typedef struct {
     int nidle;
     apr_thread_t *reader;
     volatile int stop;
-    char *line; /* the reader's message buffer */
+    int format_checked, format_logged; /* the reader's look at <key>:format */
+    char *line;                        /* the reader's message buffer */
     uint32_t pid;
 } h2chat_redis_t;
 
@@ -152,6 +169,13 @@ static apr_status_t script_done(h2chat_redis_t *rd, redisContext *c, redisReply 
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
         *id = (uint64_t)reply->integer;
         rv = APR_SUCCESS;
+    } else if (reply && reply->type == REDIS_REPLY_ERROR &&
+               !strncmp(reply->str, "H2CHAT_FORMAT ", 14)) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, rd->s,
+                     H2C_TAG_REDIS_ERROR ": stream %s on redis://%s:%d is in format %s, "
+                                         "newer than this module's (" H2CHAT_REDIS_FORMAT
+                                         "): nothing written; upgrade this server",
+                     rd->key, rd->host, rd->port, reply->str + 14);
     } else {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, rd->s,
                      H2C_TAG_REDIS_ERROR ": %s redis://%s:%d failed: %s", what, rd->host,
@@ -183,8 +207,9 @@ static apr_status_t redis_publish(h2c_store_t *store, const char *room,
         return APR_ECONNREFUSED;
     }
     *time_ms = (int64_t)(apr_time_now() / 1000);
-    reply = redisCommand(c, "EVAL %s 2 %s %s %b %lld %ld", publish_script, rd->key,
-                         rd->id_key, fields, flen, (long long)*time_ms, rd->history);
+    reply = redisCommand(c, "EVAL %s 3 %s %s %s %b %lld %ld", publish_script, rd->key,
+                         rd->id_key, rd->format_key, fields, flen, (long long)*time_ms,
+                         rd->history);
     if (!reply && pooled && c->err == REDIS_ERR_EOF) {
         /* an idle connection Redis closed meanwhile (it restarted): the
          * script never ran, so once more on a new connection. Not after a
@@ -193,8 +218,9 @@ static apr_status_t redis_publish(h2c_store_t *store, const char *room,
         if (!(c = connect_redis(rd, REDIS_TIMEOUT_MS))) {
             return APR_ECONNREFUSED;
         }
-        reply = redisCommand(c, "EVAL %s 2 %s %s %b %lld %ld", publish_script, rd->key,
-                             rd->id_key, fields, flen, (long long)*time_ms, rd->history);
+        reply = redisCommand(c, "EVAL %s 3 %s %s %s %b %lld %ld", publish_script, rd->key,
+                             rd->id_key, rd->format_key, fields, flen,
+                             (long long)*time_ms, rd->history);
     }
     return script_done(rd, c, reply, "publish to", id);
 }
@@ -225,8 +251,9 @@ static apr_status_t redis_moderate(h2c_store_t *store, const char *room,
                      room); /* a name needs no escape */
     }
     *time_ms = (int64_t)(apr_time_now() / 1000);
-    reply = redisCommand(c, "EVAL %s 2 %s %s %b %lld %ld %s %s %s", moderate_script,
-                         rd->key, rd->id_key, line, len, (long long)*time_ms, rd->history,
+    reply = redisCommand(c, "EVAL %s 3 %s %s %s %b %lld %ld %s %s %s", moderate_script,
+                         rd->key, rd->id_key, rd->format_key, line, len,
+                         (long long)*time_ms, rd->history,
                          kind == H2C_ENTRY_DELETE ? "delete" : "clear", entry, pre);
     return script_done(rd, c, reply, "moderation in", id);
 }
@@ -334,6 +361,29 @@ static int read_batch(h2chat_redis_t *rd, redisContext *c) {
     return ok;
 }
 
+/* 1 if this module can read the stream's format (checked once per
+ * connection of the reader); a newer one is logged once and not read: its
+ * entries could mean what this module does not know. */
+static int format_ok(h2chat_redis_t *rd, redisContext *c) {
+    redisReply *reply = redisCommand(c, "GET %s", rd->format_key);
+    long long v = reply && reply->type == REDIS_REPLY_STRING ? atoll(reply->str) : 0;
+    int ok = reply && reply->type != REDIS_REPLY_ERROR && v <= atoll(H2CHAT_REDIS_FORMAT);
+
+    if (reply && !ok && !rd->format_logged) {
+        rd->format_logged = 1;
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, rd->s,
+                     H2C_TAG_REDIS_ERROR
+                     ": stream %s on redis://%s:%d is in format %lld, "
+                     "newer than this module's (" H2CHAT_REDIS_FORMAT
+                     "): not read; upgrade this server",
+                     rd->key, rd->host, rd->port, v);
+    }
+    if (reply) {
+        freeReplyObject(reply);
+    }
+    return ok;
+}
+
 static void set_link(h2chat_redis_t *rd, uint32_t up) {
     if (h2c_seg_redis_set_up(rd->store->seg, up)) {
         ap_log_error(APLOG_MARK, up ? APLOG_NOTICE : APLOG_ERR, 0, rd->s,
@@ -376,11 +426,22 @@ static void *APR_THREAD_FUNC reader_main(apr_thread_t *thd, void *data) {
                 backoff * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : backoff * 2;
             continue;
         }
+        if (!c->err && !rd->format_checked) {
+            if (!format_ok(rd, c)) {
+                redisFree(c);
+                c = NULL;
+                set_link(rd, 0);
+                nap(rd, REDIS_BACKOFF_MAX_MS);
+                continue;
+            }
+            rd->format_checked = 1;
+        }
         set_link(rd, 1);
         backoff = 100;
         if (!read_batch(rd, c)) {
             redisFree(c);
             c = NULL;
+            rd->format_checked = 0; /* a new connection looks again */
             set_link(rd, 0);
         }
     }
@@ -491,6 +552,7 @@ apr_status_t h2chat_redis_store(server_rec *s, apr_pool_t *pconf, h2c_store_t *s
     redis.db = sc->redis_db;
     redis.key = sc->redis_key;
     redis.id_key = apr_pstrcat(pconf, sc->redis_key, ":id", NULL);
+    redis.format_key = apr_pstrcat(pconf, sc->redis_key, ":format", NULL);
     redis.history = h2chat_conf_history(s);
     redis.store = store;
     h2c_store_init(store, &redis_ops, seg, NULL, &redis);

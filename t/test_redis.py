@@ -168,6 +168,26 @@ def test_moderation_on_both_nodes(nodes, redis):
     n.close()
 
 
+def test_stream_format_is_versioned(nodes, redis):
+    """<key>:format says what the stream's entries are (2: messages and
+    moderation lines); a node refuses to write into a newer format (503,
+    logged with what to do), and writes again once it is its own."""
+    a, _ = nodes
+    assert a.post_msg('u', 'format check')[0]
+    assert redis.reply('GET', f'{KEY}:format') == b'$1\r\n2\r\n'
+    mark = a.errlog_mark()
+    redis.command('SET', f'{KEY}:format', '3')
+    try:
+        r = a.post({'user': 'u', 'text': 'into a newer format'})
+        env.assert_json_error(r, 503)
+        assert a.wait_errlog(r'H2C0042: stream h2chat-test .* is in format 3, newer than '
+                             r"this module's \(2\): nothing written; upgrade", mark), \
+            a.errlog_since(mark)
+    finally:
+        redis.command('SET', f'{KEY}:format', '2')
+    assert a.post_msg('u', 'format ok again')[0]
+
+
 def test_resume_on_the_other_node(nodes):
     a, b = nodes
     sub = a.subscriber('h2c', 'ndjson', since=a.h2chat_status()['H2ChatLastId'])
