@@ -320,7 +320,7 @@ async function fakeServer() {
     await until(() => ge.msgs.length >= 4, 5000);
     ev.close();
     check('gap and reset lines become events; a reset starts epoch 1 where ids start low again',
-      JSON.stringify(ge.gaps) === JSON.stringify([{ missed: 5, from: 3, to: 7 }]) &&
+      JSON.stringify(ge.gaps) === JSON.stringify([{ room: '', missed: 5, from: 3, to: 7 }]) &&
       ge.resets.length === 1 && ge.resets[0].last_id === 8 && ge.resets[0].epoch === 1 &&
       JSON.stringify(ge.msgs.map((x) => [x.epoch, x.id])) === JSON.stringify([[0, 2], [0, 8], [1, 1], [1, 2]]),
     { gaps: ge.gaps, resets: ge.resets, msgs: ge.msgs.map((x) => [x.epoch, x.id]) });
