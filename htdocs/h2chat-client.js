@@ -187,6 +187,7 @@ export class H2ChatClient {
     this.chan = null;
     this.busy = null;           // leader: the running reconcile()
     this.dirty = false;
+    this.named = false;         // the server names members (H2ChatPresence members)
   }
 
   get lastId() { return this.cursor; }
@@ -295,13 +296,14 @@ export class H2ChatClient {
   addRoom(room) { return this.setRooms([...this.mine, room]); }
   removeRoom(room) { return this.setRooms(this.mine.filter((r) => r !== room)); }
 
-  // The name this client is present as (H2ChatPresence members); the leader's
-  // streams start over with it (resuming: nothing lost or repeated).
+  // The name this client is present as (H2ChatPresence members). Once the server
+  // has named members, the leader's streams start over with it (resuming: nothing
+  // lost or repeated); before, the next connect takes it.
   setUser(user) {
     const u = typeof user === 'string' ? user : '';
     if (u === this.user) return this;
     this.user = u;
-    if (this.isLeader) for (const lane of this.lanes.values()) this.restartLane(lane, lane.rooms, this.pos.get(lane.key));
+    if (this.isLeader && this.named) for (const lane of this.lanes.values()) this.restartLane(lane, lane.rooms, this.pos.get(lane.key));
     return this;
   }
 
@@ -382,6 +384,7 @@ export class H2ChatClient {
       case 'members': {
         if (!wanted || !Array.isArray(o.members)) return false;
         const names = o.members.filter((u) => typeof u === 'string');
+        this.named = true;
         this.presState(room).members = new Set(names);
         if (own) this.emit('members', { room, members: [...names] });
         return true;
@@ -655,6 +658,8 @@ export class H2ChatClient {
   }
 
   startLane(key, rooms) {
+    // rooms it knows nothing of take their snapshot (no since=)
+    if (!rooms.some((r) => this.seen.has(r))) this.pos.set(key, 0);
     const lane = this.newLane(key, rooms);
     this.lanes.set(key, lane);
     this.run(lane).catch((e) => this.emit('error', e));
