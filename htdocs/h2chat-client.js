@@ -74,6 +74,7 @@
  *   'join'    {room, user}, 'leave' {room, user}  a person came / the last of theirs left
  *   'delete'  {room, id}                     a moderator deleted message id: remove it
  *   'clear'   {room}                         a moderator cleared the room: empty its view
+ *                                            (once: the resume that meets it again drops it)
  *   'state'   {connected, status, leader, attempt, delay}
  *             status: 'connecting' | 'connected' | 'reconnecting' | 'busy' (503/429)
  *             | 'offline' | 'waiting' (a follower tab hears nothing from the leader)
@@ -188,6 +189,7 @@ export class H2ChatClient {
     this.busy = null;           // leader: the running reconcile()
     this.dirty = false;
     this.named = false;         // the server names members (H2ChatPresence members)
+    this.cleared = new Set();   // rooms cleared with no message since
   }
 
   get lastId() { return this.cursor; }
@@ -323,6 +325,7 @@ export class H2ChatClient {
     this.recent.delete(room);
     this.pres.delete(room);
     this.synced.delete(room);
+    this.cleared.delete(room);
     this.pending = this.pending.filter((p) => roomOf(p.obj) !== room);
     const g = this.gaps.get(room);
     if (g) { this.cancel(g.timer); this.gaps.delete(room); }
@@ -351,6 +354,7 @@ export class H2ChatClient {
       case 'message': {
         if (!validMessage(o) || !wanted || o.id <= (this.seen.get(room) || 0)) return false;
         this.seen.set(room, o.id);
+        this.cleared.delete(room);
         if (o.id > this.cursor) this.cursor = o.id;
         if (lane !== undefined && o.id > (this.pos.get(lane) || 0)) this.pos.set(lane, o.id);
         const m = { id: o.id, room, user: o.user, text: o.text, time: o.time, epoch: this.epoch };
@@ -410,7 +414,9 @@ export class H2ChatClient {
         return true;
       }
       case 'clear':
-        if (!wanted) return false;
+        // the stream a clear ends resumes from before it, and meets it again
+        if (!wanted || this.cleared.has(room)) return false;
+        this.cleared.add(room);
         if (this.recent.has(room)) this.recent.set(room, []);
         if (own) this.emit('clear', { room });
         return true;

@@ -373,6 +373,98 @@ async function fakeServer() {
   }
 }
 
+/* rooms (/rooms: H2ChatRooms On, H2ChatSnapshot 3, H2ChatAnonymousDelete On):
+ * one stream of named rooms; a set change while a poster writes to a room that
+ * stays: nothing lost or twice there, the joining room brings its snapshot; the
+ * location's own room beside named rooms (two streams); delete and clear events;
+ * the resume after a clear keeps the other room's messages and reports no gap. */
+async function rooms() {
+  const EP = BASE + '/rooms';
+  const tag = Date.now().toString(36);
+  const post = async (room, text) => {
+    const r = await postRaw(room ? `/rooms/${room}` : '/rooms', { user: 'poster', text: `${text} ${tag}` });
+    return (await r.json()).id;
+  };
+  const xOld = [];
+  for (let i = 0; i < 5; i++) xOld.push(await post('x', `x before ${i}`));
+  const rec = recordingFetch();
+  const c = new H2ChatClient(EP, { rooms: ['a'], fetch: rec.fetch });
+  const got = collect(c);
+  const ev = { presence: [], delete: [], clear: [] };
+  for (const t of Object.keys(ev)) c.on(t, (v) => ev[t].push(v));
+  c.start();
+  check('rooms: connects', await until(() => c.connected, 10000), got.states);
+  const inRoom = (r) => got.msgs.filter((m) => m.room === r).map((m) => m.id);
+  // a poster writes to a all along; meanwhile x joins, then y, then x leaves
+  const aSent = [];
+  let posting = true;
+  const poster = (async () => {
+    for (let i = 0; posting && i < 200; i++) { aSent.push(await post('a', `a ${i}`)); await sleep(15); }
+  })();
+  await sleep(150);
+  c.addRoom('x');
+  await until(() => inRoom('x').length >= 3, 8000);
+  const xLive = await post('x', 'x live');
+  await sleep(150);
+  c.addRoom('y');
+  await sleep(300);
+  const xAfter = await c.publish('node', 'x by publish', 'x');
+  await until(() => inRoom('x').includes(xAfter.id), 5000);
+  c.removeRoom('x');
+  await sleep(300);
+  const xGone = await post('x', 'x after it left');
+  posting = false;
+  await poster;
+  await until(() => aSent.every((id) => inRoom('a').includes(id)), 8000);
+  await sleep(300);
+  check('rooms: every message of the room that stayed (a) once, in order, across three set changes',
+    JSON.stringify(inRoom('a')) === JSON.stringify(aSent), { got: inRoom('a'), sent: aSent, dupes: dupes(inRoom('a')) });
+  check('rooms: the joining room (x) brings its snapshot (3), then what comes, once, until it leaves',
+    JSON.stringify(inRoom('x')) === JSON.stringify([...xOld.slice(-3), xLive, xAfter.id]),
+    { got: inRoom('x'), want: [...xOld.slice(-3), xLive, xAfter.id], gone: xGone });
+  const urls = rec.urls.map((u) => u.url.slice(EP.length));
+  data.rooms_urls = urls;
+  check('rooms: one stream ?room=a, restarted as ?room=a&room=x&since=, the snapshot a GET of x alone',
+    urls[0] === '?room=a' && urls.includes('?room=x') &&
+      urls.some((u) => /^\?room=a&room=x&since=\d+$/.test(u)) &&
+      urls.some((u) => /^\?room=a&room=x&room=y&since=\d+$/.test(u)) &&
+      urls.some((u) => /^\?room=a&room=y&since=\d+$/.test(u)), urls);
+  check('rooms: presence events name their rooms', ['a', 'x', 'y'].every((r) => ev.presence.some((p) => p.room === r)),
+    ev.presence.slice(0, 10));
+
+  // delete and clear
+  const victim = await post('a', 'to be deleted');
+  await until(() => inRoom('a').includes(victim), 5000);
+  const del = await c.remove('a', victim);
+  await until(() => ev.delete.length > 0, 5000);
+  check('rooms: remove(room, id) -> 200 {type: delete}, and a delete event', del.type === 'delete' &&
+    del.id === victim && JSON.stringify(ev.delete) === JSON.stringify([{ room: 'a', id: victim }]), { del, ev: ev.delete });
+  const gapsBefore = got.gaps.length;
+  const nUrls = rec.urls.length;
+  const clr = await fetch(EP + '/a', { method: 'DELETE' });
+  check('rooms: DELETE /rooms/a -> 200', clr.status === 200, clr.status);
+  const yRight = await post('y', 'y right after the clear');
+  const aNew = await post('a', 'a after the clear');
+  await until(() => inRoom('y').includes(yRight) && inRoom('a').includes(aNew), 8000);
+  await sleep(500);
+  check('rooms: a clear event, the stream resumes (since=), the other room loses nothing, no gap reported',
+    JSON.stringify(ev.clear) === JSON.stringify([{ room: 'a' }]) && rec.urls.length > nUrls &&
+      rec.urls.slice(nUrls).every((u) => u.url.includes('since=')) &&
+      inRoom('y').filter((id) => id === yRight).length === 1 && got.gaps.length === gapsBefore,
+    { clear: ev.clear, urls: rec.urls.slice(nUrls).map((u) => u.url), y: inRoom('y'), gaps: got.gaps });
+
+  // the location's own room beside named rooms: two streams, both deliver
+  c.setRooms(['', 'y']);
+  await sleep(500);
+  const d0 = await post('', 'default room');
+  const y1 = await post('y', 'y with the default');
+  await until(() => inRoom('').includes(d0) && inRoom('y').includes(y1), 5000);
+  check('rooms: the location\'s own room and a named one: both delivered, room \'\' and \'y\'',
+    inRoom('').includes(d0) && inRoom('y').filter((id) => id === y1).length === 1, { def: inRoom(''), y: inRoom('y') });
+  check('rooms: no error events', got.errors.length === 0, got.errors);
+  c.close();
+}
+
 async function main() {
   let error = null;
   try {
@@ -381,6 +473,7 @@ async function main() {
     await hintedRestart();
     await publishErrors();
     await fakeServer();
+    await rooms();
   } catch (e) {
     error = String(e && e.stack || e).split('\n').slice(0, 8).join('\n');
   }
