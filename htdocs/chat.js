@@ -291,6 +291,7 @@ joinForm.addEventListener('submit', (e) => {
   joinNameEl.value = '';
   remember(name);
   location.hash = encodeURIComponent(name);
+  textEl.focus();
 });
 joinNameEl.addEventListener('input', () => { joinErrorEl.textContent = ''; });
 

@@ -767,6 +767,13 @@ SCENARIOS.rooms = async (run) => {
   run.data.online_both = [(await roomView(a)).online, (await roomView(b)).online,
     (await roomView(a)).members, (await roomView(b)).members];
   run.check('both in #red: who is online shows two on both pages', bothOk.every(Boolean), run.data.online_both);
+  mkdirSync(opt.artifacts, { recursive: true });
+  await b.screenshot({ path: join(opt.artifacts, 'rooms-red.png') });
+  await b.setViewportSize({ width: 360, height: 740 });
+  await b.screenshot({ path: join(opt.artifacts, 'rooms-red-360.png') });
+  const narrow = await b.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth);
+  run.check('360px: the room bar does not overflow the page', narrow);
+  await b.setViewportSize({ width: 1000, height: 760 });
   const rb2 = await sendUI(b, t('bob in red'));
   await waitTexts(a, [t('bob in red')]);
   run.check('bob posts in #red, ann sees it', rb2.status === 201, rb2);
