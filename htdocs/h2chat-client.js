@@ -518,7 +518,10 @@ export class H2ChatClient {
     switch (d.t) {
       case 'line':
         if (this.synced.has(roomOf(d.obj)) || d.obj.type === 'reset') this.applyRelayed(d.obj, d.ep, d.lane);
-        else if (this.mine.includes(roomOf(d.obj))) this.pending.push(d);
+        else if (this.mine.includes(roomOf(d.obj))) {
+          this.pending.push(d);
+          if (this.pending.length > this.opts.keep) this.pending.shift(); // a leader that never answers
+        }
         if (d.obj.type === 'message' && d.lane !== undefined && d.pos > (this.pos.get(d.lane) || 0)) {
           this.pos.set(d.lane, d.pos);
         }
