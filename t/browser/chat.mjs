@@ -834,7 +834,23 @@ SCENARIOS.rooms = async (run) => {
   run.check('ann\'s #red tab says the room was cleared', /cleared/i.test(notice), notice);
   run.check('no gap notice on ann\'s #blue tab', !/missed/.test(await a2.textContent('#notice')),
     await a2.textContent('#notice'));
-  run.data.ids = { red0, blue0, ra: ra.id, rb: rb.id, rb2: rb2.id, rb3: rb3.id, after };
+
+  // ann's leader tab (#red) closes: her #blue tab takes the stream over and
+  // resumes #blue by id (posted while no tab leads: once)
+  const lead = leaders[0] ? a : a2;
+  const other = lead === a ? a2 : a;
+  await lead.close({ runBeforeUnload: false });
+  const handed = [await apiPost('cy', t('blue during the handoff'), 'blue')];
+  handed.push((await sendUI(b, t('bob after the handoff'))).id);
+  const gotHanded = await waitIds(other, handed, 20000).then(() => true, () => false);
+  const idsOther = (await listOf(other)).map((m) => m.id);
+  run.check('ann\'s leader tab closes: the other tab leads, gets #blue posted meanwhile once, in order',
+    gotHanded && await other.evaluate(() => window.h2chat.isLeader()) &&
+      handed.every((id) => idsOther.filter((x) => x === id).length === 1) && isAscending(idsOther),
+    { handed, ids: idsOther });
+  const subs3 = await pollUntil(subscribers, (n) => n === before + 2, 10000);
+  run.check('after the handoff: still two held streams', subs3 === before + 2, subs3);
+  run.data.ids = { red0, blue0, ra: ra.id, rb: rb.id, rb2: rb2.id, rb3: rb3.id, after, handed };
 };
 
 /* ---------------- the client library alone (t/test_client_browser.py) ---------------- */
