@@ -302,7 +302,11 @@ async function probeRooms() {
     const r = await client.presence(current || 'lobby');
     roomsOn = r.room !== '';
   } catch (e) {
-    roomsOn = e.status > 0;   // an error of the room's own (403, 404): rooms there are
+    if (!e.status || e.status === 429 || e.status >= 500) { // ask again later
+      setTimeout(probeRooms, 5000 + Math.random() * 5000);
+      return;
+    }
+    roomsOn = true;   // an answer of the room's own (403, 404): rooms there are
   }
   if (!roomsOn && current !== '') {
     history.replaceState(null, '', location.pathname + location.search);
