@@ -796,6 +796,7 @@ static void free_jobs(job_t *job) {
 
 void h2c_direct_job_free(job_t *job) {
     free(job->fields), free(job->room), free(job->names), free(job->idx);
+    free(job->member), free(job->aux);
     free(job);
 }
 
@@ -806,15 +807,15 @@ void h2c_direct_job_run(h2c_direct_t *d, job_t *job) {
                                     &job->id, &job->time_ms);
         break;
     case JOB_HOLD:
-        job->rv =
-            h2c_store_hold(d->env.store, d->env.child_slot, job->names, job->n, job->idx);
+        job->rv = h2c_store_hold(d->env.store, d->env.child_slot, job->names, job->n,
+                                 job->member, job->idx, job->aux);
         break;
     case JOB_RELEASE:
-        h2c_store_release(d->env.store, d->env.child_slot, job->idx, job->n);
+        h2c_store_release(d->env.store, d->env.child_slot, job->idx, job->aux, job->n);
         job->rv = APR_SUCCESS;
         break;
     case JOB_COUNTS:
-        job->rv = h2c_store_counts(d->env.store, job->names, job->n, job->idx);
+        job->rv = h2c_store_counts(d->env.store, job->names, job->n, job->idx, job->aux);
         break;
     case JOB_MODERATE:
         job->rv = h2c_store_moderate(d->env.store, job->room, job->mkind, job->target,

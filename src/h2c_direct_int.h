@@ -59,6 +59,8 @@ struct strm_t {
     /* a subscriber */
     h2c_follow_t follow;     /* its place in its rooms ... */
     uint32_t *rooms;         /* ... their indexes (malloc'ed), held in the rooms */
+    uint32_t *mem;           /* ... its member records + 1 there (malloc'ed; NULL:
+                                it names nobody) */
     uint32_t nrooms;         /* 0: none held */
     h2c_presence_t presence; /* the counts it told (H2ChatPresence count) */
     int presence_off;
@@ -130,6 +132,9 @@ struct job_t {
     char *room;
     const char **names; /* hold: n names (one malloc with the strings) */
     uint32_t *idx;      /* hold, release: n indexes (malloc) */
+    char *member;       /* hold: who the stream is (H2ChatPresence members) */
+    uint32_t *aux;      /* hold (out), release: n member records + 1; counts
+                           (out, members): n room indexes */
     uint32_t n;
     apr_status_t rv;
     uint64_t id;

@@ -166,6 +166,36 @@ static void presence_line(void *ctx, uint32_t which, uint32_t count) {
     sub_line(s, "presence", h2c_json_presence(s->c->d->scratch, name, count, 1));
 }
 
+/* H2ChatPresence members: a room's list, a join or a leave. */
+static void members_line(void *ctx, uint32_t which) {
+    strm_t *s = ctx;
+    apr_pool_t *p = s->c->d->scratch;
+    char name[H2C_ROOMS_NAME_MAX + 1];
+    const char *json;
+
+    h2c_rooms_room_name(s->c->d->rooms, s->rooms[which], name);
+    json =
+        h2c_json_members(p, name, h2c_presence_names(s->presence.ms, s->rooms[which], p));
+    if (json) {
+        sub_line(s, "members", json);
+    }
+}
+
+static void member_line(void *ctx, uint32_t which, h2c_member_kind_t kind,
+                        const char *who, uint32_t len) {
+    strm_t *s = ctx;
+    int join = kind == H2C_MEMBER_JOIN;
+    char name[H2C_ROOMS_NAME_MAX + 1];
+    const char *json;
+
+    h2c_rooms_room_name(s->c->d->rooms, s->rooms[which], name);
+    if ((json = h2c_json_member(s->c->d->scratch, name, join, who, len))) {
+        sub_line(s, join ? "join" : "leave", json);
+    }
+}
+
+static const h2c_presence_fns_t presence_fns = {presence_line, members_line, member_line};
+
 int h2c_direct_presence(strm_t *s) {
     int64_t wait;
 
@@ -173,7 +203,7 @@ int h2c_direct_presence(strm_t *s) {
         !h2c_presence_due(&s->presence, s->c->d->rooms, s->c->d->now_us, &wait)) {
         return 0;
     }
-    return h2c_presence_look(&s->presence, &s->follow, s->c->d->now_us, presence_line,
+    return h2c_presence_look(&s->presence, &s->follow, s->c->d->now_us, &presence_fns,
                              s) > 0;
 }
 
@@ -382,13 +412,16 @@ static void release_rooms(strm_t *s) {
     }
     if ((job = job_make(NULL, JOB_RELEASE))) {
         job->idx = s->rooms;
+        job->aux = s->mem;
         job->n = s->nrooms;
         job_submit(s->c->d, job);
     } else {
         free(s->rooms); /* out of memory: the rooms stay held (a leak, logged) */
+        free(s->mem);
         h2c_log(H2C_LOG_ERR, H2C_TAG_DIRECT_CONN, "out of memory: rooms stay held");
     }
     s->rooms = NULL;
+    s->mem = NULL;
     s->nrooms = 0;
 }
 
@@ -436,7 +469,9 @@ static void sub_start(strm_t *s) {
     s->lat_from = h2c_rooms_last_id(rooms) + 1;
     told = s->nrooms > 1 ? calloc(s->nrooms, sizeof(uint32_t)) : NULL;
     s->presence_off = s->nrooms > 1 && !told; /* no memory: no presence lines */
-    h2c_presence_init(&s->presence, s->presence_off ? 1 : s->nrooms, told);
+    h2c_presence_init(&s->presence, s->presence_off ? 1 : s->nrooms, told,
+                      site->conf.presence == H2C_PRESENCE_MEMBERS ? &d->env.seg->members
+                                                                  : NULL);
     if (reset) {
         sub_line(s, "reset", h2c_json_reset(d->scratch, h2c_rooms_last_id(rooms)));
     }
@@ -499,13 +534,21 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
 
     describe(s, path, args, &req);
     if (!h2c_policy_subscribe(&req, 1, &want, &v) ||
-        !h2c_policy_rooms(&site->conf, &req, 1, d->scratch, &names, &v)) {
+        !h2c_policy_rooms(&site->conf, &req, 1, d->scratch, &names, &v) ||
+        !h2c_policy_member(&site->conf, &req, NULL, d->scratch, &want.member, &v)) {
         refuse(s, &v);
         return;
     }
     s->sse = want.sse;
     if (want.presence_query) {
-        if (!(job = job_rooms(s, JOB_COUNTS, names))) {
+        if (!(job = job_rooms(s, JOB_COUNTS, names)) ||
+            (site->conf.presence == H2C_PRESENCE_MEMBERS &&
+             !(job->aux = calloc(job->n, sizeof(uint32_t))))) {
+            if (job) {
+                s->job = NULL;
+                s->kind = STRM_NEW;
+                h2c_direct_job_free(job);
+            }
             h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
             refuse(s, &v);
             return;
@@ -527,7 +570,14 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
     }
     s->resume = want.resume;
     s->since = want.since;
-    if (!(job = job_rooms(s, JOB_HOLD, names))) {
+    if (!(job = job_rooms(s, JOB_HOLD, names)) ||
+        (want.member && (!(job->member = strdup(want.member)) ||
+                         !(job->aux = calloc(job->n, sizeof(uint32_t)))))) {
+        if (job) {
+            s->job = NULL;
+            s->kind = STRM_NEW;
+            h2c_direct_job_free(job);
+        }
         h2c_policy_release(&s->hold);
         h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
         refuse(s, &v);
@@ -646,6 +696,8 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
 
             if (rel) {
                 rel->idx = job->idx;
+                rel->aux = job->aux;
+                job->aux = NULL;
                 rel->n = job->n;
                 job->idx = NULL;
                 job_submit(d, rel);
@@ -653,14 +705,26 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
             break;
         }
         s->rooms = job->idx;
+        s->mem = job->aux;
+        job->aux = NULL;
         s->nrooms = job->n;
         job->idx = NULL;
         sub_start(s);
         break;
     case JOB_COUNTS:
         if (s) {
-            reply(s, 200,
-                  h2c_json_presence_list(s->c->d->scratch, job->names, job->idx, job->n),
+            apr_pool_t *p = s->c->d->scratch;
+            apr_array_header_t **who = NULL;
+            uint32_t i;
+
+            if (job->aux) { /* members: listed here, lock-free */
+                who = apr_palloc(p, job->n * sizeof(*who));
+                for (i = 0; i < job->n; i++) {
+                    who[i] =
+                        h2c_presence_names(&s->c->d->env.seg->members, job->aux[i], p);
+                }
+            }
+            reply(s, 200, h2c_json_presence_list(p, job->names, job->idx, who, job->n),
                   NULL, NULL);
         }
         break;

@@ -262,20 +262,70 @@ char *h2c_json_presence(apr_pool_t *p, const char *room, uint32_t count, int as_
     return pool_dump(p, j);
 }
 
+/* A JSON array of names; NULL if one is no valid UTF-8. */
+static json_t *name_array(apr_pool_t *p, const apr_array_header_t *names) {
+    json_t *a = pool_json(p, json_array());
+    int i;
+
+    for (i = 0; a && i < names->nelts; i++) {
+        if (json_array_append_new(a,
+                                  json_string(APR_ARRAY_IDX(names, i, const char *)))) {
+            return NULL;
+        }
+    }
+    return a;
+}
+
+/* One room of a ?presence answer. */
+static char *presence_one(apr_pool_t *p, const char *room, uint32_t count,
+                          const apr_array_header_t *names) {
+    json_t *j = pool_json(p, json_object()), *a;
+
+    if (!j || json_object_set_new(j, "room", json_string(room ? room : "")) ||
+        json_object_set_new(j, "count", json_integer(count))) {
+        return "{}";
+    }
+    if (names && (a = name_array(p, names))) {
+        json_object_set(j, "members", a);
+    }
+    return pool_dump(p, j);
+}
+
 char *h2c_json_presence_list(apr_pool_t *p, const char *const *rooms,
-                             const uint32_t *counts, uint32_t n) {
+                             const uint32_t *counts, apr_array_header_t *const *members,
+                             uint32_t n) {
     char *body;
     uint32_t i;
 
     if (n == 1) {
-        return h2c_json_presence(p, rooms[0], counts[0], 0);
+        return presence_one(p, rooms[0], counts[0], members ? members[0] : NULL);
     }
     body = "[";
     for (i = 0; i < n; i++) {
-        body = apr_pstrcat(p, body, i ? "," : "",
-                           h2c_json_presence(p, rooms[i], counts[i], 0), NULL);
+        body = apr_pstrcat(
+            p, body, i ? "," : "",
+            presence_one(p, rooms[i], counts[i], members ? members[i] : NULL), NULL);
     }
     return apr_pstrcat(p, body, "]", NULL);
+}
+
+char *h2c_json_members(apr_pool_t *p, const char *room, const apr_array_header_t *names) {
+    json_t *j = typed(p, "members", room), *a = name_array(p, names);
+
+    if (!j || !a || json_object_set(j, "members", a)) {
+        return NULL;
+    }
+    return pool_dump(p, j);
+}
+
+char *h2c_json_member(apr_pool_t *p, const char *room, int join, const char *name,
+                      apr_size_t len) {
+    json_t *j = typed(p, join ? "join" : "leave", room);
+
+    if (!j || json_object_set_new(j, "user", json_stringn(name, len))) {
+        return NULL;
+    }
+    return pool_dump(p, j);
 }
 
 char *h2c_json_reconnect(apr_pool_t *p, uint32_t retry_ms) {

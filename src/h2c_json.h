@@ -6,6 +6,7 @@
 
 #include <apr_errno.h>
 #include <apr_pools.h>
+#include <apr_tables.h>
 #include <stdint.h>
 
 #include "h2c_rooms.h"
@@ -61,9 +62,19 @@ char *h2c_json_heartbeat(apr_pool_t *p, int64_t time_ms);
  * location's own); and a ?presence answer {"room":"a","count":N} (as_event
  * 0: no type, the room always named, "" for the location's own). */
 char *h2c_json_presence(apr_pool_t *p, const char *room, uint32_t count, int as_event);
-/* A ?presence answer: one room's object, or an array of them for n > 1. */
+/* A ?presence answer: one room's object, or an array of them for n > 1;
+ * members (may be NULL): per room its names (apr_array_header_t of const
+ * char *), as "members":[..]. */
 char *h2c_json_presence_list(apr_pool_t *p, const char *const *rooms,
-                             const uint32_t *counts, uint32_t n);
+                             const uint32_t *counts, apr_array_header_t *const *members,
+                             uint32_t n);
+/* H2ChatPresence members: {"type":"members","room":"a","members":[..]}
+ * (names: const char *), and {"type":"join"|"leave","room":"a","user":".."}
+ * (room "" or NULL: the location's own, not named). NULL if a name is no
+ * valid UTF-8 (jansson refuses it). */
+char *h2c_json_members(apr_pool_t *p, const char *room, const apr_array_header_t *names);
+char *h2c_json_member(apr_pool_t *p, const char *room, int join, const char *name,
+                      apr_size_t len);
 /* {"type":"reconnect","retry":ms}: the last line of a stream its stopping
  * child ends (H2ChatReconnectSpread) */
 char *h2c_json_reconnect(apr_pool_t *p, uint32_t retry_ms);

@@ -259,6 +259,10 @@ const char *h2c_metrics_render(const h2c_stats_t *st, apr_pool_t *p, apr_size_t 
         one(&o, "h2chat_rooms_reclaimed_total", "counter",
             "Rooms without streams whose record a new room took (H2ChatMaxRooms).",
             st->rooms.rooms_freed);
+        one(&o, "h2chat_members", "gauge",
+            "People listed by H2ChatPresence members: a (room, name) each.", st->members);
+        one(&o, "h2chat_members_max", "gauge",
+            "Members that may be listed at once (H2ChatMaxMembers).", st->max_members);
         one(&o, "h2chat_direct_connections", "gauge",
             "Connections the H2ChatDirect loops serve, all children.", st->direct_conns);
         one(&o, "h2chat_direct_calm_total", "counter",

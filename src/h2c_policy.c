@@ -73,6 +73,10 @@ static const h2c_deny_info_t table[H2C_DENY_MAX] = {
                               "H2ChatAnonymousDelete On)",
                               H2C_LOG_INFO, N, 0, NULL, 1},
     [H2C_DENY_NO_ENTRY] = {404, H2C_TAG_NO_ENTRY, NULL, H2C_LOG_INFO, N, 0, NULL, 1},
+    [H2C_DENY_BAD_USER] = {400, H2C_TAG_BAD_USER,
+                           "bad user: ?user= must be 1 to 64 characters of UTF-8 "
+                           "without control characters",
+                           H2C_LOG_INFO, H2C_REFUSED_INVALID, 0, NULL, 0},
 };
 
 #undef N
@@ -271,6 +275,44 @@ void h2c_policy_log_moderated(const h2c_moderation_t *mod, uint64_t id, const ch
                 user && *user ? user : "anonymous", client ? client : "-",
                 (apr_uint64_t)id);
     }
+}
+
+/* A member's name: see h2c_policy_member. */
+static int member_name_ok(const char *name) {
+    apr_size_t len = strlen(name);
+
+    return len > 0 && len <= H2C_MEMBERS_NAME_MAX &&
+           h2c_text_check_controls(name, len) == APR_SUCCESS && !strpbrk(name, "\n\t") &&
+           h2c_text_count_chars(name, len) <= H2C_JSON_USER_MAX_CHARS;
+}
+
+int h2c_policy_member(const h2c_policy_conf_t *conf, const h2c_request_t *req,
+                      const char *auth_user, apr_pool_t *p, const char **member,
+                      h2c_verdict_t *v) {
+    const char *name;
+
+    *member = NULL;
+    v->deny = H2C_DENY_NONE;
+    if (conf->presence != H2C_PRESENCE_MEMBERS) {
+        return 1;
+    }
+    if (auth_user && *auth_user) {
+        *member = member_name_ok(auth_user) ? auth_user : NULL;
+        return 1;
+    }
+    if (!(name = h2c_room_arg_value(req->args, "user", p))) {
+        if (h2c_room_arg_flag(req->args, "user")) {
+            h2c_policy_refuse(v, H2C_DENY_BAD_USER, NULL); /* badly escaped */
+            return 0;
+        }
+        return 1;
+    }
+    if (!member_name_ok(name)) {
+        h2c_policy_refuse(v, H2C_DENY_BAD_USER, NULL);
+        return 0;
+    }
+    *member = name;
+    return 1;
 }
 
 void h2c_policy_store_refusal(h2c_verdict_t *v, apr_status_t rv) {

@@ -46,6 +46,7 @@ typedef enum {
     H2C_DENY_ROOM_FORBIDDEN, /* 403: a ?room= its own URL's access config refuses */
     H2C_DENY_DELETE_USER,    /* 403: DELETE without a user, H2ChatAnonymousDelete Off */
     H2C_DENY_NO_ENTRY,       /* 404: no such message (DELETE) or room (clear) */
+    H2C_DENY_BAD_USER,       /* 400: ?user= is no name (H2ChatPresence members) */
     H2C_DENY_MAX
 } h2c_deny_t;
 
@@ -68,6 +69,13 @@ typedef struct {
     int retry_after;     /* seconds; 0: no Retry-After */
 } h2c_verdict_t;
 
+/* H2ChatPresence */
+typedef enum {
+    H2C_PRESENCE_OFF = 0,
+    H2C_PRESENCE_COUNT = 1,  /* streams per room */
+    H2C_PRESENCE_MEMBERS = 2 /* ... and who, by name */
+} h2c_presence_mode_t;
+
 /* A location's settings, defaults applied (from its <Location>). */
 typedef struct {
     uint32_t snapshot;
@@ -79,7 +87,7 @@ typedef struct {
     const char *rooms_base;            /* H2ChatRooms On: the <Location> rooms are
                                           under; NULL: off (one chat, as before) */
     uint32_t max_rooms_per_stream;     /* H2ChatMaxRoomsPerStream */
-    int presence;                      /* H2ChatPresence count (1) or off (0) */
+    int presence;                      /* H2ChatPresence: h2c_presence_mode_t */
     int anonymous_delete; /* H2ChatAnonymousDelete On: DELETE without a user */
 } h2c_policy_conf_t;
 
@@ -127,6 +135,8 @@ typedef struct {
 /* Where a subscriber's stream starts and how it is framed. */
 typedef struct {
     int presence_query; /* ?presence: answer the room's count, hold nothing */
+    const char *member; /* H2ChatPresence members: who the stream is (NULL: nobody
+                           named) */
     int sse;            /* text/event-stream, else NDJSON */
     int resume;         /* since / Last-Event-ID given */
     uint64_t since;     /* ... and its value */
@@ -156,6 +166,16 @@ int h2c_policy_subscribe(const h2c_request_t *req, int usable, h2c_subscription_
 int h2c_policy_rooms(const h2c_policy_conf_t *conf, const h2c_request_t *req,
                      int subscribe, apr_pool_t *p, apr_array_header_t **rooms,
                      h2c_verdict_t *v);
+
+/* Who a subscriber is, for H2ChatPresence members (else *member NULL):
+ * the authenticated user (`auth_user`, when there is one: then ?user= is
+ * ignored), else its self-declared ?user= (none: NULL, a watcher nobody
+ * lists). A name is 1 to 64 characters of valid UTF-8 without control
+ * characters, at most 128 bytes; a bad ?user= is refused (400), a bad
+ * authenticated name just not listed. 1, or 0 with the refusal in v. */
+int h2c_policy_member(const h2c_policy_conf_t *conf, const h2c_request_t *req,
+                      const char *auth_user, apr_pool_t *p, const char **member,
+                      h2c_verdict_t *v);
 
 /* A store could not publish or hold rooms (rv): no record for a new room
  * (APR_EBUSY: 503 rooms full), no memory (APR_ENOMEM: 503), else 503. */

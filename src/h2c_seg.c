@@ -17,6 +17,9 @@ struct h2c_seg_hdr_t {
     uint32_t max_len;
     uint32_t max_rooms;
     uint64_t memory;
+    uint32_t max_members;
+    uint32_t pad;
+    uint64_t members_off;
     uint64_t children_off;
     uint64_t addr_off;
     uint64_t rate_off;
@@ -85,11 +88,18 @@ static void shape_default(h2c_seg_shape_t *sh, uint32_t nchildren, uint32_t capa
     sh->max_len = max_len;
     sh->max_rooms = 1;
     sh->memory = h2c_rooms_memory_for(capacity, max_len);
+    sh->max_members = 16;
+}
+
+/* The members' region follows the rooms' (room indexes are theirs). */
+static apr_size_t members_off(const h2c_seg_shape_t *sh) {
+    return ALIGN64(rooms_off(sh->nchildren) +
+                   h2c_rooms_size(sh->max_rooms, sh->nchildren, sh->memory));
 }
 
 apr_size_t h2c_seg_size_shape(const h2c_seg_shape_t *sh) {
-    return rooms_off(sh->nchildren) +
-           h2c_rooms_size(sh->max_rooms, sh->nchildren, sh->memory);
+    return members_off(sh) +
+           h2c_members_size(sh->max_members, sh->max_rooms, sh->nchildren);
 }
 
 apr_size_t h2c_seg_size(uint32_t nchildren, uint32_t capacity, uint32_t max_len) {
@@ -113,7 +123,10 @@ apr_status_t h2c_seg_init_shape(h2c_seg_t *seg, void *mem, apr_size_t size,
     rv = h2c_rooms_init(&seg->rooms, base + rooms_off(nchildren),
                         size - rooms_off(nchildren), sh->max_rooms, nchildren, sh->memory,
                         sh->history, sh->max_len);
-    if (rv != APR_SUCCESS) {
+    if (rv != APR_SUCCESS ||
+        (rv = h2c_members_init(&seg->members, base + members_off(sh),
+                               size - members_off(sh), sh->max_members, sh->max_rooms,
+                               nchildren)) != APR_SUCCESS) {
         return rv;
     }
     seg->hdr = mem;
@@ -125,6 +138,8 @@ apr_status_t h2c_seg_init_shape(h2c_seg_t *seg, void *mem, apr_size_t size,
     seg->hdr->max_len = sh->max_len;
     seg->hdr->max_rooms = sh->max_rooms;
     seg->hdr->memory = sh->memory;
+    seg->hdr->max_members = sh->max_members;
+    seg->hdr->members_off = members_off(sh);
     seg->hdr->children_off = children_off();
     seg->hdr->addr_off = addr_off(nchildren);
     seg->hdr->rate_off = rate_off(nchildren);
@@ -163,7 +178,10 @@ apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
         return APR_EGENERAL;
     }
     if (h2c_rooms_attach(&seg->rooms, base + hdr->rooms_off,
-                         hdr->size - hdr->rooms_off) != APR_SUCCESS) {
+                         hdr->size - hdr->rooms_off) != APR_SUCCESS ||
+        hdr->members_off > hdr->size ||
+        h2c_members_attach(&seg->members, base + hdr->members_off,
+                           hdr->size - hdr->members_off) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     seg->hdr = hdr;
@@ -178,7 +196,7 @@ apr_status_t h2c_seg_attach(h2c_seg_t *seg, void *mem, apr_size_t size) {
 int h2c_seg_fits_shape(const h2c_seg_t *seg, const h2c_seg_shape_t *sh) {
     return seg->hdr->nchildren == sh->nchildren && seg->hdr->capacity == sh->history &&
            seg->hdr->max_len == sh->max_len && seg->hdr->max_rooms == sh->max_rooms &&
-           seg->hdr->memory == sh->memory;
+           seg->hdr->memory == sh->memory && seg->hdr->max_members == sh->max_members;
 }
 
 int h2c_seg_fits(const h2c_seg_t *seg, uint32_t nchildren, uint32_t capacity,

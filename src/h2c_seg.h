@@ -19,14 +19,16 @@
 #include "h2c_gate.h"
 #include "h2c_penalty.h"
 #include "h2c_rate.h"
+#include "h2c_members.h"
 #include "h2c_rooms.h"
 
 #define H2C_SEG_MAGIC 0x53433248u /* "H2CS" */
 /* 6: the address table, the calm counter; 7: penalized; 8: the latency
  * table; 9: direct_gen, direct_handed; 10: the rooms instead of one ring of
- * fixed slots. A graceful restart onto another version makes a new segment
+ * fixed slots; 11: the members (H2ChatPresence members). A graceful restart
+ * onto another version makes a new segment
  * (H2C0004 says so); a journal refills it. */
-#define H2C_SEG_VERSION 10u
+#define H2C_SEG_VERSION 11u
 
 /* Why a request was refused; one counter each (server-status). */
 typedef enum {
@@ -118,6 +120,7 @@ typedef struct {
     uint16_t *addr; /* nchildren rows of H2C_SEG_ADDR_BUCKETS counts */
     h2c_rate_t rate;
     h2c_rooms_t rooms;
+    h2c_members_t members;
 } h2c_seg_t;
 
 /* What a segment is made for: H2ChatHistory (per room), the largest
@@ -128,6 +131,7 @@ typedef struct {
     uint32_t max_len;
     uint32_t max_rooms;
     apr_size_t memory;
+    uint32_t max_members; /* H2ChatMaxMembers */
 } h2c_seg_shape_t;
 
 const char *h2c_seg_refusal_name(h2c_refusal_t why);

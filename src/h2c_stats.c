@@ -32,6 +32,8 @@ void h2c_stats_read(h2c_stats_t *st, h2c_store_t *store, uint32_t max_subscriber
     st->history_count = h2c_rooms_room_count(rooms, H2C_ROOMS_DEFAULT);
     st->history_capacity = h2c_rooms_history(rooms);
     h2c_rooms_stats(rooms, &st->rooms);
+    st->members = h2c_members_count(&seg->members);
+    st->max_members = h2c_members_max(&seg->members);
     st->stalled_dropped = h2c_seg_stalled(seg);
     st->direct_calm = h2c_seg_calm(seg);
     st->direct_penalized = h2c_seg_penalized(seg);

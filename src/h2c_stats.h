@@ -19,6 +19,7 @@ typedef struct {
     uint64_t last_id;
     uint32_t history_count, history_capacity; /* the location's own room */
     h2c_rooms_stats_t rooms;                  /* all rooms: count, memory, evictions */
+    uint32_t members, max_members;            /* H2ChatPresence members */
     uint32_t direct_conns, direct_held;       /* H2ChatDirect's share */
     uint32_t stalled_dropped;
     uint32_t direct_calm;      /* direct connections told ENHANCE_YOUR_CALM */

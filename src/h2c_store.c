@@ -107,9 +107,10 @@ int h2c_store_has(h2c_store_t *store, const char *room, h2c_entry_kind_t kind,
 }
 
 apr_status_t h2c_store_hold(h2c_store_t *store, uint32_t slot, const char *const *rooms,
-                            uint32_t n, uint32_t *idx) {
+                            uint32_t n, const char *member, uint32_t *idx,
+                            uint32_t *mem) {
     apr_status_t rv;
-    uint32_t i;
+    uint32_t i, m;
 
     if ((rv = apr_global_mutex_lock(store->lock)) != APR_SUCCESS) {
         return rv;
@@ -124,36 +125,49 @@ apr_status_t h2c_store_hold(h2c_store_t *store, uint32_t slot, const char *const
     while (rv != APR_SUCCESS && i-- > 0) {
         h2c_rooms_hold(h2c_store_history(store), slot, idx[i], -1);
     }
+    for (i = 0; rv == APR_SUCCESS && member && i < n; i++) {
+        mem[i] = h2c_members_join(&store->seg->members, slot, idx[i], member,
+                                  strlen(member), &m) == APR_SUCCESS
+                     ? m + 1
+                     : 0;
+    }
     apr_global_mutex_unlock(store->lock);
     return rv;
 }
 
 void h2c_store_release(h2c_store_t *store, uint32_t slot, const uint32_t *idx,
-                       uint32_t n) {
+                       const uint32_t *mem, uint32_t n) {
     uint32_t i;
 
     if (apr_global_mutex_lock(store->lock) != APR_SUCCESS) {
         return;
     }
     for (i = 0; i < n; i++) {
+        if (mem && mem[i]) {
+            h2c_members_leave(&store->seg->members, slot, mem[i] - 1);
+        }
         h2c_rooms_hold(h2c_store_history(store), slot, idx[i], -1);
     }
     apr_global_mutex_unlock(store->lock);
 }
 
 apr_status_t h2c_store_counts(h2c_store_t *store, const char *const *rooms, uint32_t n,
-                              uint32_t *counts) {
+                              uint32_t *counts, uint32_t *idx) {
     h2c_rooms_t *rs = h2c_store_history(store);
     apr_status_t rv;
-    uint32_t i, idx;
+    uint32_t i, room;
 
     if ((rv = apr_global_mutex_lock(store->lock)) != APR_SUCCESS) {
         return rv;
     }
     for (i = 0; i < n; i++) {
-        counts[i] = h2c_rooms_open(rs, rooms[i], strlen(rooms[i]), 0, &idx) == APR_SUCCESS
-                        ? h2c_rooms_room_holders(rs, idx)
-                        : 0;
+        if (h2c_rooms_open(rs, rooms[i], strlen(rooms[i]), 0, &room) != APR_SUCCESS) {
+            room = UINT32_MAX;
+        }
+        counts[i] = room != UINT32_MAX ? h2c_rooms_room_holders(rs, room) : 0;
+        if (idx) {
+            idx[i] = room;
+        }
     }
     apr_global_mutex_unlock(store->lock);
     return APR_SUCCESS;
@@ -164,6 +178,8 @@ void h2c_store_forget(h2c_store_t *store, uint32_t slot) {
         apr_global_mutex_lock(store->lock) != APR_SUCCESS) {
         return;
     }
+    /* members first: the rooms they name stay held until then */
+    h2c_members_forget(&store->seg->members, slot);
     h2c_rooms_forget(h2c_store_history(store), slot);
     apr_global_mutex_unlock(store->lock);
 }

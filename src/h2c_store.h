@@ -156,22 +156,27 @@ int h2c_store_has(h2c_store_t *store, const char *room, h2c_entry_kind_t kind,
                   uint64_t target);
 
 /* A stream of child row `slot` holds rooms[0..n) (names) while it lives:
- * each is made if new,
- * and keeps its history under memory pressure (h2c_rooms_hold); idx gets
- * their indexes. APR_EBUSY: a new room found no record (H2ChatMaxRooms);
- * then nothing is held. */
+ * each is made if new, and keeps its history under memory pressure
+ * (h2c_rooms_hold); idx gets their indexes. `member` (may be NULL): who the
+ * stream is (H2ChatPresence members); mem (n, with member) gets each
+ * room's member record + 1, 0 where none could be had (H2ChatMaxMembers
+ * full, or no name h2c_members takes: the stream is then just not named).
+ * APR_EBUSY: a new room found no record (H2ChatMaxRooms); then nothing is
+ * held. */
 apr_status_t h2c_store_hold(h2c_store_t *store, uint32_t slot, const char *const *rooms,
-                            uint32_t n, uint32_t *idx);
+                            uint32_t n, const char *member, uint32_t *idx, uint32_t *mem);
+/* The stream ends: its member records (mem may be NULL), then its rooms. */
 void h2c_store_release(h2c_store_t *store, uint32_t slot, const uint32_t *idx,
-                       uint32_t n);
+                       const uint32_t *mem, uint32_t n);
 
 /* The presence counts of rooms[0..n) (names; a room that does not exist:
- * 0), looked up under the lock, made if new never. */
+ * 0), looked up under the lock, made if new never; idx (may be NULL): each
+ * room's index, UINT32_MAX for none (its members: h2c_presence_names). */
 apr_status_t h2c_store_counts(h2c_store_t *store, const char *const *rooms, uint32_t n,
-                              uint32_t *counts);
+                              uint32_t *counts, uint32_t *idx);
 
 /* Lets go of what child row `slot` held (its process is gone, or a new
- * child took the row), under the lock. */
+ * child took the row): rooms and members, under the lock. */
 void h2c_store_forget(h2c_store_t *store, uint32_t slot);
 
 /* Wakes the history's waiters after commits, through `wake` if set. */

@@ -70,4 +70,7 @@
 #define H2C_TAG_NO_ENTRY "H2C0061"    /* 404: no such message in the room, no such room */
 #define H2C_TAG_MODERATED "H2C0062"   /* notice: a message deleted, a room cleared */
 
+/* presence */
+#define H2C_TAG_BAD_USER "H2C0063" /* 400: ?user= is no name (H2ChatPresence members) */
+
 #endif /* H2C_TAGS_H */

@@ -23,6 +23,7 @@ extern module AP_MODULE_DECLARE_DATA h2chat_module;
 #define H2CHAT_DEFAULT_HEARTBEAT 20
 #define H2CHAT_DEFAULT_ROOMS_PER_STREAM 32
 #define H2CHAT_DEFAULT_MAX_ROOMS 10000
+#define H2CHAT_DEFAULT_MAX_MEMBERS 10000
 #define H2CHAT_DEFAULT_MEMORY (64 * 1024 * 1024)
 
 typedef struct {
@@ -36,7 +37,7 @@ typedef struct {
     int rooms;                   /* H2ChatRooms: -1 unset, 0 off, 1 on */
     const char *rooms_base;      /* ... the <Location> it was set in */
     int max_rooms_per_stream;    /* H2ChatMaxRoomsPerStream, -1 unset */
-    int presence;                /* H2ChatPresence: -1 unset, 0 off, 1 count */
+    int presence;                /* H2ChatPresence: -1 unset, else h2c_presence_mode_t */
     int anonymous_delete;        /* H2ChatAnonymousDelete: -1 unset, 0 off, 1 on */
 } h2chat_dir_conf_t;
 
@@ -60,6 +61,7 @@ typedef struct {
     int latency;             /* H2ChatLatencyHistogram: -1 unset, 0 off, 1 on */
     int reconnect_spread_s;  /* H2ChatReconnectSpread: -1 unset, -2 auto, 0 off */
     int max_rooms;           /* H2ChatMaxRooms, -1 unset */
+    int max_members;         /* H2ChatMaxMembers, -1 unset */
     apr_off_t memory;        /* H2ChatMemory (bytes), -1 unset */
 } h2chat_srv_conf_t;
 
@@ -87,6 +89,7 @@ int h2chat_conf_heartbeat(const h2chat_dir_conf_t *dc);
 int h2chat_conf_history(server_rec *s);
 /* the segment's shape: rooms, and memory for their messages */
 uint32_t h2chat_conf_max_rooms(server_rec *s);
+uint32_t h2chat_conf_max_members(server_rec *s);
 apr_size_t h2chat_conf_memory(server_rec *s, uint32_t history, uint32_t max_len);
 h2chat_sync_t h2chat_conf_journal_sync(server_rec *s);
 h2chat_store_kind_t h2chat_conf_store(server_rec *s);

@@ -68,6 +68,7 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     sc->latency = -1;
     sc->reconnect_spread_s = -1;
     sc->max_rooms = -1;
+    sc->max_members = -1;
     sc->memory = -1;
     return sc;
 }
@@ -85,6 +86,7 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
     sc->latency = MERGE(latency);
     sc->reconnect_spread_s = MERGE(reconnect_spread_s);
     sc->max_rooms = MERGE(max_rooms);
+    sc->max_members = MERGE(max_members);
     sc->memory = MERGE(memory);
     sc->journal_path = add->journal_path ? add->journal_path : base->journal_path;
     sc->direct_path = add->direct_path ? add->direct_path : base->direct_path;
@@ -125,8 +127,14 @@ void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc) {
     pc->max_rooms_per_stream = dc->max_rooms_per_stream != -1
                                    ? (uint32_t)dc->max_rooms_per_stream
                                    : H2CHAT_DEFAULT_ROOMS_PER_STREAM;
-    pc->presence = dc->presence != 0;
+    pc->presence = dc->presence != -1 ? dc->presence : H2C_PRESENCE_COUNT;
     pc->anonymous_delete = dc->anonymous_delete == 1;
+}
+
+uint32_t h2chat_conf_max_members(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return sc->max_members != -1 ? (uint32_t)sc->max_members : H2CHAT_DEFAULT_MAX_MEMBERS;
 }
 
 uint32_t h2chat_conf_max_rooms(server_rec *s) {
@@ -204,24 +212,25 @@ static const char *set_rooms(cmd_parms *cmd, void *dcv, int on) {
     return NULL;
 }
 
-/* H2ChatPresence off|count ("members", who by name, is not built yet). */
 static const char *set_anonymous_delete(cmd_parms *cmd, void *dcv, int on) {
     (void)cmd;
     ((h2chat_dir_conf_t *)dcv)->anonymous_delete = on;
     return NULL;
 }
 
+/* H2ChatPresence off|count|members */
 static const char *set_presence(cmd_parms *cmd, void *dcv, const char *arg) {
     h2chat_dir_conf_t *dc = dcv;
 
     if (!strcasecmp(arg, "off")) {
-        dc->presence = 0;
+        dc->presence = H2C_PRESENCE_OFF;
     } else if (!strcasecmp(arg, "count")) {
-        dc->presence = 1;
+        dc->presence = H2C_PRESENCE_COUNT;
+    } else if (!strcasecmp(arg, "members")) {
+        dc->presence = H2C_PRESENCE_MEMBERS;
     } else {
         return apr_psprintf(cmd->pool,
-                            "H2ChatPresence: '%s' is not off or count (members: not yet)",
-                            arg);
+                            "H2ChatPresence: '%s' is not off, count or members", arg);
     }
     return NULL;
 }
@@ -237,6 +246,14 @@ static const char *set_max_rooms(cmd_parms *cmd, void *dcv, const char *arg) {
 
     (void)dcv;
     return parse_int(cmd, arg, 1, 10000000, &sc->max_rooms);
+}
+
+static const char *set_max_members(cmd_parms *cmd, void *dcv, const char *arg) {
+    h2chat_srv_conf_t *sc =
+        ap_get_module_config(cmd->server->module_config, &h2chat_module);
+
+    (void)dcv;
+    return parse_int(cmd, arg, 1, 1000000, &sc->max_members);
 }
 
 /* H2ChatMemory SIZE: bytes, or with K, M or G (1024-based). */
@@ -612,9 +629,10 @@ const command_rec h2chat_cmds[] = {
                  "On: <location>/<room> is a room of its own, and ?room=a&room=b "
                  "follows several on one stream (default Off: one chat)"),
     AP_INIT_TAKE1("H2ChatPresence", set_presence, NULL, ACCESS_CONF,
-                  "off or count: each held stream is told its rooms' subscriber counts "
-                  "when they change, at most once a second, and ?presence answers one "
-                  "(default count)"),
+                  "off, count or members: each held stream is told its rooms' "
+                  "subscriber counts when they change, at most once a second, and "
+                  "?presence answers one; members: also who (join, leave) (default "
+                  "count)"),
     AP_INIT_FLAG("H2ChatAnonymousDelete", set_anonymous_delete, NULL, ACCESS_CONF,
                  "On: DELETE (moderation) is allowed without an authenticated user, "
                  "e.g. behind other access control (default Off)"),
@@ -622,6 +640,9 @@ const command_rec h2chat_cmds[] = {
                   "rooms one stream may follow (default 32)"),
     AP_INIT_TAKE1("H2ChatMaxRooms", set_max_rooms, NULL, RSRC_CONF,
                   "rooms kept at once, across the server (default 10000)"),
+    AP_INIT_TAKE1("H2ChatMaxMembers", set_max_members, NULL, RSRC_CONF,
+                  "people listed at once by H2ChatPresence members, across the "
+                  "server: a (room, name) pair each (default 10000)"),
     AP_INIT_TAKE1("H2ChatMemory", set_memory, NULL, RSRC_CONF,
                   "shared memory for the rooms' messages, e.g. 64M (default 64M, "
                   "at least one H2ChatHistory of the largest messages)"),

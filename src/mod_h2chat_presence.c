@@ -52,6 +52,7 @@ static void sweep(h2c_store_t *store) {
         }
         h2c_seg_child_row(seg, i, &row);
         if (pid_gone(row.pid)) {
+            h2c_members_forget(&seg->members, i); /* its leaves, then its holds */
             h2c_rooms_forget(rooms, i);
         }
         apr_global_mutex_unlock(store->lock);

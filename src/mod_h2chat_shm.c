@@ -140,6 +140,7 @@ apr_status_t h2chat_shm_post_config(server_rec *s, int *fresh) {
     shape.max_len = max_len;
     shape.max_rooms = h2chat_conf_max_rooms(s);
     shape.memory = h2chat_conf_memory(s, shape.history, max_len);
+    shape.max_members = h2chat_conf_max_members(s);
     if ((rv = make_segment(s, &shape, fresh)) != APR_SUCCESS) {
         return rv;
     }

@@ -50,6 +50,8 @@ static void status_auto(request_rec *r, const h2c_stats_t *st) {
                "\nH2ChatRoomsReclaimed: %" APR_UINT64_T_FMT "\n",
                (apr_uint64_t)st->rooms.evicted, (apr_uint64_t)st->rooms.rooms_freed);
     ap_rprintf(r, "H2ChatRoomRecordBytes: %u\n", st->rooms.record_bytes);
+    ap_rprintf(r, "H2ChatMembers: %u\nH2ChatMaxMembers: %u\n", st->members,
+               st->max_members);
     for (i = 0; i < st->store.n; i++) {
         ap_rprintf(r, "H2Chat%s: %s\n", st->store.field[i].name,
                    st->store.field[i].value);

@@ -229,6 +229,32 @@ static void put_presence(void *ctx, uint32_t which, uint32_t count) {
               h2c_json_presence(sub->scratch, sub->names[which], count, 1));
 }
 
+/* H2ChatPresence members: a room's list, a join or a leave (a name jansson
+ * cannot encode is left out; h2c_policy_member lets none in) */
+static void put_members(void *ctx, uint32_t which) {
+    h2chat_sub_t *sub = ctx;
+    const char *json = h2c_json_members(
+        sub->scratch, sub->names[which],
+        h2c_presence_names(sub->presence.ms, sub->follow.r[which].room, sub->scratch));
+
+    if (json) {
+        put_event(sub, "members", json);
+    }
+}
+
+static void put_member(void *ctx, uint32_t which, h2c_member_kind_t kind,
+                       const char *name, uint32_t len) {
+    h2chat_sub_t *sub = ctx;
+    int join = kind == H2C_MEMBER_JOIN;
+    const char *json = h2c_json_member(sub->scratch, sub->names[which], join, name, len);
+
+    if (json) {
+        put_event(sub, join ? "join" : "leave", json);
+    }
+}
+
+static const h2c_presence_fns_t presence_fns = {put_presence, put_members, put_member};
+
 /* Tells the counts of its rooms that changed, if a look is due; *wait: else
  * when one may be (0: none pending). */
 static apr_status_t send_presence(h2chat_sub_t *sub, apr_time_t now, apr_time_t *wait) {
@@ -242,7 +268,7 @@ static apr_status_t send_presence(h2chat_sub_t *sub, apr_time_t now, apr_time_t 
         *wait = (apr_time_t)w;
         return APR_SUCCESS;
     }
-    if (!h2c_presence_look(&sub->presence, &sub->follow, now, put_presence, sub)) {
+    if (!h2c_presence_look(&sub->presence, &sub->follow, now, &presence_fns, sub)) {
         return APR_SUCCESS;
     }
     return flush(sub);
@@ -302,21 +328,30 @@ static apr_status_t leave(void *data) {
     return APR_SUCCESS;
 }
 
-/* GET ...?presence: the rooms' counts now, one JSON object (an array of
- * them for several rooms); nothing is held. */
-static int answer_presence(request_rec *r, h2chat_state_t *st,
-                           apr_array_header_t *names) {
-    uint32_t n = (uint32_t)names->nelts,
-             *counts = apr_palloc(r->pool, n * sizeof(uint32_t));
+/* GET ...?presence: the rooms' counts now (and, H2ChatPresence members,
+ * who), one JSON object (an array of them for several rooms); nothing is
+ * held. */
+static int answer_presence(request_rec *r, h2chat_state_t *st, apr_array_header_t *names,
+                           int members) {
+    uint32_t i, n = (uint32_t)names->nelts,
+                *counts = apr_palloc(r->pool, n * sizeof(uint32_t)),
+                *idx = apr_palloc(r->pool, n * sizeof(uint32_t));
     const char *const *room = (const char *const *)(void *)names->elts;
+    apr_array_header_t **who = NULL;
     h2c_verdict_t v;
 
-    if (h2c_store_counts(&st->store, room, n, counts) != APR_SUCCESS) {
+    if (h2c_store_counts(&st->store, room, n, counts, idx) != APR_SUCCESS) {
         h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
         return h2chat_reply_refusal(r, &v);
     }
+    if (members) {
+        who = apr_palloc(r->pool, n * sizeof(*who));
+        for (i = 0; i < n; i++) {
+            who[i] = h2c_presence_names(&st->seg.members, idx[i], r->pool);
+        }
+    }
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache, no-store");
-    h2chat_reply_json(r, HTTP_OK, h2c_json_presence_list(r->pool, room, counts, n));
+    h2chat_reply_json(r, HTTP_OK, h2c_json_presence_list(r->pool, room, counts, who, n));
     return OK;
 }
 
@@ -351,9 +386,11 @@ static int rooms_allowed(request_rec *r, const h2c_policy_conf_t *conf,
     return 1;
 }
 
-/* The rooms a stream held, let go when its request ends. */
+/* The rooms a stream held (and its member records), let go when its
+ * request ends. */
 typedef struct {
     uint32_t *idx;
+    uint32_t *mem; /* NULL: the stream names nobody */
     uint32_t n;
 } held_rooms_t;
 
@@ -362,22 +399,24 @@ static apr_status_t leave_rooms(void *data) {
 
     if (h2chat_state()->usable) {
         h2c_store_release(&h2chat_state()->store, h2chat_state()->child_slot, h->idx,
-                          h->n);
+                          h->mem, h->n);
     }
     return APR_SUCCESS;
 }
 
-/* Holds the stream's rooms for as long as its request lives. */
+/* Holds the stream's rooms (as `member` in each, when named) for as long
+ * as its request lives. */
 static int hold_rooms(request_rec *r, h2chat_state_t *st, apr_array_header_t *names,
-                      held_rooms_t **held, h2c_verdict_t *v) {
+                      const char *member, held_rooms_t **held, h2c_verdict_t *v) {
     held_rooms_t *h = apr_palloc(r->pool, sizeof(*h));
     apr_status_t rv;
 
     h->n = (uint32_t)names->nelts;
     h->idx = apr_palloc(r->pool, h->n * sizeof(uint32_t));
+    h->mem = member ? apr_pcalloc(r->pool, h->n * sizeof(uint32_t)) : NULL;
     if ((rv = h2c_store_hold(&st->store, st->child_slot,
-                             (const char *const *)(void *)names->elts, h->n, h->idx)) !=
-        APR_SUCCESS) {
+                             (const char *const *)(void *)names->elts, h->n, member,
+                             h->idx, h->mem)) != APR_SUCCESS) {
         h2c_policy_store_refusal(v, rv);
         return 0;
     }
@@ -431,11 +470,12 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     h2chat_request_describe(r, &req);
     if (!h2c_policy_subscribe(&req, st->usable, &want, &v) ||
         !h2c_policy_rooms(&conf, &req, 1, r->pool, &names, &v) ||
-        !rooms_allowed(r, &conf, names, &v)) {
+        !rooms_allowed(r, &conf, names, &v) ||
+        !h2c_policy_member(&conf, &req, r->user, r->pool, &want.member, &v)) {
         return h2chat_reply_refusal(r, &v);
     }
     if (want.presence_query) {
-        return answer_presence(r, st, names);
+        return answer_presence(r, st, names, conf.presence == H2C_PRESENCE_MEMBERS);
     }
     prepare_response(r, want.sse, conf.heartbeat_s);
     if (r->header_only) {
@@ -449,7 +489,7 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
         return h2chat_reply_refusal(r, &v);
     }
     apr_pool_cleanup_register(r->pool, counted, leave, apr_pool_cleanup_null);
-    if (!hold_rooms(r, st, names, &held, &v)) {
+    if (!hold_rooms(r, st, names, want.member, &held, &v)) {
         return h2chat_reply_refusal(r, &v);
     }
 
@@ -478,7 +518,8 @@ int h2chat_subscribe(request_rec *r, const h2chat_dir_conf_t *dc) {
     sub.presence_on = conf.presence;
     h2c_presence_init(&sub.presence, held->n,
                       held->n > 1 ? apr_palloc(r->pool, held->n * sizeof(uint32_t))
-                                  : NULL);
+                                  : NULL,
+                      conf.presence == H2C_PRESENCE_MEMBERS ? &st->seg.members : NULL);
     ap_log_rerror(
         APLOG_MARK, APLOG_DEBUG, 0, r,
         H2C_TAG_SUB_START ": subscriber starts at id %" APR_UINT64_T_FMT " (%s)",

@@ -1,8 +1,12 @@
-"""Presence (H2ChatPresence count, the default): a room's count is the
-streams that hold it on every child, whatever their transport. Each held
+"""Presence: a room's count is the streams that hold it on every child,
+whatever their transport (H2ChatPresence count, the default; here members,
+which keeps the counts and adds who). Each held
 stream is told its rooms' counts when it starts and when they change (at
 most once a second); GET <room>?presence answers the count now. A child
-killed with -9 takes its streams out of the counts within a few seconds."""
+killed with -9 takes its streams out of the counts within a few seconds.
+With members, a person (?user=, or the authenticated user) is one member
+however many streams, transports and children hold them: a join with the
+first, a leave with the last, also when a child is killed."""
 
 import time
 
@@ -17,7 +21,15 @@ H2ChatMaxSubscribersPerAddress off
 <Location /msgs>
     H2ChatRooms On
     H2ChatHeartbeat 5
+    H2ChatPresence members
 </Location>
+<LocationMatch "^/msgs/vip(/|$)">
+    AuthType Basic
+    AuthName "vip"
+    AuthBasicProvider file
+    AuthUserFile "@ROOT@/htpasswd"
+    Require valid-user
+</LocationMatch>
 <Location /quiet>
     H2Chat On
     H2ChatPresence off
@@ -27,6 +39,13 @@ H2ChatMaxSubscribersPerAddress off
 # h2c: the direct loop; h2tls: mod_http2 (two threads a stream); h1
 SPREAD = [('h2c', 'ndjson'), ('h2c', 'sse'), ('h2tls', 'ndjson'), ('h1', 'sse'),
           ('h1', 'ndjson'), ('h1', 'ndjson')]
+
+
+USERS = {'alice': 'a11ce'}
+
+
+def SETUP(server):
+    env.write_htpasswd(server, USERS)
 
 
 def count(server, room):
@@ -84,10 +103,11 @@ def test_stream_of_several_rooms_told_each(server):
                         and e.get('count') == 2, 4), a.summary()
     assert last_presence(a, 'q1') == 1, a.summary()
     r = server.get('/msgs?room=q1&room=q2&presence')
-    assert r.status == 200 and r.json() == [{'room': 'q1', 'count': 1},
-                                            {'room': 'q2', 'count': 2}], r
+    # (members: this location lists who; these streams named nobody)
+    assert r.status == 200 and r.json() == [{'room': 'q1', 'count': 1, 'members': []},
+                                            {'room': 'q2', 'count': 2, 'members': []}], r
     r = env.curl_request(server.port, server.tls_port, 'h2c', 'GET', '/msgs/q2?presence')
-    assert r.status == 200 and r.json() == {'room': 'q2', 'count': 2}, r  # the direct loop
+    assert r.status == 200 and r.json() == {'room': 'q2', 'count': 2, 'members': []}, r  # direct
     for s in (a, b):
         s.close()
 
@@ -147,3 +167,121 @@ def test_graceful_restart_leaves_no_phantoms(server):
     assert wait_count(server, 'g', 3, 3)
     for s in again:
         s.close()
+
+
+def members(server, room, headers=None):
+    r = server.get(f'/msgs/{room}?presence', headers=headers)
+    assert r.status == 200, r
+    return sorted(r.json()['members'])
+
+
+def said(s, room):
+    """(kind, user) of the member lines a stream got for room, in order;
+    a members list as ('members', sorted names)."""
+    out = []
+    for e in s.events:
+        if e.get('room') != room:
+            continue
+        if e.get('type') in ('join', 'leave'):
+            out.append((e['type'], e['user']))
+        elif e.get('type') == 'members':
+            out.append(('members', tuple(sorted(e['members']))))
+    return out
+
+
+def test_members_one_person_many_streams(server):
+    """Three streams of ann (the direct loop, mod_http2, HTTP/1.1, on
+    whichever children) are one member: one join, and a leave only with the
+    last; a watcher (no ?user=) is counted, not listed; ?presence lists who."""
+    room = 'm1'
+    w = server.subscriber('h1', 'ndjson', path=f'/msgs/{room}')
+    assert w.wait_headers(10) == 200
+    assert w.wait_event(lambda e: e.get('type') == 'members', 3), w.summary()
+    ann = [server.subscriber(t, m, path=f'/msgs/{room}?user=ann')
+           for t, m in (('h2c', 'ndjson'), ('h2tls', 'sse'), ('h1', 'ndjson'))]
+    bob = server.subscriber('h2c', 'sse', path=f'/msgs/{room}?user=bob')
+    for s in ann + [bob]:
+        assert s.wait_headers(10) == 200, s.summary()
+    assert env.wait_until(lambda: members(server, room) == ['ann', 'bob'], 3), \
+        members(server, room)
+    assert count(server, room) == 5
+    assert w.wait_event(lambda e: e.get('type') == 'join' and e['user'] == 'bob', 3)
+    time.sleep(1.2)
+    assert said(w, room) == [('members', ()), ('join', 'ann'), ('join', 'bob')], w.summary()
+    # bob's stream started with a list that has ann (and himself, or his join)
+    first = [e for e in bob.events if e.get('type') == 'members']
+    assert first and 'ann' in first[0]['members'], bob.summary()
+    ann[0].close()
+    ann[1].close()
+    time.sleep(2.2)
+    assert members(server, room) == ['ann', 'bob']
+    assert ('leave', 'ann') not in said(w, room), w.summary()
+    ann[2].close()
+    assert w.wait_event(lambda e: e.get('type') == 'leave' and e['user'] == 'ann', 3), \
+        w.summary()
+    assert members(server, room) == ['bob']
+    assert said(w, room).count(('join', 'ann')) == 1
+    bob.close()
+    w.close()
+
+
+def test_members_authenticated_user_counts(server):
+    """Where the room's URL authenticates, the member is r->user, whatever
+    ?user= says; a bad ?user= elsewhere is refused (400, H2C0063)."""
+    alice = env.basic_auth('alice', USERS['alice'])
+    s = server.subscriber('h1', 'ndjson', path='/msgs/vip?user=mallory', extra_headers=alice)
+    assert s.wait_headers(10) == 200, s.summary()
+    assert env.wait_until(lambda: members(server, 'vip', alice) == ['alice'], 3)
+    mark = server.errlog_mark()
+    for bad in ('', 'a%0Ab', 'x' * 65, '%FF'):
+        r = server.get(f'/msgs/m2?user={bad}')
+        env.assert_json_error(r, 400)
+    assert server.wait_errlog(r'H2C0063: .*400', mark), server.errlog_since(mark)
+    s.close()
+
+
+def test_members_killed_child_leave(server):
+    """kill -9 of a child: people whose every stream it held leave (their
+    leave reaches the surviving streams), the others stay, within a few
+    seconds."""
+    room = 'mk'
+    people = [f'p{i}' for i in range(6)]
+    subs = {p: [server.subscriber('h1', 'ndjson', path=f'/msgs/{room}?user={p}')
+                for _ in range(2 if i % 2 else 1)] for i, p in enumerate(people)}
+    for s in [s for v in subs.values() for s in v]:
+        assert s.wait_headers(10) == 200, s.summary()
+    assert env.wait_until(lambda: members(server, room) == people, 3), members(server, room)
+    held = {pid: n for pid, n in rel.per_child(server).items() if n}
+    victim = max(held, key=held.get)
+    # watchers, one at a time (each one's child seen in the per-child
+    # counts), until two sit on other children than the victim
+    watchers, elsewhere = [], 0
+    for i in range(24):
+        before = rel.per_child(server)
+        w = server.subscriber(('h1', 'h2c', 'h2tls')[i % 3], 'ndjson', path=f'/msgs/{room}')
+        assert w.wait_headers(10) == 200, w.summary()
+        assert env.wait_until(lambda: rel.per_child(server) != before, 3)
+        grew = [pid for pid, n in rel.per_child(server).items() if n > before.get(pid, 0)]
+        watchers.append(w)
+        elsewhere += grew != [victim]
+        if elsewhere >= 2:
+            break
+    assert elsewhere >= 2, rel.per_child(server)
+    rel.kill_pid(server, victim)
+    assert env.wait_until(lambda: any(s.ended for v in subs.values() for s in v), 5)
+    time.sleep(0.5)
+    stay = sorted(p for p, v in subs.items() if any(not s.ended for s in v))
+    gone = sorted(set(people) - set(stay))
+    assert gone and stay, (gone, stay)
+    assert env.wait_until(lambda: members(server, room) == stay, 6), \
+        (members(server, room), stay)
+    live = [w for w in watchers if not w.ended]
+    assert live
+    for w in live:
+        for p in gone:
+            assert w.wait_event(lambda e, p=p: e.get('type') == 'leave' and
+                                e.get('user') == p, 4), w.summary()
+        assert not [p for k, p in said(w, room) if k == 'leave' and p in stay], w.summary()
+    for s in [s for v in subs.values() for s in v] + watchers:
+        s.close()
+    assert env.wait_until(lambda: members(server, room) == [], 5)

@@ -199,10 +199,35 @@ static void test_small_objects(apr_pool_t *p) {
         const char *rooms[] = {"a", "b"};
         uint32_t counts[] = {1, 2};
 
-        CHECK(!strcmp(h2c_json_presence_list(p, rooms, counts, 1),
+        apr_array_header_t *who[2];
+
+        CHECK(!strcmp(h2c_json_presence_list(p, rooms, counts, NULL, 1),
                       "{\"room\":\"a\",\"count\":1}"));
-        CHECK(!strcmp(h2c_json_presence_list(p, rooms, counts, 2),
+        CHECK(!strcmp(h2c_json_presence_list(p, rooms, counts, NULL, 2),
                       "[{\"room\":\"a\",\"count\":1},{\"room\":\"b\",\"count\":2}]"));
+        /* H2ChatPresence members: who, too */
+        who[0] = apr_array_make(p, 2, sizeof(const char *));
+        who[1] = apr_array_make(p, 2, sizeof(const char *));
+        APR_ARRAY_PUSH(who[0], const char *) = "ann";
+        APR_ARRAY_PUSH(who[0], const char *) = "b\xc3\xb6"
+                                               "b";
+        CHECK(!strcmp(h2c_json_presence_list(p, rooms, counts, who, 2),
+                      "[{\"room\":\"a\",\"count\":1,\"members\":[\"ann\",\"b\xc3\xb6"
+                      "b\"]},"
+                      "{\"room\":\"b\",\"count\":2,\"members\":[]}]"));
+        CHECK(!strcmp(
+            h2c_json_members(p, "a", who[0]),
+            "{\"type\":\"members\",\"room\":\"a\",\"members\":[\"ann\",\"b\xc3\xb6"
+            "b\"]}"));
+        CHECK(!strcmp(h2c_json_members(p, "", who[1]),
+                      "{\"type\":\"members\",\"members\":[]}"));
+        CHECK(!strcmp(h2c_json_member(p, "a", 1, "ann", 3),
+                      "{\"type\":\"join\",\"room\":\"a\",\"user\":\"ann\"}"));
+        CHECK(!strcmp(h2c_json_member(p, NULL, 0, "ann", 3),
+                      "{\"type\":\"leave\",\"user\":\"ann\"}"));
+        CHECK(h2c_json_member(p, "a", 1, "\xff", 1) == NULL); /* no UTF-8 */
+        APR_ARRAY_PUSH(who[1], const char *) = "\xc3";
+        CHECK(h2c_json_members(p, "b", who[1]) == NULL);
     }
     CHECK(!strcmp(h2c_json_gap(p, NULL, 3, 4, 6),
                   "{\"type\":\"gap\",\"missed\":3,\"from\":4,\"to\":6}"));

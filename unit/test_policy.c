@@ -348,6 +348,43 @@ static void test_delete(apr_pool_t *p) {
     }
 }
 
+/* H2ChatPresence members: who a subscriber is. */
+static void test_member(apr_pool_t *p) {
+    h2c_policy_conf_t c = conf_of(NULL);
+    h2c_request_t r;
+    h2c_verdict_t v;
+    const char *who = "x";
+
+    memset(&r, 0, sizeof(r));
+    r.method = "GET";
+    r.args = "user=ann";
+    CHECK(h2c_policy_member(&c, &r, NULL, p, &who, &v) && who == NULL); /* not members */
+    c.presence = H2C_PRESENCE_MEMBERS;
+    CHECK(h2c_policy_member(&c, &r, NULL, p, &who, &v) && !strcmp(who, "ann"));
+    /* the authenticated user wins; a bad one is just not listed */
+    CHECK(h2c_policy_member(&c, &r, "alice", p, &who, &v) && !strcmp(who, "alice"));
+    CHECK(h2c_policy_member(&c, &r, "al\nice", p, &who, &v) && who == NULL);
+    r.args = "room=a&user=J%C3%BCrgen+K";
+    CHECK(h2c_policy_member(&c, &r, NULL, p, &who, &v) &&
+          !strcmp(who, "J\xc3\xbcrgen K"));
+    r.args = "since=3";
+    CHECK(h2c_policy_member(&c, &r, NULL, p, &who, &v) && who == NULL); /* a watcher */
+    r.args = "user=";
+    CHECK(!h2c_policy_member(&c, &r, NULL, p, &who, &v) && v.deny == H2C_DENY_BAD_USER &&
+          h2c_policy_info(v.deny)->status == 400 &&
+          !strcmp(h2c_policy_info(v.deny)->tag, H2C_TAG_BAD_USER));
+    r.args = "user=a%09b";
+    CHECK(!h2c_policy_member(&c, &r, NULL, p, &who, &v));
+    r.args = "user=%FF";
+    CHECK(!h2c_policy_member(&c, &r, NULL, p, &who, &v));
+    r.args = "user=a%2";
+    CHECK(!h2c_policy_member(&c, &r, NULL, p, &who, &v)); /* badly escaped */
+    r.args = apr_pstrcat(p, "user=", apr_psprintf(p, "%065d", 0), NULL);
+    CHECK(!h2c_policy_member(&c, &r, NULL, p, &who, &v)); /* 65 characters */
+    r.args = apr_pstrcat(p, "user=", apr_psprintf(p, "%064d", 0), NULL);
+    CHECK(h2c_policy_member(&c, &r, NULL, p, &who, &v) && strlen(who) == 64);
+}
+
 static void test_refuse_and_not_found(apr_pool_t *p) {
     h2c_verdict_t v;
 
@@ -548,6 +585,7 @@ int main(void) {
     RUN(test_publish_body, p);
     RUN(test_rooms, p);
     RUN(test_delete, p);
+    RUN(test_member, p);
     RUN(test_refuse_and_not_found, p);
     RUN(test_hold, p);
     RUN(test_log, p);

@@ -160,7 +160,7 @@ static void test_moderate(apr_pool_t *p) {
     int64_t t;
 
     {
-        h2c_seg_shape_t sh = {4, 8, 256, 4, 64 * 1024}; /* rooms beside the default */
+        h2c_seg_shape_t sh = {4, 8, 256, 4, 64 * 1024, 16}; /* rooms beside the default */
         apr_size_t size = h2c_seg_size_shape(&sh);
 
         CHECK(h2c_seg_init_shape(&f.seg, apr_pcalloc(p, size), size, &sh, 0) ==
