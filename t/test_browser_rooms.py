@@ -5,7 +5,8 @@ t/test_browser.py) against a location with H2ChatRooms On.
 Two people (two browser contexts) in two rooms: each page shows its room's
 messages (from before it came too), the room is the URL's fragment, a room
 joined by name or picked in the room bar shows its own messages and none of
-the other's; "who is online" shows one, then two, then one again. A second
+the other's; "who is online" (H2ChatPresence members: the names) shows one,
+then two, then one again; ann counts once with two tabs in #blue. A second
 tab of the same browser on another room shares the browser's one held stream
 (two browsers: two streams). A moderator (this test, DELETE over HTTP/1.1,
 H2ChatAnonymousDelete On) deletes a message: it vanishes from both pages that
@@ -22,8 +23,9 @@ import h2chat_env as env
 # after each test) and the scenario runner
 from test_browser import checked, node, quiet_server, run_scenario  # noqa: F401
 
-# The server names members (H2ChatPresence members): "who is online" shows names.
-MEMBERS = False
+# The server names members (H2ChatPresence members): "who is online" shows the
+# names (False: the count of streams, as with H2ChatPresence count).
+MEMBERS = True
 
 # Two browsers hold a stream each (and a room's snapshot GET for a moment): far
 # below the default caps, which stay as they are; the per-address cap is off

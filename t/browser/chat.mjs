@@ -791,6 +791,9 @@ SCENARIOS.rooms = async (run) => {
   await waitTexts(a2, [t('blue before'), t('bob in blue')]);
   run.check('ann\'s second tab (#blue) shows #blue\'s messages', !(await texts(a2)).some((x) => x.includes('red')),
     await texts(a2));
+  const blueBoth = await Promise.all([a2, b].map((p) => waitOnline(p, ['ann', 'bob']).then(() => true, () => false)));
+  run.check('#blue: ann (her second tab, on her one stream) and bob online, ann once', blueBoth.every(Boolean),
+    [await roomView(a2), await roomView(b)]);
   const leaders = await Promise.all([a, a2].map((p) => p.evaluate(() => window.h2chat.isLeader())));
   run.check('ann\'s tabs: one leader', leaders.filter(Boolean).length === 1, leaders);
   const subs = await pollUntil(subscribers, (n) => n === before + 2, 10000);
