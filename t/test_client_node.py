@@ -36,6 +36,7 @@ H2ChatReconnectSpread 2
     H2ChatRooms On
     H2ChatSnapshot 3
     H2ChatAnonymousDelete On
+    H2ChatPresence members
 </Location>
 <Location /limited>
     H2Chat On

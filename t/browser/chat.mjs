@@ -616,6 +616,10 @@ SCENARIOS.screenshots = async (run) => {
   }
   run.data.screenshots = shots;
   run.data.presence = await page.textContent('#presence');
+  // no rooms here: the room bar stays hidden; who is online is the count
+  const online = await page.textContent('#online-count');
+  run.check('no rooms: the room bar hidden, who is online "1 online"', online === '1 online' &&
+    await page.evaluate(() => document.getElementById('rooms').hidden && !window.h2chat.roomsOn()), online);
 };
 
 // 6. The composer: Enter sends, Shift+Enter adds a line, Send disabled while the

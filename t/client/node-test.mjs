@@ -463,6 +463,27 @@ async function rooms() {
     inRoom('').includes(d0) && inRoom('y').filter((id) => id === y1).length === 1, { def: inRoom(''), y: inRoom('y') });
   check('rooms: no error events', got.errors.length === 0, got.errors);
   c.close();
+
+  // members (H2ChatPresence members on /rooms): the list at start, join, leave
+  const m1 = new H2ChatClient(EP, { rooms: ['m'], user: 'node-m1' });
+  const mev = [];
+  for (const t of ['members', 'join', 'leave']) m1.on(t, (v) => mev.push({ t, ...v }));
+  m1.start();
+  await until(() => mev.some((e) => e.t === 'members'), 5000);
+  const m2 = new H2ChatClient(EP, { rooms: ['m', 'x'], user: 'node-m2' });
+  m2.start();
+  await until(() => mev.some((e) => e.t === 'join' && e.user === 'node-m2'), 5000);
+  const during = m1.presenceOf('m');
+  m2.close();
+  await until(() => mev.some((e) => e.t === 'leave' && e.user === 'node-m2'), 6000);
+  data.members = mev;
+  check('members: the list at start, then join and leave of another client, all for room m',
+    mev[0] && mev[0].t === 'members' && mev[0].room === 'm' && mev[0].members.includes('node-m1') &&
+      mev.some((e) => e.t === 'join' && e.user === 'node-m2' && e.room === 'm') &&
+      mev.some((e) => e.t === 'leave' && e.user === 'node-m2' && e.room === 'm'), mev);
+  check('members: presenceOf(room) follows them', during && during.members.includes('node-m2') &&
+    !m1.presenceOf('m').members.includes('node-m2'), { during, after: m1.presenceOf('m') });
+  m1.close();
 }
 
 async function main() {
