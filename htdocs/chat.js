@@ -5,14 +5,23 @@
  * after any break, and posts with POST /msgs. This file only renders: messages,
  * presence, notices for gap and reset lines, and the composer.
  *
+ * Rooms (a location with H2ChatRooms On): the room is the URL's fragment (#name;
+ * none: the location's own room). The page shows one room at a time and follows
+ * only that one (the leader's stream carries the rooms its tabs show); the list of
+ * rooms joined is kept in localStorage. "Who is online" is the room's members
+ * (H2ChatPresence members) or its count of streams. A message a moderator deletes
+ * leaves the list; a cleared room empties. Without rooms the room bar stays hidden.
+ *
  * User data only ever reaches the DOM through textContent / attributes.
  */
-import { H2ChatClient } from './h2chat-client.js';
+import { H2ChatClient, validRoom } from './h2chat-client.js';
 
 const ENDPOINT = document.documentElement.dataset.endpoint || '/msgs';
 const MAX_KEEP = 1000;       // messages kept in the page
 const NOTICE_MS = 30000;
 const NAME_KEY = 'h2chat.name';
+const ROOMS_KEY = 'h2chat.rooms';
+const MAX_ROOMS = 32;        // H2ChatMaxRoomsPerStream's default
 const LABELS = {
   connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…',
   busy: 'Server busy, retrying…', offline: 'Offline, waiting…',
@@ -30,6 +39,13 @@ const nameEl = $('name');
 const textEl = $('text');
 const sendEl = $('send');
 const errorEl = $('error');
+const roomsEl = $('rooms');
+const roomListEl = $('room-list');
+const joinForm = $('join');
+const joinNameEl = $('join-name');
+const joinErrorEl = $('join-error');
+const onlineCountEl = $('online-count');
+const onlineListEl = $('online-list');
 
 /* ---------- messages and rendering ---------- */
 
@@ -82,11 +98,24 @@ function renderMessage(m) {
 }
 
 function addMessage(m) {
+  if (m.room !== current) return;
   const item = { ...m, el: renderMessage(m) };
   listEl.appendChild(item.el);
   shown.push(item);
   while (shown.length > MAX_KEEP) shown.shift().el.remove();
   afterGrow();
+}
+
+// A moderator deleted a message: it leaves the list.
+function removeMessage(d) {
+  if (d.room !== current) return;
+  const i = shown.findIndex((x) => x.id === d.id && x.epoch === client.epoch);
+  if (i >= 0) shown.splice(i, 1)[0].el.remove();
+}
+
+function clearMessages() {
+  for (const x of shown.splice(0)) x.el.remove();
+  jumpEl.hidden = true;
 }
 
 /* ---------- scrolling: stay at the newest unless the reader scrolled up ---------- */
@@ -160,12 +189,175 @@ function gapNotice(g) {
     : `${n === null ? 'Some' : n} messages were missed${range}.`;
 }
 
-const client = new H2ChatClient(ENDPOINT);
+/* ---------- rooms ---------- */
+
+// The room shown: the fragment's name, '' (the location's own room) when none.
+function roomFromHash() {
+  let h = location.hash.replace(/^#/, '');
+  try { h = decodeURIComponent(h); } catch (e) { return ''; }
+  return validRoom(h) ? h : '';
+}
+
+let current = roomFromHash();
+let roomsOn = current !== '';    // until the server says (probeRooms)
+
+function loadRooms() {
+  try {
+    const v = JSON.parse(localStorage.getItem(ROOMS_KEY) || '[]');
+    return Array.isArray(v) ? v.filter((r) => r !== '' && validRoom(r)).slice(0, MAX_ROOMS) : [];
+  } catch (e) { return []; }
+}
+function saveRooms(list) {
+  try { localStorage.setItem(ROOMS_KEY, JSON.stringify(list)); } catch (e) { /* storage unavailable */ }
+}
+let joined = loadRooms();
+
+const roomLabel = (r) => (r === '' ? 'Main' : '#' + r);
+
+function titleRoom() {
+  document.title = current === '' ? 'h2chat' : `${roomLabel(current)} · h2chat`;
+  textEl.placeholder = current === '' ? 'Write a message' : `Message ${roomLabel(current)}`;
+}
+
+function renderRooms() {
+  roomsEl.hidden = !roomsOn;
+  const items = [''].concat(joined);
+  roomListEl.replaceChildren(...items.map((r) => {
+    const li = document.createElement('li');
+    li.className = 'room';
+    li.dataset.room = r;
+    const a = document.createElement('a');
+    a.href = '#' + (r === '' ? '' : encodeURIComponent(r));
+    a.textContent = roomLabel(r);
+    if (r === '') a.title = 'the chat\'s own room';
+    if (r === current) a.setAttribute('aria-current', 'page');
+    li.append(a);
+    if (r !== '') {
+      const x = document.createElement('button');
+      x.type = 'button';
+      x.className = 'leave';
+      x.textContent = '×';
+      x.setAttribute('aria-label', `Leave ${roomLabel(r)}`);
+      x.title = 'Leave the room';
+      x.addEventListener('click', () => leaveRoom(r));
+      li.append(x);
+    }
+    return li;
+  }));
+}
+
+function remember(room) {
+  if (room === '' || joined.includes(room)) return;
+  joined = joined.concat(room).slice(-MAX_ROOMS);
+  saveRooms(joined);
+}
+
+function leaveRoom(room) {
+  joined = joined.filter((r) => r !== room);
+  saveRooms(joined);
+  if (room === current) location.hash = '';
+  else renderRooms();
+}
+
+// Shows another room: its messages come from the library (its snapshot, or what
+// the leader tab kept of it).
+function showRoom(room) {
+  if (room === current && client.rooms.length === 1 && client.rooms[0] === room) return;
+  current = room;
+  if (room !== '') remember(room);
+  clearMessages();
+  noticeEl.hidden = true;
+  stick = true;
+  renderRooms();
+  renderOnline();
+  titleRoom();
+  client.setRooms([room]);
+}
+
+window.addEventListener('hashchange', () => {
+  const room = roomFromHash();
+  if (room !== '' && !roomsOn) { history.replaceState(null, '', '#'); showNotice('This chat has no rooms.'); }
+  showRoom(roomsOn ? room : '');
+});
+
+joinForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const name = joinNameEl.value.trim().replace(/^#/, '');
+  if (!validRoom(name) || name === '') {
+    joinErrorEl.textContent = 'A room name is 1 to 64 of A-Z a-z 0-9 _ . : @ -';
+    return;
+  }
+  joinErrorEl.textContent = '';
+  joinNameEl.value = '';
+  remember(name);
+  location.hash = encodeURIComponent(name);
+  textEl.focus();
+});
+joinNameEl.addEventListener('input', () => { joinErrorEl.textContent = ''; });
+
+// Does the location have rooms? Its <endpoint>/<name>?presence answers for that
+// room, a location without rooms for its own ('' ) whatever the name.
+async function probeRooms() {
+  try {
+    const r = await client.presence(current || 'lobby');
+    roomsOn = r.room !== '';
+  } catch (e) {
+    if (!e.status || e.status === 429 || e.status >= 500) { // ask again later
+      setTimeout(probeRooms, 5000 + Math.random() * 5000);
+      return;
+    }
+    roomsOn = true;   // an answer of the room's own (403, 404): rooms there are
+  }
+  if (!roomsOn && current !== '') {
+    history.replaceState(null, '', location.pathname + location.search);
+    showNotice('This chat has no rooms: showing its own.');
+    showRoom('');
+  }
+  renderRooms();
+}
+
+/* ---------- who is online ---------- */
+
+function renderOnline() {
+  const p = client.presenceOf(current);
+  if (!p) {
+    onlineCountEl.textContent = '';
+    onlineListEl.replaceChildren();
+    return;
+  }
+  const names = p.members ? [...p.members].sort((a, b) => a.localeCompare(b)) : null;
+  const n = names ? names.length : p.count;
+  onlineCountEl.textContent = `${n} online${names && names.length ? ':' : ''}`;
+  onlineListEl.replaceChildren(...(names || []).map((u) => {
+    const li = document.createElement('li');
+    li.textContent = u;
+    li.style.setProperty('--hue', String(hueOf(u)));
+    return li;
+  }));
+}
+
+const client = new H2ChatClient(ENDPOINT, { rooms: [current], user: loadName().trim() });
 client.on('message', addMessage);
-client.on('gap', (g) => showNotice(gapNotice(g)));
+client.on('delete', removeMessage);
+client.on('clear', (c) => {
+  if (c.room !== current) return;
+  clearMessages();
+  showNotice('A moderator cleared this room.');
+});
+client.on('gap', (g) => { if (g.room === current) showNotice(gapNotice(g)); });
 client.on('reset', () => showNotice('The server restarted its message numbering.'));
 client.on('state', (st) => setPresence(st.connected, LABELS[st.status]));
-client.on('error', (e) => console.warn('h2chat:', e && e.message ? e.message : e));
+for (const t of ['presence', 'members', 'join', 'leave']) {
+  client.on(t, (p) => { if (p.room === current) renderOnline(); });
+}
+client.on('error', (e) => {
+  console.warn('h2chat:', e && e.message ? e.message : e);
+  // a room the server refuses (bad name, forbidden): leave it
+  if (e && [400, 403, 404].includes(e.status) && e.rooms && e.rooms.includes(current)) {
+    showNotice(`${roomLabel(current)}: ${e.message}`);
+    leaveRoom(current);
+  }
+});
 
 /* ---------- composer ---------- */
 
@@ -209,7 +401,7 @@ async function send() {
   updateSend();
   setError('');
   try {
-    await client.publish(user, text);
+    await client.publish(user, text, current);
     if (textEl.value === raw) textEl.value = '';
     autosize();
   } catch (e) {
@@ -234,6 +426,8 @@ textEl.addEventListener('keydown', (e) => {
 textEl.addEventListener('input', () => { autosize(); updateSend(); });
 
 nameEl.addEventListener('input', () => { saveName(nameEl.value.trim()); updateSend(); });
+// the name others see in "who is online" (H2ChatPresence members): once it is set
+nameEl.addEventListener('change', () => client.setUser(nameEl.value.trim()));
 nameEl.addEventListener('keydown', (e) => {
   if (e.key === 'Enter') { e.preventDefault(); textEl.focus(); }
 });
@@ -241,7 +435,12 @@ nameEl.addEventListener('keydown', (e) => {
 window.addEventListener('storage', (e) => {
   if (e.key === NAME_KEY && document.activeElement !== nameEl) {
     nameEl.value = e.newValue || '';
+    client.setUser(nameEl.value.trim());
     updateSend();
+  }
+  if (e.key === ROOMS_KEY) {
+    joined = loadRooms();
+    renderRooms();
   }
 });
 
@@ -255,6 +454,9 @@ setPresence(false, 'Connecting…');
 window.h2chat = Object.freeze({
   isLeader: () => client.leader,
   lastId: () => client.lastId,
+  room: () => current,
+  rooms: () => [''].concat(joined),
+  roomsOn: () => roomsOn,
 });
 
 window.addEventListener('pageshow', (e) => {
@@ -262,4 +464,8 @@ window.addEventListener('pageshow', (e) => {
   if (e.persisted) location.reload();
 });
 
+if (current !== '') remember(current);
+renderRooms();
+titleRoom();
 client.start();
+probeRooms();

@@ -31,6 +31,13 @@ H2ChatReconnectSpread 2
 <Location /msgs>
     H2ChatSnapshot 2
 </Location>
+<Location /rooms>
+    H2Chat On
+    H2ChatRooms On
+    H2ChatSnapshot 3
+    H2ChatAnonymousDelete On
+    H2ChatPresence members
+</Location>
 <Location /limited>
     H2Chat On
     H2ChatRateLimit 0.2 1

@@ -11,7 +11,7 @@
  *   --artifacts DIR      H2CHAT_ARTIFACTS  where screenshots go (default ./artifacts)
  *   --chromium PATH      H2CHAT_CHROMIUM   browser binary (default /usr/bin/chromium)
  *   --timeout MS         H2CHAT_TIMEOUT_MS cap for one whole scenario (default 90000)
- *   scenario...          names below; default: all but "graceful" and lib-*
+ *   scenario...          names below; default: all but "graceful", "rooms" and lib-*
  *
  * Output: one JSON line per scenario on stdout:
  *   {"scenario":..., "ok":bool, "checks":[{"name","ok","detail"}], "data":{...}, "error":...}
@@ -24,6 +24,10 @@
  * lib-graceful as graceful; lib-backoff asks "ready" (post two), "stop" (stop
  * Apache) and "start" (start it, post three), each answered with {"ids":[...]}.
  * es-rooms (t/test_eventsource_rooms.py) asks "ready" and "reconnected" as graceful.
+ * "rooms" (t/test_browser_rooms.py) asks "delete" {room, id} (DELETE that message)
+ * and "clear" {room} (DELETE the room, then post to #blue and #red: answered with
+ * those two ids). H2CHAT_MEMBERS=1: the server names members (H2ChatPresence
+ * members): "who is online" must show the names, not only a count.
  * Exit status: 0 if every scenario passed, 1 if one failed, 2 for bad usage.
  *
  * Chromium is kept on loopback: a dead proxy on 127.0.0.1:9 for everything but
@@ -145,8 +149,8 @@ async function settledSubscribers(timeout = 12000) {
   }
 }
 
-async function apiPost(user, text) {
-  const r = await httpsReq('POST', '/msgs', JSON.stringify({ user, text }));
+async function apiPost(user, text, room = '') {
+  const r = await httpsReq('POST', room ? `/msgs/${room}` : '/msgs', JSON.stringify({ user, text }));
   if (r.status !== 201) throw new Error(`POST answered ${r.status}: ${r.body}`);
   return JSON.parse(r.body).id;
 }
@@ -232,7 +236,7 @@ class Run {
   }
 
   // Opens the chat in a new tab of ctx; waits until the page shows itself connected.
-  async open(ctx, { name, wait = true } = {}) {
+  async open(ctx, { name, wait = true, path = '/' } = {}) {
     const page = await ctx.newPage();
     const log = { dialogs: [], errors: [], console: [], tag: `p${this.pages.length}` };
     page.h2log = log;
@@ -242,8 +246,11 @@ class Run {
       if (m.type() === 'error' || m.type() === 'warning') log.console.push(`${m.type()}: ${m.text()}`);
     });
     this.pages.push(page);
-    await page.goto(BASE + '/', { waitUntil: 'load' });
-    if (name !== undefined) await page.fill('#name', name);
+    await page.goto(BASE + path, { waitUntil: 'load' });
+    if (name !== undefined) {
+      await page.fill('#name', name);
+      await page.dispatchEvent('#name', 'change'); // the name "who is online" shows
+    }
     if (wait) await connected(page);
     return page;
   }
@@ -307,7 +314,7 @@ async function sendUI(page, text, how = 'click') {
   await page.fill('#text', text);
   if (how === 'enter') return sendKeyEnter(page, text);
   const floor = await page.evaluate(() => window.h2chat.lastId());
-  const respP = page.waitForResponse((r) => new URL(r.url()).pathname === '/msgs' &&
+  const respP = page.waitForResponse((r) => new URL(r.url()).pathname.startsWith('/msgs') &&
     r.request().method() === 'POST');
   await page.click('#send');
   return sentId(page, text, (await respP).status(), floor);
@@ -329,7 +336,7 @@ async function sentId(page, text, status, floor) {
 // Presses Enter in a composer that already holds text; returns {status, id} as sendUI.
 async function sendKeyEnter(page, text) {
   const floor = await page.evaluate(() => window.h2chat.lastId());
-  const respP = page.waitForResponse((r) => new URL(r.url()).pathname === '/msgs' &&
+  const respP = page.waitForResponse((r) => new URL(r.url()).pathname.startsWith('/msgs') &&
     r.request().method() === 'POST');
   await page.press('#text', 'Enter');
   return sentId(page, text, (await respP).status(), floor);
@@ -610,6 +617,10 @@ SCENARIOS.screenshots = async (run) => {
   }
   run.data.screenshots = shots;
   run.data.presence = await page.textContent('#presence');
+  // no rooms here: the room bar stays hidden; who is online is the count
+  const online = await page.textContent('#online-count');
+  run.check('no rooms: the room bar hidden, who is online "1 online"', online === '1 online' &&
+    await page.evaluate(() => document.getElementById('rooms').hidden && !window.h2chat.roomsOn()), online);
 };
 
 // 6. The composer: Enter sends, Shift+Enter adds a line, Send disabled while the
@@ -681,6 +692,175 @@ SCENARIOS.composer = async (run) => {
   run.check('#error cleared by the next send', (await p.textContent('#error')) === '');
 };
 
+/* ---------------- rooms (t/test_browser_rooms.py) ---------------- */
+
+// The page's view of a room: its fragment, its room bar and who is online.
+const roomView = (page) => page.evaluate(() => ({
+  room: window.h2chat.room(),
+  hash: location.hash,
+  bar: !document.getElementById('rooms').hidden,
+  links: [...document.querySelectorAll('#room-list a')].map((a) => a.textContent),
+  current: [...document.querySelectorAll('#room-list a[aria-current="page"]')].map((a) => a.textContent),
+  online: document.getElementById('online-count').textContent,
+  members: [...document.querySelectorAll('#online-list li')].map((li) => li.textContent),
+}));
+const texts = async (page) => (await listOf(page)).map((m) => m.text);
+const waitTexts = (page, want, timeout = T) => page.waitForFunction((w) => {
+  const have = new Set([...document.querySelectorAll('#messages > [data-id] .text')].map((e) => e.textContent));
+  return w.every((t) => have.has(t));
+}, want, { timeout, polling: 50 });
+const waitGone = (page, id, timeout = T) => page.waitForFunction((i) =>
+  !document.querySelector(`#messages > [data-id="${i}"]`), String(id), { timeout, polling: 50 });
+// "who is online" as the page shows it: members' names (H2ChatPresence members)
+// or "N online" (count); waits until it matches.
+const waitOnline = (page, members, timeout = T) => page.waitForFunction(([want, named]) => {
+  const shown = [...document.querySelectorAll('#online-list li')].map((li) => li.textContent).sort();
+  const count = document.getElementById('online-count').textContent;
+  return named ? JSON.stringify(shown) === JSON.stringify([...want].sort())
+    : count === `${want.length} online`;
+}, [members, process.env.H2CHAT_MEMBERS === '1'], { timeout, polling: 100 });
+
+// Two people (two browsers) in two rooms, switching rooms, who is online, a
+// message a moderator deletes (the driver's DELETE) vanishing from both, a room
+// cleared while a second tab of the same browser shows another room (one stream
+// for both tabs; the clear ends it and the resume loses nothing of the other room).
+SCENARIOS.rooms = async (run) => {
+  const tag = Date.now().toString(36);
+  const t = (s) => `${s} ${tag}`;
+  const before = await settledSubscribers();
+  const red0 = await apiPost('cy', t('red before'), 'red');
+  const blue0 = await apiPost('cy', t('blue before'), 'blue');
+  await run.launch();
+  const ctxA = await run.context();
+  const ctxB = await run.context();
+  const a = await run.open(ctxA, { name: 'ann', path: '/#red' });
+  const b = await run.open(ctxB, { name: 'bob', path: '/#blue' });
+  await waitTexts(a, [t('red before')]);
+  await waitTexts(b, [t('blue before')]);
+  await a.waitForFunction(() => window.h2chat.roomsOn() && !document.getElementById('rooms').hidden);
+  const va = await roomView(a);
+  run.data.view_a = va;
+  run.check('ann at /#red: the room bar lists Main and #red, #red current', va.bar && va.room === 'red' &&
+    sameList(va.links, ['Main', '#red']) && sameList(va.current, ['#red']), va);
+  run.check('each page shows only its room', !(await texts(a)).includes(t('blue before')) &&
+    !(await texts(b)).includes(t('red before')), { a: await texts(a), b: await texts(b) });
+  await waitOnline(a, ['ann']).catch(() => {});
+  await waitOnline(b, ['bob']).catch(() => {});
+  run.data.online_alone = [(await roomView(a)).online, (await roomView(b)).online];
+  run.check('alone in their rooms: who is online shows one each', (await roomView(a)).online.startsWith('1 online') &&
+    (await roomView(b)).online.startsWith('1 online'), [await roomView(a), await roomView(b)]);
+
+  // each writes in their own room; the other does not see it
+  const ra = await sendUI(a, t('ann in red'));
+  run.check('ann posts in #red -> 201', ra.status === 201, ra);
+  const rb = await sendUI(b, t('bob in blue'));
+  run.check('bob posts in #blue -> 201', rb.status === 201, rb);
+  await sleep(500);
+  run.check('messages stay in their rooms', !(await texts(b)).includes(t('ann in red')) &&
+    !(await texts(a)).includes(t('bob in blue')), { a: await texts(a), b: await texts(b) });
+
+  // bob joins #red by name: its messages (from before he came) show, both are online there
+  await b.fill('#join-name', 'red');
+  await b.press('#join-name', 'Enter');
+  await waitTexts(b, [t('red before'), t('ann in red')]);
+  const vb = await roomView(b);
+  run.data.view_b_red = vb;
+  run.check('bob joined #red by name: #red in the URL, the bar and current', vb.hash === '#red' &&
+    vb.room === 'red' && sameList(vb.links, ['Main', '#blue', '#red']) && sameList(vb.current, ['#red']), vb);
+  run.check('in #red bob sees none of #blue', !(await texts(b)).includes(t('bob in blue')), await texts(b));
+  const bothOk = await Promise.all([a, b].map((p) => waitOnline(p, ['ann', 'bob']).then(() => true, () => false)));
+  run.data.online_both = [(await roomView(a)).online, (await roomView(b)).online,
+    (await roomView(a)).members, (await roomView(b)).members];
+  run.check('both in #red: who is online shows two on both pages', bothOk.every(Boolean), run.data.online_both);
+  mkdirSync(opt.artifacts, { recursive: true });
+  await b.screenshot({ path: join(opt.artifacts, 'rooms-red.png') });
+  await b.setViewportSize({ width: 360, height: 740 });
+  await b.screenshot({ path: join(opt.artifacts, 'rooms-red-360.png') });
+  const narrow = await b.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth);
+  run.check('360px: the room bar does not overflow the page', narrow);
+  await b.setViewportSize({ width: 1000, height: 760 });
+  const rb2 = await sendUI(b, t('bob in red'));
+  await waitTexts(a, [t('bob in red')]);
+  run.check('bob posts in #red, ann sees it', rb2.status === 201, rb2);
+
+  // bob switches back to #blue with the room bar
+  await b.click('#room-list a[href="#blue"]');
+  await waitTexts(b, [t('blue before'), t('bob in blue')]);
+  run.check('back in #blue: its messages, none of #red', !(await texts(b)).some((x) => x.includes('red')),
+    await texts(b));
+  const aloneAgain = await waitOnline(a, ['ann']).then(() => true, () => false);
+  run.check('bob left #red: ann is alone there again', aloneAgain, await roomView(a));
+
+  // ann opens a second tab at #blue: one stream for her browser carries both rooms
+  const a2 = await run.open(ctxA, { path: '/#blue' });
+  await waitTexts(a2, [t('blue before'), t('bob in blue')]);
+  run.check('ann\'s second tab (#blue) shows #blue\'s messages', !(await texts(a2)).some((x) => x.includes('red')),
+    await texts(a2));
+  const blueBoth = await Promise.all([a2, b].map((p) => waitOnline(p, ['ann', 'bob']).then(() => true, () => false)));
+  run.check('#blue: ann (her second tab, on her one stream) and bob online, ann once', blueBoth.every(Boolean),
+    [await roomView(a2), await roomView(b)]);
+  const leaders = await Promise.all([a, a2].map((p) => p.evaluate(() => window.h2chat.isLeader())));
+  run.check('ann\'s tabs: one leader', leaders.filter(Boolean).length === 1, leaders);
+  const subs = await pollUntil(subscribers, (n) => n === before + 2, 10000);
+  await sleep(2500);
+  const subs2 = await subscribers();
+  run.data.subscribers = { before, now: subs, later: subs2 };
+  run.check('two browsers, three tabs, two rooms: two held streams', subs === before + 2 && subs2 === before + 2,
+    run.data.subscribers);
+  const rb3 = await sendUI(b, t('bob in blue again'));
+  await waitTexts(a2, [t('bob in blue again')]);
+  run.check('ann\'s follower tab gets #blue live', rb3.status === 201, rb3);
+  run.check('ann\'s #red tab does not show #blue', !(await texts(a)).includes(t('bob in blue again')), await texts(a));
+
+  // a moderator deletes bob's message: it vanishes from both pages that show #blue
+  await askDriver(run, 'delete', 30000, { room: 'blue', id: rb.id });
+  const goneB = await waitGone(b, rb.id).then(() => true, () => false);
+  const goneA2 = await waitGone(a2, rb.id).then(() => true, () => false);
+  run.check('the deleted message vanished from bob\'s page', goneB, await texts(b));
+  run.check('the deleted message vanished from ann\'s #blue tab', goneA2, await texts(a2));
+  run.check('the other #blue messages stay', (await texts(b)).includes(t('blue before')) &&
+    (await texts(a2)).includes(t('bob in blue again')), { b: await texts(b), a2: await texts(a2) });
+
+  // a moderator clears #red: ann's #red tab empties; the resume of her one stream
+  // loses nothing of #blue (the driver posts to both right after the clear)
+  const after = await askDriver(run, 'clear', 30000, { room: 'red' });
+  const [blueAfter, redAfter] = after;
+  await waitIds(a2, [blueAfter]).catch(() => {});
+  await waitIds(b, [blueAfter]).catch(() => {});
+  await waitIds(a, [redAfter]).catch(() => {});
+  await sleep(1000);
+  const la = await listOf(a);
+  run.data.red_after_clear = la.map((m) => [m.id, m.text]);
+  run.check('ann\'s #red tab: emptied by the clear, then only the message posted after it',
+    sameList(la.map((m) => m.id), [redAfter]), run.data.red_after_clear);
+  for (const [name, p] of [['ann #blue tab', a2], ['bob', b]]) {
+    const ids = (await listOf(p)).map((m) => m.id);
+    run.check(`${name}: the #blue message posted right after the clear, once; ids ascending`,
+      ids.filter((id) => id === blueAfter).length === 1 && isAscending(ids) && !dupes(ids).length, ids);
+  }
+  const notice = await a.textContent('#notice');
+  run.check('ann\'s #red tab says the room was cleared', /cleared/i.test(notice), notice);
+  run.check('no gap notice on ann\'s #blue tab', !/missed/.test(await a2.textContent('#notice')),
+    await a2.textContent('#notice'));
+
+  // ann's leader tab (#red) closes: her #blue tab takes the stream over and
+  // resumes #blue by id (posted while no tab leads: once)
+  const lead = leaders[0] ? a : a2;
+  const other = lead === a ? a2 : a;
+  await lead.close({ runBeforeUnload: false });
+  const handed = [await apiPost('cy', t('blue during the handoff'), 'blue')];
+  handed.push((await sendUI(b, t('bob after the handoff'))).id);
+  const gotHanded = await waitIds(other, handed, 20000).then(() => true, () => false);
+  const idsOther = (await listOf(other)).map((m) => m.id);
+  run.check('ann\'s leader tab closes: the other tab leads, gets #blue posted meanwhile once, in order',
+    gotHanded && await other.evaluate(() => window.h2chat.isLeader()) &&
+      handed.every((id) => idsOther.filter((x) => x === id).length === 1) && isAscending(idsOther),
+    { handed, ids: idsOther });
+  const subs3 = await pollUntil(subscribers, (n) => n === before + 2, 10000);
+  run.check('after the handoff: still two held streams', subs3 === before + 2, subs3);
+  run.data.ids = { red0, blue0, ra: ra.id, rb: rb.id, rb2: rb2.id, rb3: rb3.id, after, handed };
+};
+
 /* ---------------- the client library alone (t/test_client_browser.py) ---------------- */
 
 // A bare page that runs htdocs/h2chat-client.js and records what it hands over
@@ -733,8 +913,8 @@ const libWaitIds = (page, ids, timeout = T) => page.waitForFunction((want) => {
 const libLeader = (page) => page.evaluate(() => window.__client.leader);
 
 // Sends {"event": ...} to the driver and returns the ids of its answer.
-async function askDriver(run, event, timeout = 90000) {
-  emit({ event, scenario: run.name });
+async function askDriver(run, event, timeout = 90000, extra = {}) {
+  emit({ event, scenario: run.name, ...extra });
   const line = await nextStdinLine(timeout);
   if (line === null) throw new Error(`the driver closed stdin instead of answering "${event}"`);
   const msg = JSON.parse(line);
@@ -1013,8 +1193,8 @@ async function runOne(name) {
 async function main() {
   if (!BASE) usage('no base URL: set H2CHAT_URL or pass --url');
   // the default: the page's scenarios that need no driver
-  const list = names.length ? names : Object.keys(SCENARIOS).filter((n) => n !== 'graceful' && !n.startsWith('lib-') &&
-    !n.startsWith('es-'));
+  const list = names.length ? names : Object.keys(SCENARIOS).filter((n) => n !== 'graceful' &&
+    n !== 'rooms' && !n.startsWith('lib-') && !n.startsWith('es-'));
   for (const n of list) if (!SCENARIOS[n]) usage(`unknown scenario ${n} (have: ${Object.keys(SCENARIOS).join(', ')})`);
   let allOk = true;
   for (const n of list) allOk = (await runOne(n)) && allOk;

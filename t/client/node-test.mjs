@@ -320,7 +320,7 @@ async function fakeServer() {
     await until(() => ge.msgs.length >= 4, 5000);
     ev.close();
     check('gap and reset lines become events; a reset starts epoch 1 where ids start low again',
-      JSON.stringify(ge.gaps) === JSON.stringify([{ missed: 5, from: 3, to: 7 }]) &&
+      JSON.stringify(ge.gaps) === JSON.stringify([{ room: '', missed: 5, from: 3, to: 7 }]) &&
       ge.resets.length === 1 && ge.resets[0].last_id === 8 && ge.resets[0].epoch === 1 &&
       JSON.stringify(ge.msgs.map((x) => [x.epoch, x.id])) === JSON.stringify([[0, 2], [0, 8], [1, 1], [1, 2]]),
     { gaps: ge.gaps, resets: ge.resets, msgs: ge.msgs.map((x) => [x.epoch, x.id]) });
@@ -373,6 +373,119 @@ async function fakeServer() {
   }
 }
 
+/* rooms (/rooms: H2ChatRooms On, H2ChatSnapshot 3, H2ChatAnonymousDelete On):
+ * one stream of named rooms; a set change while a poster writes to a room that
+ * stays: nothing lost or twice there, the joining room brings its snapshot; the
+ * location's own room beside named rooms (two streams); delete and clear events;
+ * the resume after a clear keeps the other room's messages and reports no gap. */
+async function rooms() {
+  const EP = BASE + '/rooms';
+  const tag = Date.now().toString(36);
+  const post = async (room, text) => {
+    const r = await postRaw(room ? `/rooms/${room}` : '/rooms', { user: 'poster', text: `${text} ${tag}` });
+    return (await r.json()).id;
+  };
+  const xOld = [];
+  for (let i = 0; i < 5; i++) xOld.push(await post('x', `x before ${i}`));
+  const rec = recordingFetch();
+  const c = new H2ChatClient(EP, { rooms: ['a'], fetch: rec.fetch });
+  const got = collect(c);
+  const ev = { presence: [], delete: [], clear: [] };
+  for (const t of Object.keys(ev)) c.on(t, (v) => ev[t].push(v));
+  c.start();
+  check('rooms: connects', await until(() => c.connected, 10000), got.states);
+  const inRoom = (r) => got.msgs.filter((m) => m.room === r).map((m) => m.id);
+  // a poster writes to a all along; meanwhile x joins, then y, then x leaves
+  const aSent = [];
+  let posting = true;
+  const poster = (async () => {
+    for (let i = 0; posting && i < 200; i++) { aSent.push(await post('a', `a ${i}`)); await sleep(15); }
+  })();
+  await sleep(150);
+  c.addRoom('x');
+  await until(() => inRoom('x').length >= 3, 8000);
+  const xLive = await post('x', 'x live');
+  await sleep(150);
+  c.addRoom('y');
+  await sleep(300);
+  const xAfter = await c.publish('node', 'x by publish', 'x');
+  await until(() => inRoom('x').includes(xAfter.id), 5000);
+  c.removeRoom('x');
+  await sleep(300);
+  const xGone = await post('x', 'x after it left');
+  posting = false;
+  await poster;
+  await until(() => aSent.every((id) => inRoom('a').includes(id)), 8000);
+  await sleep(300);
+  check('rooms: every message of the room that stayed (a) once, in order, across three set changes',
+    JSON.stringify(inRoom('a')) === JSON.stringify(aSent), { got: inRoom('a'), sent: aSent, dupes: dupes(inRoom('a')) });
+  check('rooms: the joining room (x) brings its snapshot (3), then what comes, once, until it leaves',
+    JSON.stringify(inRoom('x')) === JSON.stringify([...xOld.slice(-3), xLive, xAfter.id]),
+    { got: inRoom('x'), want: [...xOld.slice(-3), xLive, xAfter.id], gone: xGone });
+  const urls = rec.urls.map((u) => u.url.slice(EP.length));
+  data.rooms_urls = urls;
+  check('rooms: one stream ?room=a, restarted as ?room=a&room=x&since=, the snapshot a GET of x alone',
+    urls[0] === '?room=a' && urls.includes('?room=x') &&
+      urls.some((u) => /^\?room=a&room=x&since=\d+$/.test(u)) &&
+      urls.some((u) => /^\?room=a&room=x&room=y&since=\d+$/.test(u)) &&
+      urls.some((u) => /^\?room=a&room=y&since=\d+$/.test(u)), urls);
+  check('rooms: presence events name their rooms', ['a', 'x', 'y'].every((r) => ev.presence.some((p) => p.room === r)),
+    ev.presence.slice(0, 10));
+
+  // delete and clear
+  const victim = await post('a', 'to be deleted');
+  await until(() => inRoom('a').includes(victim), 5000);
+  const del = await c.remove('a', victim);
+  await until(() => ev.delete.length > 0, 5000);
+  check('rooms: remove(room, id) -> 200 {type: delete}, and a delete event', del.type === 'delete' &&
+    del.id === victim && JSON.stringify(ev.delete) === JSON.stringify([{ room: 'a', id: victim }]), { del, ev: ev.delete });
+  const gapsBefore = got.gaps.length;
+  const nUrls = rec.urls.length;
+  const clr = await fetch(EP + '/a', { method: 'DELETE' });
+  check('rooms: DELETE /rooms/a -> 200', clr.status === 200, clr.status);
+  const yRight = await post('y', 'y right after the clear');
+  const aNew = await post('a', 'a after the clear');
+  await until(() => inRoom('y').includes(yRight) && inRoom('a').includes(aNew), 8000);
+  await sleep(500);
+  check('rooms: a clear event, the stream resumes (since=), the other room loses nothing, no gap reported',
+    JSON.stringify(ev.clear) === JSON.stringify([{ room: 'a' }]) && rec.urls.length > nUrls &&
+      rec.urls.slice(nUrls).every((u) => u.url.includes('since=')) &&
+      inRoom('y').filter((id) => id === yRight).length === 1 && got.gaps.length === gapsBefore,
+    { clear: ev.clear, urls: rec.urls.slice(nUrls).map((u) => u.url), y: inRoom('y'), gaps: got.gaps });
+
+  // the location's own room beside named rooms: two streams, both deliver
+  c.setRooms(['', 'y']);
+  await sleep(500);
+  const d0 = await post('', 'default room');
+  const y1 = await post('y', 'y with the default');
+  await until(() => inRoom('').includes(d0) && inRoom('y').includes(y1), 5000);
+  check('rooms: the location\'s own room and a named one: both delivered, room \'\' and \'y\'',
+    inRoom('').includes(d0) && inRoom('y').filter((id) => id === y1).length === 1, { def: inRoom(''), y: inRoom('y') });
+  check('rooms: no error events', got.errors.length === 0, got.errors);
+  c.close();
+
+  // members (H2ChatPresence members on /rooms): the list at start, join, leave
+  const m1 = new H2ChatClient(EP, { rooms: ['m'], user: 'node-m1' });
+  const mev = [];
+  for (const t of ['members', 'join', 'leave']) m1.on(t, (v) => mev.push({ t, ...v }));
+  m1.start();
+  await until(() => mev.some((e) => e.t === 'members'), 5000);
+  const m2 = new H2ChatClient(EP, { rooms: ['m', 'x'], user: 'node-m2' });
+  m2.start();
+  await until(() => mev.some((e) => e.t === 'join' && e.user === 'node-m2'), 5000);
+  const during = m1.presenceOf('m');
+  m2.close();
+  await until(() => mev.some((e) => e.t === 'leave' && e.user === 'node-m2'), 6000);
+  data.members = mev;
+  check('members: the list at start, then join and leave of another client, all for room m',
+    mev[0] && mev[0].t === 'members' && mev[0].room === 'm' && mev[0].members.includes('node-m1') &&
+      mev.some((e) => e.t === 'join' && e.user === 'node-m2' && e.room === 'm') &&
+      mev.some((e) => e.t === 'leave' && e.user === 'node-m2' && e.room === 'm'), mev);
+  check('members: presenceOf(room) follows them', during && during.members.includes('node-m2') &&
+    !m1.presenceOf('m').members.includes('node-m2'), { during, after: m1.presenceOf('m') });
+  m1.close();
+}
+
 async function main() {
   let error = null;
   try {
@@ -381,6 +494,7 @@ async function main() {
     await hintedRestart();
     await publishErrors();
     await fakeServer();
+    await rooms();
   } catch (e) {
     error = String(e && e.stack || e).split('\n').slice(0, 8).join('\n');
   }
