@@ -6,7 +6,7 @@ rooms-load.py) share. Stdlib only, loopback only.
                ExtendedStatus off), plus apache2 -D defines and -c directives
   Nchan        nginx+nchan with the peers' nchan/nginx-rooms.conf (channel id
                from the URL: /msgs/<room>; h2c 18107, HTTP/1.1 18108) plus an
-               nchan_stub_status location
+               nchan_stub_status location and keepalive_requests 1000000
   post_rooms   one message into each of N rooms over one HTTP/1.1 connection
   h2load       one h2load run, bounded in time, parsed by report.py's parser
 
@@ -236,9 +236,14 @@ class Nchan:
         self.run = tempfile.mkdtemp(prefix='nchan-rooms-')
         os.makedirs(os.path.join(self.run, 'tmp'))
         src = open(os.path.join(PEERS, 'nchan', 'nginx-rooms.conf')).read()
-        src = src.replace('    location ~ "^/msgs/',
-                          '    location = /nchan_status { nchan_stub_status; }\n'
-                          '    location ~ "^/msgs/', 1)
+        # plus a status location, and no end to a connection after 1000
+        # requests (nginx's keepalive_requests, also for h2): h2load does
+        # not reconnect, so its POSTs past the 1000th would all fail
+        marker = '    location ~ "^/msgs/'
+        if marker not in src:
+            raise RuntimeError('nginx-rooms.conf has no /msgs/ location')
+        src = src.replace(marker, '    keepalive_requests 1000000;\n'
+                          '    location = /nchan_status { nchan_stub_status; }\n' + marker, 1)
         conf = os.path.join(self.run, 'nginx.conf')
         open(conf, 'w').write(src)
         subprocess.run(['nginx', '-p', self.run, '-c', conf], check=True, timeout=30)

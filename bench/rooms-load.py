@@ -27,7 +27,9 @@ channels). Apache is bench/httpd.conf.in as bench/run.sh has it for
 h2chat-direct (2 children x 64 threads; filled by bench/httpd-conf.sh) with
 apache2 -DBENCH_DIRECT -DBENCH_ROOMS and -c 'H2ChatMaxRooms <others+16>'
 -c 'H2ChatMemory 512M' in every configuration; nchan has 1 GiB of shared
-memory (its config). Before each run the script waits (up to --quiet-wait s)
+memory (its config) and, beyond its config, keepalive_requests 1000000:
+nginx ends a connection after 1000 requests by default (for h2 too), and
+h2load does not reconnect. Before each run the script waits (up to --quiet-wait s)
 until the machine's other work uses < 15 % of a core, and records what it
 used.
 
