@@ -31,7 +31,11 @@ memory (its config) and, beyond its config, keepalive_requests 1000000:
 nginx ends a connection after 1000 requests by default (for h2 too), and
 h2load does not reconnect. Before each run the script waits (up to --quiet-wait s)
 until the machine's other work uses < 15 % of a core, and records what it
-used.
+used; with --busy REGEX it first waits while another job (e.g. a test
+suite) runs, and marks a run during which one ran as disturbed (left out of
+the summary's medians). --pause (10 s) comes first: a run started right after the previous
+server's stop was often the slower of a pair (p99 up to 2x, either
+configuration), as if its teardown still took the cores.
 
 Prints one JSON line per run and one summary line per figure, and appends
 them to --out (bench/rooms/rooms-load.jsonl; --smoke: 100 subscribers, 500
@@ -43,12 +47,14 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -77,12 +83,18 @@ def parse_args(argv):
     ap.add_argument('--runs', type=int, default=3, help='figure B: runs per configuration')
     ap.add_argument('--port', type=int, default=18205, help="Apache's port")
     ap.add_argument('--quiet-wait', type=int, default=120)
+    ap.add_argument('--pause', type=float, default=10,
+                    help='seconds between a server stop and the next start')
+    ap.add_argument('--busy', metavar='REGEX',
+                    help='command lines of other jobs to wait for (e.g. pytest): runs '
+                         'during which one ran are marked disturbed, left out of the summary')
+    ap.add_argument('--busy-wait', type=int, default=1800)
     ap.add_argument('--smoke', action='store_true')
     ap.add_argument('--out')
     a = ap.parse_args(argv)
     if a.smoke:
         a.subscribers, a.others, a.rooms, a.passes, a.runs, a.k = 100, 500, 500, 1, 1, 5
-        a.quiet_wait = 0
+        a.quiet_wait, a.pause = 0, 0.2
     a.out = a.out or os.path.join(ROOT, 'build/bench/rooms-smoke.jsonl' if a.smoke
                                   else 'bench/rooms/rooms-load.jsonl')
     a.servers = [s for s in a.servers.split(',') if s]
@@ -108,9 +120,55 @@ def busy_pct(span=1.0):
     return (b1 - b0) * 100.0 / os.sysconf('SC_CLK_TCK') / (t1 - t0)
 
 
+def others_running(rx):
+    """pids (not this script's) whose command line matches rx."""
+    found = []
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f'/proc/{d}/cmdline', 'rb') as f:
+                cmd = f.read().replace(b'\0', b' ').decode('utf-8', 'replace')
+        except OSError:
+            continue
+        if rx.search(cmd) and 'rooms-load.py' not in cmd:
+            found.append(int(d))
+    return found
+
+
+class Watch:
+    """--busy REGEX: other jobs whose figures or load would be noise here
+    (a test suite, another benchmark). Before a run: wait (up to
+    --busy-wait s) until none runs; during it: note any that shows up."""
+
+    def __init__(self, a):
+        self.rx = re.compile(a.busy) if a.busy else None
+        self.wait_s, self.seen, self.stop = a.busy_wait, False, threading.Event()
+
+    def before(self):
+        t0 = time.monotonic()
+        while self.rx and others_running(self.rx) and time.monotonic() - t0 < self.wait_s:
+            log(f'  waiting: {self.rx.pattern} runs')
+            time.sleep(30)
+        self.seen, self.stop = False, threading.Event()
+        if self.rx:
+            threading.Thread(target=self._poll, daemon=True).start()
+
+    def _poll(self):
+        while not self.stop.wait(2):
+            if others_running(self.rx):
+                self.seen = True
+
+    def after(self):
+        """True when one ran during the run (or never ended before it)."""
+        self.stop.set()
+        return bool(self.rx) and (self.seen or bool(others_running(self.rx)))
+
+
 def wait_quiet(a, limit=15.0):
-    """Waits (up to --quiet-wait s) until other work uses < limit % of a
-    core; returns the last load seen (the record keeps it)."""
+    """After --pause s, waits (up to --quiet-wait s) until other work uses
+    < limit % of a core; returns the last load seen (the record keeps it)."""
+    time.sleep(a.pause)
     t0 = time.monotonic()
     while True:
         load = busy_pct()
@@ -137,6 +195,7 @@ class Runner:
         with open(benchsrv.MODULE, 'rb') as f:
             self.module = hashlib.sha256(f.read()).hexdigest()[:12]
         self.max_rooms = max(a.others, a.rooms) + 16
+        self.watch = Watch(a)
 
     def server(self, name, subscribers=100):
         if name == 'nchan':
@@ -200,13 +259,15 @@ class Runner:
                 order = (0, a.others) if p % 2 else (a.others, 0)
                 for others in order:
                     log(f'A pass {p}: {name}, {a.subscribers} subscribers, {others} other rooms')
+                    self.watch.before()
                     quiet = wait_quiet(a)
                     with self.server(name, a.subscribers) as srv:
                         rooms, fill_s = self.fill(srv, others)
                         rc, c, cmd = self.fanout(srv)
                     rec = {'bench': 'rooms-load', 'figure': 'A', 'server': srv.label, 'pass': p,
                            'others': others, 'rooms_seen': rooms, 'fill_s': fill_s, 'rc': rc,
-                           'others_pct': quiet, 'cmd': cmd, 'client': c}
+                           'others_pct': quiet, 'disturbed': self.watch.after(), 'cmd': cmd,
+                           'client': c}
                     self.emit(rec)
                     recs.append(rec)
                     log(f'  rc {rc}: delivered {c.get("delivered")}/{c.get("expected")}, '
@@ -221,6 +282,7 @@ class Runner:
             for name in a.servers:
                 for rooms in ((1, a.rooms) if p % 2 else (a.rooms, 1)):
                     log(f'B run {p}: {name}, {n} POSTs into {rooms} room(s)')
+                    self.watch.before()
                     quiet = wait_quiet(a)
                     with self.server(name) as srv:
                         seen, _ = self.fill(srv, rooms)
@@ -232,6 +294,7 @@ class Runner:
                     h['cmd'] = h['cmd'].replace(uris, f'<{rooms} URIs: /msgs/room0..>')
                     rec = {'bench': 'rooms-load', 'figure': 'B', 'server': srv.label, 'run': p,
                            'rooms': rooms, 'rooms_seen': seen, 'others_pct': quiet,
+                           'disturbed': self.watch.after(),
                            'server_cpu_s': round(cpu, 2),
                            'server_cpu_us_per_post': round(cpu * 1e6 / n, 1), 'h2load': h}
                     self.emit(rec)
@@ -252,11 +315,12 @@ def div(x, y):
 
 def summary_a(a, recs):
     out = {'bench': 'rooms-load', 'figure': 'A', 'summary': True, 'subscribers': a.subscribers,
-           'others': a.others, 'k': a.k, 'rate': a.rate, 'goal_max': GOAL_A}
+           'others': a.others, 'k': a.k, 'rate': a.rate, 'goal_max': GOAL_A,
+           'disturbed_left_out': sum(r['disturbed'] for r in recs)}
     for s in {r['server'] for r in recs}:
         def p99(others):
             return [r['client'].get('lat_p99_ms') for r in recs
-                    if r['server'] == s and r['others'] == others]
+                    if r['server'] == s and r['others'] == others and not r['disturbed']]
         crowded, alone = p99(a.others), p99(0)
         out[s] = {'p99_alone_ms': alone, 'p99_crowded_ms': crowded,
                   'median_alone_ms': med(alone), 'median_crowded_ms': med(crowded),
@@ -276,11 +340,12 @@ def summary_a(a, recs):
 
 def summary_b(a, recs):
     out = {'bench': 'rooms-load', 'figure': 'B', 'summary': True, 'rooms': a.rooms,
-           'posts': 10 * a.rooms, 'goal_min': GOAL_B}
+           'posts': 10 * a.rooms, 'goal_min': GOAL_B,
+           'disturbed_left_out': sum(r['disturbed'] for r in recs)}
     for s in {r['server'] for r in recs}:
         def rps(rooms):
             return [r['h2load'].get('req_per_s') for r in recs
-                    if r['server'] == s and r['rooms'] == rooms]
+                    if r['server'] == s and r['rooms'] == rooms and not r['disturbed']]
         spread, one = rps(a.rooms), rps(1)
         out[s] = {'req_s_one': one, 'req_s_spread': spread, 'median_one': med(one),
                   'median_spread': med(spread), 'ratio': div(med(spread), med(one)),
