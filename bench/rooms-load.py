@@ -189,7 +189,9 @@ class Runner:
         os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
         git = subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'],
                              capture_output=True, text=True)
-        dirty = subprocess.run(['git', '-C', ROOT, 'status', '--porcelain', '--untracked-files=no'],
+        # the records appended to bench/rooms/ do not make the tree dirty
+        dirty = subprocess.run(['git', '-C', ROOT, 'status', '--porcelain', '--untracked-files=no',
+                                '--', '.', ':!bench/rooms'],
                                capture_output=True, text=True).stdout.strip()
         self.commit = git.stdout.strip() + ('-dirty' if dirty else '')
         with open(benchsrv.MODULE, 'rb') as f:
