@@ -41,7 +41,7 @@ Prints one JSON line per run and one summary line per figure, and appends
 them to --out (bench/rooms/rooms-load.jsonl; --smoke: 100 subscribers, 500
 rooms, one pass, into build/bench/rooms-smoke.jsonl). Every server is
 stopped by its PID, also on failure or Ctrl-C; every client run is bounded
-in time. Loopback only. About 10 minutes with the defaults."""
+in time. Loopback only. About 15 minutes with the defaults."""
 
 import argparse
 import hashlib
