@@ -16,39 +16,15 @@ POSTed to each of N rooms over one HTTP/1.1 keep-alive connection, then:
 Prints one JSON line; both servers are stopped by their PID at the end,
 also on failure. Loopback only; bounded by N and a timeout per POST."""
 
-import http.client
 import json
 import os
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 't'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import h2chat_env as env  # noqa: E402  (the test harness's Apache)
-
-PEERS = next((p for p in (os.path.join(ROOT, '..', 'shared', 'peers'), '/work/shared/peers')
-              if os.path.isdir(p)), None)
-NCHAN_HTTP = 18108
-
-
-def post_rooms(port, n, path_of):
-    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
-    t0 = time.monotonic()
-    for i in range(n):
-        body = json.dumps({'user': 'u', 'text': f'hello room {i}'})
-        conn.request('POST', path_of(i), body=body, headers={'Content-Type': 'application/json'})
-        r = conn.getresponse()
-        r.read()
-        if r.status not in (200, 201, 202):
-            raise RuntimeError(f'POST {path_of(i)}: {r.status}')
-    conn.close()
-    return time.monotonic() - t0
+import benchsrv  # noqa: E402  (the nchan peer, post_rooms)
+from benchsrv import env  # noqa: E402  (the test harness's Apache)
 
 
 def h2chat(n):
@@ -62,7 +38,7 @@ H2ChatMemory 512M
     srv = env.H2ChatServer('bench_rooms_memory', conf)
     try:
         srv.start()
-        took = post_rooms(srv.port, n, lambda i: f'/msgs/room{i}')
+        took = benchsrv.post_rooms(srv.port, n, lambda i: f'/msgs/room{i}')
         st = srv.h2chat_status()
         used, rec = st['H2ChatMemoryUsed'], st['H2ChatRoomRecordBytes']
         return {'rooms': st['H2ChatRooms'], 'memory_used': used, 'record_bytes': rec,
@@ -72,46 +48,17 @@ H2ChatMemory 512M
 
 
 def nchan(n):
-    if not PEERS or not shutil.which('nginx'):
-        return {'skipped': 'no nginx or peers'}
-    run = tempfile.mkdtemp(prefix='nchan-rooms-')
-    os.makedirs(os.path.join(run, 'tmp'))
-    src = open(os.path.join(PEERS, 'nchan', 'nginx-rooms.conf')).read()
-    # the peer's config plus a status location on its HTTP/1.1 port
-    src = src.replace('    location ~ "^/msgs/',
-                      '    location = /nchan_status { nchan_stub_status; }\n'
-                      '    location ~ "^/msgs/', 1)
-    conf = os.path.join(run, 'nginx.conf')
-    open(conf, 'w').write(src)
-    subprocess.run(['nginx', '-p', run, '-c', conf], check=True)
-    pid = None
     try:
-        for _ in range(50):
-            if os.path.exists(os.path.join(run, 'nginx.pid')):
-                pid = int(open(os.path.join(run, 'nginx.pid')).read())
-                break
-            time.sleep(0.1)
-        took = post_rooms(NCHAN_HTTP, n, lambda i: f'/msgs/room{i}')
-        c = http.client.HTTPConnection('127.0.0.1', NCHAN_HTTP, timeout=10)
-        c.request('GET', '/nchan_status')
-        text = c.getresponse().read().decode()
-        c.close()
-        m = re.search(r'shared memory used:\s*(\d+)K', text)
-        used = int(m.group(1)) * 1024 if m else None
-        ch = re.search(r'channels:\s*(\d+)', text)
-        return {'channels': int(ch.group(1)) if ch else None, 'memory_used': used,
+        srv = benchsrv.Nchan()
+    except RuntimeError as e:
+        return {'skipped': str(e)}
+    with srv:
+        took = benchsrv.post_rooms(srv.HTTP, n, lambda i: f'/msgs/room{i}')
+        st = srv.status()
+        used = st.get('shared memory used')
+        return {'channels': st.get('channels'), 'memory_used': used,
                 'bytes_per_room': round(used / n, 1) if used else None,
-                'post_s': round(took, 1), 'status': text.strip().splitlines()[:8]}
-    finally:
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                try:
-                    os.kill(pid, 0)
-                except OSError:
-                    break
-                time.sleep(0.1)
-        shutil.rmtree(run, ignore_errors=True)
+                'post_s': round(took, 1), 'status': st['text']}
 
 
 def main():

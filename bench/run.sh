@@ -365,11 +365,8 @@ start_h2chat() { # [-DBENCH_REDIS | -DBENCH_DIRECT]
     # a fresh stream key per start (the redis-server is fresh too): ids and
     # history start over, as with a fresh shared-memory segment
     [ "${1:-}" = -DBENCH_REDIS ] && key="h2chat-bench-$$-$redis_starts"
-    sed -e "s|@ROOT@|$root|g" -e "s|@RUN@|$r|g" -e "s|@PORT@|$PORT|g" \
-        -e "s|@TLS_PORT@|$((PORT + 10))|g" -e "s|@CHILDREN@|$ch|g" -e "s|@SERVERLIMIT@|$((ch * 2))|g" -e "s|@SPREAD@|${SPREAD:-auto}|g" \
-        -e "s|@THREADS@|$th|g" -e "s|@MAXWORKERS@|$((ch * th))|g" -e "s|@MINSPARE@|$(((ch - 1) * th + 1))|g" \
-        -e "s|@MAXSUBS@|$maxsubs|g" -e "s|@REDIS_PORT@|$REDIS_PORT|g" \
-        -e "s|@REDIS_KEY@|$key|g" bench/httpd.conf.in > "$r/httpd.conf"
+    bench/httpd-conf.sh "$r" "$PORT" "$ch" "$th" "$maxsubs" "${SPREAD:-auto}" "$REDIS_PORT" "$key" \
+        > "$r/httpd.conf"
     # www-data must reach the module and the document root
     chmod o+rx "$root" "$root/.libs" "$root/build" "$root/build/bench" "$run" "$r" "$r/htdocs"
     chmod o+r "$root/.libs/mod_h2chat.so" "$r/htdocs/tiny.txt"

@@ -114,11 +114,8 @@ start_h2chat() { # N CHILDREN [apache2 -D...]
     local n=$1 ch=$2 r="$run/apache" i
     shift 2
     mkdir -p "$r/htdocs"
-    sed -e "s|@ROOT@|$root|g" -e "s|@RUN@|$r|g" -e "s|@PORT@|$PORT|g" \
-        -e "s|@TLS_PORT@|$((PORT + 10))|g" -e "s|@CHILDREN@|$ch|g" -e "s|@SERVERLIMIT@|$((ch * 2))|g" -e "s|@SPREAD@|${SPREAD:-auto}|g" \
-        -e "s|@THREADS@|64|g" -e "s|@MAXWORKERS@|$((ch * 64))|g" -e "s|@MINSPARE@|$(((ch - 1) * 64 + 1))|g" \
-        -e "s|@MAXSUBS@|$((n * 11 / 10 + 100))|g" -e "s|@REDIS_PORT@|0|g" \
-        -e "s|@REDIS_KEY@|-|g" bench/httpd.conf.in > "$r/httpd.conf"
+    bench/httpd-conf.sh "$r" "$PORT" "$ch" 64 "$((n * 11 / 10 + 100))" "${SPREAD:-auto}" 0 - \
+        > "$r/httpd.conf"
     # www-data must reach the module and the server root
     reach "$root/.libs" "$r/htdocs"
     chmod o+r "$root/.libs/mod_h2chat.so"
