@@ -8,6 +8,7 @@ snapshot is 1, so a reconnect that did not resume would lose messages."""
 
 import json
 import re
+import time
 
 import h2chat_env as env
 # the browser harness: fixtures (node, quiet_server) and the scenario runner
@@ -63,3 +64,45 @@ def test_eventsource_resumes_two_rooms_across_graceful(server, node):
                                          server.errlog_since(mark))]
     assert len(starts) == 2 and starts[0] == 1, starts
     assert starts[1] - 1 in posted and starts[1] > posted[0], (starts, posted)
+
+
+def test_since_resumes_two_rooms_across_graceful(server):
+    """The same with since=: streams of two rooms on mod_http2 (NDJSON and
+    SSE) and HTTP/1.1 end at the restart; each comes back with since= the
+    last id it got and has every message of both rooms once, in order, with
+    no gap (snapshot 1: only a resume gets them all)."""
+    rooms = '/msgs?room=sr-a&room=sr-b'
+    specs = [('h2tls', 'ndjson'), ('h2tls', 'sse'), ('h1', 'ndjson')]
+    first = [server.subscriber(t, m, path=rooms) for t, m in specs]
+    for s in first:
+        assert s.wait_headers(10) == 200, s.summary()
+    posted = []
+
+    def round_of(tag):
+        for i, room in enumerate(('sr-a', 'sr-b', 'sr-other', 'sr-b')):
+            mid = post(server, room, f'{tag} {i}')
+            if room != 'sr-other':
+                posted.append(mid)
+
+    round_of('before')
+    for s in first:
+        s.wait_for(len(posted), 10)
+    server.graceful(wait=False)
+    round_of('during')
+    for s in first:
+        assert s.wait_end(15), s.summary()
+    round_of('after')
+    again = []
+    for (t, m), s in zip(specs, first):
+        assert s.messages, s.summary()
+        again.append(server.subscriber(t, m, path=rooms, since=s.last_id))
+    for s in again:
+        assert s.wait_headers(10) == 200, s.summary()
+    round_of('live')
+    for old, new in zip(first, again):
+        new.wait_for(len(posted) - len(old.messages), 10)
+        time.sleep(0.3)
+        got = [e['id'] for e in old.messages + new.messages if e['id'] >= posted[0]]
+        assert got == posted, (old.summary(), new.summary())
+        assert not [e for e in new.events if e.get('type') == 'gap'], new.summary()
+        new.close()
