@@ -203,6 +203,15 @@ int h2c_policy_delete(const h2c_policy_conf_t *conf, const h2c_request_t *req, i
     }
     if (conf->rooms_base) {
         h2c_room_target(conf->rooms_base, req->path ? req->path : "", &t);
+    } else if (conf->location && req->path &&
+               h2c_room_target(conf->location, req->path, &t) != H2C_ROOM_AT_DEFAULT) {
+        /* without rooms a DELETE names the location itself: a mistyped
+         * path under it must not clear the whole chat */
+        h2c_policy_refuse(v, H2C_DENY_NOT_FOUND,
+                          apr_pstrcat(p, "not found: DELETE ", conf->location,
+                                      " (the chat) or ", conf->location, "?id=<id>",
+                                      NULL));
+        return 0;
     }
     switch (t.at) {
     case H2C_ROOM_AT_DEFAULT:

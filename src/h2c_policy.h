@@ -87,6 +87,8 @@ typedef struct {
     const char *rooms_base;            /* H2ChatRooms On: the <Location> rooms are
                                           under; NULL: off (one chat, as before) */
     uint32_t max_rooms_per_stream;     /* H2ChatMaxRoomsPerStream */
+    const char *location;              /* the literal <Location> of H2Chat On, or
+                                          NULL (a regex: not known) */
     int presence;                      /* H2ChatPresence: h2c_presence_mode_t */
     int anonymous_delete; /* H2ChatAnonymousDelete On: DELETE without a user */
 } h2c_policy_conf_t;

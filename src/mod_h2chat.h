@@ -36,6 +36,7 @@ typedef struct {
     apr_array_header_t *origins; /* H2ChatAllowOrigin; NULL: any */
     int rooms;                   /* H2ChatRooms: -1 unset, 0 off, 1 on */
     const char *rooms_base;      /* ... the <Location> it was set in */
+    const char *location;        /* H2Chat On's literal <Location> path, or NULL */
     int max_rooms_per_stream;    /* H2ChatMaxRoomsPerStream, -1 unset */
     int presence;                /* H2ChatPresence: -1 unset, else h2c_presence_mode_t */
     int anonymous_delete;        /* H2ChatAnonymousDelete: -1 unset, 0 off, 1 on */

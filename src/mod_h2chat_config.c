@@ -25,6 +25,7 @@ void *h2chat_create_dir_conf(apr_pool_t *p, char *dir) {
     dc->origins = NULL;
     dc->rooms = dc->max_rooms_per_stream = dc->presence = dc->anonymous_delete = -1;
     dc->rooms_base = NULL;
+    dc->location = NULL;
     return dc;
 }
 
@@ -34,6 +35,7 @@ void *h2chat_merge_dir_conf(apr_pool_t *p, void *basev, void *addv) {
     h2chat_dir_conf_t *base = basev, *add = addv, *dc = apr_palloc(p, sizeof(*dc));
 
     dc->enabled = MERGE(enabled);
+    dc->location = add->enabled != -1 ? add->location : base->location;
     dc->snapshot = MERGE(snapshot);
     dc->max_bytes = MERGE(max_bytes);
     dc->heartbeat = MERGE(heartbeat);
@@ -124,6 +126,7 @@ void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc) {
     pc->rate_burst = dc->rate_burst > 0 ? (uint32_t)dc->rate_burst : 1;
     pc->origins = dc->origins;
     pc->rooms_base = dc->rooms == 1 ? dc->rooms_base : NULL;
+    pc->location = dc->location;
     pc->max_rooms_per_stream = dc->max_rooms_per_stream != -1
                                    ? (uint32_t)dc->max_rooms_per_stream
                                    : H2CHAT_DEFAULT_ROOMS_PER_STREAM;
@@ -193,8 +196,14 @@ static const char *parse_int(cmd_parms *cmd, const char *arg, int min, int max,
 }
 
 static const char *set_enabled(cmd_parms *cmd, void *dcv, int on) {
-    (void)cmd;
-    ((h2chat_dir_conf_t *)dcv)->enabled = on;
+    h2chat_dir_conf_t *dc = dcv;
+
+    dc->enabled = on;
+    /* a literal <Location>'s path: what a DELETE without rooms must name */
+    dc->location =
+        on && cmd->path && cmd->path[0] == '/' && !strpbrk(cmd->path, "^$*?[(|\\")
+            ? apr_pstrdup(cmd->pool, cmd->path)
+            : NULL;
     return NULL;
 }
 

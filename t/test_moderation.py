@@ -42,6 +42,10 @@ H2ChatJournalSync always
 <Location /plain>
     H2Chat On
 </Location>
+<Location /solo>
+    H2Chat On
+    H2ChatAnonymousDelete On
+</Location>
 """
 USERS = {'boss': 'b0ss', 'worker': 'w0rk'}
 
@@ -200,6 +204,20 @@ def test_default_room_by_id(server):
     s.wait_for(1)
     time.sleep(0.2)
     assert [m['id'] for m in s.messages] == [other], s.summary()
+    s.close()
+
+
+def test_without_rooms_only_the_location(server):
+    """Without H2ChatRooms a DELETE names the location itself (or ?id=): a
+    path under it is 404 and clears nothing."""
+    mid = post(server, '/solo', None, 'solo one')
+    r = delete(server, '/solo/typo', user=None)
+    env.assert_json_error(r, 404)
+    assert '/solo?id=<id>' in r.json()['error'], r.json()
+    s = sub(server, 'h1', 'ndjson', '/solo', since=mid - 1)
+    assert [m['id'] for m in s.wait_for(1)] == [mid], s.summary()
+    assert delete(server, f'/solo?id={mid}', user=None).status == 200
+    assert s.wait_event(lambda e: e.get('type') == 'delete', 5), s.summary()
     s.close()
 
 

@@ -302,6 +302,17 @@ static void test_delete(apr_pool_t *p) {
     c.anonymous_delete = 1;
     r.args = NULL;
     CHECK(h2c_policy_delete(&c, &r, 1, NULL, p, &mod, &v));
+    /* without rooms, a path under the location is no target (a typo must
+     * not clear the chat) */
+    c.location = "/msgs";
+    CHECK(h2c_policy_delete(&c, &r, 1, NULL, p, &mod, &v) && mod.kind == H2C_ENTRY_CLEAR);
+    r.path = "/msgs/";
+    CHECK(h2c_policy_delete(&c, &r, 1, NULL, p, &mod, &v));
+    r.path = "/msgs/typo";
+    CHECK(!h2c_policy_delete(&c, &r, 1, NULL, p, &mod, &v) &&
+          v.deny == H2C_DENY_NOT_FOUND && strstr(v.message, "/msgs?id=<id>"));
+    r.path = "/msgs";
+    c.location = NULL;
     /* rooms on: <room>/<id>, <room>, <room>?id= */
     c.rooms_base = "/msgs";
     r.path = "/msgs/lobby/42";
