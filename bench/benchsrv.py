@@ -145,7 +145,22 @@ def _get(port, path, timeout=5):
         c.close()
 
 
-class BenchApache:
+class _Managed:
+    """`with server:` starts it and stops it by its PID, also when the
+    start fails half-way."""
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class BenchApache(_Managed):
     """Apache as the benchmarks run it: `defines` (e.g. BENCH_DIRECT,
     BENCH_ROOMS) are apache2 -D, `directives` apache2 -c (after the file)."""
     sse = False
@@ -208,18 +223,9 @@ class BenchApache:
     def rooms(self):
         return self.status().get('H2ChatRooms')
 
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
-class Nchan:
+class Nchan(_Managed):
     """nginx+nchan with the peers' rooms config, in a fresh prefix directory."""
     H2C, HTTP = 18107, 18108
     h2c_port, sse, label = H2C, True, 'nchan'
@@ -276,15 +282,6 @@ class Nchan:
     def rooms(self):
         return self.status().get('channels')
 
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def post_rooms(port, n, path_of):

@@ -78,9 +78,9 @@ apr_status_t h2c_store_append_to(h2c_store_t *store, const char *room, uint64_t 
     return put(store, room, kind, target, 0, id, time_ms, line, len);
 }
 
-apr_status_t h2c_store_moderate_to(h2c_store_t *store, const char *room,
-                                   h2c_entry_kind_t kind, uint64_t target, uint64_t id,
-                                   int64_t time_ms, const char *line, uint32_t len) {
+apr_status_t h2c_store_put_to(h2c_store_t *store, const char *room, h2c_entry_kind_t kind,
+                              uint64_t target, uint64_t id, int64_t time_ms,
+                              const char *line, uint32_t len) {
     return put(store, room, kind, target, 1, id, time_ms, line, len);
 }
 

@@ -62,10 +62,12 @@ typedef struct {
     int commits_here;
 } h2c_store_ops_t;
 
-/* Called under the global lock after a message is committed to the ring,
- * so calls come in id order (H2ChatJournal appends there). */
+/* Called under the global lock after an entry (a message, a delete, a
+ * clear) is committed to its room, so calls come in id order (H2ChatJournal
+ * appends there). */
 typedef void (*h2c_store_committed_fn)(void *ctx, uint64_t id, int64_t time_ms,
-                                       const char *line, uint32_t len);
+                                       h2c_entry_kind_t kind, const char *line,
+                                       uint32_t len);
 
 /* Called after the lock is let go, to wake the ring's waiters; NULL: wake
  * them all at once (H2ChatCoalesce off). */
@@ -142,16 +144,18 @@ apr_status_t h2c_store_restore(h2c_store_t *store, const char *room, uint64_t id
 apr_status_t h2c_store_append_to(h2c_store_t *store, const char *room, uint64_t id,
                                  int64_t time_ms, const char *line, uint32_t len);
 
-/* For stores, under the lock: entry `line` of `kind` into room `room` as
+/* For stores, under the lock: entry `line` of a kind the store knows into
+ * room `room`: a message (its room made if new), or a delete or clear as
  * the moderate op says (APR_NOTFOUND: nothing to delete or clear; then
  * nothing changed). */
-apr_status_t h2c_store_moderate_to(h2c_store_t *store, const char *room,
-                                   h2c_entry_kind_t kind, uint64_t target, uint64_t id,
-                                   int64_t time_ms, const char *line, uint32_t len);
+apr_status_t h2c_store_put_to(h2c_store_t *store, const char *room, h2c_entry_kind_t kind,
+                              uint64_t target, uint64_t id, int64_t time_ms,
+                              const char *line, uint32_t len);
 
 /* 1 if the local history holds what a moderation of `kind` needs: message
- * `target` in room `room` (DELETE), or the room (CLEAR). Lock-free: for a
- * store whose entries are committed elsewhere (Redis), a look first. */
+ * `target` in room `room` (DELETE), or the room (CLEAR); looked up under the
+ * lock. For a store whose entries are committed elsewhere (Redis): a look
+ * before it asks there. */
 int h2c_store_has(h2c_store_t *store, const char *room, h2c_entry_kind_t kind,
                   uint64_t target);
 

@@ -294,13 +294,11 @@ static void sync_file(h2chat_journal_t *j) {
 }
 
 /* The store's commit hook: under the global lock, in id order. */
-static void append_record(void *ctx, uint64_t id, int64_t time_ms, const char *line,
-                          uint32_t len) {
+static void append_record(void *ctx, uint64_t id, int64_t time_ms, h2c_entry_kind_t kind,
+                          const char *line, uint32_t len) {
     h2chat_journal_t *j = ctx;
     h2c_seg_shared_t *sh = h2c_seg_shared(j->seg);
     apr_size_t size;
-    h2c_entry_kind_t kind;
-    uint64_t target;
 
     if (!reopen(j)) {
         return;
@@ -322,9 +320,7 @@ static void append_record(void *ctx, uint64_t id, int64_t time_ms, const char *l
     }
     /* a delete or clear takes what it removed off the disk too, at once:
      * the rooms (already without it) are what the compacted file holds */
-    if (sh->journal_records > sh->journal_compact_at ||
-        (h2c_json_line_kind(line, len, &kind, &target) == APR_SUCCESS &&
-         kind != H2C_ENTRY_MESSAGE)) {
+    if (sh->journal_records > sh->journal_compact_at || kind != H2C_ENTRY_MESSAGE) {
         compact(j);
     }
 }

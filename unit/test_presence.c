@@ -41,8 +41,21 @@ static void tell_member(void *ctx, uint32_t which, h2c_member_kind_t kind,
 
 static const h2c_presence_fns_t fns = {tell, tell_list, tell_member};
 
-static void test_counts(apr_pool_t *p) {
+/* Rooms for 4 records and 2 child rows, with rooms "a", "b", ... (n of
+ * them) made: their indexes in r. */
+static void make_rooms(apr_pool_t *p, h2c_rooms_t *rs, uint32_t *r, uint32_t n) {
     apr_size_t size = h2c_rooms_size(4, 2, 64 * 1024);
+    char name[2] = "a";
+    uint32_t i;
+
+    CHECK(h2c_rooms_init(rs, apr_pcalloc(p, size), size, 4, 2, 64 * 1024, 10, 256) ==
+          APR_SUCCESS);
+    for (i = 0; i < n; i++, name[0]++) {
+        CHECK(h2c_rooms_open(rs, name, 1, 1, &r[i]) == APR_SUCCESS);
+    }
+}
+
+static void test_counts(apr_pool_t *p) {
     h2c_rooms_t rs;
     uint32_t r[2], told[2];
     h2c_follow_room_t mem[2];
@@ -52,10 +65,7 @@ static void test_counts(apr_pool_t *p) {
     int reset;
     int64_t wait, now = 5000000;
 
-    CHECK(h2c_rooms_init(&rs, apr_pcalloc(p, size), size, 4, 2, 64 * 1024, 10, 256) ==
-          APR_SUCCESS);
-    CHECK(h2c_rooms_open(&rs, "a", 1, 1, &r[0]) == APR_SUCCESS);
-    CHECK(h2c_rooms_open(&rs, "b", 1, 1, &r[1]) == APR_SUCCESS);
+    make_rooms(p, &rs, r, 2);
     h2c_rooms_hold(&rs, 0, r[0], 1);
     h2c_rooms_hold(&rs, 0, r[1], 1);
     h2c_rooms_hold(&rs, 1, r[1], 1);
@@ -93,7 +103,7 @@ static void test_counts(apr_pool_t *p) {
  * leaves of the stream's rooms only, in order; a stream a whole ring
  * behind is given the lists again. */
 static void test_members(apr_pool_t *p) {
-    apr_size_t size = h2c_rooms_size(4, 2, 64 * 1024), msize = h2c_members_size(8, 4, 2);
+    apr_size_t msize = h2c_members_size(8, 4, 2);
     h2c_rooms_t rs;
     h2c_members_t ms;
     uint32_t r[3], told[2], m, i;
@@ -104,12 +114,8 @@ static void test_members(apr_pool_t *p) {
     int reset;
     int64_t wait, now = 5000000;
 
-    CHECK(h2c_rooms_init(&rs, apr_pcalloc(p, size), size, 4, 2, 64 * 1024, 10, 256) ==
-          APR_SUCCESS);
+    make_rooms(p, &rs, r, 3);
     CHECK(h2c_members_init(&ms, apr_pcalloc(p, msize), msize, 8, 4, 2) == APR_SUCCESS);
-    h2c_rooms_open(&rs, "a", 1, 1, &r[0]);
-    h2c_rooms_open(&rs, "b", 1, 1, &r[1]);
-    h2c_rooms_open(&rs, "c", 1, 1, &r[2]);
     h2c_rooms_hold(&rs, 0, r[0], 1);
     h2c_rooms_hold(&rs, 0, r[1], 1);
     h2c_members_join(&ms, 0, r[0], "ann", 3, &m);

@@ -55,11 +55,11 @@ typedef struct {
     int n;
 } seen_t;
 
-static void committed(void *ctx, uint64_t id, int64_t time_ms, const char *line,
-                      uint32_t len) {
+static void committed(void *ctx, uint64_t id, int64_t time_ms, h2c_entry_kind_t kind,
+                      const char *line, uint32_t len) {
     seen_t *s = ctx;
 
-    (void)time_ms;
+    (void)time_ms, (void)kind;
     if (s->n < 16 && len > 0 && line[0] == '{') {
         s->ids[s->n++] = id;
     }
