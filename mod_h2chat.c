@@ -117,6 +117,7 @@ static void h2chat_child_stopping(apr_pool_t *pchild, int graceful) {
 }
 
 static const char *const direct_after[] = {"mod_ssl.c", "mod_reqtimeout.c", NULL};
+static const char *const tls_before[] = {"mod_http2.c", NULL};
 
 static void h2chat_register_hooks(apr_pool_t *p) {
     (void)p;
@@ -127,6 +128,16 @@ static void h2chat_register_hooks(apr_pool_t *p) {
     /* H2ChatDirect: before mod_http2 (APR_HOOK_LAST) looks at the preface */
     ap_hook_process_connection(h2chat_direct_process_connection, direct_after, NULL,
                                APR_HOOK_MIDDLE);
+    /* H2ChatDirect over TLS: ALPN's "h2" is ours on such a host (before
+     * mod_http2 claims it); after mod_ssl's handshake the connection goes
+     * to the loop, once the MPM let it go (suspend_connection) */
+    ap_hook_protocol_propose(h2chat_direct_tls_propose, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_protocol_switch(h2chat_direct_tls_switch, NULL, tls_before, APR_HOOK_MIDDLE);
+    ap_hook_protocol_get(h2chat_direct_tls_protocol, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_process_connection(h2chat_direct_tls_process_connection, direct_after, NULL,
+                               APR_HOOK_MIDDLE);
+    ap_hook_suspend_connection(h2chat_direct_tls_suspend, NULL, NULL, APR_HOOK_MIDDLE);
+    h2chat_direct_tls_register();
     /* before mod_dir/default handler: the location is ours, whatever file
      * may or may not exist there */
     ap_hook_handler(h2chat_handler, NULL, NULL, APR_HOOK_FIRST);

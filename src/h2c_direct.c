@@ -50,16 +50,53 @@ void h2c_direct_ring(h2c_direct_t *d) {
 /* ---- connections ------------------------------------------------------ */
 
 /* FIN, then what the client sent meanwhile is read away (a little, without
- * waiting), so that close() sends no RST that would overtake our last
+ * waiting), so that the close sends no RST that would overtake our last
  * frames (a GOAWAY) in the client's receive path. */
-static void linger_close(int fd) {
+static void linger(int fd) {
     char sink[4096];
     int i;
 
     shutdown(fd, SHUT_WR);
     for (i = 0; i < 16 && read(fd, sink, sizeof(sink)) > 0; i++) {
     }
-    close(fd);
+}
+
+/* An io connection's last bytes (close_notify), as far as the socket takes
+ * them now, then the linger; the fd closes with the release. */
+static void conn_linger(conn_t *c) {
+    const char *out = NULL;
+    apr_size_t len = 0;
+    ssize_t w;
+
+    if (c->io) {
+        c->io->bye(c->io_ctx, &out, &len);
+        w = len ? write(c->fd, out, len) : 0;
+        (void)w;
+        linger(c->fd);
+        return;
+    }
+    linger(c->fd);
+    close(c->fd);
+}
+
+/* Off the `more` list (it is short: connections whose read budget ran out). */
+static void more_remove(conn_t *c) {
+    conn_t **p;
+
+    for (p = &c->d->more; *p && *p != c; p = &(*p)->more_next) {
+    }
+    if (*p) {
+        *p = c->more_next;
+    }
+    c->more = 0;
+}
+
+static void more_add(conn_t *c) {
+    if (!c->more) {
+        c->more = 1;
+        c->more_next = c->d->more;
+        c->d->more = c;
+    }
 }
 
 /* Closes at once; the memory goes at the end of the pass (conn_reap),
@@ -76,7 +113,10 @@ static void conn_close(conn_t *c) {
     nghttp2_session_del(c->ngh); /* calls no callback */
     c->ngh = NULL;
     epoll_ctl(d->ep, EPOLL_CTL_DEL, c->fd, NULL);
-    linger_close(c->fd);
+    if (c->more) {
+        more_remove(c);
+    }
+    conn_linger(c);
     if (c->prev) {
         c->prev->next = c->next;
     } else {
@@ -91,15 +131,52 @@ static void conn_close(conn_t *c) {
     d->dead = c;
 }
 
+/* A closed (or never started) connection's memory; an io connection's
+ * release waits until its io allows (h2c_direct_io_t.min_life_us). */
+static void conn_free(h2c_direct_t *d, conn_t *c) {
+    if (c->io && mono_us() < c->release_at) {
+        c->q_next = d->late;
+        d->late = c;
+        return;
+    }
+    if (c->io) {
+        c->io->release(c->io_ctx);
+    }
+    free(c->pend);
+    free(c->pre);
+    free(c);
+}
+
 static void conn_reap(h2c_direct_t *d) {
     conn_t *c;
 
     while ((c = d->dead)) {
         d->dead = c->q_next;
-        free(c->pend);
-        free(c->pre);
-        free(c);
+        conn_free(d, c);
     }
+}
+
+/* The late ones whose time came; `wait`: all of them (the loop ends). */
+static void reap_late(h2c_direct_t *d, int wait) {
+    conn_t *c = d->late, *nx;
+
+    d->late = NULL;
+    for (; c; c = nx) {
+        int64_t left = c->release_at - mono_us();
+
+        nx = c->q_next;
+        if (wait && left > 0) {
+            apr_sleep(left);
+        }
+        conn_free(d, c); /* back on the list if still too young */
+    }
+}
+
+void h2c_direct_conn_drop(h2c_direct_t *d, conn_t *c) {
+    if (!c->io) {
+        close(c->fd);
+    }
+    conn_free(d, c);
 }
 
 static void arm_out(conn_t *c, int on) {
@@ -136,24 +213,41 @@ static int write_some(conn_t *c, const char *data, apr_size_t len, apr_size_t *d
     return 1;
 }
 
-/* Keeps what the socket did not take: have - done bytes of the gathering
- * buffer, then `extra`. */
-static void keep_rest(conn_t *c, apr_size_t have, apr_size_t done, const uint8_t *extra,
+/* The bytes for the socket for len bytes of frames: the same ones for
+ * h2c; TLS records for an io connection. 0: the connection is gone. */
+static int conn_seal(conn_t *c, const char *in, apr_size_t len, const char **out,
+                     apr_size_t *olen) {
+    *out = in;
+    *olen = len;
+    return !c->io || !len || c->io->seal(c->io_ctx, in, len, out, olen) == APR_SUCCESS;
+}
+
+/* Keeps what the socket did not take (rlen bytes at rest), then `extra`
+ * (frames not sealed yet). */
+static void keep_rest(conn_t *c, const char *rest, apr_size_t rlen, const uint8_t *extra,
                       apr_size_t elen) {
-    apr_size_t rest = have - done + elen;
-    char *p = malloc(rest ? rest : 1);
+    char *p = malloc(rlen ? rlen : 1), *q;
+    const char *sx;
+    apr_size_t sl;
 
     if (!p) {
         c->closing = 1;
         return;
     }
-    memcpy(p, c->d->buf + done, have - done);
-    if (elen) {
-        memcpy(p + have - done, extra, elen);
+    memcpy(p, rest, rlen); /* before sealing: `rest` may be the io's buffer */
+    if (!conn_seal(c, (const char *)extra, elen, &sx, &sl) ||
+        (sl && !(q = realloc(p, rlen + sl)))) {
+        free(p);
+        c->closing = 1;
+        return;
+    }
+    if (sl) {
+        p = q;
+        memcpy(p + rlen, sx, sl);
     }
     free(c->pend);
     c->pend = p;
-    c->pend_len = rest;
+    c->pend_len = rlen + sl;
     c->pend_off = 0;
     arm_out(c, 1);
 }
@@ -164,7 +258,8 @@ static void keep_rest(conn_t *c, apr_size_t have, apr_size_t done, const uint8_t
  * drained, its streams catch up. */
 static void conn_send(conn_t *c) {
     h2c_direct_t *d = c->d;
-    apr_size_t have = 0, done;
+    apr_size_t have = 0, done, olen;
+    const char *out;
     int r;
 
     if (c->closing) {
@@ -196,13 +291,13 @@ static void conn_send(conn_t *c) {
             have += (apr_size_t)n;
             continue;
         }
-        r = write_some(c, d->buf, have, &done);
-        if (r < 0) {
+        if (!conn_seal(c, d->buf, have, &out, &olen) ||
+            (r = write_some(c, out, olen, &done)) < 0) {
             c->closing = 1;
             return;
         }
         if (r == 0) {
-            keep_rest(c, have, done, data, n > 0 ? (apr_size_t)n : 0);
+            keep_rest(c, out + done, olen - done, data, n > 0 ? (apr_size_t)n : 0);
             return;
         }
         if (n == 0) {
@@ -263,33 +358,45 @@ static void recv_failed(conn_t *c, ssize_t rv) {
     h2c_direct_terminate(c, code);
 }
 
+/* > 0 bytes read; 0 the client is gone; -1 nothing now. */
+static apr_ssize_t conn_read(conn_t *c, uint8_t *buf, apr_size_t len) {
+    ssize_t n;
+
+    if (c->io) {
+        return c->io->recv(c->io_ctx, (char *)buf, len);
+    }
+    while ((n = read(c->fd, buf, len)) < 0 && errno == EINTR) {
+    }
+    return n >= 0 ? n : (errno == EAGAIN || errno == EWOULDBLOCK) ? -1 : 0;
+}
+
 static void conn_recv(conn_t *c) {
     uint8_t buf[H2C_DIRECT_READ];
     int i;
 
     for (i = 0; i < H2C_DIRECT_READS && !c->goaway; i++) {
-        ssize_t n = read(c->fd, buf, sizeof(buf)), rv;
+        apr_ssize_t n = conn_read(c, buf, sizeof(buf)), rv;
 
-        if (n > 0) {
-            c->active = c->d->now_us;
-            if ((rv = nghttp2_session_mem_recv(c->ngh, buf, (size_t)n)) < 0) {
-                recv_failed(c, rv);
-                return;
-            }
-            h2c_direct_fed(c, (apr_size_t)n);
-            if ((size_t)n < sizeof(buf)) {
-                return;
-            }
-            continue;
+        if (n < 0) {
+            return; /* nothing now */
         }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (n == 0) {
+            c->closing = 1; /* EOF or error: the client is gone */
             return;
         }
-        c->closing = 1; /* EOF or error: the client is gone */
-        return;
+        c->active = c->d->now_us;
+        if ((rv = nghttp2_session_mem_recv(c->ngh, buf, (size_t)n)) < 0) {
+            recv_failed(c, rv);
+            return;
+        }
+        h2c_direct_fed(c, (apr_size_t)n);
+        /* a short read emptied the socket; an io's buffers may hold more */
+        if ((size_t)n < sizeof(buf) && !c->io) {
+            return;
+        }
+    }
+    if (c->io && !c->goaway) {
+        more_add(c); /* the budget ran out: the rest is read in the next pass */
     }
 }
 
@@ -341,14 +448,19 @@ static int conn_start(h2c_direct_t *d, conn_t *c) {
         return 0;
     }
     nghttp2_submit_settings(c->ngh, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
-    if (nghttp2_session_mem_recv(c->ngh, (const uint8_t *)c->pre, c->prelen) < 0) {
+    if (c->prelen &&
+        nghttp2_session_mem_recv(c->ngh, (const uint8_t *)c->pre, c->prelen) < 0) {
         c->closing = 1;
     }
     free(c->pre);
     c->pre = NULL;
     /* the rest waits for its turn in the loop (epoll is level-triggered):
      * read here, a burst of new connections would all be read before any
-     * news is delivered */
+     * news is delivered. An io connection's first bytes may sit in its
+     * buffers already (read with the TLS handshake): epoll would not tell. */
+    if (c->io) {
+        more_add(c);
+    }
     return 1;
 }
 
@@ -584,6 +696,23 @@ static int on_bell(h2c_direct_t *d) {
     return stop;
 }
 
+static void on_event(conn_t *c, uint32_t events);
+
+/* Connections whose buffers may hold bytes epoll does not see (before the
+ * pass's reap: a connection closed meanwhile is still there, dead). */
+static void read_more(h2c_direct_t *d) {
+    conn_t *c = d->more, *nx;
+
+    d->more = NULL;
+    for (; c; c = nx) {
+        nx = c->more_next;
+        c->more = 0;
+        if (!c->dead) {
+            on_event(c, EPOLLIN);
+        }
+    }
+}
+
 static void on_event(conn_t *c, uint32_t events) {
     uint64_t data_out0 = c->data_out;
 
@@ -628,7 +757,8 @@ static void drain(h2c_direct_t *d) {
     }
     conn_reap(d);
     while (d->conns && (d->now_us = mono_us()) < until) {
-        n = epoll_wait(d->ep, evs, 256, (int)((until - d->now_us) / 1000) + 1);
+        n = epoll_wait(d->ep, evs, 256,
+                       d->more ? 0 : (int)((until - d->now_us) / 1000) + 1);
         d->now_us = mono_us();
         for (i = 0; i < n; i++) {
             if (!(c = evs[i].data.ptr)) {
@@ -642,6 +772,7 @@ static void drain(h2c_direct_t *d) {
                 }
             }
         }
+        read_more(d);
         conn_reap(d);
     }
 }
@@ -652,7 +783,7 @@ void h2c_direct_run(h2c_direct_t *d) {
     int stop = 0, i, n;
 
     while (!stop) {
-        n = epoll_wait(d->ep, evs, 256, H2C_DIRECT_TICK_MS);
+        n = epoll_wait(d->ep, evs, 256, d->more ? 0 : H2C_DIRECT_TICK_MS);
         d->now_us = mono_us();
         apr_pool_clear(d->scratch);
         update_date(d);
@@ -669,9 +800,11 @@ void h2c_direct_run(h2c_direct_t *d) {
                 deliver(d);
             }
         }
+        read_more(d);
         if (d->now_us >= tick_due) {
             tick_due = d->now_us + H2C_DIRECT_TICK_MS * 1000;
             tick(d);
+            reap_late(d, 0);
         }
         conn_reap(d);
     }
@@ -684,6 +817,7 @@ void h2c_direct_run(h2c_direct_t *d) {
         conn_close(d->conns);
     }
     conn_reap(d);
+    reap_late(d, 1);
 }
 
 /* ---- one connection driven by hand (fuzz/fuzz_direct.c) --------------- */
@@ -834,11 +968,11 @@ static apr_status_t direct_cleanup(void *data) {
         apr_thread_join(&rv, d->publisher);
         d->publisher = NULL;
     }
-    while ((c = d->queue)) {
-        d->queue = c->q_next;
-        close(c->fd);
-        free(c->pre);
-        free(c);
+    /* the process ends: whatever the loop left is released now */
+    while ((c = d->queue) || (c = d->late)) {
+        *(c == d->queue ? &d->queue : &d->late) = c->q_next;
+        c->release_at = 0;
+        h2c_direct_conn_drop(d, c);
     }
     free_jobs(d->jobs_in);
     free_jobs(d->jobs_out);
@@ -955,6 +1089,31 @@ apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
         free(c);
         return APR_EOF;
     }
+    h2c_direct_ring(d);
+    return APR_SUCCESS;
+}
+
+apr_status_t h2c_direct_add_io(h2c_direct_t *d, int fd, const char *peer,
+                               const h2c_direct_site_t *site, const h2c_direct_io_t *io,
+                               void *ctx) {
+    conn_t *c = calloc(1, sizeof(*c));
+
+    if (!c) {
+        return APR_ENOMEM;
+    }
+    c->fd = fd;
+    c->site = site;
+    c->io = io;
+    c->io_ctx = ctx;
+    c->release_at = mono_us() + io->min_life_us;
+    apr_cpystrn(c->peer, peer ? peer : "-", sizeof(c->peer));
+    /* queued even when stopping: the loop's last take_queue closes it
+     * (the glue hands over none after h2c_direct_stop) */
+    apr_thread_mutex_lock(d->lock);
+    c->q_next = d->queue;
+    d->queue = c;
+    h2c_seg_direct_count(d->env.seg, d->env.child_slot, 1, 0);
+    apr_thread_mutex_unlock(d->lock);
     h2c_direct_ring(d);
     return APR_SUCCESS;
 }

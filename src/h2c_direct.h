@@ -75,6 +75,33 @@ apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
                             const h2c_direct_site_t *site, const char *pre,
                             apr_size_t prelen, int counted);
 
+/* How a connection's bytes move when they are not the socket's own (TLS
+ * through mod_ssl's filters: the glue's). Every call is made on the loop
+ * thread; the loop still polls `fd` and writes to it what `seal` gave. */
+typedef struct {
+    /* Up to len bytes of the client's: > 0 their count; 0 the client is
+     * gone (end of stream or an error); -1 nothing now. */
+    apr_ssize_t (*recv)(void *ctx, char *buf, apr_size_t len);
+    /* The bytes for the socket for len bytes of ours (all of them; *out
+     * stays valid until the next call). An error: the connection is gone. */
+    apr_status_t (*seal)(void *ctx, const char *in, apr_size_t len, const char **out,
+                         apr_size_t *outlen);
+    /* Closing: the last bytes (a TLS close_notify; may be none). */
+    void (*bye)(void *ctx, const char **out, apr_size_t *outlen);
+    /* The connection's end: frees ctx and closes fd. */
+    void (*release)(void *ctx);
+    /* release is never called sooner than this after h2c_direct_add_io
+     * (the MPM may still touch what it handed over in that moment) */
+    int64_t min_life_us;
+} h2c_direct_io_t;
+
+/* As h2c_direct_add for a connection whose bytes go through `io` (ctx):
+ * nothing is read before it; it may have some in its buffers already.
+ * release(ctx) is called in every case, also on failure. */
+apr_status_t h2c_direct_add_io(h2c_direct_t *d, int fd, const char *peer,
+                               const h2c_direct_site_t *site, const h2c_direct_io_t *io,
+                               void *ctx);
+
 /* From any thread: new messages are in the ring. */
 void h2c_direct_wake(h2c_direct_t *d);
 

@@ -83,13 +83,14 @@ int h2c_direct_refuse_penalized(h2c_direct_t *d, conn_t *c) {
     if (!d->penalty || !h2c_penalty_has(d->penalty, c->peer, d->now_us)) {
         return 0;
     }
-    n = write(c->fd, calm_bytes, sizeof(calm_bytes)); /* a new socket takes 26 bytes */
-    (void)n;
-    close(c->fd);
+    if (!c->io) { /* TLS: closed without a word (it would need a record) */
+        n = write(c->fd, calm_bytes,
+                  sizeof(calm_bytes)); /* a new socket takes 26 bytes */
+        (void)n;
+    }
     h2c_seg_count_penalized(d->env.seg);
     h2c_seg_direct_count(d->env.seg, d->env.child_slot, -1, 0); /* h2c_direct_add's */
-    free(c->pre);
-    free(c);
+    h2c_direct_conn_drop(d, c);
     return 1;
 }
 

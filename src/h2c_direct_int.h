@@ -87,6 +87,11 @@ struct strm_t {
 struct conn_t {
     h2c_direct_t *d;
     int fd;
+    const h2c_direct_io_t *io; /* NULL: the socket's own bytes (h2c) */
+    void *io_ctx;
+    int64_t release_at; /* io: not released before this (monotonic us) */
+    conn_t *more_next;  /* io: on the loop's `more` list ... */
+    int more;           /* ... bytes may wait in its buffers: read without an event */
     nghttp2_session *ngh;
     const h2c_direct_site_t *site;
     char peer[64];
@@ -152,6 +157,8 @@ struct h2c_direct_t {
     conn_t *conns;
     h2c_penalty_t *penalty;   /* the segment's; NULL: H2ChatDirectPenalty off */
     conn_t *dead;             /* closed this pass: epoll events may still name them */
+    conn_t *late;             /* closed, released when their io allows (release_at) */
+    conn_t *more;             /* io connections to read again without an event */
     apr_thread_mutex_t *lock; /* the queues and flags below */
     apr_thread_cond_t *cond;  /* the publisher waits for jobs */
     conn_t *queue;
@@ -171,6 +178,9 @@ struct h2c_direct_t {
 
 /* h2c_direct.c */
 void h2c_direct_resume(conn_t *c, int all);
+/* A connection never started (not in epoll): closed and freed (an io one
+ * when its io allows). */
+void h2c_direct_conn_drop(h2c_direct_t *d, conn_t *c);
 void h2c_direct_ring(h2c_direct_t *d);
 int64_t h2c_direct_wall_ms(void);
 

@@ -6,6 +6,7 @@
 #include <http_config.h>
 #include <http_log.h>
 
+#include "h2c_direct.h"
 #include "h2c_log.h"
 #include "h2c_policy.h"
 #include "h2c_seg.h"
@@ -58,6 +59,7 @@ typedef struct {
     const char *redis_key;
     int coalesce_ms;         /* H2ChatCoalesce: -1 unset, -2 auto, 0 off */
     const char *direct_path; /* H2ChatDirect: NULL unset, "" off */
+    const char *direct_own;  /* ... as said in this server itself (not merged) */
     int direct_penalty_s;    /* H2ChatDirectPenalty: -1 unset, 0 off */
     int latency;             /* H2ChatLatencyHistogram: -1 unset, 0 off, 1 on */
     int reconnect_spread_s;  /* H2ChatReconnectSpread: -1 unset, -2 auto, 0 off */
@@ -96,6 +98,7 @@ h2chat_sync_t h2chat_conf_journal_sync(server_rec *s);
 h2chat_store_kind_t h2chat_conf_store(server_rec *s);
 int64_t h2chat_conf_coalesce_us(server_rec *s);       /* < 0 auto, 0 off */
 const char *h2chat_conf_direct_path(server_rec *s);   /* NULL: off */
+const char *h2chat_conf_direct_tls(server_rec *s);    /* NULL: off (said here) */
 int64_t h2chat_conf_direct_penalty_us(server_rec *s); /* 0: off */
 int h2chat_conf_reconnect_spread(server_rec *s);      /* s, H2C_SPREAD_AUTO / _OFF */
 /* the location's settings as the request policy takes them */
@@ -141,6 +144,23 @@ int h2chat_spread_draw(uint32_t *retry_ms);
 int h2chat_direct_process_connection(conn_rec *c);
 apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s);
 void h2chat_direct_child_stopping(void);
+/* For mod_h2chat_direct_tls.c: a connection about to be handed to the loop
+ * is reserved first (NULL: the loop takes none now), then handed (once the
+ * MPM let it go); the loop does not stop between the two. */
+h2c_direct_site_t *h2chat_direct_reserve(conn_rec *c, server_rec *s, const char *path);
+void h2chat_direct_hand_io(conn_rec *c, const h2c_direct_site_t *site,
+                           const h2c_direct_io_t *io, void *ctx);
+
+/* mod_h2chat_direct_tls.c: H2ChatDirect on a TLS virtual host. */
+void h2chat_direct_tls_register(void);
+int h2chat_direct_tls_propose(conn_rec *c, request_rec *r, server_rec *s,
+                              const apr_array_header_t *offers,
+                              apr_array_header_t *proposals);
+int h2chat_direct_tls_switch(conn_rec *c, request_rec *r, server_rec *s,
+                             const char *protocol);
+const char *h2chat_direct_tls_protocol(const conn_rec *c);
+int h2chat_direct_tls_process_connection(conn_rec *c);
+void h2chat_direct_tls_suspend(conn_rec *c, request_rec *r);
 
 /* mod_h2chat_reply.c: the handler's side of the request policy. */
 void h2chat_request_describe(request_rec *r, h2c_request_t *req);

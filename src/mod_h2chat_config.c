@@ -65,7 +65,7 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     sc->redis_host = sc->redis_key = NULL;
     sc->redis_port = sc->redis_db = 0;
     sc->coalesce_ms = -1;
-    sc->direct_path = NULL;
+    sc->direct_path = sc->direct_own = NULL;
     sc->direct_penalty_s = -1;
     sc->latency = -1;
     sc->reconnect_spread_s = -1;
@@ -92,6 +92,7 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
     sc->memory = MERGE(memory);
     sc->journal_path = add->journal_path ? add->journal_path : base->journal_path;
     sc->direct_path = add->direct_path ? add->direct_path : base->direct_path;
+    sc->direct_own = add->direct_own; /* never inherited: see h2chat_conf_direct_tls */
     if (add->redis_host) {
         sc->redis_host = add->redis_host;
         sc->redis_port = add->redis_port;
@@ -380,6 +381,16 @@ const char *h2chat_conf_direct_path(server_rec *s) {
     return sc->direct_path && *sc->direct_path ? sc->direct_path : NULL;
 }
 
+/* A TLS connection is taken whole (it then serves the chat's path only), so
+ * only a virtual host that says H2ChatDirect itself gives its TLS
+ * connections to the loop: one inherited from the main server would take
+ * the browsers' connections to the page's own origin. */
+const char *h2chat_conf_direct_tls(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return sc->direct_own && *sc->direct_own ? sc->direct_own : NULL;
+}
+
 /* the default: long enough that a client refused this way is no load,
  * short enough that one behind a shared address is not shut out for long */
 #define H2CHAT_DIRECT_PENALTY_S 10
@@ -458,13 +469,13 @@ static const char *set_direct(cmd_parms *cmd, void *dcv, const char *arg) {
         return err;
     }
     if (!strcasecmp(arg, "off")) {
-        srv_conf(cmd)->direct_path = "";
+        srv_conf(cmd)->direct_path = srv_conf(cmd)->direct_own = "";
         return NULL;
     }
     if (arg[0] != '/' || strchr(arg, '?')) {
         return "H2ChatDirect: give the chat's path (e.g. /msgs) or off";
     }
-    srv_conf(cmd)->direct_path = arg;
+    srv_conf(cmd)->direct_path = srv_conf(cmd)->direct_own = arg;
     return NULL;
 }
 
@@ -677,7 +688,8 @@ const command_rec h2chat_cmds[] = {
                   "streams (default: auto)"),
     AP_INIT_TAKE1("H2ChatDirect", set_direct, NULL, RSRC_CONF,
                   "off or the chat's path: h2c (prior knowledge) connections to this "
-                  "server are served by the module's own HTTP/2 loop (default off)"),
+                  "server, and h2 (TLS) ones to a virtual host that says it itself, are "
+                  "served by the module's own HTTP/2 loop (default off)"),
     AP_INIT_TAKE1("H2ChatDirectPenalty", set_direct_penalty, NULL, RSRC_CONF,
                   "off or seconds: a client address whose H2ChatDirect connection was "
                   "closed with ENHANCE_YOUR_CALM has its new ones refused that long "

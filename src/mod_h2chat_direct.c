@@ -74,6 +74,7 @@ typedef struct {
     uint32_t gen1;          /* 1 + this child's generation */
     volatile int stop;
     int running;
+    uint32_t inflight; /* TLS connections between their take and the loop's queue */
 } direct_t;
 
 /* One handed connection (with the socket as SCM_RIGHTS). The server_rec
@@ -89,7 +90,8 @@ typedef struct {
 
 static direct_t direct;
 
-/* The site of server s, under lock; NULL if this child has none yet. */
+/* The site of server s, under lock; NULL if this child has none yet (a
+ * TLS connection's is its SNI virtual host's; an h2c one's its address's). */
 static site_t *site_find(const server_rec *s) {
     site_t *st;
 
@@ -100,32 +102,34 @@ static site_t *site_find(const server_rec *s) {
 
 /* The settings of the <Location> that covers `path` on server s, looked
  * up through httpd's own location walk on a request made for it. */
-static h2c_direct_site_t *site_for(conn_rec *c, const char *path) {
+static h2c_direct_site_t *site_for(conn_rec *c, server_rec *s, const char *path) {
     site_t *st;
     request_rec *r;
     const h2chat_dir_conf_t *dc;
 
     apr_thread_mutex_lock(direct.lock);
-    if (!(st = site_find(c->base_server))) {
+    if (!(st = site_find(s))) {
         r = ap_create_request(c);
+        r->server = s;
+        r->per_dir_config = s->lookup_defaults;
         r->uri = apr_pstrdup(r->pool, path);
         r->method = "GET";
         r->method_number = M_GET;
         ap_location_walk(r);
         dc = ap_get_module_config(r->per_dir_config, &h2chat_module);
         st = apr_pcalloc(direct.sites_pool, sizeof(*st));
-        st->s = c->base_server;
+        st->s = s;
         st->site.path = apr_pstrdup(direct.sites_pool, path);
         /* origins stay in the config pool, which outlives the child */
         h2chat_conf_policy(dc, &st->site.conf);
         /* the limits httpd applies to requests (mod_http2 too) */
-        st->site.limits.max_fields = (uint32_t)c->base_server->limit_req_fields;
-        st->site.limits.max_field_bytes = (uint32_t)c->base_server->limit_req_fieldsize;
-        st->site.limits.max_line = (uint32_t)c->base_server->limit_req_line;
+        st->site.limits.max_fields = (uint32_t)s->limit_req_fields;
+        st->site.limits.max_field_bytes = (uint32_t)s->limit_req_fieldsize;
+        st->site.limits.max_line = (uint32_t)s->limit_req_line;
         st->site.limits.max_list_bytes = H2C_HEADER_LIST_MAX;
-        st->site.timeout_us = c->base_server->timeout;
+        st->site.timeout_us = s->timeout;
         if (dc->enabled != 1) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, c->base_server,
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                          H2C_TAG_CONFIG
                          ": H2ChatDirect %s: no `H2Chat on` covers this path; "
                          "the direct listener serves it anyway",
@@ -191,7 +195,7 @@ static int hand_over(conn_rec *c, int fd, const char *path, int must) {
     }
     memset(&m, 0, sizeof(m));
     m.s = c->base_server;
-    m.site = *site_for(c, path);
+    m.site = *site_for(c, c->base_server, path);
     m.site.path = NULL;
     strcpy(m.path, path);
     strcpy(m.peer, c->client_ip);
@@ -392,11 +396,34 @@ int h2chat_direct_process_connection(conn_rec *c) {
         return DECLINED;
     }
     fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
-    h2c_direct_add(direct.d, nfd, c->client_ip, site_for(c, path), NULL, 0, 1);
+    h2c_direct_add(direct.d, nfd, c->client_ip, site_for(c, c->base_server, path), NULL,
+                   0, 1);
     /* httpd closes its copy without shutdown(): the loop's stays open */
     c->aborted = 1;
     c->keepalive = AP_CONN_CLOSE;
     return DONE;
+}
+
+h2c_direct_site_t *h2chat_direct_reserve(conn_rec *c, server_rec *s, const char *path) {
+    __atomic_add_fetch(&direct.inflight, 1, __ATOMIC_SEQ_CST);
+    if (!direct.running || __atomic_load_n(&direct.stop, __ATOMIC_SEQ_CST)) {
+        __atomic_sub_fetch(&direct.inflight, 1, __ATOMIC_SEQ_CST);
+        return NULL;
+    }
+    return site_for(c, s, path);
+}
+
+void h2chat_direct_hand_io(conn_rec *c, const h2c_direct_site_t *site,
+                           const h2c_direct_io_t *io, void *ctx) {
+    apr_os_sock_t fd = -1;
+
+    apr_os_sock_get(&fd, ap_get_conn_socket(c));
+    if (h2c_direct_add_io(direct.d, fd, c->client_ip, site, io, ctx) != APR_SUCCESS) {
+        /* no memory for its record: it leaks (the MPM forgot it), closed */
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, APR_ENOMEM, c,
+                      H2C_TAG_DIRECT_CONN ": cannot take the TLS connection over");
+    }
+    __atomic_sub_fetch(&direct.inflight, 1, __ATOMIC_SEQ_CST);
 }
 
 static void *APR_THREAD_FUNC loop_main(apr_thread_t *thd, void *data) {
@@ -430,7 +457,13 @@ static void stop_threads(void) {
     direct.running = 0;
     /* first no more connections from the others, then none taken */
     h2c_seg_direct_taking(&h2chat_state()->seg, h2chat_state()->child_slot, 0);
-    direct.stop = 1;
+    __atomic_store_n(&direct.stop, 1, __ATOMIC_SEQ_CST);
+    /* a TLS connection on its way (suspended by the MPM, not queued yet)
+     * must reach the loop before it stops: nobody else would close it, and
+     * the child would wait for it for ever */
+    while (__atomic_load_n(&direct.inflight, __ATOMIC_SEQ_CST)) {
+        apr_sleep(1000);
+    }
     if (direct.hand) {
         uint64_t one = 1;
         ssize_t n = write(direct.hand_wake, &one, sizeof(one));

@@ -5,7 +5,9 @@ Run as root from the repository root with Debian's interpreter:
 
 Each test module gets its own Apache (fixture `server`, scope module),
 configured by optional module attributes:
-    EXTRA_CONF  text appended to httpd.conf; '@ROOT@' is the server root
+    EXTRA_CONF  text appended to httpd.conf; '@ROOT@' is the server root,
+                '@FASTPORT@' a third free port, '@CERT@'/'@KEY@' the test
+                certificate and key
     MPM         dict overriding event MPM directives
     SETUP       callable(server) run before the server starts
 Server roots, configs and logs stay in t/run/<module>/ for inspection.
