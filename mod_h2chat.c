@@ -138,6 +138,7 @@ static void h2chat_register_hooks(apr_pool_t *p) {
                                APR_HOOK_MIDDLE);
     ap_hook_suspend_connection(h2chat_direct_tls_suspend, NULL, NULL, APR_HOOK_MIDDLE);
     h2chat_direct_tls_register();
+    h2chat_direct_req_register(); /* httpd's processing of their requests */
     /* before mod_dir/default handler: the location is ours, whatever file
      * may or may not exist there */
     ap_hook_handler(h2chat_handler, NULL, NULL, APR_HOOK_FIRST);

@@ -134,7 +134,7 @@ static void conn_close(conn_t *c) {
 /* A closed (or never started) connection's memory; an io connection's
  * release waits until its io allows (h2c_direct_io_t.min_life_us). */
 static void conn_free(h2c_direct_t *d, conn_t *c) {
-    if (c->io && mono_us() < c->release_at) {
+    if (c->io && (c->checking || mono_us() < c->release_at)) {
         c->q_next = d->late;
         d->late = c;
         return;
@@ -817,6 +817,8 @@ void h2c_direct_run(h2c_direct_t *d) {
         conn_close(d->conns);
     }
     conn_reap(d);
+    h2c_direct_check_stop(d);
+    take_published(d); /* the checks' last answers: their connections let go */
     reap_late(d, 1);
 }
 
@@ -931,6 +933,8 @@ static void free_jobs(job_t *job) {
 void h2c_direct_job_free(job_t *job) {
     free(job->fields), free(job->room), free(job->names), free(job->idx);
     free(job->member), free(job->aux);
+    free(job->pass.user), free(job->pass.client), free(job->pass.headers);
+    free(job->pass.body);
     free(job);
 }
 
@@ -955,6 +959,8 @@ void h2c_direct_job_run(h2c_direct_t *d, job_t *job) {
         job->rv = h2c_store_moderate(d->env.store, job->room, job->mkind, job->target,
                                      job->fields, job->flen, &job->id, &job->time_ms);
         break;
+    case JOB_CHECK:
+        break; /* the check threads' (h2c_direct_check.c) */
     }
 }
 
@@ -1038,6 +1044,9 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p,
     if ((rv = apr_thread_create(&d->publisher, NULL, publisher_main, d, p)) !=
         APR_SUCCESS) {
         return rv; /* the cleanup frees the rest with the pool */
+    }
+    if ((rv = h2c_direct_check_start(d, p)) != APR_SUCCESS) {
+        return rv;
     }
     d->now_us = mono_us();
     update_date(d);

@@ -47,6 +47,7 @@ typedef struct {
     uint32_t child_slot;
     h2c_hold_limits_t limits; /* held streams: the server's caps */
     int64_t penalty_us;       /* H2ChatDirectPenalty (h2c_penalty.h); 0: off */
+    uint32_t check_threads;   /* threads for io checks (h2c_direct_io_t.check); 0: none */
     h2c_spread_t *spread;     /* reconnect hints when the loop stops (armed by
                                  the caller before h2c_direct_stop); NULL: none */
     /* one line for the error log; `tag` is one of h2c_tags.h */
@@ -75,6 +76,24 @@ apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
                             const h2c_direct_site_t *site, const char *pre,
                             apr_size_t prelen, int counted);
 
+/* One request as the check sees it: every field NUL-terminated. */
+typedef struct h2c_direct_ask_t {
+    const char *method, *path, *scheme, *authority;
+    const char *headers; /* "name: value\n" per field, as they came */
+    int64_t time_us;     /* when its headers came (wall clock) */
+} h2c_direct_ask_t;
+
+/* The check's verdict (every pointer malloc'ed, freed by the loop). */
+typedef struct h2c_direct_pass_t {
+    int allowed;   /* 1: the chat answers it; else the answer below */
+    char *user;    /* allowed: the authenticated user, or NULL */
+    char *client;  /* allowed: the client's address as httpd sees it, or NULL */
+    int status;    /* refused: httpd's answer ... */
+    char *headers; /* ... its fields ("name: value\n" lines) ... */
+    char *body;    /* ... and body */
+    apr_size_t body_len;
+} h2c_direct_pass_t;
+
 /* How a connection's bytes move when they are not the socket's own (TLS
  * through mod_ssl's filters: the glue's). Every call is made on the loop
  * thread; the loop still polls `fd` and writes to it what `seal` gave. */
@@ -93,6 +112,11 @@ typedef struct {
     /* release is never called sooner than this after h2c_direct_add_io
      * (the MPM may still touch what it handed over in that moment) */
     int64_t min_life_us;
+    /* httpd's request processing for one request (auth, access, its log
+     * line for a refusal), on one of the loop's check threads, never on the
+     * loop; NULL: none (the chat's own rules only). */
+    void (*check)(void *ctx, const struct h2c_direct_ask_t *ask,
+                  struct h2c_direct_pass_t *pass);
 } h2c_direct_io_t;
 
 /* As h2c_direct_add for a connection whose bytes go through `io` (ctx):

@@ -34,7 +34,8 @@ typedef struct job_t job_t;
 
 typedef enum {
     STRM_NEW,   /* the request is coming in */
-    STRM_WAIT,  /* a publish, or a subscriber's rooms, with the publisher thread */
+    STRM_CHECK, /* complete, waiting for its connection's turn at the check */
+    STRM_WAIT,  /* with the check, or (a publish, a subscriber's rooms) the publisher */
     STRM_SUB,   /* a held stream */
     STRM_REPLY, /* a complete answer is going out */
 } strm_kind_t;
@@ -46,6 +47,12 @@ struct strm_t {
     strm_t *lprev, *lnext; /* the connection's streams */
     /* the request */
     char *method, *scheme, *path, *ctype, *accept, *last_event_id, *origin;
+    char *authority;
+    char *fields; /* every field, "name: value\n" (only for a check) */
+    apr_size_t fields_len, fields_cap;
+    int64_t begun_us;       /* when its headers began (wall clock, for the check) */
+    int checked;            /* the check let it through ... */
+    char *user;             /* ... as this user (NULL: none) */
     h2c_header_count_t hdr; /* the header list against httpd's limits */
     int head;               /* HEAD: headers only */
     int64_t clen;           /* -1: not given */
@@ -113,6 +120,7 @@ struct conn_t {
     uint64_t fed, framed;       /* bytes given to nghttp2; bytes of frames it showed us */
     uint64_t data_out, wu_mark; /* DATA sent; as of the last connection WINDOW_UPDATE */
     int goaway;                 /* terminated: nothing more is read, GOAWAY goes out */
+    int checking;               /* a check job of it is out (its io is not released) */
     uint64_t lat_id;            /* the newest message sampled for latency */
     int64_t goaway_at;
 };
@@ -120,11 +128,12 @@ struct conn_t {
 /* What the publisher thread does for the loop: everything that takes the
  * global lock or waits on a store. */
 typedef enum {
-    JOB_PUBLISH, /* a POST: fields into room */
-    JOB_HOLD,    /* a subscriber's rooms: names in, idx out */
-    JOB_RELEASE, /* a gone subscriber's rooms: idx */
-    JOB_COUNTS,  /* ?presence: names in, counts out (in idx) */
-    JOB_MODERATE /* a DELETE: entry line (fields) of mkind into room */
+    JOB_PUBLISH,  /* a POST: fields into room */
+    JOB_HOLD,     /* a subscriber's rooms: names in, idx out */
+    JOB_RELEASE,  /* a gone subscriber's rooms: idx */
+    JOB_COUNTS,   /* ?presence: names in, counts out (in idx) */
+    JOB_MODERATE, /* a DELETE: entry line (fields) of mkind into room */
+    JOB_CHECK     /* a check thread: httpd's request processing (ask -> pass) */
 } job_kind_t;
 
 struct job_t {
@@ -144,6 +153,9 @@ struct job_t {
     apr_status_t rv;
     uint64_t id;
     int64_t time_ms;
+    conn_t *gc; /* check: the connection (still there while checking) */
+    h2c_direct_ask_t ask;
+    h2c_direct_pass_t pass;
     job_t *next;
 };
 
@@ -165,7 +177,13 @@ struct h2c_direct_t {
     job_t *jobs_in, *jobs_out; /* FIFO in (to the publisher), LIFO out */
     job_t **jobs_in_tail;
     apr_thread_t *publisher;
-    int publishing;     /* the publisher has a job in hand */
+    int publishing;                     /* the publisher has a job in hand */
+    job_t *checks_in, **checks_in_tail; /* FIFO to the check threads */
+    uint32_t checks_queued;
+    apr_thread_cond_t *ccond;
+    apr_thread_t **checkers;
+    uint32_t ncheckers;
+    int cstop;          /* the check threads leave */
     int publisher_done; /* ... and left: jobs run where they are made */
     int stop;
     int64_t now_us;
@@ -222,7 +240,20 @@ void h2c_direct_terminate(conn_t *c, uint32_t code);
  * GOAWAY(ENHANCE_YOUR_CALM), closed and freed -> 1; else 0. */
 int h2c_direct_refuse_penalized(h2c_direct_t *d, conn_t *c);
 
+/* h2c_direct_check.c: httpd's request processing on the check threads */
+apr_status_t h2c_direct_check_start(h2c_direct_t *d, apr_pool_t *p);
+/* On the loop, once it ended: the check threads leave (what they were not
+ * given is answered as gone); every connection is then free to go. */
+void h2c_direct_check_stop(h2c_direct_t *d);
+/* A complete request of an io connection with a check: to the check in its
+ * connection's turn (one at a time, lowest stream first). */
+void h2c_direct_check(strm_t *s);
+/* A check job came back: the next stream of its connection goes. */
+void h2c_direct_check_done(job_t *job);
+
 /* h2c_direct_req.c */
+void h2c_direct_dispatch(strm_t *s);
+void h2c_direct_refuse(strm_t *s, const h2c_verdict_t *v);
 void h2c_direct_callbacks(nghttp2_session_callbacks *cbs);
 void h2c_direct_strm_free(strm_t *s);
 void h2c_direct_published(h2c_direct_t *d,

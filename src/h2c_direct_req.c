@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_lib.h>
 #include <apr_strings.h>
 
 #include "h2c_direct_int.h"
@@ -94,6 +95,52 @@ static void reply(strm_t *s, int status, const char *json, const char *retry_aft
     nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);
 }
 
+/* httpd's own answer to a request its processing refused (the check's: a
+ * 401 with its challenge, a 403, a redirect, an ErrorDocument), as
+ * mod_http2 would send it: its fields, less those HTTP/2 has no place for. */
+static void reply_pass(strm_t *s, const h2c_direct_pass_t *pass) {
+    static const char *const hop[] = {"connection",
+                                      "keep-alive",
+                                      "proxy-connection",
+                                      "transfer-encoding",
+                                      "upgrade",
+                                      "content-length",
+                                      "date"};
+    apr_pool_t *p = s->c->d->scratch;
+    char *st = apr_psprintf(p, "%d", pass->status), *line, *last, *colon;
+    nghttp2_nv nv[24];
+    size_t n = 0, i;
+    nghttp2_data_provider dp;
+
+    NV(":status", st);
+    NV("date", s->c->d->date);
+    for (line =
+             apr_strtok(apr_pstrdup(p, pass->headers ? pass->headers : ""), "\n", &last);
+         line && n < sizeof(nv) / sizeof(nv[0]); line = apr_strtok(NULL, "\n", &last)) {
+        if (!(colon = strchr(line, ':'))) {
+            continue;
+        }
+        *colon = '\0';
+        for (i = 0; line[i]; i++) {
+            line[i] = (char)apr_tolower(line[i]); /* HTTP/2 field names */
+        }
+        for (i = 0; i < sizeof(hop) / sizeof(hop[0]) && strcmp(line, hop[i]); i++) {
+        }
+        if (i == sizeof(hop) / sizeof(hop[0])) {
+            NV(line, colon + 1 + strspn(colon + 1, " "));
+        }
+    }
+    s->kind = STRM_REPLY;
+    s->progress = s->c->d->now_us;
+    if (s->head || !pass->body_len || !set_out(s, pass->body, pass->body_len)) {
+        nghttp2_submit_response(s->c->ngh, s->id, nv, n, NULL);
+        return;
+    }
+    dp.source.ptr = s;
+    dp.read_callback = out_read;
+    nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);
+}
+
 /* A refusal as the policy decided it: status, {"error":..}, its headers
  * and one tagged log line, as the handler renders it. */
 static void refuse(strm_t *s, const h2c_verdict_t *v) {
@@ -109,6 +156,10 @@ static void refuse(strm_t *s, const h2c_verdict_t *v) {
     apr_snprintf(retry, sizeof(retry), "%d", v->retry_after);
     reply(s, info->status, h2c_json_error(d->scratch, v->message),
           v->retry_after > 0 ? retry : NULL, info->allow);
+}
+
+void h2c_direct_refuse(strm_t *s, const h2c_verdict_t *v) {
+    refuse(s, v);
 }
 
 /* The request as the policy reads it. */
@@ -535,7 +586,7 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
     describe(s, path, args, &req);
     if (!h2c_policy_subscribe(&req, 1, &want, &v) ||
         !h2c_policy_rooms(&site->conf, &req, 1, d->scratch, &names, &v) ||
-        !h2c_policy_member(&site->conf, &req, NULL, d->scratch, &want.member, &v)) {
+        !h2c_policy_member(&site->conf, &req, s->user, d->scratch, &want.member, &v)) {
         refuse(s, &v);
         return;
     }
@@ -630,7 +681,7 @@ static void publish(strm_t *s, const char *path) {
         (path && !(room = APR_ARRAY_IDX(rooms, 0, const char *))) ||
         !h2c_policy_publish_head(conf, &req, 1, &d->env.seg->rate, h2c_direct_wall_ms(),
                                  d->scratch, &v) ||
-        !h2c_policy_publish_body(conf, s->body, s->body_len, s->body_over, NULL, room,
+        !h2c_policy_publish_body(conf, s->body, s->body_len, s->body_over, s->user, room,
                                  d->scratch, &fields, &flen, &v)) {
         refuse(s, &v);
         return;
@@ -640,8 +691,8 @@ static void publish(strm_t *s, const char *path) {
     }
 }
 
-/* A DELETE: checked here, done by the publisher thread. The loop runs no
- * httpd auth, so there is no user: refused unless H2ChatAnonymousDelete. */
+/* A DELETE: checked here, done by the publisher thread. Without a check
+ * (h2c) there is no user: refused unless H2ChatAnonymousDelete. */
 static void moderate(strm_t *s, const char *path, const char *args) {
     h2c_direct_t *d = s->c->d;
     h2c_moderation_t mod;
@@ -650,7 +701,7 @@ static void moderate(strm_t *s, const char *path, const char *args) {
     job_t *job;
 
     describe(s, path, args, &req);
-    if (!h2c_policy_delete(&s->c->site->conf, &req, 1, NULL, d->scratch, &mod, &v)) {
+    if (!h2c_policy_delete(&s->c->site->conf, &req, 1, s->user, d->scratch, &mod, &v)) {
         refuse(s, &v);
         return;
     }
@@ -739,10 +790,25 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
                 h2c_policy_moderate_refusal(&v, &mod, job->rv, s->c->d->scratch);
                 refuse(s, &v);
             } else {
-                h2c_policy_log_moderated(&mod, job->id, NULL, s->c->peer);
+                h2c_policy_log_moderated(&mod, job->id, s->user, s->c->peer);
                 reply(s, 200, apr_pstrmemdup(s->c->d->scratch, job->fields, job->flen),
                       NULL, NULL);
             }
+        }
+        break;
+    case JOB_CHECK:
+        h2c_direct_check_done(job);
+        if (!s) {
+            break;
+        }
+        if (job->pass.allowed) {
+            s->checked = 1;
+            s->user = job->pass.user;
+            job->pass.user = NULL;
+            s->kind = STRM_NEW;
+            h2c_direct_dispatch(s);
+        } else {
+            reply_pass(s, &job->pass);
         }
         break;
     case JOB_RELEASE:
@@ -779,8 +845,9 @@ static int target_is_ours(strm_t *s, char **path, const char **args, h2c_verdict
 }
 
 /* A whole request is in (END_STREAM), or one that need not wait for its
- * body: answer it. */
-static void dispatch(strm_t *s) {
+ * body: answer it. The loop's own refusals (httpd's limits, not its
+ * path) come first, as httpd gives them before any auth; then the check. */
+void h2c_direct_dispatch(strm_t *s) {
     const char *args = NULL;
     char *path = NULL;
     h2c_verdict_t v;
@@ -796,6 +863,10 @@ static void dispatch(strm_t *s) {
     }
     if (!target_is_ours(s, &path, &args, &v)) {
         refuse(s, &v);
+        return;
+    }
+    if (s->c->io && s->c->io->check && !s->checked) {
+        h2c_direct_check(s);
         return;
     }
     switch (h2c_policy_route(s->method, &s->head, &v)) {
@@ -830,6 +901,7 @@ static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame,
     s->c = c;
     s->id = frame->hd.stream_id;
     s->clen = -1;
+    s->begun_us = apr_time_now();
     s->progress = c->d->now_us;
     s->lnext = c->streams;
     if (c->streams) {
@@ -838,6 +910,35 @@ static int on_begin_headers(nghttp2_session *ngh, const nghttp2_frame *frame,
     c->streams = s;
     nghttp2_session_set_stream_user_data(ngh, s->id, s);
     return 0;
+}
+
+/* A field for the check (httpd sees the whole list); pseudo-headers are its
+ * request line and Host, given apart. 0 when out of memory. */
+static int fields_add(strm_t *s, const uint8_t *name, size_t namelen,
+                      const uint8_t *value, size_t valuelen) {
+    apr_size_t need = s->fields_len + namelen + 2 + valuelen + 2, cap;
+    char *p;
+
+    if (namelen && name[0] == ':') {
+        return 1;
+    }
+    if (need > s->fields_cap) {
+        for (cap = s->fields_cap ? s->fields_cap : 256; cap < need; cap *= 2) {
+        }
+        if (!(p = realloc(s->fields, cap))) {
+            return 0;
+        }
+        s->fields = p;
+        s->fields_cap = cap;
+    }
+    p = s->fields + s->fields_len;
+    memcpy(p, name, namelen);
+    memcpy(p + namelen, ": ", 2);
+    memcpy(p + namelen + 2, value, valuelen);
+    p[namelen + 2 + valuelen] = '\n';
+    p[namelen + 3 + valuelen] = '\0';
+    s->fields_len = need - 1;
+    return 1;
 }
 
 /* The request headers the chat looks at, each counted against httpd's
@@ -871,6 +972,9 @@ static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame,
     default:
         break;
     }
+    if (s->c->io && s->c->io->check && !fields_add(s, name, namelen, value, valuelen)) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
     if (IS(":method")) {
         slot = &s->method;
     } else if (IS(":scheme")) {
@@ -885,6 +989,8 @@ static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame,
         slot = &s->last_event_id;
     } else if (IS("origin")) {
         slot = &s->origin;
+    } else if (IS(":authority")) {
+        slot = &s->authority;
     } else if (!IS("content-length")) {
         return 0;
     }
@@ -968,13 +1074,13 @@ static int on_frame(nghttp2_session *ngh, const nghttp2_frame *frame, void *user
         return 0;
     }
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
-        dispatch(s);
+        h2c_direct_dispatch(s);
     } else if (frame->hd.type == NGHTTP2_HEADERS && s->kind == STRM_NEW) {
         /* a body follows: only a POST to the chat waits for it; anything
          * else is answered now and its body dropped as it comes */
         if (s->hdr.deny != H2C_DENY_NONE || !s->method || strcmp(s->method, "POST") ||
             !target_is_ours(s, &path, &args, &v)) {
-            dispatch(s);
+            h2c_direct_dispatch(s);
         } else if (s->clen > (int64_t)c->site->conf.max_bytes) {
             publish(s, NULL); /* refused by its declared length, before any byte of it */
         }
@@ -985,9 +1091,10 @@ static int on_frame(nghttp2_session *ngh, const nghttp2_frame *frame, void *user
 /* The request's fields (from on_header), once answered. */
 static void req_free(strm_t *s) {
     free(s->method), free(s->scheme), free(s->path), free(s->ctype), free(s->accept);
-    free(s->last_event_id), free(s->origin);
+    free(s->last_event_id), free(s->origin), free(s->authority), free(s->fields);
     s->method = s->scheme = s->path = s->ctype = s->accept = NULL;
-    s->last_event_id = s->origin = NULL;
+    s->last_event_id = s->origin = s->authority = s->fields = NULL;
+    s->fields_len = s->fields_cap = 0;
 }
 
 void h2c_direct_strm_free(strm_t *s) {
@@ -1022,7 +1129,7 @@ void h2c_direct_strm_free(strm_t *s) {
             free(s->presence.told);
         }
     }
-    free(s->body), free(s->out);
+    free(s->body), free(s->out), free(s->user);
     free(s);
 }
 

@@ -57,15 +57,16 @@ typedef struct {
     int redis_port;
     int redis_db;
     const char *redis_key;
-    int coalesce_ms;         /* H2ChatCoalesce: -1 unset, -2 auto, 0 off */
-    const char *direct_path; /* H2ChatDirect: NULL unset, "" off */
-    const char *direct_own;  /* ... as said in this server itself (not merged) */
-    int direct_penalty_s;    /* H2ChatDirectPenalty: -1 unset, 0 off */
-    int latency;             /* H2ChatLatencyHistogram: -1 unset, 0 off, 1 on */
-    int reconnect_spread_s;  /* H2ChatReconnectSpread: -1 unset, -2 auto, 0 off */
-    int max_rooms;           /* H2ChatMaxRooms, -1 unset */
-    int max_members;         /* H2ChatMaxMembers, -1 unset */
-    apr_off_t memory;        /* H2ChatMemory (bytes), -1 unset */
+    int coalesce_ms;                 /* H2ChatCoalesce: -1 unset, -2 auto, 0 off */
+    const char *direct_path;         /* H2ChatDirect: NULL unset, "" off */
+    const char *direct_own;          /* ... as said in this server itself (not merged) */
+    const server_rec *direct_server; /* ... the server it was said in */
+    int direct_penalty_s;            /* H2ChatDirectPenalty: -1 unset, 0 off */
+    int latency;                     /* H2ChatLatencyHistogram: -1 unset, 0 off, 1 on */
+    int reconnect_spread_s;          /* H2ChatReconnectSpread: -1 unset, -2 auto, 0 off */
+    int max_rooms;                   /* H2ChatMaxRooms, -1 unset */
+    int max_members;                 /* H2ChatMaxMembers, -1 unset */
+    apr_off_t memory;                /* H2ChatMemory (bytes), -1 unset */
 } h2chat_srv_conf_t;
 
 /* The process's view of the shared state. */
@@ -150,6 +151,13 @@ void h2chat_direct_child_stopping(void);
 h2c_direct_site_t *h2chat_direct_reserve(conn_rec *c, server_rec *s, const char *path);
 void h2chat_direct_hand_io(conn_rec *c, const h2c_direct_site_t *site,
                            const h2c_direct_io_t *io, void *ctx);
+
+/* mod_h2chat_direct_req.c: httpd's processing of a request of a taken
+ * connection c1, on a check thread (h2c_direct_io_t.check). */
+void h2chat_direct_check(conn_rec *c1, const h2c_direct_ask_t *ask,
+                         h2c_direct_pass_t *pass);
+apr_status_t h2chat_direct_req_child_init(apr_pool_t *pchild);
+void h2chat_direct_req_register(void);
 
 /* mod_h2chat_direct_tls.c: H2ChatDirect on a TLS virtual host. */
 void h2chat_direct_tls_register(void);

@@ -66,6 +66,7 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     sc->redis_port = sc->redis_db = 0;
     sc->coalesce_ms = -1;
     sc->direct_path = sc->direct_own = NULL;
+    sc->direct_server = NULL;
     sc->direct_penalty_s = -1;
     sc->latency = -1;
     sc->reconnect_spread_s = -1;
@@ -93,6 +94,7 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
     sc->journal_path = add->journal_path ? add->journal_path : base->journal_path;
     sc->direct_path = add->direct_path ? add->direct_path : base->direct_path;
     sc->direct_own = add->direct_own; /* never inherited: see h2chat_conf_direct_tls */
+    sc->direct_server = add->direct_server;
     if (add->redis_host) {
         sc->redis_host = add->redis_host;
         sc->redis_port = add->redis_port;
@@ -384,11 +386,14 @@ const char *h2chat_conf_direct_path(server_rec *s) {
 /* A TLS connection is taken whole (it then serves the chat's path only), so
  * only a virtual host that says H2ChatDirect itself gives its TLS
  * connections to the loop: one inherited from the main server would take
- * the browsers' connections to the page's own origin. */
+ * the browsers' connections to the page's own origin. (A virtual host
+ * without any H2Chat directive shares the main server's record, unmerged:
+ * hence the server it was said in.) */
 const char *h2chat_conf_direct_tls(server_rec *s) {
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
 
-    return sc->direct_own && *sc->direct_own ? sc->direct_own : NULL;
+    return sc->direct_server == s && sc->direct_own && *sc->direct_own ? sc->direct_own
+                                                                       : NULL;
 }
 
 /* the default: long enough that a client refused this way is no load,
@@ -470,12 +475,14 @@ static const char *set_direct(cmd_parms *cmd, void *dcv, const char *arg) {
     }
     if (!strcasecmp(arg, "off")) {
         srv_conf(cmd)->direct_path = srv_conf(cmd)->direct_own = "";
+        srv_conf(cmd)->direct_server = cmd->server;
         return NULL;
     }
     if (arg[0] != '/' || strchr(arg, '?')) {
         return "H2ChatDirect: give the chat's path (e.g. /msgs) or off";
     }
     srv_conf(cmd)->direct_path = srv_conf(cmd)->direct_own = arg;
+    srv_conf(cmd)->direct_server = cmd->server;
     return NULL;
 }
 

@@ -54,6 +54,9 @@
 #define H2C_HAND_WAIT_US 100000
 /* SETTINGS_MAX_HEADER_LIST_SIZE the loop advertises and holds to */
 #define H2C_HEADER_LIST_MAX 16384
+/* Threads per child for httpd's processing of TLS fast-path requests
+ * (auth providers may block: none of it runs on the loop) */
+#define H2C_CHECK_THREADS 4
 
 typedef struct site_t {
     const server_rec *s;
@@ -492,6 +495,15 @@ static int any_direct(server_rec *s) {
     return 0;
 }
 
+static int any_direct_tls(server_rec *s) {
+    for (; s; s = s->next) {
+        if (h2chat_conf_direct_tls(s)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Last in child_init, once the store is open. Threads start with every
  * signal blocked, as the waker's. A loop that cannot start leaves h2c
  * connections to mod_http2 (said in the log): not fatal for the child. */
@@ -516,8 +528,15 @@ apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
     env.child_slot = st->child_slot;
     env.limits = st->limits;
     env.penalty_us = h2chat_conf_direct_penalty_us(s);
+    env.check_threads = any_direct_tls(s) ? H2C_CHECK_THREADS : 0;
     env.spread = &st->spread; /* armed in child_stopping, before the loop stops */
     direct.pchild = pchild;
+    if (env.check_threads && (rv = h2chat_direct_req_child_init(pchild)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     H2C_TAG_DIRECT_LOOP
+                     ": H2ChatDirect over TLS: no socket for its checks");
+        return rv;
+    }
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     if ((rv = apr_thread_mutex_create(&direct.lock, APR_THREAD_MUTEX_DEFAULT, pchild)) !=

@@ -213,8 +213,15 @@ static void io_release(void *ctx) {
     apr_pool_destroy(t->c->pool);
 }
 
-static const h2c_direct_io_t tls_io = {io_recv, io_seal, io_bye, io_release,
-                                       H2C_TLS_MIN_LIFE_US};
+/* On a check thread: httpd's processing of one request (c is only read). */
+static void io_check(void *ctx, const h2c_direct_ask_t *ask, h2c_direct_pass_t *pass) {
+    tls_conn_t *t = ctx;
+
+    h2chat_direct_check(t->c, ask, pass);
+}
+
+static const h2c_direct_io_t tls_io = {
+    io_recv, io_seal, io_bye, io_release, H2C_TLS_MIN_LIFE_US, io_check};
 
 /* ---- the hand-over ---------------------------------------------------- */
 

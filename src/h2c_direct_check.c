@@ -1,0 +1,188 @@
+/* h2c_direct_check: httpd's request processing for the loop's requests.
+ *
+ * A request of a connection whose io has a check (TLS taken from httpd) is
+ * first shown to httpd (auth, access, translate: the glue's check) on one of
+ * a few threads of the loop's own: providers may block (LDAP, a database, a
+ * piped log), the loop never waits. A connection has one request at the
+ * check at a time, the lowest stream first: one client's POSTs are published
+ * in the order it sent them, and one connection cannot take every thread.
+ * The answer comes back through the publisher's queue (jobs_out). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "h2c_direct_int.h"
+#include "h2c_tags.h"
+
+/* requests at the check (queued or in hand) in one loop; more: 503 */
+#define H2C_CHECK_QUEUE_MAX 1024
+
+static void *APR_THREAD_FUNC checker_main(apr_thread_t *thd, void *data) {
+    h2c_direct_t *d = data;
+    job_t *job;
+
+    (void)thd;
+    apr_thread_mutex_lock(d->lock);
+    for (;;) {
+        while (!d->checks_in && !d->cstop) {
+            apr_thread_cond_wait(d->ccond, d->lock);
+        }
+        if (d->cstop) {
+            break; /* what is left is the loop's to answer (h2c_direct_check_stop) */
+        }
+        job = d->checks_in;
+        if (!(d->checks_in = job->next)) {
+            d->checks_in_tail = &d->checks_in;
+        }
+        apr_thread_mutex_unlock(d->lock);
+        job->gc->io->check(job->gc->io_ctx, &job->ask, &job->pass);
+        apr_thread_mutex_lock(d->lock);
+        d->checks_queued--;
+        job->next = d->jobs_out;
+        d->jobs_out = job;
+        h2c_direct_ring(d);
+    }
+    apr_thread_mutex_unlock(d->lock);
+    return NULL;
+}
+
+apr_status_t h2c_direct_check_start(h2c_direct_t *d, apr_pool_t *p) {
+    apr_status_t rv;
+    uint32_t i;
+
+    d->checks_in_tail = &d->checks_in;
+    if (!d->env.check_threads) {
+        return APR_SUCCESS;
+    }
+    if ((rv = apr_thread_cond_create(&d->ccond, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    d->checkers = apr_pcalloc(p, d->env.check_threads * sizeof(*d->checkers));
+    for (i = 0; i < d->env.check_threads; i++) {
+        if ((rv = apr_thread_create(&d->checkers[i], NULL, checker_main, d, p)) !=
+            APR_SUCCESS) {
+            return rv; /* the ones started leave at h2c_direct_check_stop */
+        }
+        d->ncheckers++;
+    }
+    return APR_SUCCESS;
+}
+
+void h2c_direct_check_stop(h2c_direct_t *d) {
+    apr_status_t rv;
+    job_t *left;
+    uint32_t i;
+
+    if (!d->ccond) {
+        return;
+    }
+    apr_thread_mutex_lock(d->lock);
+    d->cstop = 1;
+    apr_thread_cond_broadcast(d->ccond);
+    apr_thread_mutex_unlock(d->lock);
+    for (i = 0; i < d->ncheckers; i++) {
+        apr_thread_join(&rv, d->checkers[i]);
+    }
+    d->ncheckers = 0;
+    apr_thread_mutex_lock(d->lock);
+    left = d->checks_in;
+    d->checks_in = NULL;
+    d->checks_in_tail = &d->checks_in;
+    apr_thread_mutex_unlock(d->lock);
+    while (left) { /* never shown to httpd: their connections are gone */
+        job_t *next = left->next;
+
+        left->gc->checking = 0;
+        h2c_direct_job_free(left);
+        left = next;
+    }
+}
+
+/* The ask's strings, in one allocation (job->fields). */
+static int ask_make(job_t *job, const strm_t *s) {
+    const char *parts[5] = {s->method, s->path, s->scheme ? s->scheme : "https",
+                            s->authority ? s->authority : "", s->fields ? s->fields : ""};
+    apr_size_t len = 0, n;
+    char *p;
+    int i;
+
+    for (i = 0; i < 5; i++) {
+        len += strlen(parts[i]) + 1;
+    }
+    if (!(job->fields = p = malloc(len))) {
+        return 0;
+    }
+    for (i = 0; i < 5; i++) {
+        n = strlen(parts[i]) + 1;
+        memcpy(p, parts[i], n);
+        parts[i] = p;
+        p += n;
+    }
+    job->ask.method = parts[0], job->ask.path = parts[1], job->ask.scheme = parts[2];
+    job->ask.authority = parts[3], job->ask.headers = parts[4];
+    job->ask.time_us = s->begun_us;
+    return 1;
+}
+
+/* The connection's next stream waiting for the check, if it has its turn. */
+static void check_next(conn_t *c) {
+    h2c_direct_t *d = c->d;
+    strm_t *s, *first = NULL;
+    h2c_verdict_t v;
+    job_t *job;
+    int full;
+
+    if (c->checking || c->dead) {
+        return;
+    }
+    for (s = c->streams; s; s = s->lnext) {
+        if (s->kind == STRM_CHECK && (!first || s->id < first->id)) {
+            first = s;
+        }
+    }
+    if (!first) {
+        return;
+    }
+    s = first;
+    if (!(job = calloc(1, sizeof(*job))) || !ask_make(job, s)) {
+        free(job);
+        h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
+        h2c_direct_refuse(s, &v);
+        return;
+    }
+    job->kind = JOB_CHECK;
+    job->gc = c;
+    apr_thread_mutex_lock(d->lock);
+    if (!(full = d->checks_queued >= H2C_CHECK_QUEUE_MAX || d->cstop || !d->ncheckers)) {
+        d->checks_queued++;
+        *d->checks_in_tail = job;
+        d->checks_in_tail = &job->next;
+        apr_thread_cond_signal(d->ccond);
+    }
+    apr_thread_mutex_unlock(d->lock);
+    if (full) {
+        h2c_direct_job_free(job);
+        h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, "the server is busy: try again");
+        h2c_direct_refuse(s, &v);
+        return;
+    }
+    job->s = s;
+    s->job = job;
+    s->kind = STRM_WAIT;
+    c->checking = 1;
+}
+
+void h2c_direct_check(strm_t *s) {
+    s->kind = STRM_CHECK;
+    check_next(s->c);
+}
+
+void h2c_direct_check_done(job_t *job) {
+    conn_t *c = job->gc;
+
+    c->checking = 0;
+    if (!c->dead) {
+        check_next(c);
+    }
+}

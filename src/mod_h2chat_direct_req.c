@@ -1,0 +1,232 @@
+/* mod_h2chat_direct_req: httpd's request processing for a request the loop
+ * serves on a connection it took from httpd (H2ChatDirect over TLS).
+ *
+ * On one of the loop's check threads (h2c_direct_check.c), never on the
+ * loop: a secondary connection (c2, its master the taken c1) as mod_http2
+ * makes one per stream, a request_rec built from the stream's fields as
+ * mod_http2 builds it, then ap_process_request_internal(): translate, the
+ * <Location> walk, access, authn/authz (Require), fixups. OK: the loop
+ * answers as the chat, with r->user. Anything else: ap_die() renders
+ * httpd's own answer (the 401 with its challenge, the 403, a redirect, an
+ * ErrorDocument), which a filter in place of HTTP_HEADER takes for the
+ * loop to send; the request's end (EOR) writes its access log line.
+ *
+ * c1 is only read here (its fields, through c2->master: mod_ssl's
+ * variables), as mod_http2's workers read theirs; the loop does not let it
+ * go while a check of it is out. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mod_h2chat.h"
+
+#include <apr_strings.h>
+#include <http_connection.h>
+#include <http_core.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <httpd.h>
+#include <mod_core.h>
+#include <util_filter.h>
+
+#define H2C_CHECK_BODY_MAX 65536 /* httpd's error page the loop keeps at most */
+
+typedef struct {
+    h2c_direct_pass_t *pass;
+    int headed;
+} capture_t;
+
+static ap_filter_rec_t *capture_rec, *c2_in_rec, *c2_out_rec;
+static apr_socket_t *dummy_socket; /* c2's "socket": modules may set options on it */
+
+/* In place of HTTP_HEADER: httpd's answer for the loop (its status, fields
+ * as HTTP_HEADER would merge them, body), never passed on. */
+static apr_status_t capture(ap_filter_t *f, apr_bucket_brigade *bb) {
+    capture_t *ck = f->ctx;
+    request_rec *r = f->r;
+    h2c_direct_pass_t *pass = ck->pass;
+    apr_bucket *b;
+
+    if (!ck->headed) {
+        const apr_array_header_t *arr;
+        const apr_table_entry_t *e;
+        apr_table_t *all = apr_table_overlay(r->pool, r->err_headers_out, r->headers_out);
+        char *lines = "";
+        int i;
+
+        ck->headed = 1;
+        pass->status = r->status;
+        if (r->content_type) {
+            apr_table_setn(all, "Content-Type", r->content_type);
+        }
+        arr = apr_table_elts(all);
+        e = (const apr_table_entry_t *)arr->elts;
+        for (i = 0; i < arr->nelts; i++) {
+            if (e[i].key && e[i].val && !strchr(e[i].val, '\n')) {
+                lines = apr_pstrcat(r->pool, lines, e[i].key, ": ", e[i].val, "\n", NULL);
+            }
+        }
+        pass->headers = strdup(lines);
+    }
+    for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+         b = APR_BUCKET_NEXT(b)) {
+        const char *data;
+        apr_size_t len;
+        char *p;
+
+        if (APR_BUCKET_IS_METADATA(b) ||
+            apr_bucket_read(b, &data, &len, APR_BLOCK_READ) != APR_SUCCESS ||
+            pass->body_len + len > H2C_CHECK_BODY_MAX ||
+            !(p = realloc(pass->body, pass->body_len + len + 1))) {
+            continue;
+        }
+        memcpy(p + pass->body_len, data, len);
+        pass->body = p;
+        pass->body_len += len;
+    }
+    apr_brigade_cleanup(bb);
+    return APR_SUCCESS;
+}
+
+/* c2's network: nothing goes anywhere; deleting the EOR ends the request
+ * (its log line, its pool). */
+static apr_status_t c2_out(ap_filter_t *f, apr_bucket_brigade *bb) {
+    (void)f;
+    apr_brigade_cleanup(bb);
+    return APR_SUCCESS;
+}
+
+/* The body stays with the loop: httpd reads none. */
+static apr_status_t c2_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+                          apr_read_type_e block, apr_off_t readbytes) {
+    (void)mode, (void)block, (void)readbytes;
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(f->c->bucket_alloc));
+    return APR_SUCCESS;
+}
+
+/* A secondary connection for one check, in its own pool (any thread). */
+static conn_rec *c2_make(conn_rec *c1, apr_pool_t *p) {
+    conn_rec *c2 = apr_palloc(p, sizeof(*c2));
+
+    memcpy(c2, c1, sizeof(*c2));
+    c2->master = c1;
+    c2->pool = p;
+    c2->conn_config = ap_create_conn_config(p);
+    c2->notes = apr_table_make(p, 5);
+    c2->input_filters = c2->output_filters = NULL;
+    c2->bucket_alloc = apr_bucket_alloc_create(p);
+    c2->clogging_input_filters = 1; /* the MPM never polls it */
+    c2->log = NULL;
+    c2->aborted = 0;
+    c2->sbh = NULL;
+    /* as a request after the first, closed after it: no keep-alive logic */
+    c2->keepalives = 1;
+    c2->keepalive = AP_CONN_CLOSE;
+    ap_set_core_module_config(c2->conn_config, dummy_socket);
+    ap_add_input_filter_handle(c2_in_rec, NULL, NULL, c2);
+    ap_add_output_filter_handle(c2_out_rec, NULL, NULL, c2);
+    ap_run_pre_connection(c2, dummy_socket); /* the MPM's, logio's, remoteip's data */
+    return c2;
+}
+
+/* The stream's fields into r; HTTP/2's split Cookie is joined as httpd's. */
+static void fields_in(request_rec *r, const h2c_direct_ask_t *ask) {
+    char *all = apr_pstrdup(r->pool, ask->headers), *line, *last, *colon;
+    const char *had;
+
+    for (line = apr_strtok(all, "\n", &last); line;
+         line = apr_strtok(NULL, "\n", &last)) {
+        if (!(colon = strchr(line, ':'))) {
+            continue;
+        }
+        *colon = '\0';
+        colon += 1 + strspn(colon + 1, " ");
+        if (!strcasecmp(line, "cookie") &&
+            (had = apr_table_get(r->headers_in, "Cookie"))) {
+            apr_table_setn(r->headers_in, "Cookie",
+                           apr_pstrcat(r->pool, had, "; ", colon, NULL));
+        } else if (strcasecmp(line, "host")) {
+            apr_table_addn(r->headers_in, line, colon);
+        }
+    }
+    if (*ask->authority) {
+        apr_table_setn(r->headers_in, "Host", ask->authority);
+    }
+}
+
+/* httpd's processing of the request up to its handler: OK, or the status
+ * httpd answers it with. */
+static int process(request_rec *r, const h2c_direct_ask_t *ask) {
+    int status;
+
+    fields_in(r, ask);
+    ap_run_pre_read_request(r, r->connection);
+    r->request_time = ask->time_us;
+    r->the_request = apr_psprintf(r->pool, "%s %s HTTP/2.0", ask->method, ask->path);
+    r->hostname = NULL; /* from Host, by ap_check_request_header */
+    if (!ap_parse_request_line(r) || !ap_check_request_header(r)) {
+        r->per_dir_config = r->server->lookup_defaults;
+        status = r->status;
+        r->status = HTTP_OK;
+        return status;
+    }
+    r->per_dir_config = r->server->lookup_defaults;
+    ap_add_input_filter_handle(ap_http_input_filter_handle, NULL, r, r->connection);
+    if ((status = ap_post_read_request(r)) != OK) {
+        return status;
+    }
+    return ap_process_request_internal(r);
+}
+
+void h2chat_direct_check(conn_rec *c1, const h2c_direct_ask_t *ask,
+                         h2c_direct_pass_t *pass) {
+    apr_allocator_t *al;
+    apr_pool_t *p;
+    conn_rec *c2;
+    request_rec *r;
+    capture_t *ck;
+    apr_bucket_brigade *bb;
+    int status;
+
+    if (apr_allocator_create(&al) != APR_SUCCESS ||
+        apr_pool_create_unmanaged_ex(&p, NULL, al) != APR_SUCCESS) {
+        pass->status = HTTP_SERVICE_UNAVAILABLE;
+        return;
+    }
+    apr_allocator_owner_set(al, p);
+    apr_pool_tag(p, "h2chat_check");
+    c2 = c2_make(c1, p);
+    r = ap_create_request(c2);
+    /* httpd's answer comes to the loop as fields, not as HTTP/1.1 bytes */
+    ap_remove_output_filter_byhandle(r->output_filters, "HTTP_HEADER");
+    ck = apr_pcalloc(p, sizeof(*ck));
+    ck->pass = pass;
+    ap_add_output_filter_handle(capture_rec, ck, r, c2);
+    if ((status = process(r, ask)) == OK) {
+        pass->allowed = 1;
+        pass->user = r->user ? strdup(r->user) : NULL;
+        pass->client = r->useragent_ip ? strdup(r->useragent_ip) : NULL;
+        apr_pool_destroy(p); /* the stream's own log line is not written (yet) */
+        return;
+    }
+    ap_die(status, r);
+    /* the request's end: EOR writes its log line and frees it */
+    bb = apr_brigade_create(p, c2->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_eor_create(c2->bucket_alloc, r));
+    ap_pass_brigade(c2->output_filters, bb);
+    if (!pass->status) {
+        pass->status = HTTP_INTERNAL_SERVER_ERROR;
+    }
+    apr_pool_destroy(p);
+}
+
+apr_status_t h2chat_direct_req_child_init(apr_pool_t *pchild) {
+    return apr_socket_create(&dummy_socket, APR_INET, SOCK_STREAM, APR_PROTO_TCP, pchild);
+}
+
+void h2chat_direct_req_register(void) {
+    capture_rec = ap_register_output_filter("H2CHAT_CHECK_CAPTURE", capture, NULL,
+                                            AP_FTYPE_PROTOCOL);
+    c2_in_rec = ap_register_input_filter("H2CHAT_C2_IN", c2_in, NULL, AP_FTYPE_NETWORK);
+    c2_out_rec =
+        ap_register_output_filter("H2CHAT_C2_OUT", c2_out, NULL, AP_FTYPE_NETWORK);
+}

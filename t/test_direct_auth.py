@@ -1,0 +1,117 @@
+"""H2ChatDirect over TLS runs httpd's own request processing for every
+request it serves (on the loop's check threads): Basic auth answers 401
+with the challenge and the same body mod_http2's path gives, an authz
+refusal 403, the authenticated name is the message's user whatever the
+body says, and each refusal has its access log line."""
+
+import json
+import re
+import time
+
+import h2chat_env as env
+
+EXTRA_CONF = """
+H2ChatMaxSubscribersPerAddress off
+AsyncRequestWorkerFactor 50
+Listen 127.0.0.1:@FASTPORT@
+<VirtualHost 127.0.0.1:@FASTPORT@>
+    ServerName localhost
+    SSLEngine on
+    SSLCertificateFile "@CERT@"
+    SSLCertificateKeyFile "@KEY@"
+    Protocols h2 http/1.1
+    H2ChatDirect /private/msgs
+</VirtualHost>
+<Location /private/msgs>
+    H2Chat On
+    H2ChatSnapshot 0
+    AuthType Basic
+    AuthName "h2chat test"
+    AuthBasicProvider file
+    AuthUserFile "@ROOT@/htpasswd"
+    AuthzSendForbiddenOnFailure On
+    <RequireAll>
+        Require valid-user
+        Require expr "%{QUERY_STRING} !~ /forbidden/"
+    </RequireAll>
+</Location>
+"""
+USERS = {'alice': 'wonder land', 'bob': 'b0b'}
+PATH = '/private/msgs'
+
+
+def SETUP(server):
+    env.write_htpasswd(server, USERS)
+
+
+def both(server, method='GET', path=PATH, body=None, headers=None):
+    """The same request through mod_http2 (main TLS host) and the loop."""
+    return [env.curl_request(server.port, port, 'h2tls', method, path, body, headers)
+            for port in (server.tls_port, server.fast_port)]
+
+
+def test_401_with_the_challenge_as_mod_http2_gives_it(server):
+    mark = server.errlog_mark()
+    for headers in (None, env.basic_auth('alice', 'wrong')):
+        via_http2, via_loop = both(server, headers=headers)
+        assert via_loop.status == via_http2.status == 401, (via_http2, via_loop)
+        for field in ('www-authenticate', 'content-type'):
+            assert via_loop.headers.get(field) == via_http2.headers.get(field), field
+        assert via_loop.headers['www-authenticate'] == 'Basic realm="h2chat test"'
+        assert via_loop.body == via_http2.body and b'401' in via_loop.body
+    # httpd's own log lines for the failed password, from both paths
+    assert server.errlog_since(mark).count('AH01617') == 2
+
+
+def test_403_from_authz(server):
+    via_http2, via_loop = both(server, path=PATH + '?forbidden=1',
+                               headers=env.basic_auth('bob', 'b0b'))
+    assert via_loop.status == via_http2.status == 403, (via_http2, via_loop)
+    assert via_loop.body == via_http2.body
+
+
+def test_authenticated_name_is_the_messages_user(server):
+    last = server.h2chat_status()['H2ChatLastId']
+    sub = server.subscriber('h2tls', path=PATH, since=last, user='bob:b0b',
+                            port=server.fast_port)
+    assert sub.wait_headers() == 200, sub.summary()
+    assert env.wait_until(
+        lambda: server.h2chat_status()['H2ChatDirectSubscribers'] == 1, 5)
+    posted = []
+    for port in (server.tls_port, server.fast_port):
+        r = env.curl_request(server.port, port, 'h2tls', 'POST', PATH,
+                             {'user': 'mallory', 'text': f'spoofed? {port}'},
+                             {'Content-Type': 'application/json',
+                              **env.basic_auth('alice', 'wonder land')})
+        assert r.status == 201, r
+        posted.append(json.loads(r.body)['id'])
+    msgs = sub.wait_for(2)
+    assert [(m['id'], m['user']) for m in msgs] == [(i, 'alice') for i in posted]
+    sub.close()
+
+
+def test_refusals_have_their_access_log_line(server):
+    before = server.access_log.read_text() if server.access_log.exists() else ''
+    r = env.curl_request(server.port, server.fast_port, 'h2tls', 'GET', PATH + '?log=1')
+    assert r.status == 401
+    line = re.compile(r'"GET /private/msgs\?log=1 HTTP/2\.0" 401 ')
+    assert env.wait_until(
+        lambda: len(line.findall(server.access_log.read_text()[len(before):])) == 1, 5), \
+        server.access_log.read_text()[len(before):]
+
+
+def test_the_loop_is_not_held_by_a_check(server):
+    """Checks run on their own threads: a held stream keeps receiving while
+    requests are being checked (here: many refused ones in a row)."""
+    sub = server.subscriber('h2tls', path=PATH, user='bob:b0b', port=server.fast_port)
+    assert sub.wait_headers() == 200
+    for i in range(20):
+        r = env.curl_request(server.port, server.fast_port, 'h2tls', 'GET', PATH)
+        assert r.status == 401
+    t0 = time.monotonic()
+    nid = json.loads(env.curl_request(
+        server.port, server.tls_port, 'h2tls', 'POST', PATH, {'text': 'still here'},
+        {'Content-Type': 'application/json', **env.basic_auth('bob', 'b0b')}).body)['id']
+    assert sub.wait_event(lambda e: e.get('id') == nid, 5), sub.summary()
+    assert time.monotonic() - t0 < 5
+    sub.close()
