@@ -108,18 +108,6 @@ def log(msg):
     print(f'[{time.strftime("%H:%M:%S")}] {msg}', file=sys.stderr, flush=True)
 
 
-def busy_pct(span=1.0):
-    """% of one core the whole machine used over span seconds."""
-    def ticks():
-        with open('/proc/stat') as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return v[0] + v[1] + v[2] + v[7]  # user nice system steal
-    t0, b0 = time.monotonic(), ticks()
-    time.sleep(span)
-    t1, b1 = time.monotonic(), ticks()
-    return (b1 - b0) * 100.0 / os.sysconf('SC_CLK_TCK') / (t1 - t0)
-
-
 def others_running(rx):
     """pids (not this script's) whose command line matches rx."""
     found = []
@@ -168,14 +156,7 @@ class Watch:
 def wait_quiet(a, limit=15.0):
     """After --pause s, waits (up to --quiet-wait s) until other work uses
     < limit % of a core; returns the last load seen (the record keeps it)."""
-    time.sleep(a.pause)
-    t0 = time.monotonic()
-    while True:
-        load = busy_pct()
-        if load < limit or time.monotonic() - t0 >= a.quiet_wait:
-            if load >= limit and a.quiet_wait:
-                log(f'  others still use {load:.0f} % of a core: measuring anyway')
-            return round(load, 1)
+    return benchsrv.wait_quiet(a.pause, a.quiet_wait, limit, log)
 
 
 class Runner:
