@@ -960,6 +960,7 @@ void h2c_direct_job_run(h2c_direct_t *d, job_t *job) {
                                      job->fields, job->flen, &job->id, &job->time_ms);
         break;
     case JOB_CHECK:
+    case JOB_LOG:
         break; /* the check threads' (h2c_direct_check.c) */
     }
 }

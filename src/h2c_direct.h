@@ -117,6 +117,10 @@ typedef struct {
      * loop; NULL: none (the chat's own rules only). */
     void (*check)(void *ctx, const struct h2c_direct_ask_t *ask,
                   struct h2c_direct_pass_t *pass);
+    /* The access log line of a request the check let through, once
+     * answered (a POST) or ended (a held stream): on a check thread. */
+    void (*log)(void *ctx, const struct h2c_direct_ask_t *ask, const char *user,
+                int status, uint64_t bytes);
 } h2c_direct_io_t;
 
 /* As h2c_direct_add for a connection whose bytes go through `io` (ctx):

@@ -36,7 +36,12 @@ static void *APR_THREAD_FUNC checker_main(apr_thread_t *thd, void *data) {
             d->checks_in_tail = &d->checks_in;
         }
         apr_thread_mutex_unlock(d->lock);
-        job->gc->io->check(job->gc->io_ctx, &job->ask, &job->pass);
+        if (job->kind == JOB_LOG) {
+            job->gc->io->log(job->gc->io_ctx, &job->ask, job->member, (int)job->id,
+                             job->target);
+        } else {
+            job->gc->io->check(job->gc->io_ctx, &job->ask, &job->pass);
+        }
         apr_thread_mutex_lock(d->lock);
         d->checks_queued--;
         job->next = d->jobs_out;
@@ -93,7 +98,11 @@ void h2c_direct_check_stop(h2c_direct_t *d) {
     while (left) { /* never shown to httpd: their connections are gone */
         job_t *next = left->next;
 
-        left->gc->checking = 0;
+        if (left->kind == JOB_LOG) { /* the line is written all the same */
+            left->gc->io->log(left->gc->io_ctx, &left->ask, left->member, (int)left->id,
+                              left->target);
+        }
+        left->gc->checking--;
         h2c_direct_job_free(left);
         left = next;
     }
@@ -133,7 +142,7 @@ static void check_next(conn_t *c) {
     job_t *job;
     int full;
 
-    if (c->checking || c->dead) {
+    if (c->check_turn || c->dead) {
         return;
     }
     for (s = c->streams; s; s = s->lnext) {
@@ -170,7 +179,8 @@ static void check_next(conn_t *c) {
     job->s = s;
     s->job = job;
     s->kind = STRM_WAIT;
-    c->checking = 1;
+    c->checking++;
+    c->check_turn = 1;
 }
 
 void h2c_direct_check(strm_t *s) {
@@ -181,8 +191,44 @@ void h2c_direct_check(strm_t *s) {
 void h2c_direct_check_done(job_t *job) {
     conn_t *c = job->gc;
 
-    c->checking = 0;
-    if (!c->dead) {
-        check_next(c);
+    c->checking--;
+    if (job->kind == JOB_CHECK) {
+        c->check_turn = 0;
+        if (!c->dead) {
+            check_next(c);
+        }
     }
+}
+
+void h2c_direct_check_log(strm_t *s) {
+    conn_t *c = s->c;
+    h2c_direct_t *d = c->d;
+    job_t *job;
+    int queued = 0;
+
+    if (!s->asked_buf || !c->io->log || !(job = calloc(1, sizeof(*job)))) {
+        return; /* not checked, or no memory: no line */
+    }
+    job->kind = JOB_LOG;
+    job->gc = c;
+    job->ask = s->asked;
+    job->fields = s->asked_buf; /* the job's now */
+    s->asked_buf = NULL;
+    job->member = s->user ? strdup(s->user) : NULL;
+    job->id = (uint64_t)(s->status ? s->status : 499); /* none given: the client left */
+    job->target = s->data_out;
+    apr_thread_mutex_lock(d->lock);
+    if (!d->cstop && d->ncheckers) {
+        queued = 1;
+        d->checks_queued++;
+        *d->checks_in_tail = job;
+        d->checks_in_tail = &job->next;
+        apr_thread_cond_signal(d->ccond);
+    }
+    apr_thread_mutex_unlock(d->lock);
+    if (!queued) {
+        h2c_direct_job_free(job);
+        return;
+    }
+    c->checking++;
 }

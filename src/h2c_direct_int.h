@@ -52,7 +52,10 @@ struct strm_t {
     apr_size_t fields_len, fields_cap;
     int64_t begun_us;       /* when its headers began (wall clock, for the check) */
     int checked;            /* the check let it through ... */
-    char *user;             /* ... as this user (NULL: none) */
+    char *user;             /* ... as this user (NULL: none) ... */
+    h2c_direct_ask_t asked; /* ... and its request, for its log line (the */
+    char *asked_buf;        /* strings in asked_buf, malloc'ed) */
+    int status;             /* the answer's status, once given */
     h2c_header_count_t hdr; /* the header list against httpd's limits */
     int head;               /* HEAD: headers only */
     int64_t clen;           /* -1: not given */
@@ -120,7 +123,8 @@ struct conn_t {
     uint64_t fed, framed;       /* bytes given to nghttp2; bytes of frames it showed us */
     uint64_t data_out, wu_mark; /* DATA sent; as of the last connection WINDOW_UPDATE */
     int goaway;                 /* terminated: nothing more is read, GOAWAY goes out */
-    int checking;               /* a check job of it is out (its io is not released) */
+    int checking;               /* its check jobs out (its io is not released) */
+    int check_turn;             /* one of them is a request's check */
     uint64_t lat_id;            /* the newest message sampled for latency */
     int64_t goaway_at;
 };
@@ -133,7 +137,8 @@ typedef enum {
     JOB_RELEASE,  /* a gone subscriber's rooms: idx */
     JOB_COUNTS,   /* ?presence: names in, counts out (in idx) */
     JOB_MODERATE, /* a DELETE: entry line (fields) of mkind into room */
-    JOB_CHECK     /* a check thread: httpd's request processing (ask -> pass) */
+    JOB_CHECK,    /* a check thread: httpd's request processing (ask -> pass) */
+    JOB_LOG       /* a check thread: the access log line of a request let through */
 } job_kind_t;
 
 struct job_t {
@@ -250,6 +255,9 @@ void h2c_direct_check_stop(h2c_direct_t *d);
 void h2c_direct_check(strm_t *s);
 /* A check job came back: the next stream of its connection goes. */
 void h2c_direct_check_done(job_t *job);
+/* A request the check let through is done with (answered, or its held
+ * stream ended): its access log line, on a check thread. */
+void h2c_direct_check_log(strm_t *s);
 
 /* h2c_direct_req.c */
 void h2c_direct_dispatch(strm_t *s);

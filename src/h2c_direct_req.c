@@ -74,6 +74,7 @@ static void reply(strm_t *s, int status, const char *json, const char *retry_aft
     const char *body = apr_pstrcat(s->c->d->scratch, json, "\n", NULL);
 
     apr_snprintf(st, sizeof(st), "%d", status);
+    s->status = status;
     NV(":status", st);
     NV("date", s->c->d->date);
     NV("content-type", "application/json");
@@ -112,6 +113,7 @@ static void reply_pass(strm_t *s, const h2c_direct_pass_t *pass) {
     size_t n = 0, i;
     nghttp2_data_provider dp;
 
+    s->status = pass->status;
     NV(":status", st);
     NV("date", s->c->d->date);
     for (line =
@@ -512,6 +514,7 @@ static void sub_start(strm_t *s) {
         return;
     }
     n = stream_headers(s, nv, hb);
+    s->status = 200;
     s->kind = STRM_SUB;
     s->entered = 1;
     h2c_seg_direct_count(d->env.seg, d->env.child_slot, 0, 1);
@@ -796,6 +799,9 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
             }
         }
         break;
+    case JOB_LOG:
+        h2c_direct_check_done(job);
+        break;
     case JOB_CHECK:
         h2c_direct_check_done(job);
         if (!s) {
@@ -805,6 +811,9 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
             s->checked = 1;
             s->user = job->pass.user;
             job->pass.user = NULL;
+            s->asked = job->ask; /* for its log line when it ends */
+            s->asked_buf = job->fields;
+            job->fields = NULL;
             s->kind = STRM_NEW;
             h2c_direct_dispatch(s);
         } else {
@@ -1123,6 +1132,8 @@ void h2c_direct_strm_free(strm_t *s) {
         s->lnext->lprev = s->lprev;
     }
     req_free(s);
+    h2c_direct_check_log(s); /* a request httpd let through: its log line */
+    free(s->asked_buf);
     if (s->follow.n > 1) {
         free(s->follow.r); /* sub_start's places of a stream of several rooms */
         if (s->presence.told != &s->presence.told_one) {

@@ -156,6 +156,8 @@ void h2chat_direct_hand_io(conn_rec *c, const h2c_direct_site_t *site,
  * connection c1, on a check thread (h2c_direct_io_t.check). */
 void h2chat_direct_check(conn_rec *c1, const h2c_direct_ask_t *ask,
                          h2c_direct_pass_t *pass);
+void h2chat_direct_log(conn_rec *c1, const h2c_direct_ask_t *ask, const char *user,
+                       int status, uint64_t bytes);
 apr_status_t h2chat_direct_req_child_init(apr_pool_t *pchild);
 void h2chat_direct_req_register(void);
 

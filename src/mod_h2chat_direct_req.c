@@ -83,6 +83,8 @@ static apr_status_t capture(ap_filter_t *f, apr_bucket_brigade *bb) {
         pass->body = p;
         pass->body_len += len;
     }
+    r->bytes_sent = (apr_off_t)pass->body_len; /* for its log line (%b) */
+    r->sent_bodyct = 1;
     apr_brigade_cleanup(bb);
     return APR_SUCCESS;
 }
@@ -153,9 +155,9 @@ static void fields_in(request_rec *r, const h2c_direct_ask_t *ask) {
     }
 }
 
-/* httpd's processing of the request up to its handler: OK, or the status
- * httpd answers it with. */
-static int process(request_rec *r, const h2c_direct_ask_t *ask) {
+/* The request as httpd reads it, up to its handler's choice of settings:
+ * OK, or the status httpd answers it with. */
+static int request_read(request_rec *r, const h2c_direct_ask_t *ask) {
     int status;
 
     fields_in(r, ask);
@@ -171,52 +173,81 @@ static int process(request_rec *r, const h2c_direct_ask_t *ask) {
     }
     r->per_dir_config = r->server->lookup_defaults;
     ap_add_input_filter_handle(ap_http_input_filter_handle, NULL, r, r->connection);
-    if ((status = ap_post_read_request(r)) != OK) {
-        return status;
+    return ap_post_read_request(r);
+}
+
+/* A request on a secondary connection of c1, in a pool of its own (any
+ * thread); NULL when out of memory. */
+static request_rec *request_make(conn_rec *c1, apr_pool_t **pool) {
+    apr_allocator_t *al;
+    apr_pool_t *p;
+
+    if (apr_allocator_create(&al) != APR_SUCCESS ||
+        apr_pool_create_unmanaged_ex(&p, NULL, al) != APR_SUCCESS) {
+        return NULL;
     }
-    return ap_process_request_internal(r);
+    apr_allocator_owner_set(al, p);
+    apr_pool_tag(p, "h2chat_check");
+    *pool = p;
+    return ap_create_request(c2_make(c1, p));
+}
+
+/* The request's end: EOR writes its access log line and frees it. */
+static void request_end(request_rec *r, apr_pool_t *p) {
+    conn_rec *c2 = r->connection;
+    apr_bucket_brigade *bb = apr_brigade_create(p, c2->bucket_alloc);
+
+    APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_eor_create(c2->bucket_alloc, r));
+    ap_pass_brigade(c2->output_filters, bb);
+    apr_pool_destroy(p);
 }
 
 void h2chat_direct_check(conn_rec *c1, const h2c_direct_ask_t *ask,
                          h2c_direct_pass_t *pass) {
-    apr_allocator_t *al;
     apr_pool_t *p;
-    conn_rec *c2;
     request_rec *r;
     capture_t *ck;
-    apr_bucket_brigade *bb;
     int status;
 
-    if (apr_allocator_create(&al) != APR_SUCCESS ||
-        apr_pool_create_unmanaged_ex(&p, NULL, al) != APR_SUCCESS) {
+    if (!(r = request_make(c1, &p))) {
         pass->status = HTTP_SERVICE_UNAVAILABLE;
         return;
     }
-    apr_allocator_owner_set(al, p);
-    apr_pool_tag(p, "h2chat_check");
-    c2 = c2_make(c1, p);
-    r = ap_create_request(c2);
     /* httpd's answer comes to the loop as fields, not as HTTP/1.1 bytes */
     ap_remove_output_filter_byhandle(r->output_filters, "HTTP_HEADER");
     ck = apr_pcalloc(p, sizeof(*ck));
     ck->pass = pass;
-    ap_add_output_filter_handle(capture_rec, ck, r, c2);
-    if ((status = process(r, ask)) == OK) {
+    ap_add_output_filter_handle(capture_rec, ck, r, r->connection);
+    if ((status = request_read(r, ask)) == OK &&
+        (status = ap_process_request_internal(r)) == OK) {
         pass->allowed = 1;
         pass->user = r->user ? strdup(r->user) : NULL;
         pass->client = r->useragent_ip ? strdup(r->useragent_ip) : NULL;
-        apr_pool_destroy(p); /* the stream's own log line is not written (yet) */
+        apr_pool_destroy(p); /* its log line comes when it is done with */
         return;
     }
     ap_die(status, r);
-    /* the request's end: EOR writes its log line and frees it */
-    bb = apr_brigade_create(p, c2->bucket_alloc);
-    APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_eor_create(c2->bucket_alloc, r));
-    ap_pass_brigade(c2->output_filters, bb);
     if (!pass->status) {
         pass->status = HTTP_INTERNAL_SERVER_ERROR;
     }
-    apr_pool_destroy(p);
+    request_end(r, p);
+}
+
+void h2chat_direct_log(conn_rec *c1, const h2c_direct_ask_t *ask, const char *user,
+                       int status, uint64_t bytes) {
+    apr_pool_t *p;
+    request_rec *r;
+
+    if (!(r = request_make(c1, &p))) {
+        return;
+    }
+    request_read(r, ask); /* let through before: only what the log shows */
+    r->user = user ? apr_pstrdup(r->pool, user) : NULL;
+    r->status = status;
+    r->status_line = NULL;
+    r->bytes_sent = (apr_off_t)bytes;
+    r->sent_bodyct = bytes > 0;
+    request_end(r, p);
 }
 
 apr_status_t h2chat_direct_req_child_init(apr_pool_t *pchild) {

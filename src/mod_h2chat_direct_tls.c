@@ -220,8 +220,16 @@ static void io_check(void *ctx, const h2c_direct_ask_t *ask, h2c_direct_pass_t *
     h2chat_direct_check(t->c, ask, pass);
 }
 
+/* On a check thread: the log line of a request httpd let through. */
+static void io_log(void *ctx, const h2c_direct_ask_t *ask, const char *user, int status,
+                   uint64_t bytes) {
+    tls_conn_t *t = ctx;
+
+    h2chat_direct_log(t->c, ask, user, status, bytes);
+}
+
 static const h2c_direct_io_t tls_io = {
-    io_recv, io_seal, io_bye, io_release, H2C_TLS_MIN_LIFE_US, io_check};
+    io_recv, io_seal, io_bye, io_release, H2C_TLS_MIN_LIFE_US, io_check, io_log};
 
 /* ---- the hand-over ---------------------------------------------------- */
 

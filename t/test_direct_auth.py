@@ -94,10 +94,12 @@ def test_refusals_have_their_access_log_line(server):
     before = server.access_log.read_text() if server.access_log.exists() else ''
     r = env.curl_request(server.port, server.fast_port, 'h2tls', 'GET', PATH + '?log=1')
     assert r.status == 401
-    line = re.compile(r'"GET /private/msgs\?log=1 HTTP/2\.0" 401 ')
+    line = re.compile(r'"GET /private/msgs\?log=1 HTTP/2\.0" 401 (\d+) ')
     assert env.wait_until(
         lambda: len(line.findall(server.access_log.read_text()[len(before):])) == 1, 5), \
         server.access_log.read_text()[len(before):]
+    # the bytes of httpd's error page, as sent
+    assert line.findall(server.access_log.read_text()[len(before):]) == [str(len(r.body))]
 
 
 def test_the_loop_is_not_held_by_a_check(server):
@@ -115,3 +117,31 @@ def test_the_loop_is_not_held_by_a_check(server):
     assert sub.wait_event(lambda e: e.get('id') == nid, 5), sub.summary()
     assert time.monotonic() - t0 < 5
     sub.close()
+
+
+def test_requests_let_through_have_their_access_log_line(server):
+    """A POST's line when it is answered, a held stream's when it ends: the
+    user, the status, the bytes sent, as mod_http2's lines for them."""
+    before = len(server.access_log.read_text())
+    sub = server.subscriber('h2tls', path=PATH + '?logged=1', user='bob:b0b',
+                            port=server.fast_port)
+    assert sub.wait_headers() == 200
+    r = env.curl_request(server.port, server.fast_port, 'h2tls', 'POST', PATH + '?logged=2',
+                         {'text': 'logged'},
+                         {'Content-Type': 'application/json',
+                          **env.basic_auth('alice', 'wonder land')})
+    assert r.status == 201
+    sub.wait_for(1)
+    sub.close()
+    post = re.compile(r'127\.0\.0\.1 alice .*"POST /private/msgs\?logged=2 HTTP/2\.0" 201 (\d+)')
+    held = re.compile(r'127\.0\.0\.1 bob .*"GET /private/msgs\?logged=1 HTTP/2\.0" 200 (\d+)')
+
+    def lines():
+        text = server.access_log.read_text()[before:]
+        return post.findall(text), held.findall(text)
+
+    assert env.wait_until(lambda: all(len(found) == 1 for found in lines()), 5), \
+        server.access_log.read_text()[before:]
+    (posted,), (streamed,) = lines()
+    assert int(posted) == len(r.body), (posted, r.body)
+    assert int(streamed) >= len(sub.body), (streamed, len(sub.body))
