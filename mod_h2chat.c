@@ -24,6 +24,10 @@ static int h2chat_handler(request_rec *r) {
     if (!dc || dc->enabled != 1 || r->main) {
         return DECLINED;
     }
+    h2chat_reply_fields(r, dc);
+    if (r->method_number == M_OPTIONS && apr_table_get(r->headers_in, "Origin")) {
+        return h2chat_reply_preflight(r, dc);
+    }
     switch (h2c_policy_route(r->method, &head, &v)) {
     case H2C_ROUTE_SUBSCRIBE:
         return h2chat_subscribe(r, dc);

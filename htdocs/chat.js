@@ -17,6 +17,9 @@
 import { H2ChatClient, validRoom } from './h2chat-client.js';
 
 const ENDPOINT = document.documentElement.dataset.endpoint || '/msgs';
+// Where the stream is held: the chat's fast-path origin when the server names
+// one (X-H2Chat-Stream, from H2ChatStreamURL), else the endpoint itself.
+const STREAM = await streamURL();
 const MAX_KEEP = 1000;       // messages kept in the page
 const NOTICE_MS = 30000;
 const NAME_KEY = 'h2chat.name';
@@ -295,6 +298,19 @@ joinForm.addEventListener('submit', (e) => {
 });
 joinNameEl.addEventListener('input', () => { joinErrorEl.textContent = ''; });
 
+// The fast-path origin the location names, if any (null: the endpoint). One
+// small request; the page starts without it if it fails.
+async function streamURL() {
+  try {
+    const r = await fetch(ENDPOINT + '?presence', { cache: 'no-store' });
+    r.body?.cancel().catch(() => {});
+    const url = r.headers.get('X-H2Chat-Stream');
+    return url && /^https?:\/\//.test(url) ? url : null;
+  } catch (e) {
+    return null;
+  }
+}
+
 // Does the location have rooms? Its <endpoint>/<name>?presence answers for that
 // room, a location without rooms for its own ('' ) whatever the name.
 async function probeRooms() {
@@ -336,7 +352,10 @@ function renderOnline() {
   }));
 }
 
-const client = new H2ChatClient(ENDPOINT, { rooms: [current], user: loadName().trim() });
+const client = new H2ChatClient(ENDPOINT, {
+  rooms: [current], user: loadName().trim(), stream: STREAM,
+  credentials: STREAM ? 'include' : 'same-origin',
+});
 client.on('message', addMessage);
 client.on('delete', removeMessage);
 client.on('clear', (c) => {

@@ -150,7 +150,10 @@ export class H2ChatClient {
    *   share       true: share one stream among the browser's tabs when it can
    *   since       resume after this id at start (default: the server's snapshot)
    *   headers     extra request headers (e.g. Authorization), GET, POST and DELETE
-   *   credentials fetch's credentials (default 'same-origin')
+   *   credentials fetch's credentials (default 'same-origin'; 'include' with a
+   *               `stream` on another origin, for its cookies)
+   *   stream      where the held GETs go, if not the endpoint: the chat on a
+   *               fast-path origin (the server's X-H2Chat-Stream, H2ChatStreamURL)
    *   backoffMin  ms (500), backoffMax ms (10000): the jittered backoff's bounds
    *   keep        messages per room a leader tab keeps to hand to tabs (1000)
    *   maxRooms    named rooms on one stream (32, H2ChatMaxRoomsPerStream)
@@ -809,14 +812,15 @@ export class H2ChatClient {
     return gotLine;
   }
 
-  // GET <endpoint>[?room=..][&user=..][&since=..]
+  // GET <stream or endpoint>[?room=..][&user=..][&since=..]
   url(rooms, since) {
+    const base = this.opts.stream || this.endpoint;
     const q = [];
     for (const r of rooms) if (r !== '') q.push('room=' + encodeURIComponent(r));
     if (this.user) q.push('user=' + encodeURIComponent(this.user));
     if (since > 0) q.push('since=' + encodeURIComponent(String(since)));
-    if (!q.length) return this.endpoint;
-    return this.endpoint + (this.endpoint.includes('?') ? '&' : '?') + q.join('&');
+    if (!q.length) return base;
+    return base + (base.includes('?') ? '&' : '?') + q.join('&');
   }
 
   // The newest messages of rooms that join a stream: a GET of them alone, read up

@@ -20,6 +20,7 @@
     }
 
 static void req_free(strm_t *s);
+static size_t cors(const strm_t *s, nghttp2_nv *nv);
 
 /* ---- replies ---------------------------------------------------------- */
 
@@ -68,7 +69,7 @@ static int set_out(strm_t *s, const char *data, apr_size_t len) {
 static void reply(strm_t *s, int status, const char *json, const char *retry_after,
                   const char *allow) {
     char st[4];
-    nghttp2_nv nv[6];
+    nghttp2_nv nv[10];
     size_t n = 0;
     nghttp2_data_provider dp;
     const char *body = apr_pstrcat(s->c->d->scratch, json, "\n", NULL);
@@ -85,6 +86,7 @@ static void reply(strm_t *s, int status, const char *json, const char *retry_aft
     if (allow) {
         NV("allow", allow);
     }
+    n += cors(s, nv + n);
     s->kind = STRM_REPLY;
     s->progress = s->c->d->now_us;
     if (s->head || !set_out(s, body, strlen(body))) {
@@ -94,6 +96,21 @@ static void reply(strm_t *s, int status, const char *json, const char *retry_aft
     dp.source.ptr = s;
     dp.read_callback = out_read;
     nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);
+}
+
+/* The CORS fields of an answer to a listed origin (h2c_policy_cors), into
+ * nv (room for 4): how many. */
+static size_t cors(const strm_t *s, nghttp2_nv *nv) {
+    const char *o = h2c_policy_cors(s->c->site->conf.origins, s->origin);
+    size_t n = 0;
+
+    if (o) {
+        NV("access-control-allow-origin", o);
+        NV("access-control-allow-credentials", "true");
+        NV("access-control-expose-headers", H2C_CORS_EXPOSE);
+        NV("vary", "origin");
+    }
+    return n;
 }
 
 /* httpd's own answer to a request its processing refused (the check's: a
@@ -116,6 +133,7 @@ static void reply_pass(strm_t *s, const h2c_direct_pass_t *pass) {
     s->status = pass->status;
     NV(":status", st);
     NV("date", s->c->d->date);
+    n += cors(s, nv + n);
     for (line =
              apr_strtok(apr_pstrdup(p, pass->headers ? pass->headers : ""), "\n", &last);
          line && n < sizeof(nv) / sizeof(nv[0]); line = apr_strtok(NULL, "\n", &last)) {
@@ -490,7 +508,7 @@ static size_t stream_headers(strm_t *s, nghttp2_nv *nv, char *hb) {
     NV("cache-control", "no-cache, no-store");
     NV("x-accel-buffering", "no");
     NV("x-h2chat-heartbeat", hb);
-    return n;
+    return n + cors(s, nv + n);
 }
 
 /* The response of a subscriber whose rooms are held: headers, where it
@@ -504,7 +522,7 @@ static void sub_start(strm_t *s) {
     h2c_verdict_t v;
     int reset;
     char hb[24];
-    nghttp2_nv nv[6];
+    nghttp2_nv nv[10];
     size_t n = 0;
     nghttp2_data_provider dp;
 
@@ -582,7 +600,7 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
     h2c_request_t req;
     h2c_verdict_t v;
     char hb[24];
-    nghttp2_nv nv[6];
+    nghttp2_nv nv[10];
     size_t n = 0;
     job_t *job;
 
@@ -853,6 +871,25 @@ static int target_is_ours(strm_t *s, char **path, const char **args, h2c_verdict
     return 0;
 }
 
+/* A CORS preflight: 204, with the CORS fields for a listed origin (an
+ * unlisted one gets none: the browser then refuses the request itself). */
+static void preflight(strm_t *s) {
+    nghttp2_nv nv[10];
+    size_t n = 0;
+
+    NV(":status", "204");
+    NV("date", s->c->d->date);
+    if (h2c_policy_cors(s->c->site->conf.origins, s->origin)) {
+        n += cors(s, nv + n);
+        NV("access-control-allow-methods", H2C_CORS_METHODS);
+        NV("access-control-allow-headers", H2C_CORS_HEADERS);
+        NV("access-control-max-age", H2C_CORS_MAX_AGE);
+    }
+    s->status = 204;
+    s->kind = STRM_REPLY;
+    nghttp2_submit_response(s->c->ngh, s->id, nv, n, NULL);
+}
+
 /* A whole request is in (END_STREAM), or one that need not wait for its
  * body: answer it. The loop's own refusals (httpd's limits, not its
  * path) come first, as httpd gives them before any auth; then the check. */
@@ -872,6 +909,10 @@ void h2c_direct_dispatch(strm_t *s) {
     }
     if (!target_is_ours(s, &path, &args, &v)) {
         refuse(s, &v);
+        return;
+    }
+    if (s->method && !strcmp(s->method, "OPTIONS") && s->origin) {
+        preflight(s); /* no credentials come with it: before the check */
         return;
     }
     if (s->c->io && s->c->io->check && !s->checked) {

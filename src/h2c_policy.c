@@ -405,6 +405,17 @@ int h2c_policy_origin_allowed(const apr_array_header_t *origins, const char *ori
     return 0;
 }
 
+const char *h2c_policy_cors(const apr_array_header_t *origins, const char *origin) {
+    int i;
+
+    for (i = 0; origins && origin && i < origins->nelts; i++) {
+        if (!strcasecmp(APR_ARRAY_IDX(origins, i, const char *), origin)) {
+            return origin;
+        }
+    }
+    return NULL;
+}
+
 static void too_large(const h2c_policy_conf_t *conf, apr_pool_t *p, h2c_verdict_t *v) {
     h2c_policy_refuse(
         v, H2C_DENY_TOO_LARGE,

@@ -237,6 +237,16 @@ void h2c_policy_log_moderated(const h2c_moderation_t *mod, uint64_t id, const ch
  * request) may publish. */
 int h2c_policy_origin_allowed(const apr_array_header_t *origins, const char *origin);
 
+/* Cross-origin reads (CORS) with credentials: `origin` when H2ChatAllowOrigin
+ * names it (never for `*` or no list: a page of any site could then read
+ * the chat with its visitor's cookies), else NULL. */
+const char *h2c_policy_cors(const apr_array_header_t *origins, const char *origin);
+/* What every answer to such an origin carries besides Allow-Origin. */
+#define H2C_CORS_EXPOSE "retry-after, x-h2chat-heartbeat, x-h2chat-stream"
+#define H2C_CORS_METHODS "GET, HEAD, POST, DELETE"
+#define H2C_CORS_HEADERS "content-type, last-event-id, authorization"
+#define H2C_CORS_MAX_AGE "600"
+
 /* Content negotiation: 1 if Accept asks for text/event-stream (media
  * types compare case-insensitively, RFC 9110 8.3.1). */
 int h2c_policy_wants_sse(const char *accept);

@@ -41,6 +41,7 @@ typedef struct {
     int max_rooms_per_stream;    /* H2ChatMaxRoomsPerStream, -1 unset */
     int presence;                /* H2ChatPresence: -1 unset, else h2c_presence_mode_t */
     int anonymous_delete;        /* H2ChatAnonymousDelete: -1 unset, 0 off, 1 on */
+    const char *stream_url;      /* H2ChatStreamURL: NULL unset, "" off */
 } h2chat_dir_conf_t;
 
 typedef enum { H2CHAT_SYNC_OFF, H2CHAT_SYNC_SECOND, H2CHAT_SYNC_ALWAYS } h2chat_sync_t;
@@ -176,6 +177,11 @@ void h2chat_direct_tls_suspend(conn_rec *c, request_rec *r);
 void h2chat_request_describe(request_rec *r, h2c_request_t *req);
 int h2chat_reply_refusal(request_rec *r, const h2c_verdict_t *v);
 void h2chat_reply_json(request_rec *r, int status, const char *json);
+/* Fields every answer of the location carries: CORS for a listed origin,
+ * X-H2Chat-Stream (H2ChatStreamURL). */
+void h2chat_reply_fields(request_rec *r, const h2chat_dir_conf_t *dc);
+/* OPTIONS with an Origin: a CORS preflight, answered 204. */
+int h2chat_reply_preflight(request_rec *r, const h2chat_dir_conf_t *dc);
 
 /* mod_h2chat_log.c: pure units' lines into the error log. */
 int h2chat_log_level(h2c_log_level_t level);

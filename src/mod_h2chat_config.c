@@ -26,6 +26,7 @@ void *h2chat_create_dir_conf(apr_pool_t *p, char *dir) {
     dc->rooms = dc->max_rooms_per_stream = dc->presence = dc->anonymous_delete = -1;
     dc->rooms_base = NULL;
     dc->location = NULL;
+    dc->stream_url = NULL;
     return dc;
 }
 
@@ -47,6 +48,7 @@ void *h2chat_merge_dir_conf(apr_pool_t *p, void *basev, void *addv) {
         dc->rate_burst = base->rate_burst;
     }
     dc->origins = add->origins ? add->origins : base->origins;
+    dc->stream_url = add->stream_url ? add->stream_url : base->stream_url;
     dc->rooms = MERGE(rooms);
     dc->rooms_base = add->rooms != -1 ? add->rooms_base : base->rooms_base;
     dc->max_rooms_per_stream = MERGE(max_rooms_per_stream);
@@ -352,6 +354,24 @@ static const char *set_rate(cmd_parms *cmd, void *dcv, const char *rate,
     dc->rate_interval_ms = (int)(1000.0 / r + 0.5) > 0 ? (int)(1000.0 / r + 0.5) : 1;
     dc->rate_burst = r < 1.0 ? 1 : (int)(r + 0.999);
     return burst ? parse_int(cmd, burst, 1, 100000, &dc->rate_burst) : NULL;
+}
+
+/* H2ChatStreamURL URL | off: where pages subscribe (a fast-path origin). */
+static const char *set_stream_url(cmd_parms *cmd, void *dcv, const char *url) {
+    h2chat_dir_conf_t *dc = dcv;
+
+    if (!strcasecmp(url, "off")) {
+        dc->stream_url = "";
+        return NULL;
+    }
+    if (strncmp(url, "https://", 8) && strncmp(url, "http://", 7)) {
+        return apr_psprintf(cmd->pool,
+                            "H2ChatStreamURL: '%s' is not a URL like "
+                            "https://chat.example.org:8444/msgs (or off)",
+                            url);
+    }
+    dc->stream_url = url;
+    return NULL;
 }
 
 static const char *add_origin(cmd_parms *cmd, void *dcv, const char *origin) {
@@ -687,6 +707,11 @@ const command_rec h2chat_cmds[] = {
                   "off (default: half of H2ChatMaxSubscribers)"),
     AP_INIT_TAKE12("H2ChatRateLimit", set_rate, NULL, ACCESS_CONF,
                    "messages per second per client address, and burst (default off)"),
+    AP_INIT_TAKE1(
+        "H2ChatStreamURL", set_stream_url, NULL, OR_OPTIONS,
+        "off or the URL of this chat on an H2ChatDirect TLS origin: its answers "
+        "say it (X-H2Chat-Stream) and the page holds its stream there "
+        "(default off)"),
     AP_INIT_ITERATE("H2ChatAllowOrigin", add_origin, NULL, ACCESS_CONF,
                     "origins allowed to POST (default: any); requests without an "
                     "Origin header are not affected"),

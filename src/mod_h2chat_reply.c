@@ -16,6 +16,33 @@ void h2chat_reply_json(request_rec *r, int status, const char *json) {
     ap_rputc('\n', r);
 }
 
+void h2chat_reply_fields(request_rec *r, const h2chat_dir_conf_t *dc) {
+    const char *o = h2c_policy_cors(dc->origins, apr_table_get(r->headers_in, "Origin"));
+
+    if (o) {
+        apr_table_setn(r->err_headers_out, "Access-Control-Allow-Origin", o);
+        apr_table_setn(r->err_headers_out, "Access-Control-Allow-Credentials", "true");
+        apr_table_setn(r->err_headers_out, "Access-Control-Expose-Headers",
+                       H2C_CORS_EXPOSE);
+        apr_table_mergen(r->err_headers_out, "Vary", "Origin");
+    }
+    if (dc->stream_url && *dc->stream_url) {
+        apr_table_setn(r->err_headers_out, "X-H2Chat-Stream", dc->stream_url);
+    }
+}
+
+int h2chat_reply_preflight(request_rec *r, const h2chat_dir_conf_t *dc) {
+    if (h2c_policy_cors(dc->origins, apr_table_get(r->headers_in, "Origin"))) {
+        apr_table_setn(r->err_headers_out, "Access-Control-Allow-Methods",
+                       H2C_CORS_METHODS);
+        apr_table_setn(r->err_headers_out, "Access-Control-Allow-Headers",
+                       H2C_CORS_HEADERS);
+        apr_table_setn(r->err_headers_out, "Access-Control-Max-Age", H2C_CORS_MAX_AGE);
+    }
+    r->status = HTTP_NO_CONTENT;
+    return OK;
+}
+
 void h2chat_request_describe(request_rec *r, h2c_request_t *req) {
     const char *clen = apr_table_get(r->headers_in, "Content-Length");
 

@@ -37,6 +37,8 @@ Listen 127.0.0.1:@FASTPORT@
     H2ChatDirect /msgs
 </VirtualHost>
 <Location /msgs>
+    # the CORS test's page (POSTs without an Origin, as curl's, are not concerned)
+    H2ChatAllowOrigin https://chat.example
     H2ChatHeartbeat 2
     H2ChatMaxMessageBytes 60000
     H2ChatSnapshot 3
@@ -353,3 +355,29 @@ def test_two_thousand_tls_connections(server):
     assert out['ready'] == 2000, out
     assert out['lost'] == 0 and out['dups'] == 0 and out['out_of_order'] == 0, out
     assert server.wait_subscribers(0, timeout=15) == 0
+
+
+def test_cors_for_listed_origins_only(server):
+    """A page on another origin reads the stream with its cookies only when
+    H2ChatAllowOrigin lists that origin exactly; a preflight is answered
+    before any auth (it carries no credentials). The same on the loop and
+    on the handler's path (mod_http2)."""
+    page = 'https://chat.example'
+    for port in (server.fast_port, server.tls_port):
+        r = env.curl_request(server.port, port, 'h2tls', 'OPTIONS', '/msgs',
+                             headers={'Origin': page, 'Access-Control-Request-Method': 'GET'})
+        assert r.status == 204, (port, r)
+        assert r.headers.get('access-control-allow-origin') == page, (port, r.headers)
+        assert r.headers.get('access-control-allow-credentials') == 'true'
+        assert 'GET' in r.headers.get('access-control-allow-methods', '')
+        r = env.curl_request(server.port, port, 'h2tls', 'OPTIONS', '/msgs',
+                             headers={'Origin': 'https://evil.example',
+                                      'Access-Control-Request-Method': 'GET'})
+        assert r.status == 204 and 'access-control-allow-origin' not in r.headers, r
+        for origin, allowed in ((page, True), ('https://evil.example', False)):
+            r = env.curl_request(server.port, port, 'h2tls', 'GET',
+                                 '/msgs?presence', headers={'Origin': origin})
+            assert r.status == 200, r
+            assert (r.headers.get('access-control-allow-origin') == origin) == allowed, r
+            if allowed:
+                assert 'x-h2chat-heartbeat' in r.headers['access-control-expose-headers']
