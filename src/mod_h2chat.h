@@ -63,6 +63,7 @@ typedef struct {
     const char *direct_own;          /* ... as said in this server itself (not merged) */
     const server_rec *direct_server; /* ... the server it was said in */
     int direct_penalty_s;            /* H2ChatDirectPenalty: -1 unset, 0 off */
+    int direct_workers;              /* H2ChatDirectWorkers: -1 unset */
     int latency;                     /* H2ChatLatencyHistogram: -1 unset, 0 off, 1 on */
     int reconnect_spread_s;          /* H2ChatReconnectSpread: -1 unset, -2 auto, 0 off */
     int max_rooms;                   /* H2ChatMaxRooms, -1 unset */
@@ -102,7 +103,8 @@ int64_t h2chat_conf_coalesce_us(server_rec *s);       /* < 0 auto, 0 off */
 const char *h2chat_conf_direct_path(server_rec *s);   /* NULL: off */
 const char *h2chat_conf_direct_tls(server_rec *s);    /* NULL: off (said here) */
 int64_t h2chat_conf_direct_penalty_us(server_rec *s); /* 0: off */
-int h2chat_conf_reconnect_spread(server_rec *s);      /* s, H2C_SPREAD_AUTO / _OFF */
+uint32_t h2chat_conf_direct_workers(server_rec *s);
+int h2chat_conf_reconnect_spread(server_rec *s); /* s, H2C_SPREAD_AUTO / _OFF */
 /* the location's settings as the request policy takes them */
 void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc);
 int h2chat_conf_largest_max_bytes(void);

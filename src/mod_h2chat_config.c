@@ -70,6 +70,7 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     sc->direct_path = sc->direct_own = NULL;
     sc->direct_server = NULL;
     sc->direct_penalty_s = -1;
+    sc->direct_workers = -1;
     sc->latency = -1;
     sc->reconnect_spread_s = -1;
     sc->max_rooms = -1;
@@ -88,6 +89,7 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
     sc->store = MERGE(store);
     sc->coalesce_ms = MERGE(coalesce_ms);
     sc->direct_penalty_s = MERGE(direct_penalty_s);
+    sc->direct_workers = MERGE(direct_workers);
     sc->latency = MERGE(latency);
     sc->reconnect_spread_s = MERGE(reconnect_spread_s);
     sc->max_rooms = MERGE(max_rooms);
@@ -428,6 +430,17 @@ int64_t h2chat_conf_direct_penalty_us(server_rec *s) {
            1000000;
 }
 
+/* 4 per child: a slow provider holds one request of a connection at a time,
+ * and a 2-core machine gains nothing from more for fast ones */
+#define H2CHAT_DIRECT_WORKERS 4
+
+uint32_t h2chat_conf_direct_workers(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return (uint32_t)(sc->direct_workers < 0 ? H2CHAT_DIRECT_WORKERS
+                                             : sc->direct_workers);
+}
+
 int h2chat_conf_reconnect_spread(server_rec *s) {
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
 
@@ -504,6 +517,14 @@ static const char *set_direct(cmd_parms *cmd, void *dcv, const char *arg) {
     srv_conf(cmd)->direct_path = srv_conf(cmd)->direct_own = arg;
     srv_conf(cmd)->direct_server = cmd->server;
     return NULL;
+}
+
+/* H2ChatDirectWorkers N: threads per child (the loops are per child). */
+static const char *set_direct_workers(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dcv;
+    return err ? err : parse_int(cmd, arg, 1, 64, &srv_conf(cmd)->direct_workers);
 }
 
 /* H2ChatDirectPenalty seconds | off: one value for the whole server (the
@@ -722,6 +743,9 @@ const command_rec h2chat_cmds[] = {
                   "off or the chat's path: h2c (prior knowledge) connections to this "
                   "server, and h2 (TLS) ones to a virtual host that says it itself, are "
                   "served by the module's own HTTP/2 loop (default off)"),
+    AP_INIT_TAKE1("H2ChatDirectWorkers", set_direct_workers, NULL, RSRC_CONF,
+                  "threads per child that run httpd's request processing (auth, access, "
+                  "the log) for H2ChatDirect's TLS requests (default 4)"),
     AP_INIT_TAKE1("H2ChatDirectPenalty", set_direct_penalty, NULL, RSRC_CONF,
                   "off or seconds: a client address whose H2ChatDirect connection was "
                   "closed with ENHANCE_YOUR_CALM has its new ones refused that long "

@@ -54,9 +54,6 @@
 #define H2C_HAND_WAIT_US 100000
 /* SETTINGS_MAX_HEADER_LIST_SIZE the loop advertises and holds to */
 #define H2C_HEADER_LIST_MAX 16384
-/* Threads per child for httpd's processing of TLS fast-path requests
- * (auth providers may block: none of it runs on the loop) */
-#define H2C_CHECK_THREADS 4
 
 typedef struct site_t {
     const server_rec *s;
@@ -528,7 +525,7 @@ apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
     env.child_slot = st->child_slot;
     env.limits = st->limits;
     env.penalty_us = h2chat_conf_direct_penalty_us(s);
-    env.check_threads = any_direct_tls(s) ? H2C_CHECK_THREADS : 0;
+    env.check_threads = any_direct_tls(s) ? h2chat_conf_direct_workers(s) : 0;
     env.spread = &st->spread; /* armed in child_stopping, before the loop stops */
     direct.pchild = pchild;
     if (env.check_threads && (rv = h2chat_direct_req_child_init(pchild)) != APR_SUCCESS) {
