@@ -199,6 +199,16 @@ struct h2c_direct_t {
     char buf[H2C_DIRECT_COALESCE];
 };
 
+/* h2c_direct_io.c: a connection's bytes */
+void h2c_direct_recv(conn_t *c); /* what it sent, into nghttp2 (a budget a pass) */
+void h2c_direct_send(conn_t *c); /* what nghttp2 made, to the socket */
+void h2c_direct_recv_failed(conn_t *c, ssize_t rv); /* nghttp2 refused input */
+void h2c_direct_linger(conn_t *c);   /* closing: last bytes, FIN, read away */
+void h2c_direct_more_add(conn_t *c); /* io: read again without an event */
+void h2c_direct_more_remove(conn_t *c);
+/* the latency sample of a pass over c (data_out0: its DATA bytes before) */
+void h2c_direct_sample_latency(conn_t *c, uint64_t data_out0);
+
 /* h2c_direct.c */
 void h2c_direct_resume(conn_t *c, int all);
 /* A connection never started (not in epoll): closed and freed (an io one
@@ -259,9 +269,22 @@ void h2c_direct_check_done(job_t *job);
  * stream ended): its access log line, on a check thread. */
 void h2c_direct_check_log(strm_t *s);
 
+/* h2c_direct_reply.c: complete answers */
+/* status, JSON body (none for HEAD) and headers */
+void h2c_direct_reply(strm_t *s, int status, const char *json, const char *retry_after,
+                      const char *allow);
+/* a refusal as the policy decided it, rendered as the handler does */
+void h2c_direct_refuse(strm_t *s, const h2c_verdict_t *v);
+void h2c_direct_reply_pass(strm_t *s, const h2c_direct_pass_t *pass); /* httpd's */
+void h2c_direct_preflight(strm_t *s); /* OPTIONS with an Origin */
+/* the CORS fields of an answer to a listed origin into nv (room for 4) */
+size_t h2c_direct_cors(const strm_t *s, nghttp2_nv *nv);
+void h2c_direct_describe(const strm_t *s, const char *path, const char *args,
+                         h2c_request_t *req); /* as the policy reads it */
+int h2c_direct_set_out(strm_t *s, const char *data, apr_size_t len); /* 0: no memory */
+
 /* h2c_direct_req.c */
 void h2c_direct_dispatch(strm_t *s);
-void h2c_direct_refuse(strm_t *s, const h2c_verdict_t *v);
 void h2c_direct_callbacks(nghttp2_session_callbacks *cbs);
 void h2c_direct_strm_free(strm_t *s);
 void h2c_direct_published(h2c_direct_t *d,

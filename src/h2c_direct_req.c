@@ -20,180 +20,9 @@
     }
 
 static void req_free(strm_t *s);
-static size_t cors(const strm_t *s, nghttp2_nv *nv);
-
-/* ---- replies ---------------------------------------------------------- */
 
 static int64_t heartbeat_us(const conn_t *c) {
     return (int64_t)c->site->conf.heartbeat_s * 1000000;
-}
-
-static ssize_t out_read(nghttp2_session *ngh, int32_t id, uint8_t *buf, size_t length,
-                        uint32_t *flags, nghttp2_data_source *src, void *user) {
-    strm_t *s = src->ptr;
-    apr_size_t n = s->out_len - s->out_off;
-
-    (void)ngh, (void)id, (void)user;
-    if (length > H2C_DIRECT_DATA_MAX) {
-        length = H2C_DIRECT_DATA_MAX; /* see h2c_direct_int.h */
-    }
-    if (n > length) {
-        n = length;
-    }
-    memcpy(buf, s->out + s->out_off, n);
-    s->out_off += n;
-    s->progress = s->c->d->now_us;
-    h2c_direct_sent_data(s, n);
-    if (s->out_off == s->out_len) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-    }
-    return (ssize_t)n;
-}
-
-/* Replaces the stream's pending bytes; 0 if out of memory. */
-static int set_out(strm_t *s, const char *data, apr_size_t len) {
-    char *p = malloc(len ? len : 1);
-
-    if (!p) {
-        return 0;
-    }
-    memcpy(p, data, len);
-    free(s->out);
-    s->out = p;
-    s->out_len = len;
-    s->out_off = 0;
-    return 1;
-}
-
-/* A complete answer: status, JSON body (none for HEAD) and headers. */
-static void reply(strm_t *s, int status, const char *json, const char *retry_after,
-                  const char *allow) {
-    char st[4];
-    nghttp2_nv nv[10];
-    size_t n = 0;
-    nghttp2_data_provider dp;
-    const char *body = apr_pstrcat(s->c->d->scratch, json, "\n", NULL);
-
-    apr_snprintf(st, sizeof(st), "%d", status);
-    s->status = status;
-    NV(":status", st);
-    NV("date", s->c->d->date);
-    NV("content-type", "application/json");
-    NV("cache-control", "no-store");
-    if (retry_after) {
-        NV("retry-after", retry_after);
-    }
-    if (allow) {
-        NV("allow", allow);
-    }
-    n += cors(s, nv + n);
-    s->kind = STRM_REPLY;
-    s->progress = s->c->d->now_us;
-    if (s->head || !set_out(s, body, strlen(body))) {
-        nghttp2_submit_response(s->c->ngh, s->id, nv, n, NULL);
-        return;
-    }
-    dp.source.ptr = s;
-    dp.read_callback = out_read;
-    nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);
-}
-
-/* The CORS fields of an answer to a listed origin (h2c_policy_cors), into
- * nv (room for 4): how many. */
-static size_t cors(const strm_t *s, nghttp2_nv *nv) {
-    const char *o = h2c_policy_cors(s->c->site->conf.origins, s->origin);
-    size_t n = 0;
-
-    if (o) {
-        NV("access-control-allow-origin", o);
-        NV("access-control-allow-credentials", "true");
-        NV("access-control-expose-headers", H2C_CORS_EXPOSE);
-        NV("vary", "origin");
-    }
-    return n;
-}
-
-/* httpd's own answer to a request its processing refused (the check's: a
- * 401 with its challenge, a 403, a redirect, an ErrorDocument), as
- * mod_http2 would send it: its fields, less those HTTP/2 has no place for. */
-static void reply_pass(strm_t *s, const h2c_direct_pass_t *pass) {
-    static const char *const hop[] = {"connection",
-                                      "keep-alive",
-                                      "proxy-connection",
-                                      "transfer-encoding",
-                                      "upgrade",
-                                      "content-length",
-                                      "date"};
-    apr_pool_t *p = s->c->d->scratch;
-    char *st = apr_psprintf(p, "%d", pass->status), *line, *last, *colon;
-    nghttp2_nv nv[24];
-    size_t n = 0, i;
-    nghttp2_data_provider dp;
-
-    s->status = pass->status;
-    NV(":status", st);
-    NV("date", s->c->d->date);
-    n += cors(s, nv + n);
-    for (line =
-             apr_strtok(apr_pstrdup(p, pass->headers ? pass->headers : ""), "\n", &last);
-         line && n < sizeof(nv) / sizeof(nv[0]); line = apr_strtok(NULL, "\n", &last)) {
-        if (!(colon = strchr(line, ':'))) {
-            continue;
-        }
-        *colon = '\0';
-        for (i = 0; line[i]; i++) {
-            line[i] = (char)apr_tolower(line[i]); /* HTTP/2 field names */
-        }
-        for (i = 0; i < sizeof(hop) / sizeof(hop[0]) && strcmp(line, hop[i]); i++) {
-        }
-        if (i == sizeof(hop) / sizeof(hop[0])) {
-            NV(line, colon + 1 + strspn(colon + 1, " "));
-        }
-    }
-    s->kind = STRM_REPLY;
-    s->progress = s->c->d->now_us;
-    if (s->head || !pass->body_len || !set_out(s, pass->body, pass->body_len)) {
-        nghttp2_submit_response(s->c->ngh, s->id, nv, n, NULL);
-        return;
-    }
-    dp.source.ptr = s;
-    dp.read_callback = out_read;
-    nghttp2_submit_response(s->c->ngh, s->id, nv, n, &dp);
-}
-
-/* A refusal as the policy decided it: status, {"error":..}, its headers
- * and one tagged log line, as the handler renders it. */
-static void refuse(strm_t *s, const h2c_verdict_t *v) {
-    const h2c_deny_info_t *info = h2c_policy_info(v->deny);
-    h2c_direct_t *d = s->c->d;
-    char retry[24];
-
-    h2c_log(info->level, info->tag, "%d %s (client %s, direct)", info->status, v->message,
-            s->c->peer);
-    if (info->counter < H2C_REFUSED_MAX) {
-        h2c_seg_count_refusal(d->env.seg, info->counter);
-    }
-    apr_snprintf(retry, sizeof(retry), "%d", v->retry_after);
-    reply(s, info->status, h2c_json_error(d->scratch, v->message),
-          v->retry_after > 0 ? retry : NULL, info->allow);
-}
-
-void h2c_direct_refuse(strm_t *s, const h2c_verdict_t *v) {
-    refuse(s, v);
-}
-
-/* The request as the policy reads it. */
-static void describe(const strm_t *s, const char *path, const char *args,
-                     h2c_request_t *req) {
-    req->method = s->method;
-    req->path = path;
-    req->args = args;
-    req->content_type = s->ctype;
-    req->accept = s->accept;
-    req->origin = s->origin;
-    req->last_event_id = s->last_event_id;
-    req->content_length = s->clen;
-    req->client = s->c->peer;
 }
 
 /* ---- subscribers ------------------------------------------------------ */
@@ -508,7 +337,7 @@ static size_t stream_headers(strm_t *s, nghttp2_nv *nv, char *hb) {
     NV("cache-control", "no-cache, no-store");
     NV("x-accel-buffering", "no");
     NV("x-h2chat-heartbeat", hb);
-    return n + cors(s, nv + n);
+    return n + h2c_direct_cors(s, nv + n);
 }
 
 /* The response of a subscriber whose rooms are held: headers, where it
@@ -528,7 +357,7 @@ static void sub_start(strm_t *s) {
 
     if (s->nrooms > 1 && !(mem = malloc(s->nrooms * sizeof(*mem)))) {
         h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
-        refuse(s, &v);
+        h2c_direct_refuse(s, &v);
         return;
     }
     n = stream_headers(s, nv, hb);
@@ -604,11 +433,11 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
     size_t n = 0;
     job_t *job;
 
-    describe(s, path, args, &req);
+    h2c_direct_describe(s, path, args, &req);
     if (!h2c_policy_subscribe(&req, 1, &want, &v) ||
         !h2c_policy_rooms(&site->conf, &req, 1, d->scratch, &names, &v) ||
         !h2c_policy_member(&site->conf, &req, s->user, d->scratch, &want.member, &v)) {
-        refuse(s, &v);
+        h2c_direct_refuse(s, &v);
         return;
     }
     s->sse = want.sse;
@@ -622,7 +451,7 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
                 h2c_direct_job_free(job);
             }
             h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
-            refuse(s, &v);
+            h2c_direct_refuse(s, &v);
             return;
         }
         job_submit(d, job);
@@ -637,7 +466,7 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
     /* the caps, in the policy's order; the address is the connection's */
     if (!h2c_policy_hold(d->env.seg, d->env.child_slot, &d->env.limits, s->c->peer,
                          &s->hold, &v)) {
-        refuse(s, &v);
+        h2c_direct_refuse(s, &v);
         return;
     }
     s->resume = want.resume;
@@ -652,7 +481,7 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
         }
         h2c_policy_release(&s->hold);
         h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, NULL);
-        refuse(s, &v);
+        h2c_direct_refuse(s, &v);
         return;
     }
     job_submit(d, job);
@@ -680,7 +509,7 @@ static job_t *job_write(strm_t *s, job_kind_t kind, const char *data, apr_size_t
         h2c_direct_job_free(job);
     }
     h2c_policy_refuse(&v, H2C_DENY_PUBLISH, NULL);
-    refuse(s, &v);
+    h2c_direct_refuse(s, &v);
     return NULL;
 }
 
@@ -697,14 +526,14 @@ static void publish(strm_t *s, const char *path) {
     char *fields;
     job_t *job;
 
-    describe(s, path, NULL, &req);
+    h2c_direct_describe(s, path, NULL, &req);
     if ((path && !h2c_policy_rooms(conf, &req, 0, d->scratch, &rooms, &v)) ||
         (path && !(room = APR_ARRAY_IDX(rooms, 0, const char *))) ||
         !h2c_policy_publish_head(conf, &req, 1, &d->env.seg->rate, h2c_direct_wall_ms(),
                                  d->scratch, &v) ||
         !h2c_policy_publish_body(conf, s->body, s->body_len, s->body_over, s->user, room,
                                  d->scratch, &fields, &flen, &v)) {
-        refuse(s, &v);
+        h2c_direct_refuse(s, &v);
         return;
     }
     if ((job = job_write(s, JOB_PUBLISH, fields, flen, room))) {
@@ -721,9 +550,9 @@ static void moderate(strm_t *s, const char *path, const char *args) {
     h2c_verdict_t v;
     job_t *job;
 
-    describe(s, path, args, &req);
+    h2c_direct_describe(s, path, args, &req);
     if (!h2c_policy_delete(&s->c->site->conf, &req, 1, s->user, d->scratch, &mod, &v)) {
-        refuse(s, &v);
+        h2c_direct_refuse(s, &v);
         return;
     }
     if ((job = job_write(s, JOB_MODERATE, mod.line, strlen(mod.line), mod.room))) {
@@ -748,10 +577,11 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
         }
         if (job->rv != APR_SUCCESS) {
             h2c_policy_store_refusal(&v, job->rv);
-            refuse(s, &v);
+            h2c_direct_refuse(s, &v);
         } else {
-            reply(s, 201, h2c_json_published(s->c->d->scratch, job->id, job->time_ms),
-                  NULL, NULL);
+            h2c_direct_reply(s, 201,
+                             h2c_json_published(s->c->d->scratch, job->id, job->time_ms),
+                             NULL, NULL);
         }
         break;
     case JOB_HOLD:
@@ -759,7 +589,7 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
             if (s) {
                 h2c_policy_release(&s->hold);
                 h2c_policy_store_refusal(&v, job->rv);
-                refuse(s, &v);
+                h2c_direct_refuse(s, &v);
             }
             break;
         }
@@ -796,8 +626,9 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
                         h2c_presence_names(&s->c->d->env.seg->members, job->aux[i], p);
                 }
             }
-            reply(s, 200, h2c_json_presence_list(p, job->names, job->idx, who, job->n),
-                  NULL, NULL);
+            h2c_direct_reply(s, 200,
+                             h2c_json_presence_list(p, job->names, job->idx, who, job->n),
+                             NULL, NULL);
         }
         break;
     case JOB_MODERATE:
@@ -809,11 +640,12 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
 
             if (job->rv != APR_SUCCESS) {
                 h2c_policy_moderate_refusal(&v, &mod, job->rv, s->c->d->scratch);
-                refuse(s, &v);
+                h2c_direct_refuse(s, &v);
             } else {
                 h2c_policy_log_moderated(&mod, job->id, s->user, s->c->peer);
-                reply(s, 200, apr_pstrmemdup(s->c->d->scratch, job->fields, job->flen),
-                      NULL, NULL);
+                h2c_direct_reply(s, 200,
+                                 apr_pstrmemdup(s->c->d->scratch, job->fields, job->flen),
+                                 NULL, NULL);
             }
         }
         break;
@@ -835,7 +667,7 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
             s->kind = STRM_NEW;
             h2c_direct_dispatch(s);
         } else {
-            reply_pass(s, &job->pass);
+            h2c_direct_reply_pass(s, &job->pass);
         }
         break;
     case JOB_RELEASE:
@@ -871,25 +703,6 @@ static int target_is_ours(strm_t *s, char **path, const char **args, h2c_verdict
     return 0;
 }
 
-/* A CORS preflight: 204, with the CORS fields for a listed origin (an
- * unlisted one gets none: the browser then refuses the request itself). */
-static void preflight(strm_t *s) {
-    nghttp2_nv nv[10];
-    size_t n = 0;
-
-    NV(":status", "204");
-    NV("date", s->c->d->date);
-    if (h2c_policy_cors(s->c->site->conf.origins, s->origin)) {
-        n += cors(s, nv + n);
-        NV("access-control-allow-methods", H2C_CORS_METHODS);
-        NV("access-control-allow-headers", H2C_CORS_HEADERS);
-        NV("access-control-max-age", H2C_CORS_MAX_AGE);
-    }
-    s->status = 204;
-    s->kind = STRM_REPLY;
-    nghttp2_submit_response(s->c->ngh, s->id, nv, n, NULL);
-}
-
 /* A whole request is in (END_STREAM), or one that need not wait for its
  * body: answer it. The loop's own refusals (httpd's limits, not its
  * path) come first, as httpd gives them before any auth; then the check. */
@@ -904,15 +717,15 @@ void h2c_direct_dispatch(strm_t *s) {
     if (s->hdr.deny != H2C_DENY_NONE) {
         h2c_policy_header_refusal(&s->hdr, &v);
         h2c_direct_charge(s->c, 10, "refused header lists");
-        refuse(s, &v);
+        h2c_direct_refuse(s, &v);
         return;
     }
     if (!target_is_ours(s, &path, &args, &v)) {
-        refuse(s, &v);
+        h2c_direct_refuse(s, &v);
         return;
     }
     if (s->method && !strcmp(s->method, "OPTIONS") && s->origin) {
-        preflight(s); /* no credentials come with it: before the check */
+        h2c_direct_preflight(s); /* no credentials come with it: before the check */
         return;
     }
     if (s->c->io && s->c->io->check && !s->checked) {
@@ -930,7 +743,7 @@ void h2c_direct_dispatch(strm_t *s) {
         moderate(s, path, args);
         break;
     default:
-        refuse(s, &v);
+        h2c_direct_refuse(s, &v);
         break;
     }
 }
