@@ -111,6 +111,26 @@ def ensure_module():
     return MODULE_SO
 
 
+def fast_vhost(path='/msgs', extra=''):
+    """Config for a TLS fast-path virtual host on the server's third port
+    ('@FASTPORT@'): the test certificate, h2 by ALPN, `H2ChatDirect PATH`
+    (the module's loop serves its h2 connections, httpd's checks on its
+    threads), `extra` inside it; with AsyncRequestWorkerFactor for the
+    suspended connections."""
+    return f"""
+AsyncRequestWorkerFactor 100
+Listen 127.0.0.1:@FASTPORT@
+<VirtualHost 127.0.0.1:@FASTPORT@>
+    ServerName localhost
+    SSLEngine on
+    SSLCertificateFile "@CERT@"
+    SSLCertificateKeyFile "@KEY@"
+    Protocols h2 http/1.1
+    H2ChatDirect {path}
+{extra}</VirtualHost>
+"""
+
+
 def make_cert(dest):
     """Self-signed certificate for localhost / 127.0.0.1."""
     dest = Path(dest)

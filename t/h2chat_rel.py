@@ -637,3 +637,31 @@ def make_bulk_clients(server, n, since, max_time=900, timeout=120):
             time.sleep(0.2)
     env.wait_until(lambda: all(c.current.status for c in clients), timeout, 0.5)
     return clients
+
+
+def graceful_rounds(server, make_client, rounds=3):
+    """Four resuming clients (NDJSON with since=, SSE with Last-Event-ID,
+    twice each; make_client(mode, how) makes one) through `rounds` graceful
+    restarts with posts before and after each: every client ends with every
+    message once, in order, after one reconnect a round at least."""
+    clients = [make_client(mode, how)
+               for mode, how in [('ndjson', 'since'), ('sse', 'last-event-id')] * 2]
+    for c in clients:
+        c.current.wait_headers()
+    posted = []
+    for round_ in range(rounds):
+        posted += [server.post_msg('gr', f'g{round_}.{i}')[0] for i in range(5)]
+        server.graceful()
+        posted += [server.post_msg('gr', f'after{round_}.{i}')[0] for i in range(3)]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for c in clients:
+                c.poll()
+            if all((c.last_id() or 0) >= posted[-1] for c in clients):
+                break
+            time.sleep(0.05)
+    for c in clients:
+        ids = [i for i in c.ids() if i >= posted[0]]
+        assert ids == posted, (c.transport, c.mode, c.reconnects, ids, posted)
+        assert c.reconnects >= rounds
+        c.close()

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import h2chat_env as env
-from h2chat_rel import ResumingClient
+from h2chat_rel import ResumingClient, graceful_rounds
 
 EXTRA_CONF = """
 H2ChatDirect /msgs
@@ -278,27 +278,7 @@ def test_idle_connection_is_closed(server):
 
 
 def test_graceful_restart_loses_nothing(server):
-    clients = [ResumingClient(server, 'h2c', mode, how, since=None)
-               for mode, how in [('ndjson', 'since'), ('sse', 'last-event-id')] * 2]
-    for c in clients:
-        c.current.wait_headers()
-    posted = []
-    for round_ in range(3):
-        posted += [server.post_msg('gr', f'g{round_}.{i}')[0] for i in range(5)]
-        server.graceful()
-        posted += [server.post_msg('gr', f'after{round_}.{i}')[0] for i in range(3)]
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            for c in clients:
-                c.poll()
-            if all((c.last_id() or 0) >= posted[-1] for c in clients):
-                break
-            time.sleep(0.05)
-    for c in clients:
-        ids = [i for i in c.ids() if i >= posted[0]]
-        assert ids == posted, (c.transport, c.mode, c.reconnects, ids, posted)
-        assert c.reconnects >= 3
-        c.close()
+    graceful_rounds(server, lambda mode, how: ResumingClient(server, 'h2c', mode, how, None))
 
 
 def test_head(server):

@@ -12,16 +12,7 @@ import h2chat_env as env
 
 EXTRA_CONF = """
 H2ChatMaxSubscribersPerAddress off
-AsyncRequestWorkerFactor 50
-Listen 127.0.0.1:@FASTPORT@
-<VirtualHost 127.0.0.1:@FASTPORT@>
-    ServerName localhost
-    SSLEngine on
-    SSLCertificateFile "@CERT@"
-    SSLCertificateKeyFile "@KEY@"
-    Protocols h2 http/1.1
-    H2ChatDirect /private/msgs
-</VirtualHost>
+""" + env.fast_vhost('/private/msgs') + """
 <Location /private/msgs>
     H2Chat On
     H2ChatSnapshot 0

@@ -25,16 +25,7 @@ LoadModule session_module {MODS}/mod_session.so
 LoadModule session_cookie_module {MODS}/mod_session_cookie.so
 LoadModule auth_form_module {MODS}/mod_auth_form.so
 H2ChatMaxSubscribersPerAddress off
-AsyncRequestWorkerFactor 50
-Listen 127.0.0.1:@FASTPORT@
-<VirtualHost 127.0.0.1:@FASTPORT@>
-    ServerName localhost
-    SSLEngine on
-    SSLCertificateFile "@CERT@"
-    SSLCertificateKeyFile "@KEY@"
-    Protocols h2 http/1.1
-    H2ChatDirect /msgs
-</VirtualHost>
+""" + env.fast_vhost("/msgs") + f"""
 <Location /login>
     SetHandler form-login-handler
     AuthFormLoginSuccessLocation /index.html

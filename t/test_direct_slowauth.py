@@ -19,16 +19,7 @@ EXTRA_CONF = """
 LoadModule slowauth_module @ROOT@/mod_slowauth.so
 H2ChatMaxSubscribers 400
 H2ChatMaxSubscribersPerAddress off
-AsyncRequestWorkerFactor 50
-Listen 127.0.0.1:@FASTPORT@
-<VirtualHost 127.0.0.1:@FASTPORT@>
-    ServerName localhost
-    SSLEngine on
-    SSLCertificateFile "@CERT@"
-    SSLCertificateKeyFile "@KEY@"
-    Protocols h2 http/1.1
-    H2ChatDirect /msgs
-</VirtualHost>
+""" + env.fast_vhost('/msgs') + """
 <Location /msgs>
     H2ChatSnapshot 0
     AuthType Basic

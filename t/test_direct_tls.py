@@ -18,24 +18,13 @@ import h2.connection
 import h2.settings
 
 import h2chat_env as env
-from h2chat_rel import ResumingClient
+from h2chat_rel import ResumingClient, graceful_rounds
 
 EXTRA_CONF = """
 H2ChatMaxSubscribers 2500
 H2ChatMaxSubscribersPerAddress off
-# suspended connections count against the MPM's limit of connections per
-# child: ThreadsPerChild + idle threads x this factor (docs/operations.md)
-AsyncRequestWorkerFactor 100
 Timeout 5
-Listen 127.0.0.1:@FASTPORT@
-<VirtualHost 127.0.0.1:@FASTPORT@>
-    ServerName localhost
-    SSLEngine on
-    SSLCertificateFile "@CERT@"
-    SSLCertificateKeyFile "@KEY@"
-    Protocols h2 http/1.1
-    H2ChatDirect /msgs
-</VirtualHost>
+""" + env.fast_vhost('/msgs') + """
 <Location /msgs>
     # the CORS test's page (POSTs without an Origin, as curl's, are not concerned)
     H2ChatAllowOrigin https://chat.example
@@ -309,27 +298,7 @@ def test_graceful_restart_loses_nothing(server):
             return self.server.subscriber(self.transport, self.mode, max_time=self.max_time,
                                           port=self.server.fast_port, **resume)
 
-    clients = [FastClient(server, 'h2tls', mode, how, since=None)
-               for mode, how in [('ndjson', 'since'), ('sse', 'last-event-id')] * 2]
-    for c in clients:
-        c.current.wait_headers()
-    posted = []
-    for round_ in range(3):
-        posted += [server.post_msg('gr', f'g{round_}.{i}')[0] for i in range(5)]
-        server.graceful()
-        posted += [server.post_msg('gr', f'after{round_}.{i}')[0] for i in range(3)]
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            for c in clients:
-                c.poll()
-            if all((c.last_id() or 0) >= posted[-1] for c in clients):
-                break
-            time.sleep(0.05)
-    for c in clients:
-        ids = [i for i in c.ids() if i >= posted[0]]
-        assert ids == posted, (c.mode, c.reconnects, ids, posted)
-        assert c.reconnects >= 3
-        c.close()
+    graceful_rounds(server, lambda mode, how: FastClient(server, 'h2tls', mode, how, None))
     # the old children let go of their TLS connections and left
     assert env.wait_until(lambda: len(server.children()) <= 4, 15), server.children()
 
