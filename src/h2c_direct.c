@@ -64,7 +64,14 @@ static void conn_close(conn_t *c) {
     if (c->more) {
         h2c_direct_more_remove(c);
     }
-    h2c_direct_linger(c);
+    /* a check thread may still read the connection's TLS state (mod_ssl's
+     * variables of its request): its close_notify, which frees that state,
+     * waits until none is out (conn_free) */
+    if (c->io && c->checking) {
+        c->linger_due = 1;
+    } else {
+        h2c_direct_linger(c);
+    }
     if (c->prev) {
         c->prev->next = c->next;
     } else {
@@ -86,6 +93,9 @@ static void conn_free(h2c_direct_t *d, conn_t *c) {
         c->q_next = d->late;
         d->late = c;
         return;
+    }
+    if (c->linger_due) {
+        h2c_direct_linger(c);
     }
     if (c->io) {
         c->io->release(c->io_ctx);
@@ -706,6 +716,7 @@ static apr_status_t direct_cleanup(void *data) {
     while ((c = d->queue) || (c = d->late)) {
         *(c == d->queue ? &d->queue : &d->late) = c->q_next;
         c->release_at = 0;
+        c->checking = 0; /* the check threads are gone */
         h2c_direct_conn_drop(d, c);
     }
     free_jobs(d->jobs_in);

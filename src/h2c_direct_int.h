@@ -125,6 +125,7 @@ struct conn_t {
     int goaway;                 /* terminated: nothing more is read, GOAWAY goes out */
     int checking;               /* its check jobs out (its io is not released) */
     int check_turn;             /* one of them is a request's check */
+    int linger_due;             /* closed while checks were out: its linger waits */
     uint64_t lat_id;            /* the newest message sampled for latency */
     int64_t goaway_at;
 };
