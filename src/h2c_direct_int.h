@@ -50,9 +50,11 @@ struct strm_t {
     char *authority;
     char *fields; /* every field, "name: value\n" (only for a check) */
     apr_size_t fields_len, fields_cap;
-    int64_t begun_us;       /* when its headers began (wall clock, for the check) */
-    int checked;            /* the check let it through ... */
-    char *user;             /* ... as this user (NULL: none) ... */
+    int64_t begun_us; /* when its headers began (wall clock, for the check) */
+    int checked;      /* the check let it through ... */
+    char *user;       /* ... as this user (NULL: none), from this address
+                         (mod_remoteip's; NULL: the connection's) ... */
+    char *client;
     h2c_direct_ask_t asked; /* ... and its request, for its log line (the */
     char *asked_buf;        /* strings in asked_buf, malloc'ed) */
     int status;             /* the answer's status, once given */
@@ -269,6 +271,12 @@ void h2c_direct_check_done(job_t *job);
 /* A request the check let through is done with (answered, or its held
  * stream ended): its access log line, on a check thread. */
 void h2c_direct_check_log(strm_t *s);
+
+/* The client's address as the rules count it: httpd's (mod_remoteip) when
+ * a check let the request through, else the connection's. */
+static inline const char *h2c_direct_client(const strm_t *s) {
+    return s->client ? s->client : s->c->peer;
+}
 
 /* h2c_direct_reply.c: complete answers */
 /* status, JSON body (none for HEAD) and headers */

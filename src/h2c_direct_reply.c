@@ -181,7 +181,7 @@ void h2c_direct_describe(const strm_t *s, const char *path, const char *args,
     req->origin = s->origin;
     req->last_event_id = s->last_event_id;
     req->content_length = s->clen;
-    req->client = s->c->peer;
+    req->client = h2c_direct_client(s);
 }
 
 /* A CORS preflight: 204, with the CORS fields for a listed origin (an

@@ -464,8 +464,8 @@ static void subscribe(strm_t *s, const char *path, const char *args) {
         return;
     }
     /* the caps, in the policy's order; the address is the connection's */
-    if (!h2c_policy_hold(d->env.seg, d->env.child_slot, &d->env.limits, s->c->peer,
-                         &s->hold, &v)) {
+    if (!h2c_policy_hold(d->env.seg, d->env.child_slot, &d->env.limits,
+                         h2c_direct_client(s), &s->hold, &v)) {
         h2c_direct_refuse(s, &v);
         return;
     }
@@ -642,7 +642,7 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
                 h2c_policy_moderate_refusal(&v, &mod, job->rv, s->c->d->scratch);
                 h2c_direct_refuse(s, &v);
             } else {
-                h2c_policy_log_moderated(&mod, job->id, s->user, s->c->peer);
+                h2c_policy_log_moderated(&mod, job->id, s->user, h2c_direct_client(s));
                 h2c_direct_reply(s, 200,
                                  apr_pstrmemdup(s->c->d->scratch, job->fields, job->flen),
                                  NULL, NULL);
@@ -661,6 +661,8 @@ void h2c_direct_published(h2c_direct_t *d, job_t *job) {
             s->checked = 1;
             s->user = job->pass.user;
             job->pass.user = NULL;
+            s->client = job->pass.client;
+            job->pass.client = NULL;
             s->asked = job->ask; /* for its log line when it ends */
             s->asked_buf = job->fields;
             job->fields = NULL;
@@ -994,7 +996,7 @@ void h2c_direct_strm_free(strm_t *s) {
             free(s->presence.told);
         }
     }
-    free(s->body), free(s->out), free(s->user);
+    free(s->body), free(s->out), free(s->user), free(s->client);
     free(s);
 }
 
