@@ -18,6 +18,37 @@
 /* requests at the check (queued or in hand) in one loop; more: 503 */
 #define H2C_CHECK_QUEUE_MAX 1024
 
+/* What a check thread does with a job: httpd's processing, or a log line. */
+static void job_do(job_t *job) {
+    if (job->kind == JOB_LOG) {
+        job->gc->io->log(job->gc->io_ctx, &job->ask, job->member, (int)job->id,
+                         job->target);
+    } else {
+        job->gc->io->check(job->gc->io_ctx, &job->ask, &job->pass);
+    }
+}
+
+/* Queues a job for the check threads: 0 when they are gone (stopping) or,
+ * for a check, too many wait; the job then stays the caller's. */
+static int job_push(h2c_direct_t *d, job_t *job) {
+    int ok;
+
+    apr_thread_mutex_lock(d->lock);
+    ok = !d->cstop && d->ncheckers &&
+         (job->kind == JOB_LOG || d->checks_queued < H2C_CHECK_QUEUE_MAX);
+    if (ok) {
+        d->checks_queued++;
+        *d->checks_in_tail = job;
+        d->checks_in_tail = &job->next;
+        apr_thread_cond_signal(d->ccond);
+    }
+    apr_thread_mutex_unlock(d->lock);
+    if (ok) {
+        job->gc->checking++;
+    }
+    return ok;
+}
+
 static void *APR_THREAD_FUNC checker_main(apr_thread_t *thd, void *data) {
     h2c_direct_t *d = data;
     job_t *job;
@@ -36,12 +67,7 @@ static void *APR_THREAD_FUNC checker_main(apr_thread_t *thd, void *data) {
             d->checks_in_tail = &d->checks_in;
         }
         apr_thread_mutex_unlock(d->lock);
-        if (job->kind == JOB_LOG) {
-            job->gc->io->log(job->gc->io_ctx, &job->ask, job->member, (int)job->id,
-                             job->target);
-        } else {
-            job->gc->io->check(job->gc->io_ctx, &job->ask, &job->pass);
-        }
+        job_do(job);
         apr_thread_mutex_lock(d->lock);
         d->checks_queued--;
         job->next = d->jobs_out;
@@ -99,8 +125,7 @@ void h2c_direct_check_stop(h2c_direct_t *d) {
         job_t *next = left->next;
 
         if (left->kind == JOB_LOG) { /* the line is written all the same */
-            left->gc->io->log(left->gc->io_ctx, &left->ask, left->member, (int)left->id,
-                              left->target);
+            job_do(left);
         }
         left->gc->checking--;
         h2c_direct_job_free(left);
@@ -140,7 +165,6 @@ static void check_next(conn_t *c) {
     strm_t *s, *first = NULL;
     h2c_verdict_t v;
     job_t *job;
-    int full;
 
     if (c->check_turn || c->dead) {
         return;
@@ -162,24 +186,15 @@ static void check_next(conn_t *c) {
     }
     job->kind = JOB_CHECK;
     job->gc = c;
-    apr_thread_mutex_lock(d->lock);
-    if (!(full = d->checks_queued >= H2C_CHECK_QUEUE_MAX || d->cstop || !d->ncheckers)) {
-        d->checks_queued++;
-        *d->checks_in_tail = job;
-        d->checks_in_tail = &job->next;
-        apr_thread_cond_signal(d->ccond);
-    }
-    apr_thread_mutex_unlock(d->lock);
-    if (full) {
+    job->s = s; /* read on the loop only: set before the threads may have it */
+    if (!job_push(d, job)) {
         h2c_direct_job_free(job);
         h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, "the server is busy: try again");
         h2c_direct_refuse(s, &v);
         return;
     }
-    job->s = s;
     s->job = job;
     s->kind = STRM_WAIT;
-    c->checking++;
     c->check_turn = 1;
 }
 
@@ -202,9 +217,7 @@ void h2c_direct_check_done(job_t *job) {
 
 void h2c_direct_check_log(strm_t *s) {
     conn_t *c = s->c;
-    h2c_direct_t *d = c->d;
     job_t *job;
-    int queued = 0;
 
     if (!s->asked_buf || !c->io->log || !(job = calloc(1, sizeof(*job)))) {
         return; /* not checked, or no memory: no line */
@@ -217,18 +230,7 @@ void h2c_direct_check_log(strm_t *s) {
     job->member = s->user ? strdup(s->user) : NULL;
     job->id = (uint64_t)(s->status ? s->status : 499); /* none given: the client left */
     job->target = s->data_out;
-    apr_thread_mutex_lock(d->lock);
-    if (!d->cstop && d->ncheckers) {
-        queued = 1;
-        d->checks_queued++;
-        *d->checks_in_tail = job;
-        d->checks_in_tail = &job->next;
-        apr_thread_cond_signal(d->ccond);
-    }
-    apr_thread_mutex_unlock(d->lock);
-    if (!queued) {
+    if (!job_push(c->d, job)) {
         h2c_direct_job_free(job);
-        return;
     }
-    c->checking++;
 }

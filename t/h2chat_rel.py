@@ -665,3 +665,26 @@ def graceful_rounds(server, make_client, rounds=3):
         assert ids == posted, (c.transport, c.mode, c.reconnects, ids, posted)
         assert c.reconnects >= rounds
         c.close()
+
+
+def stuck_reader_round(server, healthy, mark):
+    """A reader that stopped (its connection just sent its GET) while ~3 MB
+    are posted: no POST waits for it, `healthy` gets every message promptly,
+    the stuck one is dropped after `Timeout` (5 s; H2C0024) and the loop
+    goes on serving `healthy`."""
+    t0 = time.monotonic()
+    big = 'x' * 50000
+    sent = []
+    for i in range(60):  # ~3 MB: more than the socket buffers hold
+        t = time.monotonic()
+        sent.append(server.post_msg('stuck', f'{i} {big}')[0])
+        assert time.monotonic() - t < 2, 'a POST waited for the stuck reader'
+    assert healthy.wait_event(lambda e: e.get('id') == sent[-1], 10), healthy.summary()
+    assert [m['id'] for m in healthy.messages][-60:] == sent
+    assert server.wait_errlog(r'H2C0024: .*direct', mark, timeout=15), \
+        server.errlog_since(mark)
+    dropped_after = time.monotonic() - t0
+    assert 4 <= dropped_after <= 15, dropped_after
+    assert server.wait_subscribers(1, timeout=5) == 1
+    nid, _ = server.post_msg('stuck', 'after')
+    assert healthy.wait_for(len(healthy.messages) + 1)[-1]['id'] == nid
