@@ -67,7 +67,7 @@ static void conn_close(conn_t *c) {
     /* a check thread may still read the connection's TLS state (mod_ssl's
      * variables of its request): its close_notify, which frees that state,
      * waits until none is out (conn_free) */
-    if (c->io && c->checking) {
+    if (c->checking) {
         c->linger_due = 1;
     } else {
         h2c_direct_linger(c);
@@ -86,10 +86,18 @@ static void conn_close(conn_t *c) {
     d->dead = c;
 }
 
+/* An h2c connection's check context (a TLS one's is its io's). */
+static void chk_release(conn_t *c) {
+    if (c->chk && c->chk != c->io && c->chk->release) {
+        c->chk->release(c->chk_ctx);
+    }
+    c->chk = NULL;
+}
+
 /* A closed (or never started) connection's memory; an io connection's
  * release waits until its io allows (h2c_direct_io_t.min_life_us). */
 static void conn_free(h2c_direct_t *d, conn_t *c) {
-    if (c->io && (c->checking || mono_us() < c->release_at)) {
+    if (c->checking || (c->io && mono_us() < c->release_at)) {
         c->q_next = d->late;
         d->late = c;
         return;
@@ -97,6 +105,7 @@ static void conn_free(h2c_direct_t *d, conn_t *c) {
     if (c->linger_due) {
         h2c_direct_linger(c);
     }
+    chk_release(c);
     if (c->io) {
         c->io->release(c->io_ctx);
     }
@@ -796,12 +805,16 @@ apr_status_t h2c_direct_create(h2c_direct_t **dp, apr_pool_t *p,
 
 apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
                             const h2c_direct_site_t *site, const char *pre,
-                            apr_size_t prelen, int counted) {
+                            apr_size_t prelen, int counted, const h2c_direct_io_t *chk,
+                            void *chk_ctx) {
     conn_t *c = calloc(1, sizeof(*c));
     int stopped;
 
     if (!c || !(c->pre = malloc(prelen ? prelen : 1))) {
         free(c);
+        if (chk && chk->release) {
+            chk->release(chk_ctx);
+        }
         close(fd);
         if (counted) {
             h2c_seg_direct_count(d->env.seg, d->env.child_slot, -1, 0);
@@ -810,6 +823,8 @@ apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
     }
     c->fd = fd;
     c->site = site;
+    c->chk = chk; /* without check threads, its requests get 503 */
+    c->chk_ctx = chk_ctx;
     apr_cpystrn(c->peer, peer ? peer : "-", sizeof(c->peer));
     if (prelen) {
         memcpy(c->pre, pre, prelen);
@@ -833,6 +848,7 @@ apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
             h2c_seg_direct_count(d->env.seg, d->env.child_slot, -1, 0);
         }
         close(fd);
+        chk_release(c);
         free(c->pre);
         free(c);
         return APR_EOF;
@@ -853,6 +869,8 @@ apr_status_t h2c_direct_add_io(h2c_direct_t *d, int fd, const char *peer,
     c->site = site;
     c->io = io;
     c->io_ctx = ctx;
+    c->chk = io->check ? io : NULL;
+    c->chk_ctx = ctx;
     c->release_at = mono_us() + io->min_life_us;
     apr_cpystrn(c->peer, peer ? peer : "-", sizeof(c->peer));
     /* queued even when stopping: the loop's last take_queue closes it

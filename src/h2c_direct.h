@@ -66,16 +66,6 @@ apr_status_t h2c_direct_create(h2c_direct_t **d, apr_pool_t *p,
  * a moment (H2C_DIRECT_DRAIN_US) to drain; the streams are not held longer. */
 void h2c_direct_run(h2c_direct_t *d);
 
-/* From any thread. Takes fd (a connected, non-blocking TCP socket) and the
- * bytes already read from it (`pre`, starting with the h2c preface). The
- * loop owns fd from here on, also on failure. The connection counts in
- * this child's row (h2c_seg_direct_count) from this call on, or already
- * did (`counted`: the child that handed it over counted it here, so that
- * the others see it at once, h2c_balance). */
-apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
-                            const h2c_direct_site_t *site, const char *pre,
-                            apr_size_t prelen, int counted);
-
 /* One request as the check sees it: every field NUL-terminated. */
 typedef struct h2c_direct_ask_t {
     const char *method, *path, *scheme, *authority;
@@ -122,6 +112,20 @@ typedef struct {
     void (*log)(void *ctx, const struct h2c_direct_ask_t *ask, const char *user,
                 int status, uint64_t bytes);
 } h2c_direct_io_t;
+
+/* From any thread. Takes fd (a connected, non-blocking TCP socket) and the
+ * bytes already read from it (`pre`, starting with the h2c preface). The
+ * loop owns fd from here on, also on failure. The connection counts in
+ * this child's row (h2c_seg_direct_count) from this call on, or already
+ * did (`counted`: the child that handed it over counted it here, so that
+ * the others see it at once, h2c_balance). `chk` (NULL: none): httpd's
+ * processing of its requests, as an io's check and log with chk_ctx (its
+ * bytes stay the socket's); chk->release(chk_ctx) when the connection is
+ * gone and no check of it is out, also on failure. */
+apr_status_t h2c_direct_add(h2c_direct_t *d, int fd, const char *peer,
+                            const h2c_direct_site_t *site, const char *pre,
+                            apr_size_t prelen, int counted, const h2c_direct_io_t *chk,
+                            void *chk_ctx);
 
 /* As h2c_direct_add for a connection whose bytes go through `io` (ctx):
  * nothing is read before it; it may have some in its buffers already.

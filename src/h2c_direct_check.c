@@ -1,6 +1,7 @@
 /* h2c_direct_check: httpd's request processing for the loop's requests.
  *
- * A request of a connection whose io has a check (TLS taken from httpd) is
+ * A request of a connection with a check (TLS taken from httpd; h2c under
+ * `H2ChatDirectRequests httpd`) is
  * first shown to httpd (auth, access, translate: the glue's check) on one of
  * a few threads of the loop's own: providers may block (LDAP, a database, a
  * piped log), the loop never waits. A connection has one request at the
@@ -21,10 +22,10 @@
 /* What a check thread does with a job: httpd's processing, or a log line. */
 static void job_do(job_t *job) {
     if (job->kind == JOB_LOG) {
-        job->gc->io->log(job->gc->io_ctx, &job->ask, job->member, (int)job->id,
-                         job->target);
+        job->gc->chk->log(job->gc->chk_ctx, &job->ask, job->member, (int)job->id,
+                          job->target);
     } else {
-        job->gc->io->check(job->gc->io_ctx, &job->ask, &job->pass);
+        job->gc->chk->check(job->gc->chk_ctx, &job->ask, &job->pass);
     }
 }
 
@@ -219,7 +220,7 @@ void h2c_direct_check_log(strm_t *s) {
     conn_t *c = s->c;
     job_t *job;
 
-    if (!s->asked_buf || !c->io->log || !(job = calloc(1, sizeof(*job)))) {
+    if (!s->asked_buf || !c->chk->log || !(job = calloc(1, sizeof(*job)))) {
         return; /* not checked, or no memory: no line */
     }
     job->kind = JOB_LOG;

@@ -101,6 +101,10 @@ struct conn_t {
     int fd;
     const h2c_direct_io_t *io; /* NULL: the socket's own bytes (h2c) */
     void *io_ctx;
+    /* httpd's processing of its requests (check, log): its io's (TLS) or
+     * the h2c one's own (only check, log and release used); NULL: none */
+    const h2c_direct_io_t *chk;
+    void *chk_ctx;
     int64_t release_at; /* io: not released before this (monotonic us) */
     conn_t *more_next;  /* io: on the loop's `more` list ... */
     int more;           /* ... bytes may wait in its buffers: read without an event */

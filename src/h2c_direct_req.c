@@ -730,7 +730,7 @@ void h2c_direct_dispatch(strm_t *s) {
         h2c_direct_preflight(s); /* no credentials come with it: before the check */
         return;
     }
-    if (s->c->io && s->c->io->check && !s->checked) {
+    if (s->c->chk && !s->checked) {
         h2c_direct_check(s);
         return;
     }
@@ -837,7 +837,7 @@ static int on_header(nghttp2_session *ngh, const nghttp2_frame *frame,
     default:
         break;
     }
-    if (s->c->io && s->c->io->check && !fields_add(s, name, namelen, value, valuelen)) {
+    if (s->c->chk && !fields_add(s, name, namelen, value, valuelen)) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     if (IS(":method")) {

@@ -64,6 +64,7 @@ typedef struct {
     const server_rec *direct_server; /* ... the server it was said in */
     int direct_penalty_s;            /* H2ChatDirectPenalty: -1 unset, 0 off */
     int direct_workers;              /* H2ChatDirectWorkers: -1 unset */
+    int direct_requests;             /* H2ChatDirectRequests: -1 unset, 1 httpd, 0 none */
     int latency;                     /* H2ChatLatencyHistogram: -1 unset, 0 off, 1 on */
     int reconnect_spread_s;          /* H2ChatReconnectSpread: -1 unset, -2 auto, 0 off */
     int max_rooms;                   /* H2ChatMaxRooms, -1 unset */
@@ -104,6 +105,7 @@ const char *h2chat_conf_direct_path(server_rec *s);   /* NULL: off */
 const char *h2chat_conf_direct_tls(server_rec *s);    /* NULL: off (said here) */
 int64_t h2chat_conf_direct_penalty_us(server_rec *s); /* 0: off */
 uint32_t h2chat_conf_direct_workers(server_rec *s);
+int h2chat_conf_direct_httpd(server_rec *s);     /* H2ChatDirectRequests httpd (h2c) */
 int h2chat_conf_reconnect_spread(server_rec *s); /* s, H2C_SPREAD_AUTO / _OFF */
 /* the location's settings as the request policy takes them */
 void h2chat_conf_policy(const h2chat_dir_conf_t *dc, h2c_policy_conf_t *pc);
@@ -161,7 +163,13 @@ void h2chat_direct_check(conn_rec *c1, const h2c_direct_ask_t *ask,
                          h2c_direct_pass_t *pass);
 void h2chat_direct_log(conn_rec *c1, const h2c_direct_ask_t *ask, const char *user,
                        int status, uint64_t bytes);
-apr_status_t h2chat_direct_req_child_init(apr_pool_t *pchild);
+/* h2c connections under `H2ChatDirectRequests httpd`: their checks (only
+ * check, log and release; the bytes stay the socket's) and the context
+ * of one (malloc'ed; NULL without memory or when the client is gone
+ * already; released by the loop). */
+const h2c_direct_io_t *h2chat_direct_h2c_checks(void);
+void *h2chat_direct_h2c_side(server_rec *s, int fd);
+apr_status_t h2chat_direct_req_child_init(apr_pool_t *p);
 void h2chat_direct_req_register(void);
 
 /* mod_h2chat_direct_tls.c: H2ChatDirect on a TLS virtual host. */

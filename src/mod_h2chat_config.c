@@ -71,6 +71,7 @@ void *h2chat_create_srv_conf(apr_pool_t *p, server_rec *s) {
     sc->direct_server = NULL;
     sc->direct_penalty_s = -1;
     sc->direct_workers = -1;
+    sc->direct_requests = -1;
     sc->latency = -1;
     sc->reconnect_spread_s = -1;
     sc->max_rooms = -1;
@@ -90,6 +91,7 @@ void *h2chat_merge_srv_conf(apr_pool_t *p, void *basev, void *addv) {
     sc->coalesce_ms = MERGE(coalesce_ms);
     sc->direct_penalty_s = MERGE(direct_penalty_s);
     sc->direct_workers = MERGE(direct_workers);
+    sc->direct_requests = MERGE(direct_requests);
     sc->latency = MERGE(latency);
     sc->reconnect_spread_s = MERGE(reconnect_spread_s);
     sc->max_rooms = MERGE(max_rooms);
@@ -441,6 +443,14 @@ uint32_t h2chat_conf_direct_workers(server_rec *s) {
                                              : sc->direct_workers);
 }
 
+/* httpd by default: a `Require` on the chat's <Location> holds on every
+ * transport unless the admin says otherwise (a trusted backend) */
+int h2chat_conf_direct_httpd(server_rec *s) {
+    h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
+
+    return sc->direct_requests != 0;
+}
+
 int h2chat_conf_reconnect_spread(server_rec *s) {
     h2chat_srv_conf_t *sc = ap_get_module_config(s->module_config, &h2chat_module);
 
@@ -525,6 +535,21 @@ static const char *set_direct_workers(cmd_parms *cmd, void *dcv, const char *arg
 
     (void)dcv;
     return err ? err : parse_int(cmd, arg, 1, 64, &srv_conf(cmd)->direct_workers);
+}
+
+/* H2ChatDirectRequests httpd | none: per listener (virtual host). */
+static const char *set_direct_requests(cmd_parms *cmd, void *dcv, const char *arg) {
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+
+    (void)dcv;
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "httpd") || !strcasecmp(arg, "none")) {
+        srv_conf(cmd)->direct_requests = !strcasecmp(arg, "httpd");
+        return NULL;
+    }
+    return "H2ChatDirectRequests: httpd or none";
 }
 
 /* H2ChatDirectPenalty seconds | off: one value for the whole server (the
@@ -745,7 +770,11 @@ const command_rec h2chat_cmds[] = {
                   "served by the module's own HTTP/2 loop (default off)"),
     AP_INIT_TAKE1("H2ChatDirectWorkers", set_direct_workers, NULL, RSRC_CONF,
                   "threads per child that run httpd's request processing (auth, access, "
-                  "the log) for H2ChatDirect's TLS requests (default 4)"),
+                  "the log) for H2ChatDirect's requests (default 4)"),
+    AP_INIT_TAKE1("H2ChatDirectRequests", set_direct_requests, NULL, RSRC_CONF,
+                  "httpd or none: whether the requests of H2ChatDirect's h2c "
+                  "connections go through httpd's request processing (Require, auth, "
+                  "the access log) first (default httpd; TLS ones always do)"),
     AP_INIT_TAKE1("H2ChatDirectPenalty", set_direct_penalty, NULL, RSRC_CONF,
                   "off or seconds: a client address whose H2ChatDirect connection was "
                   "closed with ENHANCE_YOUR_CALM has its new ones refused that long "

@@ -14,9 +14,11 @@
  * is read: where the kernel's accept puts connections is far from even.
  *
  * The loop answers the path with the settings of the <Location> that
- * covers it, looked up once per virtual host. Access checks, auth and other
- * modules' hooks do not run for these requests: see docs/operations.md,
- * "H2ChatDirect". */
+ * covers it, looked up once per virtual host. Under `H2ChatDirectRequests
+ * httpd` (the default) each request goes through httpd's request processing
+ * first, on the loop's check threads (mod_h2chat_direct_req.c); under
+ * `none` access checks, auth and other modules' hooks do not run for them:
+ * see docs/operations.md, "H2ChatDirect". */
 #include <fcntl.h>
 #include <poll.h>
 #include <stddef.h>
@@ -225,6 +227,23 @@ static int hand_over(conn_rec *c, int fd, const char *path, int must) {
     return 1;
 }
 
+/* Gives the loop an h2c connection (counted here already), with httpd's
+ * checks when its server wants them; one that cannot have them (no memory,
+ * or its client is gone already) is closed rather than served without. */
+static void add_h2c(int fd, const char *peer, server_rec *s,
+                    const h2c_direct_site_t *site) {
+    h2chat_state_t *st = h2chat_state();
+    void *side = NULL;
+
+    if (h2chat_conf_direct_httpd(s) && !(side = h2chat_direct_h2c_side(s, fd))) {
+        close(fd);
+        h2c_seg_direct_count(&st->seg, st->child_slot, -1, 0);
+        return;
+    }
+    h2c_direct_add(direct.d, fd, peer, site, NULL, 0, 1,
+                   side ? h2chat_direct_h2c_checks() : NULL, side);
+}
+
 /* Takes one handed connection off the socket: 1 if there was one. */
 static int hand_take(void) {
     h2chat_state_t *st = h2chat_state();
@@ -277,7 +296,7 @@ static int hand_take(void) {
         return 1;
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    h2c_direct_add(direct.d, fd, m.peer, site_handed(&m), NULL, 0, 1);
+    add_h2c(fd, m.peer, (server_rec *)m.s, site_handed(&m));
     return 1;
 }
 
@@ -396,8 +415,7 @@ int h2chat_direct_process_connection(conn_rec *c) {
         return DECLINED;
     }
     fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
-    h2c_direct_add(direct.d, nfd, c->client_ip, site_for(c, c->base_server, path), NULL,
-                   0, 1);
+    add_h2c(nfd, c->client_ip, c->base_server, site_for(c, c->base_server, path));
     /* httpd closes its copy without shutdown(): the loop's stays open */
     c->aborted = 1;
     c->keepalive = AP_CONN_CLOSE;
@@ -492,9 +510,11 @@ static int any_direct(server_rec *s) {
     return 0;
 }
 
-static int any_direct_tls(server_rec *s) {
+/* Whether any request of the loop goes through httpd's processing. */
+static int any_direct_checks(server_rec *s) {
     for (; s; s = s->next) {
-        if (h2chat_conf_direct_tls(s)) {
+        if (h2chat_conf_direct_tls(s) ||
+            (h2chat_conf_direct_path(s) && h2chat_conf_direct_httpd(s))) {
             return 1;
         }
     }
@@ -525,13 +545,12 @@ apr_status_t h2chat_direct_child_init(apr_pool_t *pchild, server_rec *s) {
     env.child_slot = st->child_slot;
     env.limits = st->limits;
     env.penalty_us = h2chat_conf_direct_penalty_us(s);
-    env.check_threads = any_direct_tls(s) ? h2chat_conf_direct_workers(s) : 0;
+    env.check_threads = any_direct_checks(s) ? h2chat_conf_direct_workers(s) : 0;
     env.spread = &st->spread; /* armed in child_stopping, before the loop stops */
     direct.pchild = pchild;
     if (env.check_threads && (rv = h2chat_direct_req_child_init(pchild)) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
-                     H2C_TAG_DIRECT_LOOP
-                     ": H2ChatDirect over TLS: no socket for its checks");
+                     H2C_TAG_DIRECT_LOOP ": H2ChatDirect: no socket for httpd's checks");
         return rv;
     }
     sigfillset(&all);

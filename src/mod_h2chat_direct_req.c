@@ -1,5 +1,6 @@
 /* mod_h2chat_direct_req: httpd's request processing for a request the loop
- * serves on a connection it took from httpd (H2ChatDirect over TLS).
+ * serves on a connection it took from httpd (H2ChatDirect over TLS, and h2c
+ * under `H2ChatDirectRequests httpd`).
  *
  * On one of the loop's check threads (h2c_direct_check.c), never on the
  * loop: a secondary connection (c2, its master the taken c1) as mod_http2
@@ -13,9 +14,14 @@
  *
  * c1 is only read here (its fields, through c2->master: mod_ssl's
  * variables), as mod_http2's workers read theirs; the loop does not let it
- * go while a check of it is out. */
+ * go while a check of it is out. An h2c connection has no c1 left (httpd's
+ * was closed when the loop took its socket, which may have moved to another
+ * child): each check makes one from the socket's addresses, as httpd's core
+ * makes a connection's, and picks its address-based virtual host. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
 
 #include "mod_h2chat.h"
 
@@ -24,6 +30,7 @@
 #include <http_core.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <http_vhost.h>
 #include <httpd.h>
 #include <mod_core.h>
 #include <util_filter.h>
@@ -35,8 +42,23 @@ typedef struct {
     int headed;
 } capture_t;
 
+/* An h2c connection's side of its checks (h2chat_direct_h2c_side): its
+ * addresses as they were when it was taken (a check may come after the
+ * client is gone: a reset socket has no peer address any more). */
+typedef struct {
+    server_rec *s; /* the server its address chose when it was taken */
+    struct sockaddr_storage local, peer;
+} h2c_side_t;
+
 static ap_filter_rec_t *capture_rec, *c2_in_rec, *c2_out_rec;
 static apr_socket_t *dummy_socket; /* c2's "socket": modules may set options on it */
+static apr_pool_t *pchild;         /* for the check threads' apr_thread_t */
+/* The event MPM makes a secondary connection's state from its master's
+ * (event.c setup_slave_conn reads its sc, pfd and pub, and every request's
+ * post_read_request then writes the secondary's sc). A master made here has
+ * none: a zeroed record, larger than the MPM's, stands in for it. */
+static module *event_mpm;
+#define H2C_MPM_STATE_STANDIN 1024
 
 /* In place of HTTP_HEADER: httpd's answer for the loop (its status, fields
  * as HTTP_HEADER would merge them, body), never passed on. */
@@ -105,12 +127,78 @@ static apr_status_t c2_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_
     return APR_SUCCESS;
 }
 
+/* The check thread as httpd's: modules may use the connection's thread
+ * (mod_lua's thread scope takes its pool). Made once per check thread; it
+ * lives as long as the thread. */
+static apr_thread_t *this_thread(void) {
+    apr_thread_t *thd = ap_thread_current();
+
+    if (!thd && ap_thread_current_create(&thd, NULL, pchild) != APR_SUCCESS) {
+        thd = NULL;
+    }
+    return thd;
+}
+
+/* An apr_sockaddr_t of a socket address, as APR fills one (the fields
+ * apr_socket_addr_get sets). */
+static apr_sockaddr_t *addr_make(const struct sockaddr_storage *ss, apr_pool_t *p) {
+    apr_sockaddr_t *a = apr_pcalloc(p, sizeof(*a));
+
+    a->pool = p;
+    a->family = ss->ss_family;
+    if (ss->ss_family == AF_INET6) {
+        memcpy(&a->sa.sin6, ss, sizeof(a->sa.sin6));
+        a->salen = sizeof(a->sa.sin6);
+        a->addr_str_len = 46;
+        a->ipaddr_ptr = &a->sa.sin6.sin6_addr;
+        a->ipaddr_len = sizeof(a->sa.sin6.sin6_addr);
+        a->port = ntohs(a->sa.sin6.sin6_port);
+    } else {
+        memcpy(&a->sa.sin, ss, sizeof(a->sa.sin));
+        a->salen = sizeof(a->sa.sin);
+        a->addr_str_len = 16;
+        a->ipaddr_ptr = &a->sa.sin.sin_addr;
+        a->ipaddr_len = sizeof(a->sa.sin.sin_addr);
+        a->port = ntohs(a->sa.sin.sin_port);
+    }
+    return a;
+}
+
+/* An h2c connection's master for one check, in the check's pool p: the
+ * fields httpd's core gives a new connection (core_create_conn), then its
+ * address-based virtual host. */
+static conn_rec *c1_make(const h2c_side_t *side, apr_pool_t *p) {
+    conn_rec *c1 = apr_pcalloc(p, sizeof(*c1));
+
+    c1->local_addr = addr_make(&side->local, p);
+    c1->client_addr = addr_make(&side->peer, p);
+    if (apr_sockaddr_ip_get(&c1->local_ip, c1->local_addr) != APR_SUCCESS) {
+        c1->local_ip = "unknown";
+    }
+    if (apr_sockaddr_ip_get(&c1->client_ip, c1->client_addr) != APR_SUCCESS) {
+        c1->client_ip = "unknown";
+    }
+    c1->pool = p;
+    c1->conn_config = ap_create_conn_config(p);
+    c1->notes = apr_table_make(p, 1);
+    c1->base_server = side->s;
+    c1->bucket_alloc = apr_bucket_alloc_create(p);
+    c1->keepalive = AP_CONN_KEEPALIVE;
+    if (event_mpm) {
+        ap_set_module_config(c1->conn_config, event_mpm,
+                             apr_pcalloc(p, H2C_MPM_STATE_STANDIN));
+    }
+    ap_update_vhost_given_ip(c1);
+    return c1;
+}
+
 /* A secondary connection for one check, in its own pool (any thread). */
 static conn_rec *c2_make(conn_rec *c1, apr_pool_t *p) {
     conn_rec *c2 = apr_palloc(p, sizeof(*c2));
 
     memcpy(c2, c1, sizeof(*c2));
     c2->master = c1;
+    c2->current_thread = this_thread();
     c2->pool = p;
     c2->conn_config = ap_create_conn_config(p);
     c2->notes = apr_table_make(p, 5);
@@ -176,18 +264,26 @@ static int request_read(request_rec *r, const h2c_direct_ask_t *ask) {
     return ap_post_read_request(r);
 }
 
-/* A request on a secondary connection of c1, in a pool of its own (any
- * thread); NULL when out of memory. */
-static request_rec *request_make(conn_rec *c1, apr_pool_t **pool) {
+/* A request on a secondary connection of c1 (NULL: of one made for the h2c
+ * side), in a pool of its own (any thread); NULL when out of memory. */
+static request_rec *request_make(conn_rec *c1, const h2c_side_t *side,
+                                 apr_pool_t **pool) {
     apr_allocator_t *al;
     apr_pool_t *p;
 
-    if (apr_allocator_create(&al) != APR_SUCCESS ||
-        apr_pool_create_unmanaged_ex(&p, NULL, al) != APR_SUCCESS) {
+    if (apr_allocator_create(&al) != APR_SUCCESS) {
+        return NULL;
+    }
+    if (apr_pool_create_unmanaged_ex(&p, NULL, al) != APR_SUCCESS) {
+        apr_allocator_destroy(al);
         return NULL;
     }
     apr_allocator_owner_set(al, p);
     apr_pool_tag(p, "h2chat_check");
+    if (!c1 && !(c1 = c1_make(side, p))) {
+        apr_pool_destroy(p);
+        return NULL;
+    }
     *pool = p;
     return ap_create_request(c2_make(c1, p));
 }
@@ -202,14 +298,14 @@ static void request_end(request_rec *r, apr_pool_t *p) {
     apr_pool_destroy(p);
 }
 
-void h2chat_direct_check(conn_rec *c1, const h2c_direct_ask_t *ask,
-                         h2c_direct_pass_t *pass) {
+static void check_run(conn_rec *c1, const h2c_side_t *side, const h2c_direct_ask_t *ask,
+                      h2c_direct_pass_t *pass) {
     apr_pool_t *p;
     request_rec *r;
     capture_t *ck;
     int status;
 
-    if (!(r = request_make(c1, &p))) {
+    if (!(r = request_make(c1, side, &p))) {
         pass->status = HTTP_SERVICE_UNAVAILABLE;
         return;
     }
@@ -233,12 +329,12 @@ void h2chat_direct_check(conn_rec *c1, const h2c_direct_ask_t *ask,
     request_end(r, p);
 }
 
-void h2chat_direct_log(conn_rec *c1, const h2c_direct_ask_t *ask, const char *user,
-                       int status, uint64_t bytes) {
+static void log_run(conn_rec *c1, const h2c_side_t *side, const h2c_direct_ask_t *ask,
+                    const char *user, int status, uint64_t bytes) {
     apr_pool_t *p;
     request_rec *r;
 
-    if (!(r = request_make(c1, &p))) {
+    if (!(r = request_make(c1, side, &p))) {
         return;
     }
     request_read(r, ask); /* let through before: only what the log shows */
@@ -250,8 +346,57 @@ void h2chat_direct_log(conn_rec *c1, const h2c_direct_ask_t *ask, const char *us
     request_end(r, p);
 }
 
-apr_status_t h2chat_direct_req_child_init(apr_pool_t *pchild) {
-    return apr_socket_create(&dummy_socket, APR_INET, SOCK_STREAM, APR_PROTO_TCP, pchild);
+void h2chat_direct_check(conn_rec *c1, const h2c_direct_ask_t *ask,
+                         h2c_direct_pass_t *pass) {
+    check_run(c1, NULL, ask, pass);
+}
+
+void h2chat_direct_log(conn_rec *c1, const h2c_direct_ask_t *ask, const char *user,
+                       int status, uint64_t bytes) {
+    log_run(c1, NULL, ask, user, status, bytes);
+}
+
+/* ---- h2c connections (their bytes stay the socket's) ------------------ */
+
+static void check_h2c(void *ctx, const h2c_direct_ask_t *ask, h2c_direct_pass_t *pass) {
+    check_run(NULL, ctx, ask, pass);
+}
+
+static void log_h2c(void *ctx, const h2c_direct_ask_t *ask, const char *user, int status,
+                    uint64_t bytes) {
+    log_run(NULL, ctx, ask, user, status, bytes);
+}
+
+static void release_h2c(void *ctx) {
+    free(ctx);
+}
+
+static const h2c_direct_io_t h2c_checks = {NULL, NULL,      NULL,   release_h2c,
+                                           0,    check_h2c, log_h2c};
+
+const h2c_direct_io_t *h2chat_direct_h2c_checks(void) {
+    return &h2c_checks;
+}
+
+void *h2chat_direct_h2c_side(server_rec *s, int fd) {
+    h2c_side_t *side = malloc(sizeof(*side));
+    socklen_t llen = sizeof(side->local), plen = sizeof(side->peer);
+
+    if (side && (getsockname(fd, (struct sockaddr *)&side->local, &llen) != 0 ||
+                 getpeername(fd, (struct sockaddr *)&side->peer, &plen) != 0)) {
+        free(side); /* the client is gone already */
+        side = NULL;
+    }
+    if (side) {
+        side->s = s;
+    }
+    return side;
+}
+
+apr_status_t h2chat_direct_req_child_init(apr_pool_t *p) {
+    pchild = p;
+    event_mpm = ap_find_linked_module("event.c");
+    return apr_socket_create(&dummy_socket, APR_INET, SOCK_STREAM, APR_PROTO_TCP, p);
 }
 
 void h2chat_direct_req_register(void) {

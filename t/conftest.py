@@ -98,6 +98,18 @@ def _expected_kill(srv, line):
     return bool(m) and int(m.group(1)) in srv.expected_kills
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report carries what its servers logged while it
+    ran: a failure in CI (a fresh clone, gone afterwards) explains itself."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == 'call' and rep.failed:
+        for srv, mark in getattr(item, 'h2chat_marks', []):
+            text = srv.errlog_since(mark)[-6000:]
+            rep.sections.append((f'{srv.name} error.log during the test', text or '(empty)'))
+
+
 @pytest.fixture(autouse=True)
 def no_crash(request):
     """Fails a test if a child crashed while it ran: in the module's
@@ -111,6 +123,7 @@ def no_crash(request):
         yield
         return
     marks = [srv.errlog_mark() for srv in servers]
+    request.node.h2chat_marks = list(zip(servers, marks))
     yield
     crashes, cores = [], []
     for srv, mark in zip(servers, marks):

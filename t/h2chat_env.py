@@ -572,6 +572,7 @@ class H2Connection:
         self.cond = threading.Condition(self.lock)
         self.streams = {}  # sid -> dict(status, headers, data, ended, reset)
         self.closed = False
+        self.why = None  # what ended the connection, for a failing test's message
         with self.lock:
             self.conn.initiate_connection()
             self.sock.sendall(self.conn.data_to_send())
@@ -633,6 +634,7 @@ class H2Connection:
             while True:
                 data = self.sock.recv(65536)
                 if not data:
+                    self.why = self.why or 'EOF'
                     break
                 with self.cond:
                     for ev in self.conn.receive_data(data):
@@ -651,13 +653,14 @@ class H2Connection:
                         elif isinstance(ev, h2.events.StreamReset) and st is not None:
                             st['reset'] = True
                         elif isinstance(ev, h2.events.ConnectionTerminated):
+                            self.why = f'GOAWAY {ev.error_code!r} {ev.additional_data!r}'
                             self.closed = True
                     out = self.conn.data_to_send()
                     if out:
                         self.sock.sendall(out)
                     self.cond.notify_all()
-        except (OSError, Exception):
-            pass
+        except Exception as e:
+            self.why = self.why or f'{type(e).__name__}: {e}'
         with self.cond:
             self.closed = True
             self.cond.notify_all()
@@ -742,7 +745,7 @@ class RawH2:
     """One h2c connection holding GET `path`, read only when asked (pump):
     many of them cost one thread, the caller's."""
 
-    def __init__(self, port, path='/msgs'):
+    def __init__(self, port, path='/msgs', headers=None):
         self.sock = socket.create_connection(('127.0.0.1', port), timeout=10)
         import h2.config
         import h2.connection
@@ -751,7 +754,8 @@ class RawH2:
         self.conn.initiate_connection()
         self.sid = self.conn.get_next_available_stream_id()
         self.conn.send_headers(self.sid, [(':method', 'GET'), (':scheme', 'http'),
-                                          (':authority', 'localhost'), (':path', path)],
+                                          (':authority', 'localhost'), (':path', path)] +
+                               [(k.lower(), v) for k, v in (headers or {}).items()],
                                end_stream=True)
         self.sock.sendall(self.conn.data_to_send())
         self.data = b''

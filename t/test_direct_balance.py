@@ -3,10 +3,13 @@ that accepted a connection hands it to the least loaded loop of its
 generation when that one serves clearly fewer (h2c_balance), so however
 the kernel's accept lands them the loops end up near even; server-status
 shows each loop's connections (H2ChatDirectPerChild) and the hand-overs
-(H2ChatDirectHanded). Handed connections are served like any other, and
-only the server's own children can hand one over."""
+(H2ChatDirectHanded). Handed connections are served like any other (httpd's
+request processing runs for them in the child that took them: Require,
+the user, the access log), and only the server's own children can hand one
+over."""
 
 import array
+import re
 import socket
 import time
 
@@ -24,7 +27,22 @@ EXTRA_CONF = """
 H2ChatDirect /msgs
 H2ChatMaxSubscribers 2000
 H2ChatMaxSubscribersPerAddress off
+<Location /msgs>
+    AuthType Basic
+    AuthName "h2chat test"
+    AuthBasicProvider file
+    AuthUserFile "@ROOT@/htpasswd"
+    <RequireAny>
+        Require method POST
+        Require valid-user
+    </RequireAny>
+</Location>
 """
+AUTH = env.basic_auth('bob', 'b0b')
+
+
+def SETUP(server):
+    env.write_htpasswd(server, {'bob': 'b0b'})
 
 
 def per_child(server):
@@ -38,7 +56,7 @@ def per_child(server):
 
 
 def hold(server, n):
-    conns = [env.RawH2(server.port) for _ in range(n)]
+    conns = [env.RawH2(server.port, headers=AUTH) for _ in range(n)]
     assert env.wait_until(
         lambda: server.h2chat_status().get('H2ChatDirectSubscribers') == n, 20), \
         server.h2chat_status()
@@ -54,6 +72,13 @@ def assert_even(counts, n, st):
 
 def test_loops_even_and_handed_connections_served(server):
     handed0 = server.h2chat_status().get('H2ChatDirectHanded', 0)
+    logged0 = len(server.access_log.read_text())
+    # without credentials: httpd's 401, in whichever child the loop is
+    refused = [env.RawH2(server.port) for _ in range(8)]
+    for c in refused:
+        c.pump(lambda c=c: c.status is not None)
+        assert c.status == '401', (c.status, c.data[-200:])
+        c.close()
     conns = hold(server, N)
     try:
         counts, st = per_child(server)
@@ -70,6 +95,11 @@ def test_loops_even_and_handed_connections_served(server):
         for c in conns:
             c.close()
     assert server.wait_subscribers(0, timeout=15) == 0
+    # every held stream, handed or not, was bob's, with its log line
+    held = re.compile(r'127\.0\.0\.1 bob .*"GET /msgs HTTP/2\.0" 200 ')
+    assert env.wait_until(
+        lambda: len(held.findall(server.access_log.read_text()[logged0:])) == N, 10), \
+        len(held.findall(server.access_log.read_text()[logged0:]))
 
 
 def test_even_again_after_graceful_restart(server):

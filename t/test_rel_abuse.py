@@ -103,7 +103,8 @@ def probe_h2(server, path, headers=None, hold=1.0, tls=False):
         st = conn.streams[sid]
         if status is None:
             r = conn.response(sid, 10)
-            return ('reset' if st['reset'] else 'closed' if conn.closed else None), {}, b'', []
+            return ('reset' if st['reset'] else 'closed' if conn.closed else None), {}, \
+                str(conn.why).encode(), []
         if status != 200:
             r = conn.response(sid, 10)
             return r.status, r.headers, r.body, []

@@ -199,11 +199,25 @@ def test_status_counts_rooms(server):
 
 
 @pytest.mark.parametrize('transport', ['h2tls', 'h1'])
+def refused_post(server, transport, path):
+    """A POST httpd refuses before reading its body. Through mod_http2 the
+    answer comes with a reset of the unread request stream, and curl 7.88
+    then sometimes drops the answer (rc 92, nothing printed): asked again
+    then, at most twice (the server's side is the same every time)."""
+    for attempt in range(3):
+        try:
+            return server.post({'user': 'x', 'text': 'nope'}, transport=transport, path=path)
+        except RuntimeError as e:
+            if 'rc=92' not in str(e) or attempt == 2:
+                raise
+
+
 def test_room_require_applies(server, transport):
     """Apache's own access config of a room's URL governs it: GET and POST
     of the room, and a ?room= of a stream of several (checked as if its URL
     had been requested); other rooms are unaffected; the message's user is
-    the authenticated one. (The direct loop runs no Require: README.)"""
+    the authenticated one. (The direct loop checks the request's own URL
+    only, not each ?room=: docs/operations.md.)"""
     def get(path, user=None):
         return env.curl_request(server.port, server.tls_port, transport, 'GET', path,
                                 headers=basic(user) if user else None, timeout=3)
@@ -221,7 +235,7 @@ def test_room_require_applies(server, transport):
     s = sub(server, transport, 'ndjson', '/msgs?room=lobby&room=staff',
             extra_headers=basic('boss'))
     t = sub(server, transport, 'ndjson', '/msgs?room=lobby')
-    r = server.post({'user': 'x', 'text': 'nope'}, transport=transport, path='/msgs/staff')
+    r = refused_post(server, transport, '/msgs/staff')
     assert r.status == 401, r
     # the texts name the transport: the rooms' snapshots hold the other run's
     meeting, hello = f'staff meeting {transport}', f'hello lobby {transport}'

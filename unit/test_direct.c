@@ -190,7 +190,8 @@ static void test_loop(apr_pool_t *p) {
 
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
     fcntl(sv[0], F_SETFL, O_NONBLOCK);
-    CHECK(h2c_direct_add(d, sv[0], "peer", &site, PREFACE, sizeof(PREFACE) - 1, 0) == 0);
+    CHECK(h2c_direct_add(d, sv[0], "peer", &site, PREFACE, sizeof(PREFACE) - 1, 0, NULL,
+                         NULL) == 0);
     nghttp2_session_callbacks_new(&cbs);
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_chunk);
