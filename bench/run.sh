@@ -40,6 +40,7 @@
 #   BENCH_NICE  nice value of the script, servers, client   0
 #   COALESCE    off: mod_h2chat with H2ChatCoalesce off     auto
 #   LATENCY     off: mod_h2chat with H2ChatLatencyHistogram Off  on
+#   DIRECT_REQUESTS none: H2ChatDirectRequests none (h2c loop)  httpd
 #               (-DBENCH_COALESCE_OFF; default: the module's auto)
 #   PORT        Apache h2c+HTTP/1.1 port                    18201
 #   SEED_PORT   seed peer h2c port                          18202
@@ -57,7 +58,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cmdline="$0${*:+ $*}"
-for v in SMOKE LADDER K RATE SUSTAIN_N RATES KCAP P99_MAX_MS H2LOAD_N SERVERS PHASES APPEND PROFILE OUT H2LOAD_REPS LADDER_REPS SUSTAIN_TRIES BENCH_NICE QUIET_WAIT QUIET_BUDGET CHECK COALESCE; do
+for v in SMOKE LADDER K RATE SUSTAIN_N RATES KCAP P99_MAX_MS H2LOAD_N SERVERS PHASES APPEND PROFILE OUT H2LOAD_REPS LADDER_REPS SUSTAIN_TRIES BENCH_NICE QUIET_WAIT QUIET_BUDGET CHECK COALESCE LATENCY DIRECT_REQUESTS; do
     [ -n "${!v:-}" ] && cmdline="$v='${!v}' $cmdline"
 done
 
@@ -360,6 +361,7 @@ start_h2chat() { # [-DBENCH_REDIS | -DBENCH_DIRECT]
     [ "${1:-}" = -DBENCH_DIRECT ] && ch=2 && th=64
     [ "${COALESCE:-auto}" = off ] && set -- "$@" -DBENCH_COALESCE_OFF
     [ "${LATENCY:-on}" = off ] && set -- "$@" -DBENCH_LATENCY_OFF
+    [ "${DIRECT_REQUESTS:-httpd}" = none ] && set -- "$@" -DBENCH_DIRECT_NONE
     mkdir -p "$r/htdocs"
     printf 'hello, h2load\n' > "$r/htdocs/tiny.txt"
     # a fresh stream key per start (the redis-server is fresh too): ids and

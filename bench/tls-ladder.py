@@ -315,22 +315,30 @@ class Ladder:
             log(f'{phase} {name} N={n}: error: {e}')
             return self.emit({'phase': phase, 'server': name, 'n': n, 'error': str(e)[-1000:]})
 
-    def ladder_run(self, name, n):
+    def ladder_run(self, name, n, beside=None):
+        """beside(srv) -> fields: called once the server idles, before the
+        subscribers come (bench/tls-stall.py: stalled readers); whatever it
+        holds is dropped when the server stops."""
         a = self.a
         log(f'ladder: {name}, {n} subscribers, {a.k} messages at {a.rate}/s')
         quiet = benchsrv.wait_quiet(a.pause, a.quiet_wait, log=log)
         timeout = int(60 + n / 100 + n / a.connect_rate + a.k / a.rate * 2)
+        extra = {}
         with self.server(name, n) as srv:
             time.sleep(1)
             idle = benchsrv.tree_pss_kib(srv.pid)
+            if beside:
+                extra = beside(srv)
             args = ['--url', self.url(srv), '-n', n, '-k', a.k, '--rate', a.rate,
                     '--connect-rate', a.connect_rate, '--pid', srv.pid, '--timeout', timeout,
                     '--drain', 15, '--json-only'] + (['--sse'] if srv.sse else [])
             rc, c, err, cmd = benchsrv.fanout_multi(args, timeout + 60)
+            if beside:
+                extra.update(status_after=srv.status())
         if err:
             log('  fanout-multi: ' + err[-500:])
         rec = ladder_fields(srv.label, n, idle, c, rc)
-        rec.update(k=a.k, rate=a.rate, others_pct=quiet, cmd=cmd, client=c)
+        rec.update(k=a.k, rate=a.rate, others_pct=quiet, cmd=cmd, client=c, **extra)
         log(f'  rc {rc}: ready {rec["ready"]}/{n}, delivered {c.get("delivered")}/'
             f'{c.get("expected")}, p50 {rec["p50_ms"]} p99 {rec["p99_ms"]} ms, '
             f'{rec["mem_kib_per_sub"]} KiB/sub, {rec["cpu_us_per_delivery"]} us CPU/delivery')
