@@ -144,23 +144,17 @@ static apr_thread_t *this_thread(void) {
 static apr_sockaddr_t *addr_make(const struct sockaddr_storage *ss, apr_pool_t *p) {
     apr_sockaddr_t *a = apr_pcalloc(p, sizeof(*a));
 
+    int v6 = ss->ss_family == AF_INET6;
+
     a->pool = p;
     a->family = ss->ss_family;
-    if (ss->ss_family == AF_INET6) {
-        memcpy(&a->sa.sin6, ss, sizeof(a->sa.sin6));
-        a->salen = sizeof(a->sa.sin6);
-        a->addr_str_len = 46;
-        a->ipaddr_ptr = &a->sa.sin6.sin6_addr;
-        a->ipaddr_len = sizeof(a->sa.sin6.sin6_addr);
-        a->port = ntohs(a->sa.sin6.sin6_port);
-    } else {
-        memcpy(&a->sa.sin, ss, sizeof(a->sa.sin));
-        a->salen = sizeof(a->sa.sin);
-        a->addr_str_len = 16;
-        a->ipaddr_ptr = &a->sa.sin.sin_addr;
-        a->ipaddr_len = sizeof(a->sa.sin.sin_addr);
-        a->port = ntohs(a->sa.sin.sin_port);
-    }
+    a->salen = v6 ? sizeof(a->sa.sin6) : sizeof(a->sa.sin);
+    memcpy(&a->sa, ss, a->salen);
+    a->addr_str_len = v6 ? 46 : 16; /* INET6_ADDRSTRLEN, INET_ADDRSTRLEN */
+    a->ipaddr_ptr = v6 ? (void *)&a->sa.sin6.sin6_addr : (void *)&a->sa.sin.sin_addr;
+    a->ipaddr_len = v6 ? sizeof(a->sa.sin6.sin6_addr) : sizeof(a->sa.sin.sin_addr);
+    /* sin_port and sin6_port sit at the same place */
+    a->port = ntohs(a->sa.sin.sin_port);
     return a;
 }
 

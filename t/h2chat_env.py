@@ -131,6 +131,27 @@ Listen 127.0.0.1:@FASTPORT@
 """
 
 
+def auth_location(path):
+    """A chat <Location> behind Basic auth (users from write_htpasswd): any
+    valid user, except that a query string with "forbidden" is refused 403
+    by authz; no snapshot."""
+    return f"""
+<Location {path}>
+    H2Chat On
+    H2ChatSnapshot 0
+    AuthType Basic
+    AuthName "h2chat test"
+    AuthBasicProvider file
+    AuthUserFile "@ROOT@/htpasswd"
+    AuthzSendForbiddenOnFailure On
+    <RequireAll>
+        Require valid-user
+        Require expr "%{{QUERY_STRING}} !~ /forbidden/"
+    </RequireAll>
+</Location>
+"""
+
+
 def make_cert(dest):
     """Self-signed certificate for localhost / 127.0.0.1."""
     dest = Path(dest)

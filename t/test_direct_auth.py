@@ -12,21 +12,7 @@ import h2chat_env as env
 
 EXTRA_CONF = """
 H2ChatMaxSubscribersPerAddress off
-""" + env.fast_vhost('/private/msgs') + """
-<Location /private/msgs>
-    H2Chat On
-    H2ChatSnapshot 0
-    AuthType Basic
-    AuthName "h2chat test"
-    AuthBasicProvider file
-    AuthUserFile "@ROOT@/htpasswd"
-    AuthzSendForbiddenOnFailure On
-    <RequireAll>
-        Require valid-user
-        Require expr "%{QUERY_STRING} !~ /forbidden/"
-    </RequireAll>
-</Location>
-"""
+""" + env.fast_vhost('/private/msgs') + env.auth_location('/private/msgs')
 USERS = {'alice': 'wonder land', 'bob': 'b0b'}
 PATH = '/private/msgs'
 

@@ -17,19 +17,7 @@ PATH = '/private/msgs'
 EXTRA_CONF = f"""
 H2ChatMaxSubscribersPerAddress off
 H2ChatDirect {PATH}
-<Location {PATH}>
-    H2Chat On
-    H2ChatSnapshot 0
-    AuthType Basic
-    AuthName "h2chat test"
-    AuthBasicProvider file
-    AuthUserFile "@ROOT@/htpasswd"
-    AuthzSendForbiddenOnFailure On
-    <RequireAll>
-        Require valid-user
-        Require expr "%{{QUERY_STRING}} !~ /forbidden/"
-    </RequireAll>
-</Location>
+{env.auth_location(PATH)}
 # a trusted backend's listener: no httpd processing on the loop
 Listen 127.0.0.1:@FASTPORT@
 <VirtualHost 127.0.0.1:@FASTPORT@>

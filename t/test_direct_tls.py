@@ -249,6 +249,38 @@ def test_stuck_tls_reader_is_dropped_others_go_on(server):
         healthy.close()
 
 
+def test_keyupdate_then_stuck_reader_is_dropped_others_go_on(server, tmp_path):
+    """A TLS 1.3 client that asks for new keys (KeyUpdate, update_requested:
+    the server must answer with one of its own) and then stops reading
+    (openssl s_client, its output never read): mod_ssl's KeyUpdate is one
+    more record in the loop's buffer; the loop goes on serving the others
+    and drops the staller after `Timeout`."""
+    mark = server.errlog_mark()
+    healthy = fast(server)
+    healthy.wait_headers()
+    conn = h2_client(window=2 ** 31 - 1)
+    get_headers(conn)
+    err = tmp_path / 's_client.err'
+    with open(err, 'wb') as errf:
+        p = subprocess.Popen(['openssl', 's_client', '-connect', f'127.0.0.1:{server.fast_port}',
+                              '-servername', 'localhost', '-alpn', 'h2', '-tls1_3'],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errf)
+    try:
+        # its first bytes start with "P" (the preface): not an s_client command
+        p.stdin.write(conn.data_to_send())
+        p.stdin.flush()
+        assert env.wait_until(lambda: direct_subscribers(server) == 2, 10), \
+            (err.read_text(errors='replace'), server.errlog_since(mark))
+        p.stdin.write(b'K\n')  # a line of its own: s_client's key update command
+        p.stdin.flush()
+        assert env.wait_until(lambda: b'KEYUPDATE' in err.read_bytes(), 5), err.read_bytes()
+        stuck_reader_round(server, healthy, mark)
+    finally:
+        p.kill()
+        p.wait(5)
+        healthy.close()
+
+
 def test_idle_tls_connection_is_closed(server):
     sock = tls_socket(server)
     conn = h2_client()

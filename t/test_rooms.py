@@ -198,7 +198,6 @@ def test_status_counts_rooms(server):
     assert 'H2ChatRefusedRooms: 0' in m, m
 
 
-@pytest.mark.parametrize('transport', ['h2tls', 'h1'])
 def refused_post(server, transport, path):
     """A POST httpd refuses before reading its body. Through mod_http2 the
     answer comes with a reset of the unread request stream, and curl 7.88
@@ -212,6 +211,7 @@ def refused_post(server, transport, path):
                 raise
 
 
+@pytest.mark.parametrize('transport', ['h2tls', 'h1'])
 def test_room_require_applies(server, transport):
     """Apache's own access config of a room's URL governs it: GET and POST
     of the room, and a ?room= of a stream of several (checked as if its URL
