@@ -122,6 +122,9 @@ def parse_args(argv):
     ap.add_argument('--quiet-wait', type=float, default=30)
     ap.add_argument('--no-fast-check', action='store_true',
                     help='run h2chat-fast even if the probe finds no fast path')
+    ap.add_argument('--fast-directive', action='append', default=[], metavar='LINE',
+                    help="one more line of h2chat-fast's config (apache2 -c), e.g. "
+                         "'ListenCoresBucketsRatio 1'; repeatable")
     ap.add_argument('--out', default=os.path.join(ROOT, 'build', 'bench', 'tls-ladder.jsonl'))
     a = ap.parse_args(argv)
     a.ladder = a.ladder or [int(x) for x in os.environ.get('LADDER', '1000 5000 10000').split()]
@@ -221,7 +224,8 @@ class Ladder:
             return benchsrv.BenchApache(
                 APACHE_RUN, a.port, max(2, ceil_div(n, 8000)), FAST_THREADS, maxsubs,
                 defines=('BENCH_TLS', 'BENCH_TLS_DIRECT'),
-                directives=(f'AsyncRequestWorkerFactor {fast_factor(n)}',),
+                directives=(f'AsyncRequestWorkerFactor {fast_factor(n)}',
+                            *a.fast_directive),
                 cert=self.cert, label='mod_h2chat-fast')
         if name == 'h2chat-http2':
             children, threads = http2_sizing(n)

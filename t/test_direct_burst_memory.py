@@ -71,7 +71,9 @@ def test_resume_burst_costs_no_more_memory(server):
         after = settled_pss(server.pid)
         per = (after - before) / N
         print(f'Pss {before} -> {after} KiB: {per:.1f} KiB per resumed connection')
-        assert per < MAX_KIB_PER_CONN, per
+        # a sanitized build: the figure only (ASan's shadow memory and redzones
+        # double it; t/test_memory.py does the same)
+        assert per < MAX_KIB_PER_CONN or env.PRELOAD, per
     finally:
         for c in conns:
             c.close()
