@@ -34,6 +34,8 @@ BAD = [
     ('H2ChatRedis redis://127.0.0.1:6379/x', 'H2ChatRedis'),
     ('<VirtualHost *:80>\n H2ChatJournal /tmp/j\n</VirtualHost>', 'H2ChatJournal'),
     ('H2ChatDirectPenalty 0', 'H2ChatDirectPenalty'),
+    ('H2ChatDirectRequests maybe', 'H2ChatDirectRequests'),
+    ('<Location /msgs>\n H2ChatDirectRequests none\n</Location>', 'H2ChatDirectRequests'),
     ('H2ChatLatencyHistogram maybe', 'H2ChatLatencyHistogram'),
     ('<VirtualHost *:80>\n H2ChatLatencyHistogram Off\n</VirtualHost>', 'H2ChatLatencyHistogram'),
     ('H2ChatDirectPenalty 10s', 'H2ChatDirectPenalty'),
@@ -55,6 +57,7 @@ H2ChatHistory 20
 H2ChatMaxSubscribers 7
 H2ChatMaxSubscribersPerAddress 3
 H2ChatDirectPenalty off
+H2ChatDirectRequests none
 H2ChatLatencyHistogram Off
 H2ChatReconnectSpread 300
 H2ChatJournal @ROOT@/chat.journal
