@@ -306,6 +306,10 @@ static void unlink_oldest(h2c_rooms_t *rs, uint32_t room, int gone) {
         __atomic_store_n(&r->gone_id, m->id, __ATOMIC_RELEASE);
     }
     __atomic_store_n(&m->id, 0, __ATOMIC_RELEASE);
+    /* a release store keeps what came before it, not what comes after: the
+     * fence keeps the chunks' reuse (their links, new bytes) behind id 0, so
+     * a reader that sees any of it sees the message gone */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
     chunks_free(rs, first);
 }
 
@@ -577,6 +581,7 @@ apr_status_t h2c_rooms_delete(h2c_rooms_t *rs, uint32_t room, uint64_t id) {
         }
         r->count--;
         __atomic_store_n(&m->id, 0, __ATOMIC_RELEASE);
+        __atomic_thread_fence(__ATOMIC_RELEASE); /* as in unlink_oldest */
         chunks_free(rs, i);
     }
     idle_touch(rs, room);
@@ -653,11 +658,15 @@ void h2c_rooms_advance(h2c_rooms_cursor_t *cur, const h2c_rooms_msg_t *m) {
     cur->room_seq = m->room_seq;
 }
 
-/* Message at chunk index + 1 `i`, if it still is the one with a valid
- * header: fills *m and its next link. 0 if it changed under us. */
-static int look(const h2c_rooms_t *rs, uint32_t i, h2c_rooms_msg_t *m, uint32_t *next) {
+/* Message at chunk index + 1 `i` of `room`, if it still is the one with a
+ * valid header: fills *m and its next link. 0 if it changed under us, or
+ * if the chunk now starts a message of another room (a link read just
+ * before its message left and the chunk was taken again). */
+static int look(const h2c_rooms_t *rs, uint32_t room, uint32_t i, h2c_rooms_msg_t *m,
+                uint32_t *next) {
     const h2c_msg_t *h;
     uint64_t id;
+    uint32_t in;
 
     /* i may be stale (a cursor's): the chunk may carry another message's
      * text now, which never reads as the small id a reader compares with */
@@ -673,9 +682,11 @@ static int look(const h2c_rooms_t *rs, uint32_t i, h2c_rooms_msg_t *m, uint32_t 
     m->room_seq = h->room_seq;
     m->len = h->len;
     m->kind = chunk_at(rs, i - 1)->kind;
+    in = h->room;
     *next = __atomic_load_n(&h->next_msg, __ATOMIC_ACQUIRE);
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (__atomic_load_n(&h->id, __ATOMIC_RELAXED) != id || m->len > rs->hdr->max_len) {
+    if (__atomic_load_n(&h->id, __ATOMIC_RELAXED) != id || m->len > rs->hdr->max_len ||
+        in != room) {
         return 0;
     }
     m->id = id;
@@ -693,7 +704,7 @@ static apr_status_t walk(const h2c_rooms_t *rs, uint32_t room, uint64_t after,
     for (tries = 0; tries < 8; tries++) {
         i = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
         for (steps = 0; i && steps <= rs->hdr->history; steps++) {
-            if (!look(rs, i, m, &next)) {
+            if (!look(rs, room, i, m, &next)) {
                 break; /* freed under us: start over */
             }
             if (m->id > after) {
@@ -717,8 +728,8 @@ apr_status_t h2c_rooms_next(const h2c_rooms_t *rs, uint32_t room,
         return APR_INCOMPLETE;
     }
     /* the common case: the message read last is still there, and links on */
-    if (cur->chunk && look(rs, cur->chunk, &at, &next) && at.id == cur->id && next &&
-        look(rs, next, m, &next) && m->id > cur->id) {
+    if (cur->chunk && look(rs, room, cur->chunk, &at, &next) && at.id == cur->id &&
+        next && look(rs, room, next, m, &next) && m->id > cur->id) {
         return APR_SUCCESS;
     }
     return walk(rs, room, cur->id, m);
@@ -731,7 +742,7 @@ apr_status_t h2c_rooms_tail(const h2c_rooms_t *rs, uint32_t room, uint32_t n,
     for (tries = 0; tries < 8; tries++) {
         skip = count > n ? count - n : 0;
         i = __atomic_load_n(&rs->rec[room].head, __ATOMIC_ACQUIRE);
-        while (i && look(rs, i, m, &next)) {
+        while (i && look(rs, room, i, m, &next)) {
             if (skip-- == 0) {
                 return APR_SUCCESS;
             }
@@ -801,7 +812,7 @@ apr_status_t h2c_rooms_each(const h2c_rooms_t *rs,
     }
     for (r = 0; r < rs->hdr->max_rooms; r++) {
         for (i = rs->rec[r].used ? rs->rec[r].head : NONE; i && n < cap; i = next) {
-            if (!look(rs, i, &m, &next)) {
+            if (!look(rs, r, i, &m, &next)) {
                 break;
             }
             all[n++] = m;

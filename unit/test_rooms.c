@@ -32,7 +32,7 @@ static apr_status_t put(h2c_rooms_t *rs, uint32_t room, uint32_t pad) {
     int n = snprintf(buf, sizeof(buf), "{\"id\":%llu}", (unsigned long long)id);
 
     while ((uint32_t)n < pad) {
-        buf[n] = (char)('a' + n % 26);
+        buf[n] = (char)('a' + (n + room) % 26); /* the room in every byte */
         n++;
     }
     return h2c_rooms_append(rs, room, H2C_ENTRY_MESSAGE, id, (int64_t)id * 10, buf,
@@ -333,8 +333,8 @@ typedef struct {
     long read, bad, order;
 } reader_t;
 
-/* The bytes put() wrote for this message, all of them. */
-static int whole(const char *buf, const h2c_rooms_msg_t *m) {
+/* The bytes put() wrote for this message of `room`, all of them. */
+static int whole(const char *buf, const h2c_rooms_msg_t *m, uint32_t room) {
     char want[32];
     uint32_t i, n;
 
@@ -344,7 +344,7 @@ static int whole(const char *buf, const h2c_rooms_msg_t *m) {
         return 0;
     }
     for (i = n; i < m->len; i++) {
-        if (buf[i] != (char)('a' + i % 26)) {
+        if (buf[i] != (char)('a' + (i + room) % 26)) {
             return 0;
         }
     }
@@ -363,7 +363,7 @@ static void *reader(void *arg) {
         /* the oldest is the one a writer frees next: read it whole or not */
         if (h2c_rooms_tail(rd->rs, rd->room, 4, &m) == APR_SUCCESS &&
             h2c_rooms_read(rd->rs, &m, buf, sizeof(buf), NULL, NULL) == APR_SUCCESS) {
-            rd->bad += !whole(buf, &m);
+            rd->bad += !whole(buf, &m, rd->room);
         }
         if (h2c_rooms_next(rd->rs, rd->room, &cur, &m) != APR_SUCCESS) {
             continue;
@@ -371,7 +371,7 @@ static void *reader(void *arg) {
         if (h2c_rooms_read(rd->rs, &m, buf, sizeof(buf), NULL, NULL) != APR_SUCCESS) {
             continue; /* left meanwhile: ask again */
         }
-        rd->bad += !whole(buf, &m);
+        rd->bad += !whole(buf, &m, rd->room);
         if (m.id <= last) {
             rd->order++;
         }
@@ -401,7 +401,14 @@ static void test_concurrent(apr_pool_t *p) {
     __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
     for (i = 0; i < 4; i++) {
         pthread_join(t[i], NULL);
-        CHECK(rd[i].bad == 0 && rd[i].order == 0);
+        if (rd[i].bad || rd[i].order) {
+            fprintf(stderr,
+                    "reader %d of room %u: %ld read, %ld torn or of another room, "
+                    "%ld out of order\n",
+                    i, rd[i].room, rd[i].read, rd[i].bad, rd[i].order);
+        }
+        CHECK(rd[i].bad == 0);
+        CHECK(rd[i].order == 0);
         CHECK(rd[i].read > 0);
     }
 }
