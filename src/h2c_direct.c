@@ -67,7 +67,7 @@ static void conn_close(conn_t *c) {
     /* a check thread may still read the connection's TLS state (mod_ssl's
      * variables of its request): its close_notify, which frees that state,
      * waits until none is out (conn_free) */
-    if (c->checking) {
+    if (c->io && c->checking) {
         c->linger_due = 1;
     } else {
         h2c_direct_linger(c);

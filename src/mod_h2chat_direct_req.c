@@ -46,8 +46,8 @@ typedef struct {
  * addresses as they were when it was taken (a check may come after the
  * client is gone: a reset socket has no peer address any more). */
 typedef struct {
-    server_rec *s; /* the server its address chose when it was taken */
-    struct sockaddr_storage local, peer;
+    server_rec *s;                   /* the server its address chose when it was taken */
+    struct sockaddr_in6 local, peer; /* TCP: an IPv4 address fits too */
 } h2c_side_t;
 
 static ap_filter_rec_t *capture_rec, *c2_in_rec, *c2_out_rec;
@@ -139,17 +139,16 @@ static apr_thread_t *this_thread(void) {
     return thd;
 }
 
-/* An apr_sockaddr_t of a socket address, as APR fills one (the fields
- * apr_socket_addr_get sets). */
-static apr_sockaddr_t *addr_make(const struct sockaddr_storage *ss, apr_pool_t *p) {
+/* An apr_sockaddr_t of a TCP socket's address, as APR fills one (the
+ * fields apr_socket_addr_get sets). */
+static apr_sockaddr_t *addr_make(const struct sockaddr_in6 *sa, apr_pool_t *p) {
     apr_sockaddr_t *a = apr_pcalloc(p, sizeof(*a));
-
-    int v6 = ss->ss_family == AF_INET6;
+    int v6 = sa->sin6_family == AF_INET6;
 
     a->pool = p;
-    a->family = ss->ss_family;
+    a->family = sa->sin6_family;
     a->salen = v6 ? sizeof(a->sa.sin6) : sizeof(a->sa.sin);
-    memcpy(&a->sa, ss, a->salen);
+    memcpy(&a->sa, sa, a->salen);
     a->addr_str_len = v6 ? 46 : 16; /* INET6_ADDRSTRLEN, INET_ADDRSTRLEN */
     a->ipaddr_ptr = v6 ? (void *)&a->sa.sin6.sin6_addr : (void *)&a->sa.sin.sin_addr;
     a->ipaddr_len = v6 ? sizeof(a->sa.sin6.sin6_addr) : sizeof(a->sa.sin.sin_addr);
