@@ -13,7 +13,9 @@
  *     own non-blocking write(), so a client that stops reading never blocks
  *     it (the core output filter waits on FLUSH, which mod_ssl sends itself);
  *   - its reads come up c->input_filters without blocking; H2CHAT_NET_IN
- *     below mod_ssl turns any read that would block into an error;
+ *     below mod_ssl turns any read that would block into an error, and
+ *     reads the socket itself once the core holds none of its bytes (the
+ *     core's reads cost the connection's allocator a node each);
  *   - mod_ssl's coalescing filter (it would hold back small writes until
  *     more came) and mod_reqtimeout's filters are taken out.
  *
@@ -23,7 +25,10 @@
  * chat's path only: see docs/operations.md, "H2ChatDirect over TLS". */
 #include "mod_h2chat.h"
 
+#include <apr_allocator.h>
 #include <apr_strings.h>
+#include <errno.h>
+#include <sys/socket.h>
 #include <http_connection.h>
 #include <http_core.h>
 #include <http_protocol.h>
@@ -44,6 +49,9 @@ typedef struct {
     apr_bucket_brigade *bb; /* reused for every read and write */
     const h2c_direct_site_t *site;
     int taken; /* suspended by us: the suspend hook hands it over */
+    int fd;    /* the socket, read by net_in itself once ... */
+    int own;   /* ... the core input filter holds none of its bytes (net_in);
+                  -1: never (no descriptor) */
 } tls_conn_t;
 
 /* The records mod_ssl made in one seal: only the loop thread seals, and the
@@ -140,15 +148,98 @@ static apr_status_t net_out(ap_filter_t *f, apr_bucket_brigade *bb) {
     return sealed.failed ? APR_ENOMEM : APR_SUCCESS;
 }
 
+/* The handshake and the core's reads leave nodes on the free list of the
+ * connection's own allocator (MaxMemFree, 2 MB by default, is per
+ * allocator), ~8 KiB a connection that a held one would keep for its
+ * life. Once net_in reads the socket itself nothing allocates nodes any
+ * more: keep none and give those back. A node asked for comes from the free
+ * list while it has one, else fresh from the system: zeros (Debian's APR
+ * maps each node), which ends the walk (a used one seen as fresh only ends
+ * it early). */
+#define H2C_TLS_TRIM 8
+
+static int fresh(const apr_memnode_t *n) {
+    static const char zero[64];
+
+    return n->endp - n->first_avail >= (apr_ssize_t)sizeof(zero) &&
+           !memcmp(n->first_avail, zero, sizeof(zero));
+}
+
+static void trim(apr_pool_t *p) {
+    apr_allocator_t *al = apr_pool_allocator_get(p);
+    apr_memnode_t *got = NULL, *n;
+    int i;
+
+    if (!al) {
+        return;
+    }
+    apr_allocator_max_free_set(al, 1);
+    for (i = 0; i < H2C_TLS_TRIM && (n = apr_allocator_alloc(al, 1)); i++) {
+        n->next = got;
+        got = n;
+        if (fresh(n)) {
+            break;
+        }
+    }
+    if (got) {
+        apr_allocator_free(al, got);
+    }
+}
+
 /* Never waits: a read mod_ssl wants to block on (it never should here)
- * fails instead, and the connection with it. */
+ * fails instead, and the connection with it.
+ *
+ * The core input filter reads the socket into a buffer of APR_BUCKET_BUFF_SIZE
+ * bytes from the connection's allocator, a node of its own (an mmap and a
+ * munmap per read once the allocator keeps none). So once the core says it
+ * holds nothing more (the bytes read with the handshake are through), this
+ * filter reads the socket itself, into one buffer of the loop thread, no
+ * more than mod_ssl asks for: mod_ssl's BIO copies all of it out before it
+ * asks again (bio_filter_in_read reads only into an empty brigade, and
+ * brigade_consume takes up to what it asked for). */
+static char own_buf[17 * 1024]; /* a TLS record's body: 16 KiB + 256 */
+
+static apr_status_t own_read(tls_conn_t *t, apr_bucket_brigade *bb, apr_read_type_e block,
+                             apr_off_t readbytes) {
+    apr_size_t want = readbytes > 0 && (apr_size_t)readbytes < sizeof(own_buf)
+                          ? (apr_size_t)readbytes
+                          : sizeof(own_buf);
+    ssize_t n;
+
+    do {
+        n = recv(t->fd, own_buf, want, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        APR_BRIGADE_INSERT_TAIL(
+            bb, apr_bucket_transient_create(own_buf, n, bb->bucket_alloc));
+        return APR_SUCCESS;
+    }
+    if (!n) {
+        return APR_EOF;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return block == APR_BLOCK_READ ? APR_TIMEUP : APR_EAGAIN;
+    }
+    return APR_FROM_OS_ERROR(errno);
+}
+
 static apr_status_t net_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
                            apr_read_type_e block, apr_off_t readbytes) {
-    apr_status_t rv = ap_get_brigade(f->next, bb, mode, APR_NONBLOCK_READ, readbytes);
+    tls_conn_t *t = f->ctx;
+    apr_status_t rv;
 
-    if (block == APR_BLOCK_READ &&
-        (APR_STATUS_IS_EAGAIN(rv) || (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(bb)))) {
-        return APR_TIMEUP;
+    if (t->own == 1 && mode == AP_MODE_READBYTES) {
+        return own_read(t, bb, block, readbytes);
+    }
+    rv = ap_get_brigade(f->next, bb, mode, APR_NONBLOCK_READ, readbytes);
+    if (APR_STATUS_IS_EAGAIN(rv) || (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(bb))) {
+        if (!t->own && t->taken == 2) { /* on the loop: the core holds nothing */
+            t->own = 1;
+            trim(f->c->pool);
+        }
+        if (block == APR_BLOCK_READ) {
+            return APR_TIMEUP;
+        }
     }
     return rv;
 }
@@ -254,6 +345,10 @@ int h2chat_direct_tls_process_connection(conn_rec *c) {
     ap_add_output_filter_handle(net_out_rec, t, NULL, c);
     ap_add_input_filter_handle(net_in_rec, t, NULL, c);
     t->bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    if (apr_os_sock_get(&t->fd, ap_get_conn_socket(c)) != APR_SUCCESS) {
+        t->fd = -1;
+        t->own = -1; /* never: the core reads it */
+    }
     t->taken = 1;
     c->cs->state = CONN_STATE_SUSPENDED;
     return OK;

@@ -152,10 +152,19 @@ def test_streams_share_one_connection(server):
         r = conn.response(pid)
         assert r.status == 201, r
         nid, _ = server.post_msg('mux', text)
+        # and in: a body of many records, read by the loop past the core's
+        # buffer (mod_h2chat_direct_tls.c, net_in reads the socket itself)
+        pid = conn.request('POST', '/msgs', {'content-type': 'application/json'},
+                           json.dumps({'user': 'mux-in', 'text': text[::-1]}).encode())
+        r = conn.response(pid)
+        assert r.status == 201, r
+        in_id = json.loads(r.body)['id']
         for sid in sids:
             assert env.wait_until(
                 lambda sid=sid: f'"id":{nid},'.encode() in conn.streams[sid]['data'] and
-                text.encode() in conn.streams[sid]['data'], 5)
+                text.encode() in conn.streams[sid]['data'] and
+                f'"id":{in_id},'.encode() in conn.streams[sid]['data'] and
+                text[::-1].encode() in conn.streams[sid]['data'], 5)
         conn.reset(sids[0])
         head = conn.request('HEAD', '/msgs')
         r = conn.response(head)
