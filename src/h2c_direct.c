@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -162,6 +163,91 @@ void h2c_direct_resume(conn_t *c, int all) {
 }
 
 /* 0 if the connection could not be set up (it is closed then). */
+/* nghttp2's memory for an io (TLS) connection's session. Its one big block,
+ * the 16 KiB buffer it makes frames in, is mapped on its own: only the pages
+ * frames were written to are resident (the loop's DATA frames are at most
+ * H2C_DIRECT_DATA_MAX), where from malloc it came out of the loop thread's
+ * arena, whose pages TLS records (OpenSSL's buffers) have all been through:
+ * resident whole, for the connection's life. Every block says how it came;
+ * a failed mapping falls back to malloc. h2c sessions keep malloc. */
+#define H2C_DIRECT_MAP_MIN (8 * 1024)
+
+typedef struct {
+    size_t len;
+    size_t mapped;
+} mem_hdr_t; /* 16 bytes: malloc's alignment is kept */
+
+static void *mem_get(size_t n, int zero) {
+    mem_hdr_t *h = MAP_FAILED;
+
+    if (n > SIZE_MAX / 2) {
+        return NULL;
+    }
+    if (n >= H2C_DIRECT_MAP_MIN) {
+        h = mmap(NULL, n + sizeof(*h), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    }
+    if (h != MAP_FAILED) {
+        h->mapped = 1; /* zeros already */
+    } else if ((h = zero ? calloc(1, n + sizeof(*h)) : malloc(n + sizeof(*h)))) {
+        h->mapped = 0;
+    } else {
+        return NULL;
+    }
+    h->len = n;
+    return h + 1;
+}
+
+static void mem_free(void *p, void *u) {
+    mem_hdr_t *h;
+
+    (void)u;
+    if (!p) {
+        return;
+    }
+    h = (mem_hdr_t *)p - 1;
+    if (h->mapped) {
+        munmap(h, h->len + sizeof(*h));
+    } else {
+        free(h);
+    }
+}
+
+static void *mem_malloc(size_t n, void *u) {
+    (void)u;
+    return mem_get(n, 0);
+}
+
+static void *mem_calloc(size_t nmemb, size_t size, void *u) {
+    (void)u;
+    return size && nmemb > SIZE_MAX / 2 / size ? NULL : mem_get(nmemb * size, 1);
+}
+
+static void *mem_realloc(void *p, size_t n, void *u) {
+    mem_hdr_t *h;
+    void *q;
+
+    if (!p) {
+        return mem_get(n, 0);
+    }
+    h = (mem_hdr_t *)p - 1;
+    if (!h->mapped && n < H2C_DIRECT_MAP_MIN && n <= SIZE_MAX / 2) {
+        if (!(h = realloc(h, n + sizeof(*h)))) {
+            return NULL;
+        }
+        h->len = n;
+        return h + 1;
+    }
+    if (!(q = mem_get(n, 0))) {
+        return NULL;
+    }
+    memcpy(q, p, h->len < n ? h->len : n);
+    mem_free(p, u);
+    return q;
+}
+
+static nghttp2_mem io_mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
+
 static int conn_start(h2c_direct_t *d, conn_t *c) {
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2C_DIRECT_MAX_STREAMS},
@@ -182,7 +268,8 @@ static int conn_start(h2c_direct_t *d, conn_t *c) {
     d->conns = c; /* counted since h2c_direct_add */
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = c;
-    if (nghttp2_session_server_new2(&ngh, d->cbs, c, d->opt) != 0) {
+    if ((c->io ? nghttp2_session_server_new3(&ngh, d->cbs, c, d->opt, &io_mem)
+               : nghttp2_session_server_new2(&ngh, d->cbs, c, d->opt)) != 0) {
         why = "no memory for an HTTP/2 session";
     } else if (c->ngh = ngh, epoll_ctl(d->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
         why = strerror(errno);
