@@ -162,7 +162,6 @@ void h2c_direct_resume(conn_t *c, int all) {
     }
 }
 
-/* 0 if the connection could not be set up (it is closed then). */
 /* nghttp2's memory for an io (TLS) connection's session. Its one big block,
  * the 16 KiB buffer it makes frames in, is mapped on its own: only the pages
  * frames were written to are resident (the loop's DATA frames are at most
@@ -248,6 +247,7 @@ static void *mem_realloc(void *p, size_t n, void *u) {
 
 static nghttp2_mem io_mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
 
+/* 0 if the connection could not be set up (it is closed then). */
 static int conn_start(h2c_direct_t *d, conn_t *c) {
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2C_DIRECT_MAX_STREAMS},
