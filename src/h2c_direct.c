@@ -219,7 +219,7 @@ static void *mem_malloc(size_t n, void *u) {
 
 static void *mem_calloc(size_t nmemb, size_t size, void *u) {
     (void)u;
-    return size && nmemb > SIZE_MAX / 2 / size ? NULL : mem_get(nmemb * size, 1);
+    return size && nmemb > SIZE_MAX / size ? NULL : mem_get(nmemb * size, 1);
 }
 
 static void *mem_realloc(void *p, size_t n, void *u) {
@@ -230,7 +230,7 @@ static void *mem_realloc(void *p, size_t n, void *u) {
         return mem_get(n, 0);
     }
     h = (mem_hdr_t *)p - 1;
-    if (!h->mapped && n < H2C_DIRECT_MAP_MIN && n <= SIZE_MAX / 2) {
+    if (!h->mapped && n < H2C_DIRECT_MAP_MIN) {
         if (!(h = realloc(h, n + sizeof(*h)))) {
             return NULL;
         }

@@ -49,9 +49,8 @@ typedef struct {
     apr_bucket_brigade *bb; /* reused for every read and write */
     const h2c_direct_site_t *site;
     int taken; /* suspended by us: the suspend hook hands it over */
-    int fd;    /* the socket, read by net_in itself once ... */
-    int own;   /* ... the core input filter holds none of its bytes (net_in);
-                  -1: never (no descriptor) */
+    int fd;    /* the socket once net_in reads it itself (the core input
+                  filter holds none of its bytes); -1 before */
 } tls_conn_t;
 
 /* The records mod_ssl made in one seal: only the loop thread seals, and the
@@ -100,6 +99,7 @@ int h2chat_direct_tls_switch(conn_rec *c, request_rec *r, server_rec *s,
         return DECLINED;
     }
     t = apr_pcalloc(c->pool, sizeof(*t));
+    t->fd = -1;
     t->c = c;
     t->s = s;
     ap_set_module_config(c->conn_config, &h2chat_module, t);
@@ -228,13 +228,14 @@ static apr_status_t net_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode
     tls_conn_t *t = f->ctx;
     apr_status_t rv;
 
-    if (t->own == 1 && mode == AP_MODE_READBYTES) {
+    if (t->fd >= 0 && mode == AP_MODE_READBYTES) {
         return own_read(t, bb, block, readbytes);
     }
     rv = ap_get_brigade(f->next, bb, mode, APR_NONBLOCK_READ, readbytes);
     if (APR_STATUS_IS_EAGAIN(rv) || (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(bb))) {
-        if (!t->own && t->taken == 2) { /* on the loop: the core holds nothing */
-            t->own = 1;
+        /* on the loop, the core holds nothing: the socket is ours to read */
+        if (t->fd < 0 && t->taken == 2 &&
+            apr_os_sock_get(&t->fd, ap_get_conn_socket(f->c)) == APR_SUCCESS) {
             trim(f->c->pool);
         }
         if (block == APR_BLOCK_READ) {
@@ -345,10 +346,6 @@ int h2chat_direct_tls_process_connection(conn_rec *c) {
     ap_add_output_filter_handle(net_out_rec, t, NULL, c);
     ap_add_input_filter_handle(net_in_rec, t, NULL, c);
     t->bb = apr_brigade_create(c->pool, c->bucket_alloc);
-    if (apr_os_sock_get(&t->fd, ap_get_conn_socket(c)) != APR_SUCCESS) {
-        t->fd = -1;
-        t->own = -1; /* never: the core reads it */
-    }
     t->taken = 1;
     c->cs->state = CONN_STATE_SUSPENDED;
     return OK;
