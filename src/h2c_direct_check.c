@@ -18,6 +18,12 @@
 
 /* requests at the check (queued or in hand) in one loop; more: 503 */
 #define H2C_CHECK_QUEUE_MAX 1024
+/* jobs queued past which the log line of an answer the loop gave before
+ * the check is dropped (counted, and said at each power of two): a client
+ * can make those as fast as it sends headers, while the threads wait on a
+ * slow provider. Lines of requests httpd let through are never dropped
+ * (they are as many as the checks and held streams). */
+#define H2C_EARLY_LINES_MAX (4 * H2C_CHECK_QUEUE_MAX)
 
 /* What a check thread does with a job: httpd's processing, or a log line. */
 static void job_do(job_t *job) {
@@ -36,7 +42,9 @@ static int job_push(h2c_direct_t *d, job_t *job) {
 
     apr_thread_mutex_lock(d->lock);
     ok = !d->cstop && d->ncheckers &&
-         (job->kind == JOB_LOG || d->checks_queued < H2C_CHECK_QUEUE_MAX);
+         d->checks_queued < (job->kind != JOB_LOG ? H2C_CHECK_QUEUE_MAX
+                             : job->early         ? H2C_EARLY_LINES_MAX
+                                                  : UINT32_MAX);
     if (ok) {
         d->checks_queued++;
         *d->checks_in_tail = job;
@@ -134,9 +142,11 @@ void h2c_direct_check_stop(h2c_direct_t *d) {
     }
 }
 
-/* The ask's strings, in one allocation (job->fields). */
+/* The ask's strings, in one allocation (job->fields). A request the loop
+ * refused before it had them all (a :path past the limits) shows "-". */
 static int ask_make(job_t *job, const strm_t *s) {
-    const char *parts[5] = {s->method, s->path, s->scheme ? s->scheme : "https",
+    const char *parts[5] = {s->method ? s->method : "-", s->path ? s->path : "-",
+                            s->scheme ? s->scheme : "https",
                             s->authority ? s->authority : "", s->fields ? s->fields : ""};
     apr_size_t len = 0, n;
     char *p;
@@ -216,6 +226,16 @@ void h2c_direct_check_done(job_t *job) {
     }
 }
 
+void h2c_direct_check_asked(strm_t *s) {
+    job_t made;
+
+    if (s->asked_buf || !s->c->chk || !s->c->chk->log || !ask_make(&made, s)) {
+        return; /* checked already, no check, or no memory: no line */
+    }
+    s->asked = made.ask;
+    s->asked_buf = made.fields;
+}
+
 void h2c_direct_check_log(strm_t *s) {
     conn_t *c = s->c;
     job_t *job;
@@ -231,7 +251,20 @@ void h2c_direct_check_log(strm_t *s) {
     job->member = s->user ? strdup(s->user) : NULL;
     job->id = (uint64_t)(s->status ? s->status : 499); /* none given: the client left */
     job->target = s->data_out;
+    job->early = !s->checked;
     if (!job_push(c->d, job)) {
+        h2c_direct_t *d = c->d;
+
+        /* not stopping, so the bound: said at 1, 2, 4, 8, ... dropped */
+        if (job->early && !d->cstop && d->ncheckers) {
+            d->lines_dropped++;
+            if (!(d->lines_dropped & (d->lines_dropped - 1))) {
+                h2c_log(H2C_LOG_WARN, H2C_TAG_LINES_DROPPED,
+                        "%" APR_UINT64_T_FMT " access log lines of answers given "
+                        "before httpd's check dropped: the check threads are behind",
+                        d->lines_dropped);
+            }
+        }
         h2c_direct_job_free(job);
     }
 }

@@ -145,7 +145,8 @@ typedef enum {
     JOB_COUNTS,   /* ?presence: names in, counts out (in idx) */
     JOB_MODERATE, /* a DELETE: entry line (fields) of mkind into room */
     JOB_CHECK,    /* a check thread: httpd's request processing (ask -> pass) */
-    JOB_LOG       /* a check thread: the access log line of a request let through */
+    JOB_LOG       /* a check thread: the access log line of a request let through,
+                     or answered by the loop before the check (early) */
 } job_kind_t;
 
 struct job_t {
@@ -166,6 +167,7 @@ struct job_t {
     uint64_t id;
     int64_t time_ms;
     conn_t *gc; /* check: the connection (still there while checking) */
+    int early;  /* log: the loop answered it before the check */
     h2c_direct_ask_t ask;
     h2c_direct_pass_t pass;
     job_t *next;
@@ -192,6 +194,7 @@ struct h2c_direct_t {
     int publishing;                     /* the publisher has a job in hand */
     job_t *checks_in, **checks_in_tail; /* FIFO to the check threads */
     uint32_t checks_queued;
+    uint64_t lines_dropped; /* early answers' log lines past the queue's bound */
     apr_thread_cond_t *ccond;
     apr_thread_t **checkers;
     uint32_t ncheckers;
@@ -272,8 +275,13 @@ void h2c_direct_check_stop(h2c_direct_t *d);
 void h2c_direct_check(strm_t *s);
 /* A check job came back: the next stream of its connection goes. */
 void h2c_direct_check_done(job_t *job);
-/* A request the check let through is done with (answered, or its held
- * stream ended): its access log line, on a check thread. */
+/* The loop answers a request of a connection with a check before httpd saw
+ * it (its own limits, a path not the chat's, a preflight, a full queue):
+ * the request as it came, kept for its access log line. */
+void h2c_direct_check_asked(strm_t *s);
+/* A request the check let through, or the loop answered before it, is done
+ * with (answered, or its held stream ended): its access log line, on a
+ * check thread. */
 void h2c_direct_check_log(strm_t *s);
 
 /* The client's address as the rules count it: httpd's (mod_remoteip) when

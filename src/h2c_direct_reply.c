@@ -160,6 +160,7 @@ void h2c_direct_refuse(strm_t *s, const h2c_verdict_t *v) {
     h2c_direct_t *d = s->c->d;
     char retry[24];
 
+    h2c_direct_check_asked(s); /* before httpd's check: the loop's own line */
     h2c_log(info->level, info->tag, "%d %s (client %s, direct)", info->status, v->message,
             s->c->peer);
     if (info->counter < H2C_REFUSED_MAX) {
@@ -200,5 +201,6 @@ void h2c_direct_preflight(strm_t *s) {
     }
     s->status = 204;
     s->kind = STRM_REPLY;
+    h2c_direct_check_asked(s);
     nghttp2_submit_response(s->c->ngh, s->id, nv, n, NULL);
 }

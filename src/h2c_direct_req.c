@@ -988,7 +988,7 @@ void h2c_direct_strm_free(strm_t *s) {
         s->lnext->lprev = s->lprev;
     }
     req_free(s);
-    h2c_direct_check_log(s); /* a request httpd let through: its log line */
+    h2c_direct_check_log(s); /* httpd let it through, or the loop answered it */
     free(s->asked_buf);
     if (s->follow.n > 1) {
         free(s->follow.r); /* sub_start's places of a stream of several rooms */

@@ -73,4 +73,7 @@
 /* presence */
 #define H2C_TAG_BAD_USER "H2C0063" /* 400: ?user= is no name (H2ChatPresence members) */
 
+/* the loop's access log lines: those of answers before httpd's check dropped */
+#define H2C_TAG_LINES_DROPPED "H2C0064"
+
 #endif /* H2C_TAGS_H */

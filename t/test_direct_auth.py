@@ -79,6 +79,37 @@ def test_refusals_have_their_access_log_line(server):
     assert line.findall(server.access_log.read_text()[len(before):]) == [str(len(r.body))]
 
 
+def test_the_loops_own_answers_have_their_access_log_line(server):
+    """What the loop answers before httpd's check (a path not the chat's,
+    a CORS preflight, a header list or a :path past httpd's limits) has its
+    line too, with the status and the bytes sent; a :path past the limit
+    never came whole: "-"."""
+    before = len(server.access_log.read_text())
+    answers = [
+        env.curl_request(server.port, server.fast_port, 'h2tls', 'GET', '/elsewhere?log=3'),
+        env.curl_request(server.port, server.fast_port, 'h2tls', 'OPTIONS', PATH + '?log=4',
+                         headers={'Origin': 'https://other.example',
+                                  'Access-Control-Request-Method': 'POST'}),
+        env.curl_request(server.port, server.fast_port, 'h2tls', 'GET', PATH + '?log=5',
+                         headers={'X-Big': 'b' * 9000}),
+        env.curl_request(server.port, server.fast_port, 'h2tls', 'GET',
+                         PATH + '?log=6&' + 'p' * 9000)]
+    assert [r.status for r in answers] == [404, 204, 431, 414], answers
+    want = [re.compile(r'"GET /elsewhere\?log=3 HTTP/2\.0" 404 (\S+)'),
+            re.compile(r'"OPTIONS /private/msgs\?log=4 HTTP/2\.0" 204 (\S+)'),
+            re.compile(r'"GET /private/msgs\?log=5 HTTP/2\.0" 431 (\S+)'),
+            re.compile(r'"GET - HTTP/2\.0" 414 (\S+)')]
+
+    def found():
+        text = server.access_log.read_text()[before:]
+        return [rx.findall(text) for rx in want]
+
+    assert env.wait_until(lambda: all(len(f) == 1 for f in found()), 5), \
+        server.access_log.read_text()[before:]
+    # %b: the body's bytes as sent, "-" for none
+    assert [f[0] for f in found()] == [str(len(r.body)) if r.body else '-' for r in answers]
+
+
 def test_the_loop_is_not_held_by_a_check(server):
     """Checks run on their own threads: a held stream keeps receiving while
     requests are being checked (here: many refused ones in a row)."""

@@ -87,6 +87,9 @@ def test_access_log_lines(server):
     before = len(server.access_log.read_text())
     refused = env.curl_request(server.port, server.tls_port, 'h2c', 'GET', PATH + '?log=0')
     assert refused.status == 401
+    # the loop's own answer, before httpd's check: its line too
+    elsewhere = env.curl_request(server.port, server.tls_port, 'h2c', 'GET', '/elsewhere')
+    assert elsewhere.status == 404
     sub = server.subscriber('h2c', path=PATH + '?log=1', user='bob:b0b')
     assert sub.wait_headers() == 200
     r = env.curl_request(server.port, server.tls_port, 'h2c', 'POST', PATH + '?log=2',
@@ -98,7 +101,8 @@ def test_access_log_lines(server):
     sub.close()
     want = [re.compile(r'127\.0\.0\.1 - .*"GET /private/msgs\?log=0 HTTP/2\.0" 401 (\d+)'),
             re.compile(r'127\.0\.0\.1 alice .*"POST /private/msgs\?log=2 HTTP/2\.0" 201 (\d+)'),
-            re.compile(r'127\.0\.0\.1 bob .*"GET /private/msgs\?log=1 HTTP/2\.0" 200 (\d+)')]
+            re.compile(r'127\.0\.0\.1 bob .*"GET /private/msgs\?log=1 HTTP/2\.0" 200 (\d+)'),
+            re.compile(r'127\.0\.0\.1 - .*"GET /elsewhere HTTP/2\.0" 404 (\d+)')]
 
     def found():
         text = server.access_log.read_text()[before:]
@@ -106,8 +110,9 @@ def test_access_log_lines(server):
 
     assert env.wait_until(lambda: all(len(f) == 1 for f in found()), 5), \
         server.access_log.read_text()[before:]
-    (no,), (posted,), (streamed,) = found()
+    (no,), (posted,), (streamed,), (away,) = found()
     assert int(no) == len(refused.body)
+    assert int(away) == len(elsewhere.body)
     assert int(posted) == len(r.body), (posted, r.body)
     assert int(streamed) >= len(sub.body), (streamed, len(sub.body))
 

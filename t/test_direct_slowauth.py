@@ -4,13 +4,17 @@ threads. t/mod_slowauth.c (built here, loaded only by this test) makes user
 "slow" wait 2 s in check_password. While POSTs of "slow" fill every check
 thread of both children for seconds, 200 held streams keep receiving
 what is posted elsewhere, at once, and the slow POSTs are answered in
-the end, each of them."""
+the end, each of them. The access log lines of what the loop answers
+before the check wait for those threads too, up to a bound: past it they
+are dropped and said (H2C0064), never queued without end."""
 
 import json
+import re
 import subprocess
 import threading
 import time
 
+import h2chat_attack as h2
 import h2chat_env as env
 
 MPM = {'StartServers': 2, 'ServerLimit': 2, 'MaxRequestWorkers': 64}
@@ -40,6 +44,18 @@ def SETUP(server):
                     str(env.REPO / 't' / 'mod_slowauth.c')], check=True, timeout=60)
 
 
+def slow_posters(server, n, answers):
+    """n POSTs of user "slow" (2 s each in the provider), each on its own
+    connection and thread, not yet started; their statuses go to answers."""
+    def post(i):
+        r = env.curl_request(server.port, server.fast_port, 'h2tls', 'POST', '/msgs',
+                             {'text': f'slow {i}'},
+                             {'Content-Type': 'application/json',
+                              **env.basic_auth('slow', 'pw')}, timeout=60)
+        answers.append(r.status)
+    return [threading.Thread(target=post, args=(i,)) for i in range(n)]
+
+
 def test_a_blocking_provider_stalls_nothing(server):
     auth = env.basic_auth('fast', 'pw')['Authorization']
     subs = [server.subscriber('h2tls', port=server.fast_port, user='fast:pw', lean=True)
@@ -49,14 +65,7 @@ def test_a_blocking_provider_stalls_nothing(server):
         lambda: server.h2chat_status()['H2ChatDirectSubscribers'] == RECEIVERS, 15)
     answers = []
 
-    def slow_post(i):
-        r = env.curl_request(server.port, server.fast_port, 'h2tls', 'POST', '/msgs',
-                             {'text': f'slow {i}'},
-                             {'Content-Type': 'application/json',
-                              **env.basic_auth('slow', 'pw')}, timeout=60)
-        answers.append(r.status)
-
-    posters = [threading.Thread(target=slow_post, args=(i,)) for i in range(SLOW_POSTS)]
+    posters = slow_posters(server, SLOW_POSTS, answers)
     for t in posters:
         t.start()
     time.sleep(0.5)  # every check thread is now asleep in the provider
@@ -76,3 +85,61 @@ def test_a_blocking_provider_stalls_nothing(server):
     assert delivered_s < 3, delivered_s  # the checks hold ~4 s of every thread
     for s in subs:
         s.close()
+
+
+def test_early_answers_log_lines_are_bounded_while_checks_wait(server):
+    """12,000 requests for another path (404, answered by the loop before
+    any check) on 30 connections while every check thread sleeps in the
+    provider: their log lines queue up to 4,096 jobs per child, the rest
+    are dropped with H2C0064 (one child at least gets 6,000); the queued
+    ones are written once the threads are free, and the loop answered
+    every request at once."""
+    conns, per_conn, batch = 30, 400, 100
+    flood = conns * per_conn
+    mark = server.errlog_mark()
+    before = len(server.access_log.read_text())
+    answers = []
+
+    # 24 connections over 2 children: each child's 4 threads busy ~6 s
+    posters = slow_posters(server, 24, answers)
+    for t in posters:
+        t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    for k in range(conns):
+        # windows wide open at the start: no WINDOW_UPDATE per answer (the
+        # loop's budget counts those), so each connection is under it
+        conn = h2.RawH2(server.fast_port, tls=True, start=False, polite=False)
+        conn.send(h2.client_start([(h2.SETTINGS_INITIAL_WINDOW_SIZE, 2 ** 31 - 1)]) +
+                  h2.window_update(0, 2 ** 31 - 1 - 65535))
+        try:
+            for first in range(0, per_conn, batch):
+                sids = [conn.request('GET', f'/elsewhere?flood={k}.{first + i}')
+                        for i in range(batch)]
+                for sid in sids:
+                    conn.answer(sid, timeout=10)
+                assert [conn.streams[sid].status for sid in sids] == [404] * batch, \
+                    (k, first, conn.goaways, conn.closed)
+        finally:
+            conn.close()
+    flood_s = time.monotonic() - t0
+    for t in posters:
+        t.join(90)
+    assert answers == [201] * 24, answers
+    assert flood_s < 5, flood_s  # answered while the threads slept (~6 s)
+    line = re.compile(r'"GET /elsewhere\?flood=[\d.]+ HTTP/2\.0" 404 ')
+
+    def written():
+        return len(line.findall(server.access_log.read_text()[before:]))
+
+    said = re.compile(r'H2C0064: (\d+) access log lines')
+    assert env.wait_until(lambda: said.findall(server.errlog_since(mark)), 10), \
+        server.errlog_since(mark)[-2000:]
+    # the queued ones are written once the threads are free: then no more
+    assert env.wait_until(lambda: written() >= 4096 - 24, 20), written()
+    time.sleep(1)
+    n = written()
+    time.sleep(1)
+    assert written() == n
+    # at most a bound's worth per child queued, the rest dropped
+    assert 4096 - 24 <= n <= 2 * 4096 < flood, n
