@@ -35,27 +35,25 @@ static void job_do(job_t *job) {
     }
 }
 
-/* Queues a job for the check threads: 0 when they are gone (stopping) or,
- * for a check, too many wait; the job then stays the caller's. */
-static int job_push(h2c_direct_t *d, job_t *job) {
-    int ok;
+/* Queues a job for the check threads unless `max` jobs wait already:
+ * 1, else 0 when they are gone (stopping), -1 when full; the job then
+ * stays the caller's. */
+static int job_push(h2c_direct_t *d, job_t *job, uint32_t max) {
+    int rv;
 
     apr_thread_mutex_lock(d->lock);
-    ok = !d->cstop && d->ncheckers &&
-         d->checks_queued < (job->kind != JOB_LOG ? H2C_CHECK_QUEUE_MAX
-                             : job->early         ? H2C_EARLY_LINES_MAX
-                                                  : UINT32_MAX);
-    if (ok) {
+    rv = d->cstop || !d->ncheckers ? 0 : d->checks_queued < max ? 1 : -1;
+    if (rv == 1) {
         d->checks_queued++;
         *d->checks_in_tail = job;
         d->checks_in_tail = &job->next;
         apr_thread_cond_signal(d->ccond);
     }
     apr_thread_mutex_unlock(d->lock);
-    if (ok) {
+    if (rv == 1) {
         job->gc->checking++;
     }
-    return ok;
+    return rv;
 }
 
 static void *APR_THREAD_FUNC checker_main(apr_thread_t *thd, void *data) {
@@ -198,7 +196,7 @@ static void check_next(conn_t *c) {
     job->kind = JOB_CHECK;
     job->gc = c;
     job->s = s; /* read on the loop only: set before the threads may have it */
-    if (!job_push(d, job)) {
+    if (job_push(d, job, H2C_CHECK_QUEUE_MAX) != 1) {
         h2c_direct_job_free(job);
         h2c_policy_refuse(&v, H2C_DENY_UNAVAILABLE, "the server is busy: try again");
         h2c_direct_refuse(s, &v);
@@ -239,6 +237,7 @@ void h2c_direct_check_asked(strm_t *s) {
 void h2c_direct_check_log(strm_t *s) {
     conn_t *c = s->c;
     job_t *job;
+    int rv;
 
     if (!s->asked_buf || !c->chk->log || !(job = calloc(1, sizeof(*job)))) {
         return; /* not checked, or no memory: no line */
@@ -251,20 +250,16 @@ void h2c_direct_check_log(strm_t *s) {
     job->member = s->user ? strdup(s->user) : NULL;
     job->id = (uint64_t)(s->status ? s->status : 499); /* none given: the client left */
     job->target = s->data_out;
-    job->early = !s->checked;
-    if (!job_push(c->d, job)) {
-        h2c_direct_t *d = c->d;
-
-        /* not stopping, so the bound: said at 1, 2, 4, 8, ... dropped */
-        if (job->early && !d->cstop && d->ncheckers) {
-            d->lines_dropped++;
-            if (!(d->lines_dropped & (d->lines_dropped - 1))) {
-                h2c_log(H2C_LOG_WARN, H2C_TAG_LINES_DROPPED,
-                        "%" APR_UINT64_T_FMT " access log lines of answers given "
-                        "before httpd's check dropped: the check threads are behind",
-                        d->lines_dropped);
-            }
-        }
+    /* let through: never dropped; the loop's own answer: up to the bound */
+    rv = job_push(c->d, job, s->checked ? UINT32_MAX : H2C_EARLY_LINES_MAX);
+    c->d->lines_dropped += rv == -1;
+    if (rv == -1 && !(c->d->lines_dropped & (c->d->lines_dropped - 1))) {
+        h2c_log(H2C_LOG_WARN, H2C_TAG_LINES_DROPPED, /* at 1, 2, 4, 8, ... */
+                "%" APR_UINT64_T_FMT " access log lines of answers given before "
+                "httpd's check dropped: the check threads are behind",
+                c->d->lines_dropped);
+    }
+    if (rv != 1) {
         h2c_direct_job_free(job);
     }
 }

@@ -146,7 +146,7 @@ typedef enum {
     JOB_MODERATE, /* a DELETE: entry line (fields) of mkind into room */
     JOB_CHECK,    /* a check thread: httpd's request processing (ask -> pass) */
     JOB_LOG       /* a check thread: the access log line of a request let through,
-                     or answered by the loop before the check (early) */
+                     or answered by the loop before the check */
 } job_kind_t;
 
 struct job_t {
@@ -167,7 +167,6 @@ struct job_t {
     uint64_t id;
     int64_t time_ms;
     conn_t *gc; /* check: the connection (still there while checking) */
-    int early;  /* log: the loop answered it before the check */
     h2c_direct_ask_t ask;
     h2c_direct_pass_t pass;
     job_t *next;
